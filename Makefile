@@ -1,0 +1,78 @@
+# tinygrad-cpp — the only build entry point.
+#
+#   make                 build the library, tests, tgc and lessons into build/
+#   make test            install missing Debian packages, build, run every test suite
+#   make test SANITIZE=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make setup           install the Debian packages the project needs (no-op when present)
+#   make clean           remove build/ and out/
+
+CXX      ?= g++
+ARCH     ?= -march=native
+SANITIZE ?= 0
+
+ifeq ($(SANITIZE),1)
+BUILD    := build/sanitize
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDOPT    := -fsanitize=address,undefined
+else
+BUILD    := build
+OPT      := -O3 -g0
+LDOPT    :=
+endif
+
+CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -I. -MMD -MP -pthread
+LDLIBS   := -lfmt -lz -pthread
+
+PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist
+
+LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp))
+TEST_SRC := $(sort $(wildcard tests/*.cpp))
+LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/lib/libtinygrad.a
+TESTS    := $(BUILD)/bin/tests
+
+.PHONY: all test setup check-packages clean
+.DEFAULT_GOAL := all
+
+all: $(LIB) $(TESTS)
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(TESTS): $(TEST_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
+
+# `make test` installs what is missing first, then builds and runs every suite.
+# The last line it prints is "N passed, N failed" (test cases).
+test: check-packages
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(BUILD)
+	@set -o pipefail; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(TESTS) --no-intro=true 2>&1 | tee $(BUILD)/test.log; status=$$?; \
+	  awk '/^\[doctest\] test cases:/ { gsub(/\|/, " "); print $$6 " passed, " $$8 " failed" }' $(BUILD)/test.log; \
+	  exit $$status
+SHELL := /bin/bash
+
+check-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "missing packages:$$missing -> make setup"; $(MAKE) --no-print-directory setup; fi
+
+setup:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -z "$$missing" ]; then echo "setup: all packages present"; exit 0; fi; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "setup: installing$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
+
+clean:
+	rm -rf build out
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

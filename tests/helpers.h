@@ -1,0 +1,69 @@
+// Shared helpers for the test suites.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "tinygrad-cpp/tg.h"
+
+namespace test {
+
+// Random values in +-[0.1, 1]: away from the kinks of relu, abs and clamp at 0.
+inline tg::Tensor away_from_zero(const tg::Shape& shape, uint64_t seed, bool requires_grad = true) {
+  tg::Generator gen(seed);
+  tg::Tensor t = tg::Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const float magnitude = gen.uniform(0.1f, 1.f);
+    t.data()[i] = gen.uniform() < 0.5f ? -magnitude : magnitude;
+  }
+  t.requires_grad_(requires_grad);
+  return t;
+}
+
+// Distinct values spaced 0.05 apart in random order: every max is unique by more than
+// twice the gradient check's step, so max and max-pool are differentiable there.
+inline tg::Tensor distinct_values(const tg::Shape& shape, uint64_t seed, bool requires_grad = true) {
+  tg::Generator gen(seed);
+  tg::Tensor t = tg::Tensor::empty(shape);
+  std::vector<int64_t> order(static_cast<size_t>(t.numel()));
+  std::iota(order.begin(), order.end(), 0);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[gen.next_u64() % i]);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.05f * static_cast<float>(order[i] - t.numel() / 2);
+  t.requires_grad_(requires_grad);
+  return t;
+}
+
+inline tg::Tensor random_normal(const tg::Shape& shape, uint64_t seed, bool requires_grad = true) {
+  tg::Generator gen(seed);
+  tg::Tensor t = tg::Tensor::randn(shape, gen);
+  t.requires_grad_(requires_grad);
+  return t;
+}
+
+// Runs the gradient check and reports its message on failure.
+inline void check_gradient(const std::string& name, const tg::TensorFunction& f, const std::vector<tg::Tensor>& inputs,
+                           const tg::GradCheckOptions& options = {}) {
+  const tg::GradCheckResult r = tg::check_gradients(name, f, inputs, options);
+  INFO(r.message);
+  CHECK(r.ok);
+  CHECK(r.checked > 0);
+}
+
+// Does calling f throw tg::Error whose message contains every one of `parts`?
+template <class F>
+std::string error_message(F f) {
+  try {
+    f();
+  } catch (const tg::Error& e) {
+    return e.what();
+  }
+  return "(no tg::Error thrown)";
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace test

@@ -1,0 +1,71 @@
+// The fast kernels against their naive references, on sizes that are not multiples
+// of any block size; im2col against its adjoint; the thread pool.
+#include <atomic>
+
+#include "tests/helpers.h"
+
+using namespace tg;
+
+TEST_SUITE("kernels") {
+  TEST_CASE("fast gemm equals naive gemm on odd sizes, every transpose, alpha and beta") {
+    Generator gen(3);
+    const std::vector<int64_t> sizes = {1, 3, 17, 63, 65, 257};
+    for (int64_t M : sizes)
+      for (int64_t N : {int64_t{1}, int64_t{17}, int64_t{65}})
+        for (int64_t K : {int64_t{1}, int64_t{63}, int64_t{257}, int64_t{300}})
+          for (int variant = 0; variant < 4; ++variant) {
+            const bool ta = variant & 1, tb = variant & 2;
+            const float alpha = variant == 3 ? -0.5f : 1.f, beta = variant == 2 ? 0.75f : (variant == 1 ? 1.f : 0.f);
+            // Leading dimensions larger than the matrices, to catch stride mistakes.
+            const int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+            std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc);
+            for (float& v : A) v = gen.uniform(-1, 1);
+            for (float& v : B) v = gen.uniform(-1, 1);
+            for (float& v : C) v = gen.uniform(-1, 1);
+            std::vector<float> expected = C;
+            kernels::gemm_naive(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, expected.data(), ldc);
+            kernels::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+            for (int64_t i = 0; i < M * ldc; ++i) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(variant); CAPTURE(i);
+              REQUIRE(C[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(static_cast<double>(K)));
+            }
+          }
+  }
+
+  TEST_CASE("gemm with beta = 0 overwrites NaN in C") {
+    std::vector<float> A = {1, 2}, B = {3, 4}, C = {std::nanf("")};
+    kernels::gemm(false, false, 1, 1, 2, 1.f, A.data(), 2, B.data(), 1, 0.f, C.data(), 1);
+    CHECK(C[0] == 11.f);
+  }
+
+  TEST_CASE("col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>") {
+    Generator gen(5);
+    for (const kernels::ConvGeometry& g : {kernels::ConvGeometry{2, 5, 7, 3, 2, 1, 1, 0, 0, 1, 1},
+                                           kernels::ConvGeometry{3, 6, 5, 3, 3, 2, 1, 1, 2, 1, 1},
+                                           kernels::ConvGeometry{1, 9, 8, 3, 3, 1, 2, 2, 1, 2, 2}}) {
+      const int64_t rows = g.channels * g.kernel_h * g.kernel_w, cols = g.out_h() * g.out_w();
+      std::vector<float> x(g.channels * g.height * g.width), c(rows * cols), im(rows * cols), back(x.size(), 0.f);
+      for (float& v : x) v = gen.uniform(-1, 1);
+      for (float& v : c) v = gen.uniform(-1, 1);
+      kernels::im2col(x.data(), g, im.data(), cols);
+      kernels::col2im(c.data(), g, back.data(), cols);
+      double left = 0, right = 0;
+      for (size_t i = 0; i < c.size(); ++i) left += static_cast<double>(im[i]) * c[i];
+      for (size_t i = 0; i < x.size(); ++i) right += static_cast<double>(x[i]) * back[i];
+      CHECK(left == doctest::Approx(right).epsilon(1e-5));
+    }
+  }
+
+  TEST_CASE("parallel_for covers the range exactly once and rethrows") {
+    std::vector<std::atomic<int>> hits(1000);
+    kernels::parallel_for(0, 1000, 7, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) hits[i]++;
+    });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+    // Only the chunk holding the last item throws: on a worker or on the caller alike.
+    CHECK_THROWS_AS(kernels::parallel_for(0, 100, 1, [](int64_t, int64_t hi) {
+      if (hi == 100) throw Error("boom");
+    }), Error);
+    CHECK(kernels::num_threads() >= 1);
+  }
+}

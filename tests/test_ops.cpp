@@ -1,0 +1,302 @@
+// Gradient checks for every differentiable op: each op alone, on several shapes with
+// batch > 1, channels > 1 and non-square inputs; then through a whole small network.
+#include "tests/helpers.h"
+
+using namespace tg;
+using test::away_from_zero;
+using test::check_gradient;
+using test::distinct_values;
+using test::random_normal;
+
+TEST_SUITE("ops-elementwise") {
+  TEST_CASE("add, sub, mul, div with and without broadcasting") {
+    const std::vector<std::pair<Shape, Shape>> shapes = {
+        {{2, 3}, {2, 3}}, {{2, 3, 4}, {4}}, {{3, 1, 5}, {1, 4, 1}}, {{2, 3}, {}}, {{1}, {2, 5}}};
+    uint64_t seed = 1;
+    for (const auto& [sa, sb] : shapes) {
+      CAPTURE(shape_str(sa));
+      CAPTURE(shape_str(sb));
+      Tensor a = random_normal(sa, seed++), b = away_from_zero(sb, seed++);
+      check_gradient("add", [](const std::vector<Tensor>& in) { return add(in[0], in[1]); }, {a, b});
+      check_gradient("sub", [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); }, {a, b});
+      check_gradient("mul", [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, {a, b});
+      Tensor denominator = away_from_zero(sb, seed++);
+      for (int64_t i = 0; i < denominator.numel(); ++i) denominator.data()[i] += denominator.data()[i] > 0 ? 1.f : -1.f;
+      check_gradient("div", [](const std::vector<Tensor>& in) { return div(in[0], in[1]); }, {a, denominator});
+    }
+  }
+
+  TEST_CASE("broadcast result values") {
+    Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+    Tensor b = Tensor::from_vector({10, 20, 30}, {3});
+    CHECK(add(a, b).to_vector() == std::vector<float>{11, 22, 33, 14, 25, 36});
+    Tensor c = Tensor::from_vector({100, 200}, {2, 1});
+    CHECK(add(a, c).to_vector() == std::vector<float>{101, 102, 103, 204, 205, 206});
+    CHECK((a * 2.f).to_vector() == std::vector<float>{2, 4, 6, 8, 10, 12});
+    CHECK((1.f - a).to_vector() == std::vector<float>{0, -1, -2, -3, -4, -5});
+  }
+
+  TEST_CASE("unary ops: neg exp log pow sqrt abs clamp") {
+    for (const Shape& shape : {Shape{2, 3}, Shape{2, 3, 4, 5}, Shape{7}}) {
+      CAPTURE(shape_str(shape));
+      Tensor x = away_from_zero(shape, 11);
+      Tensor positive = away_from_zero(shape, 12);
+      for (int64_t i = 0; i < positive.numel(); ++i) positive.data()[i] = std::fabs(positive.data()[i]) + 0.5f;
+      check_gradient("neg", [](const std::vector<Tensor>& in) { return neg(in[0]); }, {x});
+      check_gradient("exp", [](const std::vector<Tensor>& in) { return tg::exp(in[0]); }, {x});
+      check_gradient("log", [](const std::vector<Tensor>& in) { return tg::log(in[0]); }, {positive});
+      check_gradient("pow", [](const std::vector<Tensor>& in) { return tg::pow(in[0], 3.f); }, {x});
+      check_gradient("pow", [](const std::vector<Tensor>& in) { return tg::pow(in[0], -1.5f); }, {positive});
+      check_gradient("sqrt", [](const std::vector<Tensor>& in) { return tg::sqrt(in[0]); }, {positive});
+      check_gradient("abs", [](const std::vector<Tensor>& in) { return tg::abs(in[0]); }, {x});
+      // Bounds chosen between the grid of |values| >= 0.1: no value sits within eps of a bound.
+      Tensor y = distinct_values(shape, 13);
+      check_gradient("clamp", [](const std::vector<Tensor>& in) { return clamp(in[0], -0.375f, 0.425f); }, {y});
+    }
+  }
+}
+
+TEST_SUITE("ops-reduce") {
+  TEST_CASE("sum and mean over axes, keepdim or not") {
+    Tensor x = random_normal({2, 3, 4}, 21);
+    for (const std::vector<int64_t>& axes : {std::vector<int64_t>{}, {0}, {1}, {2}, {0, 2}, {-1}}) {
+      for (bool keepdim : {false, true}) {
+        CAPTURE(shape_str(axes));
+        CAPTURE(keepdim);
+        check_gradient("sum", [&](const std::vector<Tensor>& in) { return sum(in[0], axes, keepdim); }, {x});
+        check_gradient("mean", [&](const std::vector<Tensor>& in) { return mean(in[0], axes, keepdim); }, {x});
+        Tensor d = distinct_values({2, 3, 4}, 22);
+        check_gradient("max", [&](const std::vector<Tensor>& in) { return tg::max(in[0], axes, keepdim); }, {d});
+      }
+    }
+  }
+
+  TEST_CASE("reduction values and shapes") {
+    Tensor x = Tensor::from_vector({1, 5, 3, 4, 2, 6}, {2, 3});
+    CHECK(sum(x).item() == 21.f);
+    CHECK(sum(x, {0}).to_vector() == std::vector<float>{5, 7, 9});
+    CHECK(mean(x, {1}).to_vector() == std::vector<float>{3, 4});
+    CHECK(tg::max(x, {1}).to_vector() == std::vector<float>{5, 6});
+    CHECK(sum(x, {1}, true).shape() == Shape{2, 1});
+  }
+}
+
+TEST_SUITE("ops-matmul-shape") {
+  TEST_CASE("matmul") {
+    for (auto [m, k, n] : {std::tuple{2, 3, 4}, std::tuple{5, 1, 3}, std::tuple{1, 7, 2}, std::tuple{9, 13, 11}}) {
+      CAPTURE(m);
+      CAPTURE(k);
+      CAPTURE(n);
+      Tensor a = random_normal({m, k}, 31), b = random_normal({k, n}, 32);
+      check_gradient("matmul", [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b});
+    }
+    Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+    Tensor b = Tensor::from_vector({1, 0, 0, 1, 1, 1}, {3, 2});
+    CHECK(matmul(a, b).to_vector() == std::vector<float>{4, 5, 10, 11});
+  }
+
+  TEST_CASE("reshape, flatten, transpose, permute") {
+    Tensor x = random_normal({2, 3, 4, 5}, 41);
+    check_gradient("reshape", [](const std::vector<Tensor>& in) { return reshape(in[0], {6, -1}); }, {x});
+    check_gradient("flatten", [](const std::vector<Tensor>& in) { return flatten(in[0]); }, {x});
+    check_gradient("transpose", [](const std::vector<Tensor>& in) { return transpose(in[0], 1, 3); }, {x});
+    check_gradient("permute", [](const std::vector<Tensor>& in) { return permute(in[0], {2, 0, 3, 1}); }, {x});
+    // reshape is a view: same storage, same values.
+    CHECK(reshape(x, {-1}).data() == x.data());
+    Tensor m = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+    CHECK(transpose(m, 0, 1).to_vector() == std::vector<float>{1, 4, 2, 5, 3, 6});
+  }
+
+  TEST_CASE("slice, cat, pad") {
+    Tensor x = random_normal({2, 5, 3}, 42), y = random_normal({2, 2, 3}, 43);
+    check_gradient("slice", [](const std::vector<Tensor>& in) { return slice(in[0], 1, 1, 4); }, {x});
+    check_gradient("slice", [](const std::vector<Tensor>& in) { return slice(in[0], -1, 2, 3); }, {x});
+    check_gradient("cat", [](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[0]}, 1); }, {x, y});
+    check_gradient("pad", [](const std::vector<Tensor>& in) { return pad(in[0], {0, 1, 2, 0, 1, 1}, 0.5f); }, {x});
+    Tensor m = Tensor::from_vector({1, 2, 3, 4}, {2, 2});
+    CHECK(pad(m, {1, 0, 0, 1}).to_vector() == std::vector<float>{0, 0, 0, 1, 2, 0, 3, 4, 0});
+    CHECK(cat({m, m}, 0).shape() == Shape{4, 2});
+    CHECK(slice(m, 1, 1, 2).to_vector() == std::vector<float>{2, 4});
+  }
+}
+
+TEST_SUITE("ops-activation") {
+  TEST_CASE("sigmoid, tanh") {
+    for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {
+      Tensor x = random_normal(shape, 51);
+      check_gradient("sigmoid", [](const std::vector<Tensor>& in) { return sigmoid(in[0]); }, {x});
+      check_gradient("tanh", [](const std::vector<Tensor>& in) { return tg::tanh(in[0]); }, {x});
+    }
+  }
+
+  TEST_CASE("dropout: gradient through a fixed mask, identity outside training") {
+    Tensor x = random_normal({4, 6}, 52);
+    check_gradient("dropout", [](const std::vector<Tensor>& in) {
+      Generator gen(7);  // the same mask on every evaluation
+      return dropout(in[0], 0.4f, true, gen);
+    }, {x});
+    Generator gen(7);
+    Tensor y = dropout(x, 0.4f, true, gen);
+    int zeros = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      if (y.data()[i] == 0.f) ++zeros;
+      else CHECK(y.data()[i] == doctest::Approx(x.data()[i] / 0.6f));
+    }
+    CHECK(zeros > 0);
+    CHECK(zeros < y.numel());
+    CHECK(dropout(x, 0.4f, false, gen).same_as(x));
+  }
+}
+
+TEST_SUITE("relu") {
+  TEST_CASE("relu forward values and vanilla gradient") {
+    Tensor x = Tensor::from_vector({-2, -0.5f, 0.5f, 3}, {2, 2});
+    CHECK(relu(x).to_vector() == std::vector<float>{0, 0, 0.5f, 3});
+    for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {
+      Tensor xs = away_from_zero(shape, 61);
+      check_gradient("relu", [](const std::vector<Tensor>& in) { return relu(in[0]); }, {xs});
+    }
+  }
+}
+
+TEST_SUITE("linear-backward") {
+  TEST_CASE("linear gradients for input, weight and bias") {
+    for (auto [n, in_f, out_f] : {std::tuple{2, 3, 4}, std::tuple{5, 7, 2}, std::tuple{1, 4, 3}}) {
+      Tensor x = random_normal({n, in_f}, 71), w = random_normal({out_f, in_f}, 72), b = random_normal({out_f}, 73);
+      check_gradient("linear", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});
+      check_gradient("linear", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w});
+    }
+  }
+}
+
+namespace {
+struct ConvCase {
+  Shape input, weight;
+  Pair2 stride, padding, dilation;
+  int64_t groups;
+};
+const std::vector<ConvCase> conv_cases = {
+    {{2, 3, 5, 7}, {4, 3, 3, 2}, 1, 0, 1, 1},
+    {{2, 3, 6, 5}, {2, 3, 3, 3}, 2, 1, 1, 1},
+    {{3, 2, 7, 6}, {3, 2, 2, 3}, {2, 1}, {1, 2}, 1, 1},
+    {{2, 2, 7, 8}, {2, 2, 3, 3}, 1, 2, 2, 1},
+    {{2, 4, 5, 6}, {6, 2, 3, 3}, 1, 1, 1, 2},
+    {{1, 4, 6, 5}, {4, 1, 3, 3}, 2, 1, {1, 2}, 4},
+};
+}  // namespace
+
+TEST_SUITE("conv2d-backward") {
+  TEST_CASE("conv2d gradients: stride, padding, dilation, groups, non-square") {
+    uint64_t seed = 81;
+    for (const ConvCase& c : conv_cases) {
+      CAPTURE(shape_str(c.input));
+      CAPTURE(shape_str(c.weight));
+      Tensor x = random_normal(c.input, seed++), w = random_normal(c.weight, seed++), b = random_normal({c.weight[0]}, seed++);
+      check_gradient("conv2d", [&](const std::vector<Tensor>& in) {
+        return conv2d(in[0], in[1], in[2], c.stride, c.padding, c.dilation, c.groups);
+      }, {x, w, b});
+    }
+  }
+}
+
+TEST_SUITE("ops-conv") {
+  TEST_CASE("conv2d forward equals the direct seven-loop convolution") {
+    uint64_t seed = 91;
+    for (const ConvCase& c : conv_cases) {
+      Tensor x = random_normal(c.input, seed++, false), w = random_normal(c.weight, seed++, false);
+      Tensor b = random_normal({c.weight[0]}, seed++, false);
+      Tensor y = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+      kernels::ConvGeometry g{c.input[1], c.input[2], c.input[3], c.weight[2], c.weight[3], c.stride.h, c.stride.w,
+                              c.padding.h, c.padding.w, c.dilation.h, c.dilation.w};
+      REQUIRE(y.shape() == Shape{c.input[0], c.weight[0], g.out_h(), g.out_w()});
+      std::vector<float> expected(static_cast<size_t>(y.numel()));
+      kernels::conv2d_direct(x.data(), c.input[0], g, w.data(), b.data(), c.weight[0], c.groups, expected.data());
+      for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(y.data()[i] == doctest::Approx(expected[i]).epsilon(1e-4));
+    }
+  }
+
+  TEST_CASE("conv2d on a batch that spans several column chunks equals per-image results") {
+    Tensor x = random_normal({40, 8, 30, 30}, 95, false), w = random_normal({4, 8, 5, 5}, 96, false);
+    Tensor y = conv2d(x, w, Tensor(), 1, 2);
+    Tensor last = conv2d(slice(x, 0, 39, 40), w, Tensor(), 1, 2);
+    for (int64_t i = 0; i < last.numel(); ++i)
+      REQUIRE(y.data()[39 * last.numel() + i] == doctest::Approx(last.data()[i]).epsilon(1e-5));
+  }
+}
+
+TEST_SUITE("maxpool-backward") {
+  TEST_CASE("max_pool2d gradients: overlapping windows, padding, non-square") {
+    struct PoolCase {
+      Shape input;
+      Pair2 kernel, stride, padding;
+    };
+    for (const PoolCase& c : {PoolCase{{2, 3, 6, 8}, 2, 2, 0}, PoolCase{{2, 2, 7, 9}, 3, 2, 0},
+                              PoolCase{{2, 3, 7, 6}, 3, 2, 1}, PoolCase{{1, 2, 5, 8}, {2, 3}, {1, 2}, {1, 1}}}) {
+      CAPTURE(shape_str(c.input));
+      Tensor x = distinct_values(c.input, 101);
+      check_gradient("max_pool2d", [&](const std::vector<Tensor>& in) {
+        return max_pool2d(in[0], c.kernel, c.stride, c.padding);
+      }, {x});
+    }
+  }
+
+  TEST_CASE("overlapping max-pool windows send gradient to a shared maximum twice") {
+    // One row of 5: windows [0..2] and [2..4] (kernel 3, stride 2) share pixel 2, the max of both.
+    Tensor x = Tensor::from_vector({1, 2, 9, 3, 4}, {1, 1, 1, 5}, true);
+    Tensor y = max_pool2d(x, {1, 3}, {1, 2});
+    CHECK(y.to_vector() == std::vector<float>{9, 9});
+    y.backward(Tensor::ones(y.shape()));
+    CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 2, 0, 0});
+  }
+}
+
+TEST_SUITE("ops-pool") {
+  TEST_CASE("avg_pool2d and adaptive_avg_pool2d gradients") {
+    Tensor x = random_normal({2, 3, 7, 6}, 111);
+    check_gradient("avg_pool2d", [](const std::vector<Tensor>& in) { return avg_pool2d(in[0], 2); }, {x});
+    check_gradient("avg_pool2d", [](const std::vector<Tensor>& in) { return avg_pool2d(in[0], 3, 2, 1); }, {x});
+    check_gradient("adaptive_avg_pool2d", [](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(in[0], {3, 4}); }, {x});
+    check_gradient("adaptive_avg_pool2d", [](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(in[0], 1); }, {x});
+    Tensor m = Tensor::from_vector({1, 2, 3, 4}, {1, 1, 2, 2});
+    CHECK(adaptive_avg_pool2d(m, 1).item() == 2.5f);
+    CHECK(avg_pool2d(m, 2).item() == 2.5f);
+  }
+}
+
+TEST_SUITE("ops-loss") {
+  TEST_CASE("softmax, log_softmax along any axis") {
+    Tensor x = random_normal({3, 4, 2}, 121);
+    for (int axis : {0, 1, -1}) {
+      check_gradient("softmax", [=](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {x});
+      check_gradient("log_softmax", [=](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {x});
+    }
+    Tensor s = softmax(Tensor::from_vector({1000, 1000}, {1, 2}));
+    CHECK(s.at({0, 0}) == doctest::Approx(0.5f));
+    CHECK(s.at({0, 1}) == doctest::Approx(0.5f));
+  }
+
+  TEST_CASE("cross_entropy, nll, mse") {
+    Tensor logits = random_normal({4, 5}, 131);
+    const std::vector<int64_t> labels = {0, 3, 4, 3};
+    check_gradient("cross_entropy", [&](const std::vector<Tensor>& in) { return cross_entropy(in[0], labels); }, {logits});
+    check_gradient("nll", [&](const std::vector<Tensor>& in) { return nll(log_softmax(in[0]), labels); }, {logits});
+    Tensor p = random_normal({3, 4}, 132), t = random_normal({3, 4}, 133);
+    check_gradient("mse", [](const std::vector<Tensor>& in) { return mse(in[0], in[1]); }, {p, t});
+    // Uniform logits over 5 classes: the loss is log 5.
+    CHECK(cross_entropy(Tensor::zeros({2, 5}), {1, 2}).item() == doctest::Approx(std::log(5.f)));
+    CHECK(mse(Tensor::from_vector({1, 2}, {2}), Tensor::from_vector({3, 2}, {2})).item() == 2.f);
+  }
+}
+
+TEST_SUITE("ops-network") {
+  TEST_CASE("the whole tape: a small CNN's gradients for input and every parameter") {
+    Tensor x = random_normal({2, 2, 8, 7}, 141);
+    Tensor w1 = random_normal({3, 2, 3, 3}, 142), b1 = random_normal({3}, 143);
+    Tensor w2 = random_normal({5, 3 * 3 * 3}, 144), b2 = random_normal({5}, 145);
+    check_gradient("small cnn", [](const std::vector<Tensor>& in) {
+      Tensor h = relu(conv2d(in[0], in[1], in[2], 1, 1));
+      h = max_pool2d(h, 3, 2);
+      return cross_entropy(linear(flatten(h), in[3], in[4]), {1, 4});
+    }, {x, w1, b1, w2, b2});
+  }
+}

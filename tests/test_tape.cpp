@@ -1,0 +1,276 @@
+// The tape: the reverse walk, accumulation, freeing, NoGrad, hooks, retain_graph,
+// and the backward-rule overrides (per entry, scoped guards, defaults).
+#include "tests/helpers.h"
+
+using namespace tg;
+using test::away_from_zero;
+using test::random_normal;
+
+namespace {
+// The gradient of sum(relu(x) * g) with respect to x under whatever rule is active.
+std::vector<float> relu_gradient(const Tensor& x, const Tensor& g) {
+  Tensor leaf = x.clone().requires_grad_();
+  relu(leaf).backward(g);
+  return leaf.grad().to_vector();
+}
+
+const Tensor kX = Tensor::from_vector({-1.f, -2.f, 3.f, 4.f}, {4});
+const Tensor kG = Tensor::from_vector({5.f, -6.f, 7.f, -8.f}, {4});
+const std::vector<float> kVanilla = {0, 0, 7, -8};     // (x > 0) * g
+const std::vector<float> kDeconvnet = {5, 0, 7, 0};    // max(g, 0)
+const std::vector<float> kGuided = {0, 0, 7, 0};       // (x > 0) * max(g, 0)
+}  // namespace
+
+TEST_SUITE("tape-reverse-walk") {
+  TEST_CASE("chain rule through a small expression, with fan-out accumulation") {
+    // f = (a*b + a)^2 at a=2, b=3: df/da = 2(ab+a)(b+1) = 2*8*4 = 64, df/db = 2(ab+a)a = 32
+    Tensor a = Tensor::full({}, 2.f, true), b = Tensor::full({}, 3.f, true);
+    Tensor f = tg::pow(a * b + a, 2.f);
+    f.backward();
+    CHECK(f.item() == 64.f);
+    CHECK(a.grad().item() == 64.f);
+    CHECK(b.grad().item() == 32.f);
+  }
+
+  TEST_CASE("backward(seed) from one neuron of a feature map") {
+    Tensor x = random_normal({1, 2, 5, 5}, 3);
+    Tensor w = random_normal({3, 2, 3, 3}, 4, false);
+    Tensor y = conv2d(x, w, Tensor(), 1, 1);
+    Tensor seed = Tensor::zeros(y.shape());
+    seed.at({0, 1, 2, 3}) = 1.f;
+    y.backward(seed);
+    // d y[0,1,2,3] / d x[0,c,i,j] = w[1,c,i-1,j-2] inside the 3x3 window, 0 elsewhere.
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < 5; ++i)
+        for (int64_t j = 0; j < 5; ++j) {
+          const bool inside = i >= 1 && i <= 3 && j >= 2 && j <= 4;
+          const float expected = inside ? w.at({1, c, i - 1, j - 2}) : 0.f;
+          REQUIRE(x.grad().at({0, c, i, j}) == doctest::Approx(expected));
+        }
+  }
+
+  TEST_CASE("leaf gradients accumulate across passes; zero_grad resets") {
+    Tensor x = Tensor::full({2}, 3.f, true);
+    sum(x * x).backward();
+    sum(x * x).backward();
+    CHECK(x.grad().to_vector() == std::vector<float>{12, 12});
+    x.zero_grad();
+    CHECK_FALSE(x.grad().defined());
+  }
+
+  TEST_CASE("the tape is empty after backward and keeps entries with retain_graph") {
+    tape().clear();
+    Tensor x = random_normal({2, 3}, 5);
+    Tensor y = sum(relu(x) * 2.f);
+    CHECK(tape().size() == 3);
+    y.backward(true);
+    CHECK(tape().size() == 3);
+    y.backward();
+    CHECK(tape().empty());
+  }
+
+  TEST_CASE("NoGrad records nothing and restores recording") {
+    tape().clear();
+    Tensor x = random_normal({3}, 6);
+    {
+      NoGrad no_grad;
+      Tensor y = x * 2.f;
+      CHECK_FALSE(y.requires_grad());
+      CHECK(tape().empty());
+    }
+    Tensor z = x * 2.f;
+    CHECK(z.requires_grad());
+    CHECK(tape().size() == 1);
+    tape().clear();
+  }
+
+  TEST_CASE("tape.print lists entries with op names and shapes") {
+    tape().clear();
+    Tensor x = random_normal({1, 1, 6, 6}, 7);
+    Tensor w = random_normal({2, 1, 3, 3}, 8);
+    Tensor y = max_pool2d(relu(conv2d(x, w, Tensor(), 1, 1)), 2);
+    const std::string listing = tape().str();
+    CHECK(test::contains(listing, "conv2d"));
+    CHECK(test::contains(listing, "[1,1,6,6] [2,1,3,3] - -> [1,2,6,6]"));
+    CHECK(test::contains(listing, "padding=[1,1]"));
+    CHECK(test::contains(listing, "relu"));
+    CHECK(test::contains(listing, "max_pool2d"));
+    tape().clear();
+  }
+
+  TEST_CASE("a hook's replacement gradient is what flows on") {
+    Tensor x = Tensor::full({3}, 1.f, true);
+    Tensor h = x * 2.f;
+    std::vector<float> seen;
+    h.register_hook([&](const Tensor& g) {
+      seen = g.to_vector();
+      return g * 10.f;  // replace
+    });
+    sum(h * 3.f).backward();
+    CHECK(seen == std::vector<float>{3, 3, 3});                 // the fully accumulated gradient of h
+    CHECK(x.grad().to_vector() == std::vector<float>{60, 60, 60});  // 3 * 10 * 2
+    // Hooks on leaves see the gradient of the pass before it is added.
+    Tensor leaf = Tensor::full({2}, 1.f, true);
+    leaf.register_hook([](const Tensor& g) { return g * 0.5f; });
+    sum(leaf * 4.f).backward();
+    CHECK(leaf.grad().to_vector() == std::vector<float>{2, 2});
+  }
+
+  TEST_CASE("accumulation checks shapes and names the op") {
+    Tensor x = random_normal({2, 3}, 9);
+    Tensor y = relu(x);
+    tape().set_rule(y, [](const Entry&, const Tensor&) { return std::vector<Tensor>{Tensor::zeros({3, 2})}; });
+    const std::string message = test::error_message([&] { sum(y).backward(); });
+    CHECK(test::contains(message, "backward of relu"));
+    CHECK(test::contains(message, "[3,2]"));
+    CHECK(test::contains(message, "[2,3]"));
+    tape().clear();
+  }
+}
+
+TEST_SUITE("relu-rules") {
+  TEST_CASE("the three ReLU rules give their formulas") {
+    CHECK(relu_gradient(kX, kG) == kVanilla);
+    {
+      OverrideBackward guard(Op::ReLU, rules::deconvnet_relu);
+      CHECK(relu_gradient(kX, kG) == kDeconvnet);
+    }
+    {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      CHECK(relu_gradient(kX, kG) == kGuided);
+    }
+  }
+
+  TEST_CASE("guided and deconvnet equal the true gradient where their masks agree with it") {
+    // With a positive seed on a single relu, guided = vanilla = central differences.
+    Tensor x = away_from_zero({3, 4}, 21);
+    GradCheckOptions options;
+    OverrideBackward guard(Op::ReLU, rules::guided_relu);
+    Tensor positive_input = x.clone().requires_grad_();
+    Tensor ones = Tensor::ones({3, 4});
+    // L = sum(relu(x)) (a positive seed of ones) through the guided rule:
+    relu(positive_input).backward(ones);
+    for (int64_t i = 0; i < x.numel(); ++i)
+      CHECK(positive_input.grad().data()[i] == (x.data()[i] > 0 ? 1.f : 0.f));
+    // Deconvnet on positive inputs and a positive seed is the true gradient too.
+    OverrideBackward inner(Op::ReLU, rules::deconvnet_relu);
+    Tensor all_positive = Tensor::full({5}, 0.5f, true);
+    relu(all_positive).backward(Tensor::full({5}, 2.f));
+    CHECK(all_positive.grad().to_vector() == std::vector<float>{2, 2, 2, 2, 2});
+  }
+}
+
+TEST_SUITE("tape-overrides") {
+  TEST_CASE("the default rule comes back after the guard's scope") {
+    {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      CHECK(relu_gradient(kX, kG) == kGuided);
+    }
+    CHECK(relu_gradient(kX, kG) == kVanilla);
+  }
+
+  TEST_CASE("the default rule comes back after an exception") {
+    try {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      throw std::runtime_error("leaving the scope by an exception");
+    } catch (const std::runtime_error&) {
+    }
+    CHECK(relu_gradient(kX, kG) == kVanilla);
+  }
+
+  TEST_CASE("nested guards: innermost wins, outer restored") {
+    OverrideBackward outer(Op::ReLU, rules::deconvnet_relu);
+    {
+      OverrideBackward inner(Op::ReLU, rules::guided_relu);
+      CHECK(relu_gradient(kX, kG) == kGuided);
+    }
+    CHECK(relu_gradient(kX, kG) == kDeconvnet);
+  }
+
+  TEST_CASE("rules are resolved when backward runs, not when the forward ran") {
+    Tensor x = kX.clone().requires_grad_();
+    Tensor y = relu(x);  // forward under the default rule
+    {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      y.backward(kG);  // backward under the guided rule
+    }
+    CHECK(x.grad().to_vector() == kGuided);
+  }
+
+  TEST_CASE("a per-entry override beats a guard") {
+    Tensor x = kX.clone().requires_grad_();
+    Tensor y = relu(x);
+    tape().set_rule(y, rules::deconvnet_relu);
+    OverrideBackward guard(Op::ReLU, rules::guided_relu);
+    y.backward(kG);
+    CHECK(x.grad().to_vector() == kDeconvnet);
+  }
+
+  TEST_CASE("a guard on one op kind leaves the others alone") {
+    OverrideBackward guard(Op::Conv2d, [](const Entry&, const Tensor&) -> std::vector<Tensor> {
+      throw Error("conv rule must not run");
+    });
+    CHECK(relu_gradient(kX, kG) == kVanilla);
+  }
+
+  TEST_CASE("retain_graph: vanilla and guided gradients from one forward pass") {
+    Tensor x = random_normal({1, 1, 6, 5}, 31);
+    Tensor w1 = random_normal({3, 1, 3, 3}, 32, false), w2 = random_normal({4, 3 * 3 * 2}, 33, false);
+    Tensor score = slice(linear(flatten(max_pool2d(relu(conv2d(x, w1, Tensor(), 1, 1)), 2)), w2), 1, 2, 3);
+    score.backward(true);
+    const std::vector<float> vanilla = x.grad().to_vector();
+    x.zero_grad();
+    {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      score.backward();
+    }
+    const std::vector<float> guided = x.grad().to_vector();
+    CHECK(tape().empty());
+    // A fresh forward pass must give the same two answers.
+    Tensor x2 = x.detach().requires_grad_();
+    slice(linear(flatten(max_pool2d(relu(conv2d(x2, w1, Tensor(), 1, 1)), 2)), w2), 1, 2, 3).backward();
+    CHECK(x2.grad().to_vector() == vanilla);
+    x2.zero_grad();
+    {
+      OverrideBackward guard(Op::ReLU, rules::guided_relu);
+      slice(linear(flatten(max_pool2d(relu(conv2d(x2, w1, Tensor(), 1, 1)), 2)), w2), 1, 2, 3).backward();
+    }
+    CHECK(x2.grad().to_vector() == guided);
+    CHECK(vanilla != guided);
+  }
+}
+
+TEST_SUITE("tape-memory") {
+  TEST_CASE("memory does not grow over 1,000 forward/backward iterations of a small CNN") {
+    tape().clear();
+    Generator gen(41);
+    Tensor w1 = Tensor::randn({4, 1, 3, 3}, gen).requires_grad_(), b1 = Tensor::zeros({4}, true);
+    Tensor w2 = Tensor::randn({3, 4 * 4 * 4}, gen).requires_grad_(), b2 = Tensor::zeros({3}, true);
+    Tensor x = Tensor::randn({2, 1, 8, 8}, gen);
+    int64_t tensors_at_10 = 0, bytes_at_10 = 0, tensors_at_1000 = 0, bytes_at_1000 = 0;
+    for (int it = 1; it <= 1000; ++it) {
+      Tensor h = max_pool2d(relu(conv2d(x, w1, b1, 1, 1)), 2);
+      Tensor loss = cross_entropy(linear(flatten(h), w2, b2), {0, 2});
+      loss.backward();
+      {
+        NoGrad no_grad;
+        for (Tensor p : {w1, b1, w2, b2}) {
+          for (int64_t i = 0; i < p.numel(); ++i) p.data()[i] -= 0.01f * p.grad().data()[i];
+          p.zero_grad();
+        }
+      }
+      REQUIRE(tape().empty());
+      if (it == 10) {
+        tensors_at_10 = debug::live_tensors();
+        bytes_at_10 = debug::live_storage_bytes();
+      }
+      if (it == 1000) {
+        tensors_at_1000 = debug::live_tensors();
+        bytes_at_1000 = debug::live_storage_bytes();
+      }
+    }
+    CHECK(tensors_at_10 > 0);
+    CHECK(tensors_at_1000 == tensors_at_10);
+    CHECK(bytes_at_1000 == bytes_at_10);
+  }
+}

@@ -1,0 +1,52 @@
+// Low-level numeric kernels on raw float pointers: gemm (a naive reference and a
+// packed, blocked fast path), im2col / col2im for convolution, and a thread pool.
+// The ops in ops/*.cpp are written on top of these.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace tg::kernels {
+
+// C = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
+// op(A) is M x K, op(B) is K x N, C is M x N; lda/ldb/ldc are row strides.
+// With beta == 0, C is overwritten (old NaNs in C do not leak through).
+void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc);
+
+// Geometry of one 2-D convolution or pooling window sweep over one image.
+struct ConvGeometry {
+  int64_t channels, height, width;         // input image C, H, W
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+};
+
+// im2col: image [C,H,W] -> columns [C*kh*kw, out_h*out_w]; padding reads as 0.
+// `row_stride` is the distance between rows of `columns` (out_h*out_w when packed;
+// larger when several images share one column matrix side by side).
+void im2col(const float* image, const ConvGeometry& g, float* columns, int64_t row_stride);
+// col2im: the adjoint of im2col; ADDS each column entry back into image [C,H,W].
+void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride);
+
+// The direct, seven-loop convolution of one batch: the reference the tests compare the
+// im2col + gemm path against. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or null.
+void conv2d_direct(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
+                   const float* bias, int64_t out_channels, int64_t groups, float* out);
+
+// ---- threads ----
+// Number of threads parallel_for uses: TG_NUM_THREADS, or all cores.
+int num_threads();
+void set_num_threads(int n);
+// Runs fn(chunk_begin, chunk_end) over [begin, end) split into at most num_threads()
+// chunks of at least `grain` items. Nested calls and calls while the pool is busy run
+// serially on the calling thread. Exceptions from fn are rethrown on the caller.
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace tg::kernels

@@ -1,0 +1,104 @@
+// The differentiable ops. Each one computes its forward pass, and when recording,
+// appends an entry to the tape; its backward rule sits right next to it in ops/*.cpp.
+// Shapes and weight layouts follow PyTorch: conv weight [out, in/groups, kh, kw],
+// linear weight [out, in], images [N, C, H, W].
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tinygrad-cpp/tape.h"
+#include "tinygrad-cpp/tensor.h"
+
+namespace tg {
+
+// A height/width pair that also accepts a single number: conv2d(x, w, b, /*stride=*/2).
+struct Pair2 {
+  int64_t h, w;
+  Pair2(int64_t both) : h(both), w(both) {}  // NOLINT: implicit on purpose
+  Pair2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+};
+
+// ---- elementwise, with NumPy/PyTorch broadcasting (ops/elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor pow(const Tensor& x, float exponent);
+Tensor sqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor clamp(const Tensor& x, float low, float high);
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Sums a broadcast gradient back down to `shape` (the adjoint of broadcasting).
+Tensor sum_to_shape(const Tensor& grad, const Shape& shape);
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& x);
+Tensor operator+(const Tensor& a, float b);
+Tensor operator-(const Tensor& a, float b);
+Tensor operator*(const Tensor& a, float b);
+Tensor operator/(const Tensor& a, float b);
+Tensor operator+(float a, const Tensor& b);
+Tensor operator-(float a, const Tensor& b);
+Tensor operator*(float a, const Tensor& b);
+Tensor operator/(float a, const Tensor& b);
+
+// ---- reductions (ops/reduce.cpp); axes {} means every axis ----
+Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Tensor max(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+
+// ---- matrix product (ops/matmul.cpp): [M,K] x [K,N] -> [M,N] ----
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- shape ops (ops/shape.cpp) ----
+Tensor reshape(const Tensor& x, Shape shape);  // one dimension may be -1
+Tensor flatten(const Tensor& x, int start_axis = 1);  // [N,C,H,W] -> [N, C*H*W]
+Tensor permute(const Tensor& x, std::vector<int64_t> order);
+Tensor transpose(const Tensor& x, int axis0, int axis1);
+Tensor slice(const Tensor& x, int axis, int64_t start, int64_t stop);  // [start, stop)
+Tensor cat(const std::vector<Tensor>& xs, int axis);
+// pads[2*a], pads[2*a+1]: elements added before and after axis a; one pair per axis.
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value = 0.f);
+
+// ---- activations (ops/activation.cpp) ----
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+// Inverted dropout: in training, zero each element with probability p and scale the
+// rest by 1/(1-p); outside training it returns x unchanged.
+Tensor dropout(const Tensor& x, float p, bool training, Generator& gen);
+
+// ---- layers (ops/linear.cpp, ops/conv.cpp, ops/pool.cpp) ----
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Pair2 stride = 1,
+              Pair2 padding = 0, Pair2 dilation = 1, int64_t groups = 1);
+// stride 0 means "equal to the kernel", as in PyTorch.
+Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride = 0, Pair2 padding = 0);
+Tensor avg_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride = 0, Pair2 padding = 0);
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair2 output_size);
+
+// ---- softmax and losses (ops/loss.cpp); losses are means over the batch ----
+Tensor log_softmax(const Tensor& x, int axis = -1);
+Tensor softmax(const Tensor& x, int axis = -1);
+Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& labels);  // logits [N,C]
+Tensor nll(const Tensor& log_probs, const std::vector<int64_t>& labels);         // [N,C]
+Tensor mse(const Tensor& prediction, const Tensor& target);
+
+// ---- the swappable ReLU backward rules (ops/activation.cpp) ----
+namespace rules {
+// vanilla:   dx = (x > 0) * g            the true gradient
+// deconvnet: dx = max(g, 0)              Zeiler & Fergus: ReLU applied to the signal going back
+// guided:    dx = (x > 0) * max(g, 0)    Springenberg et al.: both masks at once
+std::vector<Tensor> vanilla_relu(const Entry& entry, const Tensor& grad_output);
+std::vector<Tensor> deconvnet_relu(const Entry& entry, const Tensor& grad_output);
+std::vector<Tensor> guided_relu(const Entry& entry, const Tensor& grad_output);
+}  // namespace rules
+
+}  // namespace tg

@@ -1,0 +1,162 @@
+// conv2d: x [N,C,H,W] * weight [O, C/groups, kh, kw] + bias [O] -> [N, O, out_h, out_w]
+//
+// The im2col trick: lay every receptive field of a batch chunk out as one column of a
+// matrix  cols [C*kh*kw, nb*out_h*out_w]. Then for each group g
+//     forward   Y_g  = W_g  cols_g            ([Og, CgKK] x [CgKK, nb*P])
+//     backward  dW_g = dY_g cols_g^T          ([Og, nb*P] x [nb*P, CgKK])
+//               dcols_g = W_g^T dY_g ; dx = col2im(dcols)
+//               db   = dY summed over batch and positions
+// where P = out_h*out_w. Batch chunks keep the column matrix within a few MB.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/ops/backward_rules.h"
+
+namespace tg {
+namespace {
+
+struct ConvPlan {
+  kernels::ConvGeometry geometry;
+  int64_t batch, out_channels, groups;
+  int64_t in_per_group, out_per_group, patch;  // patch = (C/groups)*kh*kw
+  int64_t positions;                           // out_h * out_w
+  int64_t chunk;                               // images per column matrix
+};
+
+ConvPlan plan_conv(const Tensor& x, const Tensor& w, const OpParams& p) {
+  auto fail = [&](const std::string& why) {
+    return Error(fmt::format("conv2d: input {} and weight {}: {}", shape_str(x.shape()), shape_str(w.shape()), why));
+  };
+  if (x.ndim() != 4) throw fail("input must be [N,C,H,W]");
+  if (w.ndim() != 4) throw fail("weight must be [out, in/groups, kh, kw]");
+  if (p.groups < 1) throw fail(fmt::format("groups {} must be at least 1", p.groups));
+  if (p.stride[0] < 1 || p.stride[1] < 1 || p.dilation[0] < 1 || p.dilation[1] < 1 || p.padding[0] < 0 || p.padding[1] < 0)
+    throw fail("stride and dilation must be >= 1 and padding >= 0");
+  ConvPlan plan;
+  plan.batch = x.dim(0);
+  plan.groups = p.groups;
+  plan.out_channels = w.dim(0);
+  const int64_t channels = x.dim(1);
+  if (channels % p.groups != 0 || plan.out_channels % p.groups != 0)
+    throw fail(fmt::format("channels {} and {} must both divide by groups {}", channels, plan.out_channels, p.groups));
+  if (w.dim(1) * p.groups != channels)
+    throw fail(fmt::format("weight expects {} input channels, input has {} ({} != {})", w.dim(1) * p.groups, channels,
+                           w.dim(1) * p.groups, channels));
+  plan.geometry = {channels, x.dim(2), x.dim(3), w.dim(2), w.dim(3), p.stride[0], p.stride[1],
+                   p.padding[0], p.padding[1], p.dilation[0], p.dilation[1]};
+  if (plan.geometry.out_h() < 1 || plan.geometry.out_w() < 1)
+    throw fail("the kernel does not fit in the padded input");
+  plan.in_per_group = channels / p.groups;
+  plan.out_per_group = plan.out_channels / p.groups;
+  plan.patch = plan.in_per_group * w.dim(2) * w.dim(3);
+  plan.positions = plan.geometry.out_h() * plan.geometry.out_w();
+  const int64_t column_floats = channels * w.dim(2) * w.dim(3) * plan.positions;
+  plan.chunk = std::clamp<int64_t>((int64_t{1} << 22) / std::max<int64_t>(1, column_floats), 1, std::max<int64_t>(1, plan.batch));
+  return plan;
+}
+
+// im2col of images [n0, n0+nb) side by side: cols [C*kh*kw, nb*P].
+void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb, float* cols) {
+  const kernels::ConvGeometry& g = plan.geometry;
+  const int64_t image_size = g.channels * g.height * g.width;
+  kernels::parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      kernels::im2col(x.data() + (n0 + i) * image_size, g, cols + i * plan.positions, nb * plan.positions);
+  });
+}
+
+thread_local std::vector<float> columns_buffer, scratch_buffer;
+float* buffer(std::vector<float>& b, int64_t n) {
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 stride, Pair2 padding, Pair2 dilation,
+              int64_t groups) {
+  OpParams params;
+  params.stride = {stride.h, stride.w};
+  params.padding = {padding.h, padding.w};
+  params.dilation = {dilation.h, dilation.w};
+  params.groups = groups;
+  params.kernel = {weight.ndim() == 4 ? weight.dim(2) : 0, weight.ndim() == 4 ? weight.dim(3) : 0};
+  const ConvPlan plan = plan_conv(x, weight, params);
+  if (bias.defined() && (bias.ndim() != 1 || bias.dim(0) != plan.out_channels))
+    throw Error(fmt::format("conv2d: bias {} does not match weight {} (expected [{}])", shape_str(bias.shape()),
+                            shape_str(weight.shape()), plan.out_channels));
+  const int64_t O = plan.out_channels, P = plan.positions;
+  Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
+  const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
+  for (int64_t n0 = 0; n0 < plan.batch; n0 += plan.chunk) {
+    const int64_t nb = std::min(plan.chunk, plan.batch - n0), width = nb * P;
+    float* cols = buffer(columns_buffer, rows * width);
+    float* result = buffer(scratch_buffer, O * width);
+    fill_columns(x, plan, n0, nb, cols);
+    for (int64_t g = 0; g < plan.groups; ++g)
+      kernels::gemm(false, false, plan.out_per_group, width, plan.patch, 1.f, weight.data() + g * plan.out_per_group * plan.patch,
+                    plan.patch, cols + g * plan.patch * width, width, 0.f, result + g * plan.out_per_group * width, width);
+    // result is [O, nb*P]; out wants [nb, O, P]: scatter and add the bias.
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t o = 0; o < O; ++o) {
+        const float b = bias.defined() ? bias.data()[o] : 0.f;
+        const float* src = result + o * width + i * P;
+        float* dst = out.data() + ((n0 + i) * O + o) * P;
+        for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+      }
+  }
+  return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
+}
+
+// dW_g = dY_g cols_g^T,  dx = col2im(W_g^T dY_g),  db = sum of dY over batch and positions
+std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
+  const Tensor &x = e.input(0), &weight = e.input(1), &bias = e.input(2);
+  const ConvPlan plan = plan_conv(x, weight, e.params);
+  const int64_t O = plan.out_channels, P = plan.positions;
+  const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
+  const int64_t image_size = plan.geometry.channels * plan.geometry.height * plan.geometry.width;
+  const bool want_x = x.requires_grad(), want_w = weight.requires_grad();
+  const bool want_b = bias.defined() && bias.requires_grad();
+  Tensor dx = want_x ? Tensor::zeros(x.shape()) : Tensor();
+  Tensor dw = want_w ? Tensor::zeros(weight.shape()) : Tensor();
+  Tensor db = want_b ? Tensor::zeros(bias.shape()) : Tensor();
+  // BEGIN SOLUTION(conv2d-backward)
+  // HINT: per batch chunk: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm with beta = 1);
+  // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
+  for (int64_t n0 = 0; n0 < plan.batch; n0 += plan.chunk) {
+    const int64_t nb = std::min(plan.chunk, plan.batch - n0), width = nb * P;
+    // dY for this chunk as [O, nb*P], matching the column layout of the forward pass.
+    float* grad = buffer(scratch_buffer, O * width);
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t o = 0; o < O; ++o)
+        std::copy_n(grad_output.data() + ((n0 + i) * O + o) * P, P, grad + o * width + i * P);
+    if (want_b)
+      for (int64_t o = 0; o < O; ++o) {
+        double sum = 0;
+        for (int64_t k = 0; k < width; ++k) sum += grad[o * width + k];
+        db.data()[o] += static_cast<float>(sum);
+      }
+    float* cols = buffer(columns_buffer, rows * width);
+    if (want_w) {
+      fill_columns(x, plan, n0, nb, cols);
+      for (int64_t g = 0; g < plan.groups; ++g)
+        kernels::gemm(false, true, plan.out_per_group, plan.patch, width, 1.f, grad + g * plan.out_per_group * width, width,
+                      cols + g * plan.patch * width, width, 1.f, dw.data() + g * plan.out_per_group * plan.patch, plan.patch);
+    }
+    if (want_x) {
+      for (int64_t g = 0; g < plan.groups; ++g)
+        kernels::gemm(true, false, plan.patch, width, plan.out_per_group, 1.f, weight.data() + g * plan.out_per_group * plan.patch,
+                      plan.patch, grad + g * plan.out_per_group * width, width, 0.f, cols + g * plan.patch * width, width);
+      kernels::parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i)
+          kernels::col2im(cols + i * P, plan.geometry, dx.data() + (n0 + i) * image_size, width);
+      });
+    }
+  }
+  // END SOLUTION
+  return {dx, dw, db};
+}
+
+}  // namespace tg

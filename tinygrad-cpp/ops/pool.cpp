@@ -1,0 +1,186 @@
+// Pooling over [N, C, H, W]: max_pool2d, avg_pool2d, adaptive_avg_pool2d.
+// Windows may overlap (kernel 3, stride 2 as in AlexNet): a pixel then collects the
+// gradient of every window it belongs to.
+#include <fmt/format.h>
+
+#include <limits>
+
+#include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/ops/backward_rules.h"
+
+namespace tg {
+namespace {
+
+struct PoolPlan {
+  int64_t planes, height, width, out_h, out_w;  // planes = N*C
+  int64_t kh, kw, sh, sw, ph, pw;
+};
+
+PoolPlan plan_pool(const Tensor& x, const OpParams& p, const char* op) {
+  if (x.ndim() != 4) throw Error(fmt::format("{}: input {} must be [N,C,H,W]", op, shape_str(x.shape())));
+  PoolPlan plan{x.dim(0) * x.dim(1), x.dim(2), x.dim(3), 0, 0, p.kernel[0], p.kernel[1],
+                p.stride[0], p.stride[1], p.padding[0], p.padding[1]};
+  if (plan.kh < 1 || plan.kw < 1 || plan.sh < 1 || plan.sw < 1 || plan.ph < 0 || plan.pw < 0 ||
+      2 * plan.ph > plan.kh || 2 * plan.pw > plan.kw)
+    throw Error(fmt::format("{}: kernel [{},{}] stride [{},{}] padding [{},{}] invalid (padding at most half the kernel)",
+                            op, plan.kh, plan.kw, plan.sh, plan.sw, plan.ph, plan.pw));
+  plan.out_h = (plan.height + 2 * plan.ph - plan.kh) / plan.sh + 1;
+  plan.out_w = (plan.width + 2 * plan.pw - plan.kw) / plan.sw + 1;
+  if (plan.height + 2 * plan.ph < plan.kh || plan.width + 2 * plan.pw < plan.kw)
+    throw Error(fmt::format("{}: kernel [{},{}] does not fit input {}", op, plan.kh, plan.kw, shape_str(x.shape())));
+  return plan;
+}
+
+OpParams pool_params(Pair2 kernel, Pair2 stride, Pair2 padding) {
+  OpParams p;
+  p.kernel = {kernel.h, kernel.w};
+  p.stride = {stride.h == 0 ? kernel.h : stride.h, stride.w == 0 ? kernel.w : stride.w};
+  p.padding = {padding.h, padding.w};
+  return p;
+}
+
+// Index (within its plane) of the first maximum of window (oy, ox); padding never wins.
+int64_t window_argmax(const float* plane, const PoolPlan& p, int64_t oy, int64_t ox) {
+  int64_t best = -1;
+  float best_value = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < p.kh; ++i) {
+    const int64_t y = oy * p.sh - p.ph + i;
+    if (y < 0 || y >= p.height) continue;
+    for (int64_t j = 0; j < p.kw; ++j) {
+      const int64_t x = ox * p.sw - p.pw + j;
+      if (x < 0 || x >= p.width) continue;
+      const float v = plane[y * p.width + x];
+      if (best < 0 || v > best_value) {
+        best = y * p.width + x;
+        best_value = v;
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+// ---- max_pool2d ----
+Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
+  const OpParams params = pool_params(kernel, stride, padding);
+  const PoolPlan p = plan_pool(x, params, "max_pool2d");
+  Tensor out = Tensor::empty({x.dim(0), x.dim(1), p.out_h, p.out_w});
+  kernels::parallel_for(0, p.planes, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const float* plane = x.data() + c * p.height * p.width;
+      float* dst = out.data() + c * p.out_h * p.out_w;
+      for (int64_t oy = 0; oy < p.out_h; ++oy)
+        for (int64_t ox = 0; ox < p.out_w; ++ox) dst[oy * p.out_w + ox] = plane[window_argmax(plane, p, oy, ox)];
+    }
+  });
+  return tape().record(Op::MaxPool2d, {x}, out, params);
+}
+
+// dx[argmax of window] += g[window]   (each window sends its gradient to its maximum)
+std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
+  const Tensor& x = e.input(0);
+  const PoolPlan p = plan_pool(x, e.params, "max_pool2d");
+  Tensor dx = Tensor::zeros(x.shape());
+  // BEGIN SOLUTION(maxpool-backward)
+  // HINT: for every window, find its maximum again (window_argmax) and add the window's
+  // HINT: gradient to that one input pixel; overlapping windows add up.
+  kernels::parallel_for(0, p.planes, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const float* plane = x.data() + c * p.height * p.width;
+      const float* grad = g.data() + c * p.out_h * p.out_w;
+      float* dst = dx.data() + c * p.height * p.width;
+      for (int64_t oy = 0; oy < p.out_h; ++oy)
+        for (int64_t ox = 0; ox < p.out_w; ++ox) dst[window_argmax(plane, p, oy, ox)] += grad[oy * p.out_w + ox];
+    }
+  });
+  // END SOLUTION
+  return {dx};
+}
+
+// ---- avg_pool2d (padding counts as zeros in the average, as PyTorch's default) ----
+Tensor avg_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
+  const OpParams params = pool_params(kernel, stride, padding);
+  const PoolPlan p = plan_pool(x, params, "avg_pool2d");
+  Tensor out = Tensor::empty({x.dim(0), x.dim(1), p.out_h, p.out_w});
+  const float scale = 1.f / static_cast<float>(p.kh * p.kw);
+  for (int64_t c = 0; c < p.planes; ++c) {
+    const float* plane = x.data() + c * p.height * p.width;
+    for (int64_t oy = 0; oy < p.out_h; ++oy)
+      for (int64_t ox = 0; ox < p.out_w; ++ox) {
+        float sum = 0.f;
+        for (int64_t i = 0; i < p.kh; ++i)
+          for (int64_t j = 0; j < p.kw; ++j) {
+            const int64_t y = oy * p.sh - p.ph + i, xx = ox * p.sw - p.pw + j;
+            if (y >= 0 && y < p.height && xx >= 0 && xx < p.width) sum += plane[y * p.width + xx];
+          }
+        out.data()[(c * p.out_h + oy) * p.out_w + ox] = sum * scale;
+      }
+  }
+  return tape().record(Op::AvgPool2d, {x}, out, params);
+}
+
+// dx[pixel] += g[window] / (kh*kw) for every window containing the pixel
+std::vector<Tensor> avg_pool2d_backward(const Entry& e, const Tensor& g) {
+  const Tensor& x = e.input(0);
+  const PoolPlan p = plan_pool(x, e.params, "avg_pool2d");
+  Tensor dx = Tensor::zeros(x.shape());
+  const float scale = 1.f / static_cast<float>(p.kh * p.kw);
+  for (int64_t c = 0; c < p.planes; ++c) {
+    float* plane = dx.data() + c * p.height * p.width;
+    for (int64_t oy = 0; oy < p.out_h; ++oy)
+      for (int64_t ox = 0; ox < p.out_w; ++ox) {
+        const float share = g.data()[(c * p.out_h + oy) * p.out_w + ox] * scale;
+        for (int64_t i = 0; i < p.kh; ++i)
+          for (int64_t j = 0; j < p.kw; ++j) {
+            const int64_t y = oy * p.sh - p.ph + i, xx = ox * p.sw - p.pw + j;
+            if (y >= 0 && y < p.height && xx >= 0 && xx < p.width) plane[y * p.width + xx] += share;
+          }
+      }
+  }
+  return {dx};
+}
+
+// ---- adaptive_avg_pool2d: output cell i averages input rows [floor(i*H/oh), ceil((i+1)*H/oh)) ----
+namespace {
+int64_t bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+}  // namespace
+
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair2 output_size) {
+  if (x.ndim() != 4 || output_size.h < 1 || output_size.w < 1)
+    throw Error(fmt::format("adaptive_avg_pool2d: input {} must be [N,C,H,W] and output size [{},{}] positive",
+                            shape_str(x.shape()), output_size.h, output_size.w));
+  const int64_t H = x.dim(2), W = x.dim(3), oh = output_size.h, ow = output_size.w, planes = x.dim(0) * x.dim(1);
+  Tensor out = Tensor::empty({x.dim(0), x.dim(1), oh, ow});
+  for (int64_t c = 0; c < planes; ++c)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t y0 = bin_start(i, H, oh), y1 = bin_end(i, H, oh), x0 = bin_start(j, W, ow), x1 = bin_end(j, W, ow);
+        float sum = 0.f;
+        for (int64_t y = y0; y < y1; ++y)
+          for (int64_t xx = x0; xx < x1; ++xx) sum += x.data()[(c * H + y) * W + xx];
+        out.data()[(c * oh + i) * ow + j] = sum / static_cast<float>((y1 - y0) * (x1 - x0));
+      }
+  OpParams params;
+  params.kernel = {oh, ow};  // the output size
+  return tape().record(Op::AdaptiveAvgPool2d, {x}, out, params);
+}
+
+// dx[pixel] += g[cell] / (cell area) for every cell whose bin holds the pixel
+std::vector<Tensor> adaptive_avg_pool2d_backward(const Entry& e, const Tensor& g) {
+  const Tensor& x = e.input(0);
+  const int64_t H = x.dim(2), W = x.dim(3), oh = e.params.kernel[0], ow = e.params.kernel[1], planes = x.dim(0) * x.dim(1);
+  Tensor dx = Tensor::zeros(x.shape());
+  for (int64_t c = 0; c < planes; ++c)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t y0 = bin_start(i, H, oh), y1 = bin_end(i, H, oh), x0 = bin_start(j, W, ow), x1 = bin_end(j, W, ow);
+        const float share = g.data()[(c * oh + i) * ow + j] / static_cast<float>((y1 - y0) * (x1 - x0));
+        for (int64_t y = y0; y < y1; ++y)
+          for (int64_t xx = x0; xx < x1; ++xx) dx.data()[(c * H + y) * W + xx] += share;
+      }
+  return {dx};
+}
+
+}  // namespace tg

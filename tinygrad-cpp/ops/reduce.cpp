@@ -1,0 +1,145 @@
+// Reductions over axes: sum, mean, max. Axes {} means every axis.
+//
+// Every reduction visits the input once and sends element i to output slot
+// reduced_index(i): the input's multi-index with the reduced axes set to 0.
+// Backward goes the other way: each input element reads the gradient of its slot.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "tinygrad-cpp/ops/backward_rules.h"
+
+namespace tg {
+namespace {
+
+struct Reduction {
+  std::vector<bool> reduced;  // per input axis
+  Shape keepdim_shape;        // the output shape with reduced axes kept as 1
+  Shape output_shape;         // what the op returns (keepdim or not)
+};
+
+Reduction plan_reduction(const Tensor& x, std::vector<int64_t> axes, bool keepdim, const char* op) {
+  Reduction r;
+  const int nd = x.ndim();
+  r.reduced.assign(nd, axes.empty());
+  for (int64_t a : axes) {
+    const int axis = normalize_axis(static_cast<int>(a), nd, op);
+    if (r.reduced[axis])
+      throw Error(fmt::format("{}: axis {} listed twice for shape {}", op, a, shape_str(x.shape())));
+    r.reduced[axis] = true;
+  }
+  for (int a = 0; a < nd; ++a) {
+    r.keepdim_shape.push_back(r.reduced[a] ? 1 : x.shape()[a]);
+    if (!r.reduced[a] || keepdim) r.output_shape.push_back(r.keepdim_shape.back());
+  }
+  return r;
+}
+
+// Calls visit(input_index, output_index) for every input element.
+template <class F>
+void for_each_reduced(const Shape& shape, const std::vector<bool>& reduced, F visit) {
+  const int nd = static_cast<int>(shape.size());
+  const int64_t n = shape_numel(shape);
+  if (n == 0) return;
+  std::vector<int64_t> out_stride(nd, 0);
+  int64_t stride = 1;
+  for (int a = nd - 1; a >= 0; --a) {
+    out_stride[a] = reduced[a] ? 0 : stride;
+    if (!reduced[a]) stride *= shape[a];
+  }
+  std::vector<int64_t> index(nd, 0);
+  int64_t out = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    visit(i, out);
+    for (int a = nd - 1; a >= 0; --a) {
+      out += out_stride[a];
+      if (++index[a] < shape[a]) break;
+      out -= out_stride[a] * shape[a];
+      index[a] = 0;
+    }
+  }
+}
+
+Tensor sum_kernel(const Tensor& x, const Reduction& r) {
+  Tensor out = Tensor::zeros(r.output_shape);
+  const float* px = x.data();
+  float* po = out.data();
+  for_each_reduced(x.shape(), r.reduced, [&](int64_t i, int64_t o) { po[o] += px[i]; });
+  return out;
+}
+
+// Each input element gets the gradient of the output slot it was reduced into.
+Tensor expand_gradient(const Tensor& g, const Shape& input_shape, const std::vector<bool>& reduced, float scale) {
+  Tensor out = Tensor::empty(input_shape);
+  const float* pg = g.data();
+  float* po = out.data();
+  for_each_reduced(input_shape, reduced, [&](int64_t i, int64_t o) { po[i] = pg[o] * scale; });
+  return out;
+}
+
+std::vector<bool> reduced_axes_of(const Entry& e) {
+  return plan_reduction(e.input(0), e.params.axes, e.params.keepdim, op_name(e.op)).reduced;
+}
+
+OpParams reduction_params(std::vector<int64_t> axes, bool keepdim) {
+  OpParams p;
+  p.axes = std::move(axes);
+  p.keepdim = keepdim;
+  return p;
+}
+
+}  // namespace
+
+// ---- sum ----
+Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const Reduction r = plan_reduction(x, axes, keepdim, "sum");
+  return tape().record(Op::Sum, {x}, sum_kernel(x, r), reduction_params(std::move(axes), keepdim));
+}
+// dx[i] = g[slot(i)]
+std::vector<Tensor> sum_backward(const Entry& e, const Tensor& g) {
+  return {expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f)};
+}
+
+// ---- mean ----
+Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const Reduction r = plan_reduction(x, axes, keepdim, "mean");
+  Tensor out = sum_kernel(x, r);
+  const int64_t count = std::max<int64_t>(1, x.numel() / std::max<int64_t>(1, out.numel()));
+  for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] /= static_cast<float>(count);
+  return tape().record(Op::Mean, {x}, out, reduction_params(std::move(axes), keepdim));
+}
+// dx[i] = g[slot(i)] / (elements per slot)
+std::vector<Tensor> mean_backward(const Entry& e, const Tensor& g) {
+  const int64_t count = std::max<int64_t>(1, e.input(0).numel() / std::max<int64_t>(1, g.numel()));
+  return {expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f / static_cast<float>(count))};
+}
+
+// ---- max ----
+Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const Reduction r = plan_reduction(x, axes, keepdim, "max");
+  if (x.numel() == 0) throw Error("max: cannot reduce an empty tensor of shape " + shape_str(x.shape()));
+  Tensor out = Tensor::full(r.output_shape, -std::numeric_limits<float>::infinity());
+  std::vector<int64_t> winner(static_cast<size_t>(out.numel()), -1);
+  const float* px = x.data();
+  float* po = out.data();
+  for_each_reduced(x.shape(), r.reduced, [&](int64_t i, int64_t o) {
+    if (winner[o] < 0 || px[i] > po[o]) {
+      po[o] = px[i];
+      winner[o] = i;
+    }
+  });
+  // The mask marks the first maximum of each slot: the one element the gradient flows to.
+  Tensor mask = Tensor::zeros(x.shape());
+  for (int64_t w : winner) mask.data()[w] = 1.f;
+  return tape().record(Op::Max, {x}, out, reduction_params(std::move(axes), keepdim), {mask});
+}
+// dx[i] = g[slot(i)] if i is its slot's (first) maximum, else 0
+std::vector<Tensor> max_backward(const Entry& e, const Tensor& g) {
+  Tensor dx = expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f);
+  const float* mask = e.saved[0].data();
+  for (int64_t i = 0; i < dx.numel(); ++i) dx.data()[i] *= mask[i];
+  return {dx};
+}
+
+}  // namespace tg

@@ -25,17 +25,18 @@ LDLIBS   := -lfmt -lz -pthread
 
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist
 
-LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp))
+LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp) tinygrad-cpp/cli/args.cpp)
 TEST_SRC := $(sort $(wildcard tests/*.cpp))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/lib/libtinygrad.a
 TESTS    := $(BUILD)/bin/tests
+TGC      := $(BUILD)/bin/tgc
 
 .PHONY: all test setup check-packages clean
 .DEFAULT_GOAL := all
 
-all: $(LIB) $(TESTS)
+all: $(LIB) $(TESTS) $(TGC)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -49,6 +50,10 @@ $(LIB): $(LIB_OBJ)
 $(TESTS): $(TEST_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
+
+$(TGC): $(BUILD)/obj/tinygrad-cpp/cli/tgc.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 # `make test` installs what is missing first, then builds and runs every suite.
 # The last line it prints is "N passed, N failed" (test cases).
@@ -75,4 +80,4 @@ setup:
 clean:
 	rm -rf build out
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tinygrad-cpp/cli/tgc.d

@@ -5,6 +5,9 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <cstdlib>
 
 #include "tinygrad-cpp/tape.h"
 
@@ -23,16 +26,73 @@ int64_t live_storage_bytes() { return live_bytes.load(); }
 TensorImpl::TensorImpl() { ++live_tensor_count; }
 TensorImpl::~TensorImpl() { --live_tensor_count; }
 
-std::shared_ptr<std::vector<float>> allocate_storage(int64_t count) {
-  if (count < 0) throw Error(fmt::format("tensor: negative element count {}", count));
-  const int64_t bytes = count * static_cast<int64_t>(sizeof(float));
-  auto* vec = new std::vector<float>(static_cast<size_t>(count));
-  live_bytes += bytes;
-  return std::shared_ptr<std::vector<float>>(vec, [bytes](std::vector<float>* v) {
-    live_bytes -= bytes;
-    delete v;
-  });
+// ---- Storage and its cache of freed blocks ----
+namespace {
+class StorageCache {
+ public:
+  float* take(int64_t count) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(count);
+      if (it != free_.end() && !it->second.empty()) {
+        float* p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= bytes(count);
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, static_cast<size_t>((bytes(count) + 63) / 64 * 64));
+    if (!p) throw std::bad_alloc();
+    return static_cast<float*>(p);
+  }
+  void give(float* p, int64_t count) {
+#if defined(__SANITIZE_ADDRESS__)
+    std::free(p);  // under AddressSanitizer every block is really freed, so use-after-free is caught
+#else
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cached_bytes_ + bytes(count) > kMaxCachedBytes) {
+      std::free(p);
+      return;
+    }
+    free_[count].push_back(p);
+    cached_bytes_ += bytes(count);
+#endif
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [count, blocks] : free_)
+      for (float* p : blocks) std::free(p);
+    free_.clear();
+    cached_bytes_ = 0;
+  }
+  ~StorageCache() { release(); }
+
+ private:
+  static int64_t bytes(int64_t count) { return std::max<int64_t>(count, 1) * static_cast<int64_t>(sizeof(float)); }
+  static constexpr int64_t kMaxCachedBytes = int64_t{1} << 30;
+  std::mutex mutex_;
+  std::map<int64_t, std::vector<float*>> free_;  // element count -> free blocks
+  int64_t cached_bytes_ = 0;
+};
+
+StorageCache& storage_cache() {
+  static StorageCache* cache = new StorageCache();  // never destroyed: tensors may outlive static destructors
+  return *cache;
 }
+}  // namespace
+
+Storage::Storage(int64_t n) : count(n) {
+  if (n < 0) throw Error(fmt::format("tensor: negative element count {}", n));
+  ptr = storage_cache().take(n);
+  live_bytes += n * static_cast<int64_t>(sizeof(float));
+}
+
+Storage::~Storage() {
+  live_bytes -= count * static_cast<int64_t>(sizeof(float));
+  storage_cache().give(ptr, count);
+}
+
+void release_cached_storage() { storage_cache().release(); }
 
 std::string shape_str(const Shape& shape) {
   std::string s = "[";
@@ -82,15 +142,11 @@ float Generator::normal(float mean, float stddev) {
 Tensor Tensor::empty(const Shape& shape) {
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
-  impl->storage = allocate_storage(shape_numel(shape));
+  impl->storage = std::make_shared<Storage>(shape_numel(shape));
   return Tensor(std::move(impl));
 }
 
-Tensor Tensor::zeros(const Shape& shape, bool requires_grad) {
-  Tensor t = empty(shape);  // std::vector value-initializes: already zero
-  t.impl()->requires_grad = requires_grad;
-  return t;
-}
+Tensor Tensor::zeros(const Shape& shape, bool requires_grad) { return full(shape, 0.f, requires_grad); }
 
 Tensor Tensor::ones(const Shape& shape, bool requires_grad) { return full(shape, 1.f, requires_grad); }
 
@@ -191,18 +247,18 @@ void Tensor::set_grad(const Tensor& g) {
   impl()->grad = g.impl_ptr();
 }
 
-void Tensor::zero_grad() { impl()->grad.reset(); }
+void Tensor::zero_grad() const { impl()->grad.reset(); }
 
-void Tensor::register_hook(GradHook hook) { impl()->hooks.push_back(std::move(hook)); }
+void Tensor::register_hook(GradHook hook) const { impl()->hooks.push_back(std::move(hook)); }
 
-void Tensor::backward(bool retain_graph) {
+void Tensor::backward(bool retain_graph) const {
   if (numel() != 1)
     throw Error("backward: called without a seed on a tensor of shape " + shape_str(shape()) +
                 "; pass a seed of that shape, or reduce to one element first");
   backward(Tensor::ones(shape()), retain_graph);
 }
 
-void Tensor::backward(const Tensor& seed, bool retain_graph) {
+void Tensor::backward(const Tensor& seed, bool retain_graph) const {
   Tape::current().backward(*this, seed, retain_graph);
 }
 

@@ -48,6 +48,20 @@ class Generator {
   double spare_ = 0;
 };
 
+// A block of floats. A freed block goes back to a cache keyed by its size and is
+// handed to the next tensor of that size: a training step allocates the same shapes
+// every time, and reusing blocks saves the page faults of fresh memory (on a VM those
+// cost more than the arithmetic). New blocks are not zeroed; Tensor::zeros does that.
+struct Storage {
+  explicit Storage(int64_t count);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  float* data() { return ptr; }
+  float* ptr = nullptr;
+  int64_t count = 0;
+};
+
 class Tensor;
 // A gradient hook sees the fully accumulated gradient of a tensor during backward.
 // Returning a defined tensor replaces that gradient; returning Tensor() keeps it.
@@ -55,7 +69,7 @@ using GradHook = std::function<Tensor(const Tensor& grad)>;
 
 struct TensorImpl {
   Shape shape;
-  std::shared_ptr<std::vector<float>> storage;  // shared between views
+  std::shared_ptr<Storage> storage;             // shared between views
   int64_t offset = 0;                           // first element inside storage
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;             // null until a backward pass writes it
@@ -106,12 +120,12 @@ class Tensor {
   Tensor& requires_grad_(bool on = true);
   Tensor grad() const;           // undefined until backward reaches this tensor
   void set_grad(const Tensor& g);
-  void zero_grad();              // forget the accumulated gradient
-  void register_hook(GradHook hook);
+  void zero_grad() const;        // forget the accumulated gradient
+  void register_hook(GradHook hook) const;
   // Reverse-mode backward from this tensor. backward() needs a one-element tensor;
   // backward(seed) takes a gradient of this tensor's shape (e.g. a one-hot on one neuron).
-  void backward(bool retain_graph = false);
-  void backward(const Tensor& seed, bool retain_graph = false);
+  void backward(bool retain_graph = false) const;
+  void backward(const Tensor& seed, bool retain_graph = false) const;
 
   Tensor detach() const;  // same storage, not tracked
   Tensor clone() const;   // a fresh copy of the values, not tracked
@@ -131,17 +145,19 @@ int64_t live_tensors();
 int64_t live_storage_bytes();
 }  // namespace debug
 
-// Internal: storage allocation that the live_storage_bytes counter sees.
-std::shared_ptr<std::vector<float>> allocate_storage(int64_t count);
+// Releases the cached free blocks (the memory of tensors that were freed).
+void release_cached_storage();
 
 }  // namespace tg
 
 #include <fmt/format.h>
 // fmt::print("{}", tensor) prints tensor.str().
 template <>
-struct fmt::formatter<tg::Tensor> : fmt::formatter<std::string> {
+struct fmt::formatter<tg::Tensor> {
+  constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
   template <typename Context>
   auto format(const tg::Tensor& t, Context& ctx) const {
-    return fmt::formatter<std::string>::format(t.str(), ctx);
+    const std::string text = t.str();
+    return std::copy(text.begin(), text.end(), ctx.out());
   }
 };

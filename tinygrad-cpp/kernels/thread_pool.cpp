@@ -4,7 +4,13 @@
 // itself. One parallel_for runs at a time: a call made while the pool is busy (from
 // another thread, or nested inside a chunk) simply runs serially, which keeps the
 // pool free of deadlocks and of work stealing.
+//
+// A training step makes hundreds of parallel_for calls of well under a millisecond
+// each, so waking a sleeping thread (a futex round trip through the kernel) would cost
+// more than the work. Workers therefore spin for a short while on an atomic counter
+// before going to sleep on a condition variable, and the caller spins while it waits.
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -26,6 +32,14 @@ int threads_from_environment() {
   return cores == 0 ? 1 : static_cast<int>(cores);
 }
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+constexpr int kSpinIterations = 1 << 14;  // roughly 50-100 microseconds of spinning
+
 thread_local bool inside_parallel_region = false;
 
 class ThreadPool {
@@ -38,23 +52,29 @@ class ThreadPool {
   void resize(int threads) {
     stop_workers();
     stopping_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // Workers start from the current generation: work published after this point is theirs.
+    const uint64_t start = generation_.load();
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
   }
 
   // Runs task(chunk) for chunk in [0, chunks); chunk 0 on the caller.
   void run(int chunks, const std::function<void(int)>& task) {
+    task_ = &task;
+    chunks_ = chunks;
+    error_ = nullptr;
+    // Every worker acknowledges every generation, even one with no chunk for it, so no
+    // worker can still be reading task_ or chunks_ when the next run writes them.
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
-      chunks_ = chunks;
-      pending_ = chunks - 1;
-      error_ = nullptr;
-      ++generation_;
+      if (sleepers_ > 0) wake_.notify_all();
     }
-    wake_.notify_all();
     run_chunk(task, 0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < kSpinIterations) cpu_relax();
+      else std::this_thread::yield();
+    }
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -73,21 +93,26 @@ class ThreadPool {
     inside_parallel_region = false;
   }
 
-  void worker_loop(int index) {
-    uint64_t seen = 0;
+  // Waits until the generation moves past `seen` (or the pool stops); returns the new one.
+  uint64_t wait_for_work(uint64_t seen) {
+    for (int spins = 0; spins < kSpinIterations; ++spins) {
+      const uint64_t g = generation_.load(std::memory_order_acquire);
+      if (g != seen || stopping_.load(std::memory_order_acquire)) return g;
+      cpu_relax();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    ++sleepers_;
+    wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen || stopping_.load(); });
+    --sleepers_;
+    return generation_.load(std::memory_order_acquire);
+  }
+
+  void worker_loop(int index, uint64_t seen) {
     for (;;) {
-      const std::function<void(int)>* task = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
-        if (index >= chunks_) continue;
-        task = task_;
-      }
-      run_chunk(*task, index);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      seen = wait_for_work(seen);
+      if (stopping_.load(std::memory_order_acquire)) return;
+      if (index < chunks_) run_chunk(*task_, index);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
@@ -95,19 +120,21 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
+      wake_.notify_all();
     }
-    wake_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
   }
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
+  int sleepers_ = 0;
   const std::function<void(int)>* task_ = nullptr;
-  int chunks_ = 0, pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  int chunks_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 

@@ -1,0 +1,49 @@
+// A small command-line parser shared by tgc and the lessons.
+//
+//   tg::cli::Args args("tgc eval", "Evaluate a model on the Fashion-MNIST test set.");
+//   args.option("model", "FILE", "weights file", /*required=*/true);
+//   args.parse(argc, argv, 2);          // --help prints usage and exits 0;
+//   std::string m = args.get("model");  // a bad flag prints usage and exits 2
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tg::cli {
+
+class Args {
+ public:
+  Args(std::string usage_name, std::string summary);
+
+  // --name VALUE. An empty default means "not given".
+  Args& option(const std::string& name, const std::string& value_name, const std::string& help,
+               bool required = false, const std::string& default_value = "");
+  // --name with no value.
+  Args& toggle(const std::string& name, const std::string& help);
+  // Extra words after the flags (e.g. benchmark names).
+  Args& positional(const std::string& value_name, const std::string& help);
+
+  void parse(int argc, char** argv, int first = 1);
+
+  bool has(const std::string& name) const;  // given, or has a default
+  std::string get(const std::string& name) const;
+  int64_t get_int(const std::string& name, int64_t min, int64_t max) const;
+  double get_float(const std::string& name) const;
+  bool on(const std::string& name) const;  // for toggles
+  const std::vector<std::string>& rest() const { return rest_; }
+
+  std::string usage() const;
+  [[noreturn]] void fail(const std::string& message) const;  // usage error: exit 2
+
+ private:
+  struct Spec {
+    std::string name, value_name, help, value;
+    bool required = false, is_toggle = false, given = false;
+  };
+  const Spec& spec(const std::string& name) const;
+  std::string usage_name_, summary_, positional_name_, positional_help_;
+  std::vector<Spec> specs_;
+  std::vector<std::string> rest_;
+};
+
+}  // namespace tg::cli

@@ -1,0 +1,268 @@
+#include "tinygrad-cpp/io.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+namespace tg::io {
+
+namespace {
+Error file_error(const std::string& path, const std::string& what) { return Error(path + ": " + what); }
+
+// a * b, or an error when it would overflow `limit`.
+uint64_t checked_multiply(uint64_t a, uint64_t b, uint64_t limit, const std::string& path, const char* what) {
+  if (a != 0 && b > limit / a) throw file_error(path, std::string(what) + " is too large");
+  return a * b;
+}
+}  // namespace
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::vector<uint8_t> read_file(const std::string& path, uint64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw file_error(path, "not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes)
+    throw file_error(path, fmt::format("file is {} bytes, more than the {} allowed", st.st_size, max_bytes));
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  const size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
+  std::fclose(f);
+  if (got != bytes.size()) throw file_error(path, "read error");
+  return bytes;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  const std::string temp = fmt::format("{}.tmp-{}", path, ::getpid());
+  std::FILE* f = std::fopen(temp.c_str(), "wb");
+  if (!f) throw file_error(path, std::string("cannot write: ") + std::strerror(errno));
+  const bool ok = (size == 0 || std::fwrite(data, 1, size, f) == size) && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const int saved_errno = errno;
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(temp.c_str());
+    throw file_error(path, std::string("cannot write: ") + std::strerror(ok ? errno : saved_errno));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int rename_errno = errno;
+    std::remove(temp.c_str());
+    throw file_error(path, std::string("cannot rename into place: ") + std::strerror(rename_errno));
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// safetensors
+const Tensor* NamedTensors::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+const Tensor& NamedTensors::at(const std::string& name) const {
+  if (const Tensor* t = find(name)) return *t;
+  throw Error("no tensor named '" + name + "'");
+}
+
+NamedTensors parse_safetensors(const uint8_t* bytes, size_t size, const std::string& label) {
+  using nlohmann::json;
+  if (size < 8) throw file_error(label, fmt::format("{} bytes is too short for a safetensors file (needs an 8-byte header length)", size));
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
+  if (header_size > kSafetensorsMaxHeader)
+    throw file_error(label, fmt::format("header length {} exceeds the {}-byte cap", header_size, kSafetensorsMaxHeader));
+  if (header_size > size - 8)
+    throw file_error(label, fmt::format("header length {} runs past the end of the {}-byte file", header_size, size));
+  if (header_size == 0 || bytes[8] != '{') throw file_error(label, "header does not start with '{'");
+  json header;
+  try {
+    header = json::parse(bytes + 8, bytes + 8 + header_size);
+  } catch (const json::exception& e) {
+    throw file_error(label, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) throw file_error(label, "header is not a JSON object");
+
+  struct Declared {
+    std::string name;
+    Shape shape;
+    uint64_t begin, end;
+  };
+  std::vector<Declared> declared;
+  NamedTensors result;
+  const uint64_t data_size = size - 8 - header_size;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& value = it.value();
+    if (name == "__metadata__") {
+      if (!value.is_object()) throw file_error(label, "__metadata__ is not an object");
+      for (auto m = value.begin(); m != value.end(); ++m) {
+        if (!m.value().is_string()) throw file_error(label, "__metadata__ value of '" + m.key() + "' is not a string");
+        result.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    auto bad = [&](const std::string& what) { return file_error(label, "tensor '" + name + "': " + what); };
+    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") || !value.contains("data_offsets"))
+      throw bad("needs dtype, shape and data_offsets");
+    if (!value["dtype"].is_string()) throw bad("dtype is not a string");
+    const std::string dtype = value["dtype"].get<std::string>();
+    if (dtype != "F32") throw bad("dtype " + dtype + " is not supported (only F32)");
+    const json& shape_json = value["shape"];
+    const json& offsets = value["data_offsets"];
+    if (!shape_json.is_array() || shape_json.size() > 8) throw bad("shape must be an array of at most 8 dimensions");
+    Declared d{name, {}, 0, 0};
+    uint64_t count = 1;
+    for (const json& dim : shape_json) {
+      if (!dim.is_number_unsigned()) throw bad("shape has a dimension that is not a non-negative integer");
+      const uint64_t n = dim.get<uint64_t>();
+      if (n > (uint64_t{1} << 32)) throw bad(fmt::format("dimension {} is too large", n));
+      count = checked_multiply(count, n, data_size / 4 + 1, label, ("tensor '" + name + "' shape").c_str());
+      d.shape.push_back(static_cast<int64_t>(n));
+    }
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
+      throw bad("data_offsets must be two non-negative integers");
+    d.begin = offsets[0].get<uint64_t>();
+    d.end = offsets[1].get<uint64_t>();
+    if (d.begin > d.end || d.end > data_size)
+      throw bad(fmt::format("data_offsets [{},{}] are outside the {}-byte data section", d.begin, d.end, data_size));
+    if (d.end - d.begin != count * 4)
+      throw bad(fmt::format("shape {} needs {} bytes but data_offsets [{},{}] hold {}", shape_str(d.shape), count * 4,
+                            d.begin, d.end, d.end - d.begin));
+    declared.push_back(std::move(d));
+  }
+  // The data section must be covered exactly: contiguous, no overlap, no gap, no trailing bytes.
+  std::sort(declared.begin(), declared.end(), [](const Declared& a, const Declared& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t expected_begin = 0;
+  for (const Declared& d : declared) {
+    if (d.begin != expected_begin)
+      throw file_error(label, fmt::format("tensor '{}': data_offsets [{},{}] {} (expected to start at {})", d.name, d.begin,
+                                          d.end, d.begin < expected_begin ? "overlap the previous tensor" : "leave a gap",
+                                          expected_begin));
+    expected_begin = d.end;
+  }
+  if (expected_begin != data_size)
+    throw file_error(label, fmt::format("{} trailing bytes after the last tensor", data_size - expected_begin));
+
+  const uint8_t* data = bytes + 8 + header_size;
+  for (const Declared& d : declared) {
+    Tensor t = Tensor::empty(d.shape);
+    if (d.end > d.begin) std::memcpy(t.data(), data + d.begin, d.end - d.begin);  // little-endian hosts only
+    result.tensors.emplace_back(d.name, t);
+  }
+  std::sort(result.tensors.begin(), result.tensors.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return result;
+}
+
+NamedTensors load_safetensors(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, uint64_t{4} << 30);
+  return parse_safetensors(bytes.data(), bytes.size(), path);
+}
+
+std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                           const std::map<std::string, std::string>& metadata) {
+  using nlohmann::json;
+  auto sorted = tensors;
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : sorted) {
+    if (name == "__metadata__") throw Error("save_safetensors: '__metadata__' cannot name a tensor");
+    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * 4;
+    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8 != 0) text += ' ';  // data starts 8-byte aligned
+  std::vector<uint8_t> out(8 + text.size() + offset);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  uint8_t* data = out.data() + 8 + text.size();
+  for (const auto& [name, t] : sorted) {
+    std::memcpy(data, t.data(), static_cast<size_t>(t.numel()) * 4);
+    data += t.numel() * 4;
+  }
+  return out;
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  const std::vector<uint8_t> bytes = serialize_safetensors(tensors, metadata);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+// ---------------------------------------------------------------------------------
+// .npy
+void save_npy(const std::string& path, const Tensor& t) {
+  std::string shape;  // "2, 3" for (2, 3); "5," for the one-element tuple (5,)
+  for (int i = 0; i < t.ndim(); ++i) {
+    if (i) shape += ", ";
+    shape += std::to_string(t.shape()[i]);
+  }
+  if (t.ndim() == 1) shape += ",";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
+  const size_t unpadded = 10 + header.size() + 1;  // magic(6) version(2) length(2) + header + '\n'
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::vector<uint8_t> out;
+  const char magic[] = "\x93NUMPY\x01\x00";
+  out.insert(out.end(), magic, magic + 8);
+  out.push_back(static_cast<uint8_t>(header.size() & 0xff));
+  out.push_back(static_cast<uint8_t>(header.size() >> 8));
+  out.insert(out.end(), header.begin(), header.end());
+  const uint8_t* data = reinterpret_cast<const uint8_t*>(t.data());
+  out.insert(out.end(), data, data + t.numel() * 4);
+  write_file_atomic(path, out.data(), out.size());
+}
+
+Tensor load_npy(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path);
+  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) throw file_error(path, "not a .npy file (bad magic)");
+  if (bytes[6] != 1) throw file_error(path, fmt::format(".npy version {}.{} is not supported (only 1.0)", bytes[6], bytes[7]));
+  const size_t header_len = bytes[8] | (static_cast<size_t>(bytes[9]) << 8);
+  if (10 + header_len > bytes.size()) throw file_error(path, "header runs past the end of the file");
+  const std::string header(bytes.begin() + 10, bytes.begin() + 10 + static_cast<std::ptrdiff_t>(header_len));
+  if (header.find("'descr': '<f4'") == std::string::npos) throw file_error(path, "dtype is not '<f4' (little-endian float32)");
+  if (header.find("'fortran_order': False") == std::string::npos) throw file_error(path, "Fortran order is not supported");
+  const size_t open = header.find("'shape': (");
+  const size_t close = open == std::string::npos ? open : header.find(')', open);
+  if (close == std::string::npos) throw file_error(path, "header has no shape");
+  Shape shape;
+  uint64_t count = 1;
+  const std::string dims = header.substr(open + 10, close - open - 10);
+  size_t pos = 0;
+  while (pos < dims.size()) {
+    while (pos < dims.size() && (dims[pos] == ' ' || dims[pos] == ',')) ++pos;
+    if (pos >= dims.size()) break;
+    size_t used = 0;
+    uint64_t d = 0;
+    try {
+      d = std::stoull(dims.substr(pos), &used);
+    } catch (const std::exception&) {
+      throw file_error(path, "shape '" + dims + "' is not a tuple of integers");
+    }
+    count = checked_multiply(count, d, bytes.size() / 4 + 1, path, "shape");
+    shape.push_back(static_cast<int64_t>(d));
+    pos += used;
+  }
+  if (shape.size() > 8) throw file_error(path, "more than 8 dimensions");
+  const size_t data_bytes = bytes.size() - 10 - header_len;
+  if (data_bytes != count * 4)
+    throw file_error(path, fmt::format("shape {} needs {} bytes of data, the file has {}", shape_str(shape), count * 4, data_bytes));
+  Tensor t = Tensor::empty(shape);
+  if (data_bytes) std::memcpy(t.data(), bytes.data() + 10 + header_len, data_bytes);
+  return t;
+}
+
+}  // namespace tg::io

@@ -1,0 +1,49 @@
+// Files in and out: safetensors (weights), .npy (arrays for NumPy), and the two
+// rules every reader and writer here follows:
+//   - a reader validates before it allocates (magic, declared sizes against the real
+//     file size, overflow-checked arithmetic, caps) and throws tg::Error
+//     "<path>: <what is wrong>";
+//   - a writer writes to a temporary name and renames, so an interrupted run never
+//     leaves a truncated file behind.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tinygrad-cpp/tensor.h"
+
+namespace tg::io {
+
+// The whole file, refusing files larger than max_bytes.
+std::vector<uint8_t> read_file(const std::string& path, uint64_t max_bytes = uint64_t{1} << 31);
+// Writes `path` atomically (temporary file in the same folder, then rename).
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+bool file_exists(const std::string& path);
+
+// ---- safetensors: 8-byte little-endian header length, JSON header, raw F32 data ----
+struct NamedTensors {
+  std::vector<std::pair<std::string, Tensor>> tensors;  // sorted by name
+  std::map<std::string, std::string> metadata;          // __metadata__
+
+  const Tensor* find(const std::string& name) const;
+  const Tensor& at(const std::string& name) const;  // throws naming the missing tensor
+};
+
+constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;  // the reference implementation's cap
+
+NamedTensors load_safetensors(const std::string& path);
+// `label` names the data in error messages (a path, or "<memory>").
+NamedTensors parse_safetensors(const uint8_t* bytes, size_t size, const std::string& label);
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                           const std::map<std::string, std::string>& metadata);
+
+// ---- .npy v1.0, little-endian float32 ('<f4'), C order ----
+void save_npy(const std::string& path, const Tensor& t);
+Tensor load_npy(const std::string& path);
+
+}  // namespace tg::io

@@ -142,7 +142,8 @@ float Generator::normal(float mean, float stddev) {
 Tensor Tensor::empty(const Shape& shape) {
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
-  impl->storage = std::make_shared<Storage>(shape_numel(shape));
+  impl->numel = shape_numel(shape);
+  impl->storage = std::make_shared<Storage>(impl->numel);
   return Tensor(std::move(impl));
 }
 
@@ -192,10 +193,7 @@ Tensor Tensor::uniform(const Shape& shape, Generator& gen, float lo, float hi) {
 }
 
 // ---- access ----
-TensorImpl* Tensor::impl() const {
-  if (!impl_) throw Error("tensor: use of an undefined tensor");
-  return impl_.get();
-}
+void Tensor::throw_undefined() { throw Error("tensor: use of an undefined tensor"); }
 
 int64_t Tensor::dim(int axis) const {
   const int n = ndim();
@@ -265,6 +263,7 @@ void Tensor::backward(const Tensor& seed, bool retain_graph) const {
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape();
+  impl->numel = numel();
   impl->storage = impl_->storage;
   impl->offset = impl_->offset;
   return Tensor(std::move(impl));

@@ -69,6 +69,7 @@ using GradHook = std::function<Tensor(const Tensor& grad)>;
 
 struct TensorImpl {
   Shape shape;
+  int64_t numel = 0;                            // product of shape, kept with it
   std::shared_ptr<Storage> storage;             // shared between views
   int64_t offset = 0;                           // first element inside storage
   bool requires_grad = false;
@@ -106,7 +107,7 @@ class Tensor {
   const Shape& shape() const { return impl()->shape; }
   int ndim() const { return static_cast<int>(shape().size()); }
   int64_t dim(int axis) const;  // negative axes count from the end
-  int64_t numel() const { return shape_numel(shape()); }
+  int64_t numel() const { return impl()->numel; }
   float* data() { return impl()->storage->data() + impl()->offset; }
   const float* data() const { return impl()->storage->data() + impl()->offset; }
   std::vector<float> to_vector() const { return {data(), data() + numel()}; }
@@ -131,11 +132,15 @@ class Tensor {
   Tensor clone() const;   // a fresh copy of the values, not tracked
 
   std::string str(int max_per_dim = 6) const;  // also printable with fmt: fmt::print("{}", t)
-  TensorImpl* impl() const;
+  TensorImpl* impl() const {
+    if (!impl_) throw_undefined();
+    return impl_.get();
+  }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool same_as(const Tensor& other) const { return impl_ == other.impl_; }
 
  private:
+  [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
 

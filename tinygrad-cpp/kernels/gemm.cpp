@@ -2,14 +2,16 @@
 //
 // gemm_naive is the reference: three loops, obviously right, used by the tests.
 //
-// gemm is the fast path, the classic Goto/BLIS blocking:
+// gemm is the fast path, the classic Goto/BLIS blocking. Each thread runs gemm_serial
+// on its share of the problem (see gemm() at the bottom for how it is shared):
 //
-//   for each panel of K of depth KC:                  (pc loop)
-//     pack op(B)[pc:pc+KC, 0:N] into slivers NR columns wide, k-major
-//     pack op(A)[0:M, pc:pc+KC] into slivers MR rows tall, k-major (alpha folded in)
-//     for each (MR-row sliver, NR-column sliver) tile, in parallel:
-//       micro-kernel: an MR x NR block of C lives in registers while k runs 0..KC,
-//       each step one broadcast of A and NR/VW vector loads of B and MR*NR/VW FMAs.
+//   for each panel of K of depth KC:
+//     pack op(B)[k0:k0+KC, 0:N] into slivers NR columns wide, k-major
+//     for each block of MC rows of op(A):
+//       pack op(A)[rows, k0:k0+KC] into slivers MR rows tall, k-major (alpha folded in)
+//       for each B sliver (stays in L1), for each A sliver of the block (in L2):
+//         micro-kernel: an MR x NR block of C lives in registers while k runs 0..KC,
+//         each step one broadcast of A per row, NR/VW vector loads of B, MR*NR/VW FMAs.
 //
 // Packing makes every inner-loop load contiguous and aligned, whatever the
 // transposes; slivers are zero-padded at the edges, and edge tiles of C are written
@@ -57,6 +59,7 @@ typedef float vfloat __attribute__((vector_size(VW * sizeof(float))));
 constexpr int64_t MR = 6;        // rows of the register tile
 constexpr int64_t NR = 2 * VW;   // columns of the register tile (two vectors)
 constexpr int64_t KC = 256;      // depth of one packed panel
+constexpr int64_t MC = 144;      // rows of A packed at once (a multiple of MR; MC x KC floats fit in L2)
 
 struct AlignedBuffer {
   float* data = nullptr;
@@ -99,6 +102,15 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans, int64_t N, int64_t c
     for (int64_t k = 0; k < kc; ++k) std::memcpy(packed + k * NR, B + (k0 + k) * ldb + col0, NR * sizeof(float));
     return;
   }
+  if (trans) {  // column c of op(B) is row col0+c of B: read it contiguously
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* row = B + (col0 + c) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) packed[k * NR + c] = row[k];
+    }
+    for (int64_t c = cols; c < NR; ++c)
+      for (int64_t k = 0; k < kc; ++k) packed[k * NR + c] = 0.f;
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k)
     for (int64_t c = 0; c < NR; ++c)
       packed[k * NR + c] = c < cols ? element_b(B, ldb, trans, k0 + k, col0 + c) : 0.f;
@@ -130,13 +142,51 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   out[6] = c30; out[7] = c31; out[8] = c40; out[9] = c41; out[10] = c50; out[11] = c51;
 }
 
+// The serial engine: C[M,N] += op(A) op(B) for one block of the problem, blocked for
+// the caches (MC rows of A in L2, one KC x NR sliver of B in L1 across them).
+void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  static thread_local AlignedBuffer a_buffer, b_buffer;
+  const int64_t b_slivers = (N + NR - 1) / NR;
+  float* packed_b = b_buffer.get(static_cast<size_t>(b_slivers * NR * KC));
+  float* packed_a = a_buffer.get(static_cast<size_t>(MC * KC));
+  alignas(64) float tile[MR * NR];
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t kc = std::min(KC, K - k0);
+    for (int64_t s = 0; s < b_slivers; ++s) pack_b_sliver(B, ldb, trans_b, N, s * NR, k0, kc, packed_b + s * NR * kc);
+    for (int64_t i0 = 0; i0 < M; i0 += MC) {
+      const int64_t mc = std::min(MC, M - i0);
+      const int64_t a_slivers = (mc + MR - 1) / MR;
+      for (int64_t s = 0; s < a_slivers; ++s)
+        pack_a_sliver(A, lda, trans_a, M, i0 + s * MR, k0, kc, alpha, packed_a + s * MR * kc);
+      for (int64_t bs = 0; bs < b_slivers; ++bs) {
+        const int64_t col0 = bs * NR, cols = std::min(NR, N - col0);
+        for (int64_t as = 0; as < a_slivers; ++as) {
+          micro_kernel(kc, packed_a + as * MR * kc, packed_b + bs * NR * kc, tile);
+          const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* c = C + (row0 + r) * ldc + col0;
+            const float* src = tile + r * NR;
+            for (int64_t j = 0; j < cols; ++j) c[j] += src[j];
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
+// How the threads share the work, with one parallel_for per call:
+//   - many column slivers: each thread takes a range of columns of C;
+//   - few columns but a long K (weight gradients: K = batch x positions): each thread
+//     takes a range of K into a private C, and the partial products are summed;
+//   - otherwise: each thread takes a range of rows of C.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  // Scale (or clear) C once; every panel below then accumulates into it.
+  // Scale (or clear) C once; the blocks below accumulate into it.
   if (beta != 1.f) {
     for (int64_t i = 0; i < M; ++i) {
       float* row = C + i * ldc;
@@ -146,42 +196,41 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   }
   if (K <= 0 || alpha == 0.f) return;
 
-  const int64_t a_slivers = (M + MR - 1) / MR;
-  const int64_t b_slivers = (N + NR - 1) / NR;
-  static thread_local AlignedBuffer a_buffer, b_buffer;
-  float* packed_a = a_buffer.get(static_cast<size_t>(a_slivers * MR * KC));
-  float* packed_b = b_buffer.get(static_cast<size_t>(b_slivers * NR * KC));
-  const int64_t flops_per_panel = M * N * std::min(K, KC);
-
-  for (int64_t k0 = 0; k0 < K; k0 += KC) {
-    const int64_t kc = std::min(KC, K - k0);
-    int64_t pack_grain = flops_per_panel > (1 << 18) ? 1 : 1 << 30;
-    parallel_for(0, a_slivers, pack_grain * 8, [&](int64_t lo, int64_t hi) {
-      for (int64_t s = lo; s < hi; ++s)
-        pack_a_sliver(A, lda, trans_a, M, s * MR, k0, kc, alpha, packed_a + s * MR * kc);
-    });
-    parallel_for(0, b_slivers, pack_grain * 4, [&](int64_t lo, int64_t hi) {
-      for (int64_t s = lo; s < hi; ++s)
-        pack_b_sliver(B, ldb, trans_b, N, s * NR, k0, kc, packed_b + s * NR * kc);
-    });
-    // Tiles are numbered column-sliver-major so one thread keeps reusing a B sliver in cache.
-    const int64_t tiles = a_slivers * b_slivers;
-    const int64_t tile_grain = std::max<int64_t>(1, (1 << 17) / (MR * NR * kc));
-    parallel_for(0, tiles, tile_grain, [&](int64_t lo, int64_t hi) {
-      alignas(64) float tile[MR * NR];
-      for (int64_t t = lo; t < hi; ++t) {
-        const int64_t bs = t / a_slivers, as = t % a_slivers;
-        micro_kernel(kc, packed_a + as * MR * kc, packed_b + bs * NR * kc, tile);
-        const int64_t row0 = as * MR, col0 = bs * NR;
-        const int64_t rows = std::min(MR, M - row0), cols = std::min(NR, N - col0);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* c = C + (row0 + r) * ldc + col0;
-          const float* src = tile + r * NR;
-          for (int64_t j = 0; j < cols; ++j) c[j] += src[j];
-        }
-      }
-    });
+  const int64_t threads = num_threads();
+  const int64_t flops = M * N * K;
+  const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
+  if (threads == 1 || flops < (int64_t{1} << 17)) {
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    return;
   }
+  if (b_slivers >= 2 * threads || (b_slivers >= threads && b_slivers >= a_slivers)) {
+    parallel_for(0, b_slivers, 1, [&](int64_t lo, int64_t hi) {
+      const int64_t col0 = lo * NR, cols = std::min(N, hi * NR) - col0;
+      gemm_serial(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc);
+    });
+    return;
+  }
+  if (K >= 8 * KC && K >= 4 * std::max(M, N)) {
+    const int64_t panels = (K + KC - 1) / KC;
+    std::vector<std::vector<float>> partials(static_cast<size_t>(panels));  // one per chunk, at its first panel
+    parallel_for(0, panels, 1, [&](int64_t lo, int64_t hi) {
+      const int64_t k0 = lo * KC, kc = std::min(K, hi * KC) - k0;
+      std::vector<float>& partial = partials[static_cast<size_t>(lo)];
+      partial.assign(static_cast<size_t>(M * N), 0.f);
+      gemm_serial(trans_a, trans_b, M, N, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda,
+                  trans_b ? B + k0 : B + k0 * ldb, ldb, partial.data(), N);
+    });
+    for (const std::vector<float>& partial : partials) {
+      if (partial.empty()) continue;
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += partial[i * N + j];
+    }
+    return;
+  }
+  parallel_for(0, a_slivers, 1, [&](int64_t lo, int64_t hi) {
+    const int64_t row0 = lo * MR, rows = std::min(M, hi * MR) - row0;
+    gemm_serial(trans_a, trans_b, rows, N, K, alpha, trans_a ? A + row0 : A + row0 * lda, lda, B, ldb, C + row0 * ldc, ldc);
+  });
 }
 
 }  // namespace tg::kernels

@@ -6,9 +6,21 @@
 // (0 outside the image). Then conv(image) = weight[out, C*kh*kw] x columns.
 // col2im is its adjoint (the transpose): it adds every column entry back onto the
 // pixel it was read from, which is exactly what the input gradient needs.
+#include <algorithm>
+
 #include "tinygrad-cpp/kernels/kernels.h"
 
 namespace tg::kernels {
+
+namespace {
+// Output columns ox whose input column x0 + ox*stride lies inside [0, width): [lo, hi).
+void valid_range(int64_t x0, int64_t stride, int64_t width, int64_t out_w, int64_t& lo, int64_t& hi) {
+  lo = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride;
+  hi = width - x0 <= 0 ? 0 : (width - x0 + stride - 1) / stride;
+  lo = std::min(lo, out_w);
+  hi = std::max(lo, std::min(hi, out_w));
+}
+}  // namespace
 
 void im2col(const float* image, const ConvGeometry& g, float* columns, int64_t row_stride) {
   const int64_t out_h = g.out_h(), out_w = g.out_w();
@@ -17,26 +29,21 @@ void im2col(const float* image, const ConvGeometry& g, float* columns, int64_t r
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         float* row = columns + ((c * g.kernel_h + i) * g.kernel_w + j) * row_stride;
+        const int64_t x0 = -g.pad_w + j * g.dilation_w;
+        int64_t lo, hi;
+        valid_range(x0, g.stride_w, g.width, out_w, lo, hi);
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
           float* out = row + oy * out_w;
           if (y < 0 || y >= g.height) {
-            for (int64_t ox = 0; ox < out_w; ++ox) out[ox] = 0.f;
+            std::fill(out, out + out_w, 0.f);
             continue;
           }
-          const float* src = plane + y * g.width;
-          const int64_t x0 = -g.pad_w + j * g.dilation_w;
-          if (g.stride_w == 1) {
-            for (int64_t ox = 0; ox < out_w; ++ox) {
-              const int64_t x = x0 + ox;
-              out[ox] = (x >= 0 && x < g.width) ? src[x] : 0.f;
-            }
-          } else {
-            for (int64_t ox = 0; ox < out_w; ++ox) {
-              const int64_t x = x0 + ox * g.stride_w;
-              out[ox] = (x >= 0 && x < g.width) ? src[x] : 0.f;
-            }
-          }
+          const float* src = plane + y * g.width + x0;
+          std::fill(out, out + lo, 0.f);
+          if (g.stride_w == 1) std::copy(src + lo, src + hi, out + lo);
+          else for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.stride_w];
+          std::fill(out + hi, out + out_w, 0.f);
         }
       }
     }
@@ -50,16 +57,16 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         const float* row = columns + ((c * g.kernel_h + i) * g.kernel_w + j) * row_stride;
+        const int64_t x0 = -g.pad_w + j * g.dilation_w;
+        int64_t lo, hi;
+        valid_range(x0, g.stride_w, g.width, out_w, lo, hi);
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
           if (y < 0 || y >= g.height) continue;
-          float* dst = plane + y * g.width;
+          float* dst = plane + y * g.width + x0;
           const float* in = row + oy * out_w;
-          const int64_t x0 = -g.pad_w + j * g.dilation_w;
-          for (int64_t ox = 0; ox < out_w; ++ox) {
-            const int64_t x = x0 + ox * g.stride_w;
-            if (x >= 0 && x < g.width) dst[x] += in[ox];
-          }
+          if (g.stride_w == 1) for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
+          else for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.stride_w] += in[ox];
         }
       }
     }

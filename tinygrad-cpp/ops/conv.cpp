@@ -53,7 +53,7 @@ ConvPlan plan_conv(const Tensor& x, const Tensor& w, const OpParams& p) {
   plan.patch = plan.in_per_group * w.dim(2) * w.dim(3);
   plan.positions = plan.geometry.out_h() * plan.geometry.out_w();
   const int64_t column_floats = channels * w.dim(2) * w.dim(3) * plan.positions;
-  plan.chunk = std::clamp<int64_t>((int64_t{1} << 22) / std::max<int64_t>(1, column_floats), 1, std::max<int64_t>(1, plan.batch));
+  plan.chunk = std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, column_floats), 1, std::max<int64_t>(1, plan.batch));
   return plan;
 }
 

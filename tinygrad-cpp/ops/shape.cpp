@@ -76,6 +76,7 @@ Tensor reshape(const Tensor& x, Shape shape) {
                             shape_str(shape)));
   auto view = std::make_shared<TensorImpl>();
   view->shape = shape;
+  view->numel = x.numel();
   view->storage = x.impl()->storage;
   view->offset = x.impl()->offset;
   return tape().record(Op::Reshape, {x}, Tensor(std::move(view)));

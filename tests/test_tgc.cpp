@@ -1,0 +1,131 @@
+// The tgc tool run as a user runs it: exit codes, one-line errors, no partial output.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/helpers.h"
+#include "tinygrad-cpp/data.h"
+#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/nn.h"
+#include "tinygrad-cpp/train.h"
+
+#ifndef TG_BIN_DIR
+#define TG_BIN_DIR "build/bin"
+#endif
+
+using test::contains;
+namespace fs = std::filesystem;
+
+namespace {
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+// Runs `tgc ARGS` with stdout and stderr captured separately.
+Run tgc(const std::string& args) {
+  const fs::path dir = fs::temp_directory_path() / ("tg-tgc-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string out = (dir / "out").string(), err = (dir / "err").string();
+  const std::string command = std::string(TG_BIN_DIR) + "/tgc " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int raw = std::system(command.c_str());
+  auto slurp = [](const std::string& path) {
+    std::ifstream f(path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  Run r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+  fs::remove_all(dir);
+  return r;
+}
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+}  // namespace
+
+TEST_SUITE("tgc") {
+  TEST_CASE("usage errors exit 2 with the usage; --help exits 0") {
+    Run r = tgc("eval --bogus 1");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "error: unknown flag --bogus"));
+    CHECK(contains(r.err, "usage: tgc eval --model FILE"));
+    CHECK(tgc("frobnicate").status == 2);
+    CHECK(tgc("eval").status == 2);  // --model is required
+    CHECK(contains(tgc("train --epochs many").err, "--epochs: 'many' is not an integer"));
+    r = tgc("train --help");
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "--resume FILE"));
+    CHECK(tgc("bench no_such_workload").status == 2);
+  }
+
+  TEST_CASE("bad files give one line naming the file, exit 1") {
+    const fs::path dir = fs::temp_directory_path() / ("tg-tgc-files-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string junk = (dir / "junk.safetensors").string();
+    std::ofstream(junk) << "this is not a safetensors file at all";
+    Run r = tgc("info --model " + junk);
+    CHECK(r.status == 1);
+    CHECK(lines(r.err) == 1);
+    CHECK(contains(r.err, "error: " + junk + ": "));
+    r = tgc("eval --model " + (dir / "missing.safetensors").string());
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "missing.safetensors: cannot open"));
+    r = tgc("eval --model assets/fashion_cnn.safetensors --data " + dir.string());
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "t10k-images-idx3-ubyte.gz: not found"));
+    r = tgc("train --data " + dir.string() + " --out " + (dir / "w.safetensors").string());
+    CHECK(r.status == 1);
+    CHECK_FALSE(fs::exists(dir / "w.safetensors"));
+    fs::remove_all(dir);
+  }
+
+  TEST_CASE("Ctrl-C during tgc train stops cleanly and keeps a loadable checkpoint") {
+    const fs::path dir = fs::temp_directory_path() / ("tg-tgc-train-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const char* split : {"train", "t10k"})
+      for (const char* kind : {"images-idx3", "labels-idx1"})
+        fs::copy_file(std::string("assets/fashion-sample/t10k-") + kind + "-ubyte.gz",
+                      dir / (std::string(split) + "-" + kind + "-ubyte.gz"));
+    const std::string out = (dir / "w.safetensors").string(), ckpt = (dir / "w.ckpt.safetensors").string();
+    // Start a long run, wait for the first checkpoint, then send SIGINT as Ctrl-C would.
+    const std::string script = "( " + std::string(TG_BIN_DIR) + "/tgc train --epochs 500 --data " + dir.string() +
+                               " --out " + out + " > " + (dir / "log").string() + " 2>&1 & pid=$!; i=0; " +
+                               "while [ ! -f " + ckpt + " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; " +
+                               "kill -INT $pid; wait $pid; exit $? )";
+    const int raw = std::system(("bash -c '" + script + "'").c_str());
+    CHECK(WIFEXITED(raw));
+    CHECK(WEXITSTATUS(raw) == 130);
+    const tg::io::NamedTensors checkpoint = tg::io::load_safetensors(ckpt);
+    CHECK(std::stoi(checkpoint.metadata.at("epoch")) >= 1);
+    CHECK(tg::nn::load_fashion_cnn(out).metadata.at("epoch") == checkpoint.metadata.at("epoch"));
+    for (const auto& entry : fs::directory_iterator(dir)) CHECK(entry.path().string().find(".tmp-") == std::string::npos);
+    std::ifstream log(dir / "log");
+    const std::string text(std::istreambuf_iterator<char>(log), {});
+    CHECK(contains(text, "interrupted: stopped cleanly"));
+    fs::remove_all(dir);
+  }
+
+  TEST_CASE("tgc eval on the shipped sample ends with the accuracy line") {
+    Run r = tgc("eval --model assets/fashion_cnn.safetensors --data assets/fashion-sample");
+    CHECK(r.status == 0);
+    const size_t at = r.out.rfind("accuracy: ");
+    REQUIRE(at != std::string::npos);
+    CHECK(r.out.substr(at).size() == std::string("accuracy: 0.9234\n").size());
+    CHECK(std::stod(r.out.substr(at + 10)) > 0.9);
+    CHECK(contains(r.out, "Ankle boot"));
+  }
+}
+
+TEST_SUITE("shipped-model") {
+  TEST_CASE("the shipped weights reach 0.915 test accuracy") {
+    const tg::nn::LoadedModel loaded = tg::nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    CHECK(loaded.metadata.at("arch") == "FashionCNN");
+    // The full test set when Debian's dataset-fashion-mnist is installed (make setup does), else the sample.
+    const std::string full = tg::data::default_data_dir();
+    const bool have_full = tg::io::file_exists(full + "/t10k-images-idx3-ubyte.gz");
+    const tg::data::Dataset test = tg::data::load_fashion_mnist(have_full ? full : "assets/fashion-sample", tg::data::Split::Test);
+    const double accuracy = tg::train::evaluate(*loaded.model, test).accuracy();
+    MESSAGE("accuracy on " << test.size() << " test images: " << accuracy);
+    CHECK(accuracy >= (have_full ? 0.915 : 0.9));
+  }
+}

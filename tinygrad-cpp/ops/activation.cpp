@@ -18,12 +18,8 @@ namespace tg {
 Tensor relu(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
   // BEGIN SOLUTION(relu)
-  // HINT: out[i] = max(x[i], 0)
-  const float* px = x.data();
-  float* po = out.data();
-  parallel_elementwise(x.numel(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) po[i] = px[i] > 0.f ? px[i] : 0.f;
-  });
+  // HINT: out[i] = max(x[i], 0); elementwise_unary(n, in, out, f) applies f to every element
+  elementwise_unary(x.numel(), x.data(), out.data(), [](float v) { return v > 0.f ? v : 0.f; });
   // END SOLUTION
   return tape().record(Op::ReLU, {x}, out);
 }
@@ -35,12 +31,7 @@ std::vector<Tensor> vanilla_relu(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
   // BEGIN SOLUTION(relu)
   // HINT: the gradient passes where the input was positive: dx[i] = x[i] > 0 ? g[i] : 0
-  const float* x = e.input(0).data();
-  const float* pg = g.data();
-  float* pd = dx.data();
-  parallel_elementwise(g.numel(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) pd[i] = x[i] > 0.f ? pg[i] : 0.f;
-  });
+  elementwise_binary(g.numel(), e.input(0).data(), g.data(), dx.data(), [](float x, float gi) { return x > 0.f ? gi : 0.f; });
   // END SOLUTION
   return {dx};
 }
@@ -51,9 +42,7 @@ std::vector<Tensor> deconvnet_relu(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
   // BEGIN SOLUTION(relu-rules)
   // HINT: deconvnet ignores x and applies a ReLU to the gradient: dx[i] = max(g[i], 0)
-  const float* pg = g.data();
-  float* pd = dx.data();
-  for (int64_t i = 0; i < g.numel(); ++i) pd[i] = pg[i] > 0.f ? pg[i] : 0.f;
+  elementwise_unary(g.numel(), g.data(), dx.data(), [](float gi) { return gi > 0.f ? gi : 0.f; });
   // END SOLUTION
   return {dx};
 }
@@ -63,10 +52,8 @@ std::vector<Tensor> guided_relu(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
   // BEGIN SOLUTION(relu-rules)
   // HINT: guided backprop keeps a gradient only where both x > 0 and g > 0
-  const float* x = e.input(0).data();
-  const float* pg = g.data();
-  float* pd = dx.data();
-  for (int64_t i = 0; i < g.numel(); ++i) pd[i] = (x[i] > 0.f && pg[i] > 0.f) ? pg[i] : 0.f;
+  elementwise_binary(g.numel(), e.input(0).data(), g.data(), dx.data(),
+                     [](float x, float gi) { return (x > 0.f && gi > 0.f) ? gi : 0.f; });
   // END SOLUTION
   return {dx};
 }
@@ -76,28 +63,26 @@ std::vector<Tensor> guided_relu(const Entry& e, const Tensor& g) {
 // ---- sigmoid ----
 Tensor sigmoid(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) out.data()[i] = 1.f / (1.f + std::exp(-x.data()[i]));
+  elementwise_unary(x.numel(), x.data(), out.data(), [](float v) { return 1.f / (1.f + std::exp(-v)); });
   return tape().record(Op::Sigmoid, {x}, out);
 }
 // dx = g * y * (1 - y)
 std::vector<Tensor> sigmoid_backward(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
-  const float* y = e.output.data();
-  for (int64_t i = 0; i < g.numel(); ++i) dx.data()[i] = g.data()[i] * y[i] * (1.f - y[i]);
+  elementwise_binary(g.numel(), g.data(), e.output.data(), dx.data(), [](float gi, float y) { return gi * y * (1.f - y); });
   return {dx};
 }
 
 // ---- tanh ----
 Tensor tanh(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) out.data()[i] = std::tanh(x.data()[i]);
+  elementwise_unary(x.numel(), x.data(), out.data(), [](float v) { return std::tanh(v); });
   return tape().record(Op::Tanh, {x}, out);
 }
 // dx = g * (1 - y^2)
 std::vector<Tensor> tanh_backward(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
-  const float* y = e.output.data();
-  for (int64_t i = 0; i < g.numel(); ++i) dx.data()[i] = g.data()[i] * (1.f - y[i] * y[i]);
+  elementwise_binary(g.numel(), g.data(), e.output.data(), dx.data(), [](float gi, float y) { return gi * (1.f - y * y); });
   return {dx};
 }
 
@@ -108,9 +93,10 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
   // mask[i] = 0 with probability p, else 1/(1-p), so the expected output equals x.
   Tensor mask = Tensor::empty(x.shape());
   const float keep_scale = 1.f / (1.f - p);
-  for (int64_t i = 0; i < x.numel(); ++i) mask.data()[i] = gen.uniform() < p ? 0.f : keep_scale;
+  float* m = mask.data();
+  for (int64_t i = 0; i < x.numel(); ++i) m[i] = gen.uniform() < p ? 0.f : keep_scale;
   Tensor out = Tensor::empty(x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) out.data()[i] = x.data()[i] * mask.data()[i];
+  elementwise_binary(x.numel(), x.data(), m, out.data(), [](float v, float keep) { return v * keep; });
   OpParams params;
   params.scalar = p;
   return tape().record(Op::Dropout, {x}, out, params, {mask});
@@ -118,8 +104,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
 // dx = g * mask
 std::vector<Tensor> dropout_backward(const Entry& e, const Tensor& g) {
   Tensor dx = Tensor::empty(g.shape());
-  const float* mask = e.saved[0].data();
-  for (int64_t i = 0; i < g.numel(); ++i) dx.data()[i] = g.data()[i] * mask[i];
+  elementwise_binary(g.numel(), g.data(), e.saved[0].data(), dx.data(), [](float gi, float keep) { return gi * keep; });
   return {dx};
 }
 

@@ -49,4 +49,30 @@ TG_DECLARE_RULE(mse_backward);
 int normalize_axis(int axis, int ndim, const char* op);  // -1 -> ndim-1, with a range check
 void parallel_elementwise(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
+// out[i] = f(a[i]) and out[i] = f(a[i], b[i]) for i in [0, n): the loop every elementwise
+// op and rule is made of. Big arrays are split over the thread pool; the __restrict
+// copies tell the compiler the arrays do not overlap, so the loop is vectorized.
+constexpr int64_t kParallelElements = 1 << 16;
+template <class F>
+void elementwise_unary(int64_t n, const float* a, float* out, F f) {
+  auto body = [=](int64_t lo, int64_t hi) {
+    const float* __restrict pa = a;
+    float* __restrict po = out;
+    for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i]);
+  };
+  if (n < kParallelElements) body(0, n);
+  else parallel_elementwise(n, body);
+}
+template <class F>
+void elementwise_binary(int64_t n, const float* a, const float* b, float* out, F f) {
+  auto body = [=](int64_t lo, int64_t hi) {
+    const float* __restrict pa = a;
+    const float* __restrict pb = b;
+    float* __restrict po = out;
+    for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], pb[i]);
+  };
+  if (n < kParallelElements) body(0, n);
+  else parallel_elementwise(n, body);
+}
+
 }  // namespace tg

@@ -58,17 +58,17 @@ Tensor broadcast_binary(const Tensor& a, const Tensor& b, const char* op, F f) {
   float* po = out.data();
   const int64_t n = out.numel();
   if (a.shape() == b.shape()) {
-    parallel_elementwise(n, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], pb[i]); });
+    elementwise_binary(n, pa, pb, po, f);
     return out;
   }
   if (b.numel() == 1 && a.numel() == n) {
     const float vb = pb[0];
-    parallel_elementwise(n, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) po[i] = f(pa[i], vb); });
+    elementwise_unary(n, pa, po, [=](float v) { return f(v, vb); });
     return out;
   }
   if (a.numel() == 1 && b.numel() == n) {
     const float va = pa[0];
-    parallel_elementwise(n, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) po[i] = f(va, pb[i]); });
+    elementwise_unary(n, pb, po, [=](float v) { return f(va, v); });
     return out;
   }
   // General case: an odometer over every axis but the last, a loop over the last.
@@ -95,9 +95,7 @@ Tensor broadcast_binary(const Tensor& a, const Tensor& b, const char* op, F f) {
 template <class F>
 Tensor map_unary(const Tensor& x, F f) {
   Tensor out = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* po = out.data();
-  parallel_elementwise(x.numel(), [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) po[i] = f(px[i]); });
+  elementwise_unary(x.numel(), x.data(), out.data(), f);
   return out;
 }
 
@@ -105,10 +103,7 @@ Tensor map_unary(const Tensor& x, F f) {
 template <class F>
 Tensor map_with(const Tensor& g, const Tensor& other, F f) {
   Tensor out = Tensor::empty(g.shape());
-  const float* pg = g.data();
-  const float* po = other.data();
-  float* pr = out.data();
-  parallel_elementwise(g.numel(), [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) pr[i] = f(pg[i], po[i]); });
+  elementwise_binary(g.numel(), g.data(), other.data(), out.data(), f);
   return out;
 }
 

@@ -40,7 +40,21 @@ OpParams pool_params(Pair2 kernel, Pair2 stride, Pair2 padding) {
 }
 
 // Index (within its plane) of the first maximum of window (oy, ox); padding never wins.
-int64_t window_argmax(const float* plane, const PoolPlan& p, int64_t oy, int64_t ox) {
+inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, int64_t oy, int64_t ox) {
+  const int64_t y0 = oy * p.sh - p.ph, x0 = ox * p.sw - p.pw;
+  if (y0 >= 0 && x0 >= 0 && y0 + p.kh <= p.height && x0 + p.kw <= p.width) {  // inside: no bounds checks
+    int64_t best = y0 * p.width + x0;
+    float best_value = plane[best];
+    for (int64_t i = 0; i < p.kh; ++i) {
+      const float* row = plane + (y0 + i) * p.width + x0;
+      for (int64_t j = 0; j < p.kw; ++j)
+        if (row[j] > best_value) {
+          best_value = row[j];
+          best = (y0 + i) * p.width + x0 + j;
+        }
+    }
+    return best;
+  }
   int64_t best = -1;
   float best_value = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < p.kh; ++i) {
@@ -66,10 +80,12 @@ Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
   const OpParams params = pool_params(kernel, stride, padding);
   const PoolPlan p = plan_pool(x, params, "max_pool2d");
   Tensor out = Tensor::empty({x.dim(0), x.dim(1), p.out_h, p.out_w});
-  kernels::parallel_for(0, p.planes, 16, [&](int64_t lo, int64_t hi) {
+  const float* src = x.data();
+  float* result = out.data();
+  kernels::parallel_for(0, p.planes, 16, [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
-      const float* plane = x.data() + c * p.height * p.width;
-      float* dst = out.data() + c * p.out_h * p.out_w;
+      const float* __restrict plane = src + c * p.height * p.width;
+      float* __restrict dst = result + c * p.out_h * p.out_w;
       for (int64_t oy = 0; oy < p.out_h; ++oy)
         for (int64_t ox = 0; ox < p.out_w; ++ox) dst[oy * p.out_w + ox] = plane[window_argmax(plane, p, oy, ox)];
     }
@@ -85,11 +101,14 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
   // BEGIN SOLUTION(maxpool-backward)
   // HINT: for every window, find its maximum again (window_argmax) and add the window's
   // HINT: gradient to that one input pixel; overlapping windows add up.
-  kernels::parallel_for(0, p.planes, 16, [&](int64_t lo, int64_t hi) {
+  const float* input = x.data();
+  const float* grad_output = g.data();
+  float* grad_input = dx.data();
+  kernels::parallel_for(0, p.planes, 16, [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
-      const float* plane = x.data() + c * p.height * p.width;
-      const float* grad = g.data() + c * p.out_h * p.out_w;
-      float* dst = dx.data() + c * p.height * p.width;
+      const float* plane = input + c * p.height * p.width;
+      const float* grad = grad_output + c * p.out_h * p.out_w;
+      float* dst = grad_input + c * p.height * p.width;
       for (int64_t oy = 0; oy < p.out_h; ++oy)
         for (int64_t ox = 0; ox < p.out_w; ++ox) dst[window_argmax(plane, p, oy, ox)] += grad[oy * p.out_w + ox];
     }

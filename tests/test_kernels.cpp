@@ -32,6 +32,29 @@ TEST_SUITE("kernels") {
           }
   }
 
+  TEST_CASE("every way gemm shares work between threads gives the naive result") {
+    // column ranges (wide C), split K (narrow C, long K: weight gradients), row ranges (tall C)
+    Generator gen(4);
+    struct Case { int64_t M, N, K; bool ta, tb; };
+    for (const Case& c : {Case{5, 300, 40, false, false}, Case{17, 3, 2100, false, true}, Case{16, 25, 5000, false, true},
+                          Case{300, 5, 40, true, false}, Case{1, 128, 1568, false, true}}) {
+      CAPTURE(c.M); CAPTURE(c.N); CAPTURE(c.K);
+      std::vector<float> A(c.M * c.K), B(c.K * c.N), C(c.M * c.N), expected(c.M * c.N);
+      for (float& v : A) v = gen.uniform(-1, 1);
+      for (float& v : B) v = gen.uniform(-1, 1);
+      const int64_t lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
+      kernels::gemm_naive(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, expected.data(), c.N);
+      kernels::gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), c.N);
+      for (size_t i = 0; i < C.size(); ++i) REQUIRE(C[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(40.0));
+      // Inside a parallel region gemm runs serially, with the same result.
+      std::vector<float> D(c.M * c.N);
+      kernels::parallel_for(0, 2, 1, [&](int64_t lo, int64_t) {
+        if (lo == 0) kernels::gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, D.data(), c.N);
+      });
+      for (size_t i = 0; i < C.size(); ++i) REQUIRE(D[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(40.0));
+    }
+  }
+
   TEST_CASE("gemm with beta = 0 overwrites NaN in C") {
     std::vector<float> A = {1, 2}, B = {3, 4}, C = {std::nanf("")};
     kernels::gemm(false, false, 1, 1, 2, 1.f, A.data(), 2, B.data(), 1, 0.f, C.data(), 1);

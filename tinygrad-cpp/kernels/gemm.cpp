@@ -199,7 +199,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int64_t threads = num_threads();
   const int64_t flops = M * N * K;
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
-  if (threads == 1 || flops < (int64_t{1} << 17)) {
+  if (threads == 1 || flops < (int64_t{1} << 17) || in_parallel_region()) {
     gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     return;
   }

@@ -48,5 +48,7 @@ void set_num_threads(int n);
 // serially on the calling thread. Exceptions from fn are rethrown on the caller.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn);
+// True inside a chunk of parallel_for (where a nested parallel_for runs serially).
+bool in_parallel_region();
 
 }  // namespace tg::kernels

@@ -147,6 +147,8 @@ ThreadPool& pool() {
 
 int num_threads() { return pool().size(); }
 
+bool in_parallel_region() { return inside_parallel_region; }
+
 void set_num_threads(int n) {
   n = std::clamp(n, 1, 256);
   std::lock_guard<std::mutex> lock(pool().busy);

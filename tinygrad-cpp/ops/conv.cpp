@@ -61,16 +61,33 @@ ConvPlan plan_conv(const Tensor& x, const Tensor& w, const OpParams& p) {
 void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb, float* cols) {
   const kernels::ConvGeometry& g = plan.geometry;
   const int64_t image_size = g.channels * g.height * g.width;
-  kernels::parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i)
-      kernels::im2col(x.data() + (n0 + i) * image_size, g, cols + i * plan.positions, nb * plan.positions);
-  });
+  for (int64_t i = 0; i < nb; ++i)
+    kernels::im2col(x.data() + (n0 + i) * image_size, g, cols + i * plan.positions, nb * plan.positions);
 }
 
 thread_local std::vector<float> columns_buffer, scratch_buffer;
 float* buffer(std::vector<float>& b, int64_t n) {
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
+}
+
+// Runs body(n0, nb, slot) over the batch in chunks of at most plan.chunk images.
+// With a batch to share, each thread takes a range of images and works on them alone
+// (its own buffers; `slot`, the first image of its range, names its partial sums), so
+// there is one synchronization per op; with a single image the gemms use the threads.
+template <class F>
+void for_each_chunk(const ConvPlan& plan, F body) {
+  kernels::parallel_for(0, plan.batch, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n0 = lo; n0 < hi; n0 += plan.chunk) body(n0, std::min(plan.chunk, hi - n0), lo);
+  });
+}
+
+// sum += each partial in slot order (the order is fixed, so results repeat run to run).
+void add_partials(const std::vector<std::vector<float>>& partials, Tensor& sum) {
+  if (!sum.defined()) return;
+  float* dst = sum.data();
+  for (const std::vector<float>& partial : partials)
+    for (size_t i = 0; i < partial.size(); ++i) dst[i] += partial[i];
 }
 
 }  // namespace
@@ -90,8 +107,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   const int64_t O = plan.out_channels, P = plan.positions;
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
-  for (int64_t n0 = 0; n0 < plan.batch; n0 += plan.chunk) {
-    const int64_t nb = std::min(plan.chunk, plan.batch - n0), width = nb * P;
+  for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t) {
+    const int64_t width = nb * P;
     float* cols = buffer(columns_buffer, rows * width);
     float* result = buffer(scratch_buffer, O * width);
     fill_columns(x, plan, n0, nb, cols);
@@ -102,11 +119,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
     for (int64_t i = 0; i < nb; ++i)
       for (int64_t o = 0; o < O; ++o) {
         const float b = bias.defined() ? bias.data()[o] : 0.f;
-        const float* src = result + o * width + i * P;
-        float* dst = out.data() + ((n0 + i) * O + o) * P;
+        const float* __restrict src = result + o * width + i * P;
+        float* __restrict dst = out.data() + ((n0 + i) * O + o) * P;
         for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
       }
-  }
+  });
   return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
 }
 
@@ -123,38 +140,45 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
   Tensor dw = want_w ? Tensor::zeros(weight.shape()) : Tensor();
   Tensor db = want_b ? Tensor::zeros(bias.shape()) : Tensor();
   // BEGIN SOLUTION(conv2d-backward)
-  // HINT: per batch chunk: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm with beta = 1);
+  // HINT: per chunk of images: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm, beta = 1);
   // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
-  for (int64_t n0 = 0; n0 < plan.batch; n0 += plan.chunk) {
-    const int64_t nb = std::min(plan.chunk, plan.batch - n0), width = nb * P;
+  std::vector<std::vector<float>> dw_partials(static_cast<size_t>(plan.batch)), db_partials(static_cast<size_t>(plan.batch));
+  for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
+    const int64_t width = nb * P;
     // dY for this chunk as [O, nb*P], matching the column layout of the forward pass.
     float* grad = buffer(scratch_buffer, O * width);
     for (int64_t i = 0; i < nb; ++i)
       for (int64_t o = 0; o < O; ++o)
         std::copy_n(grad_output.data() + ((n0 + i) * O + o) * P, P, grad + o * width + i * P);
-    if (want_b)
+    if (want_b) {
+      std::vector<float>& partial = db_partials[slot];
+      partial.resize(static_cast<size_t>(O), 0.f);
       for (int64_t o = 0; o < O; ++o) {
-        double sum = 0;
+        float sum = 0.f;
         for (int64_t k = 0; k < width; ++k) sum += grad[o * width + k];
-        db.data()[o] += static_cast<float>(sum);
+        partial[o] += sum;
       }
+    }
     float* cols = buffer(columns_buffer, rows * width);
     if (want_w) {
+      std::vector<float>& partial = dw_partials[slot];
+      partial.resize(static_cast<size_t>(weight.numel()), 0.f);
       fill_columns(x, plan, n0, nb, cols);
       for (int64_t g = 0; g < plan.groups; ++g)
         kernels::gemm(false, true, plan.out_per_group, plan.patch, width, 1.f, grad + g * plan.out_per_group * width, width,
-                      cols + g * plan.patch * width, width, 1.f, dw.data() + g * plan.out_per_group * plan.patch, plan.patch);
+                      cols + g * plan.patch * width, width, 1.f, partial.data() + g * plan.out_per_group * plan.patch,
+                      plan.patch);
     }
     if (want_x) {
       for (int64_t g = 0; g < plan.groups; ++g)
         kernels::gemm(true, false, plan.patch, width, plan.out_per_group, 1.f, weight.data() + g * plan.out_per_group * plan.patch,
                       plan.patch, grad + g * plan.out_per_group * width, width, 0.f, cols + g * plan.patch * width, width);
-      kernels::parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i)
-          kernels::col2im(cols + i * P, plan.geometry, dx.data() + (n0 + i) * image_size, width);
-      });
+      for (int64_t i = 0; i < nb; ++i)
+        kernels::col2im(cols + i * P, plan.geometry, dx.data() + (n0 + i) * image_size, width);
     }
-  }
+  });
+  add_partials(dw_partials, dw);
+  add_partials(db_partials, db);
   // END SOLUTION
   return {dx, dw, db};
 }

@@ -116,30 +116,84 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans, int64_t N, int64_t c
       packed[k * NR + c] = c < cols ? element_b(B, ldb, trans, k0 + k, col0 + c) : 0.f;
 }
 
-// The micro-kernel: tile[MR][NR] = sum_k a[k*MR + r] * b[k*NR + c].
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
-                         float* __restrict tile) {
+typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), aligned(4)));
+
+// The micro-kernel: C[0:rows, 0:cols] += sum_k a[k*MR + r] * b[k*NR + c].
+// The MR x NR block of C lives in 12 vector registers while k runs; full tiles are added
+// into C directly, edge tiles go through a small buffer.
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict C,
+                         int64_t ldc, int64_t rows, int64_t cols) {
   vfloat c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
+  const vfloat negative_zero = -vfloat{};  // x + (-0) == x exactly, so the add folds into a broadcast
   for (int64_t k = 0; k < kc; ++k) {
-    vfloat b0 = *reinterpret_cast<const vfloat*>(b + k * NR);
-    vfloat b1 = *reinterpret_cast<const vfloat*>(b + k * NR + VW);
+    const vfloat b0 = *reinterpret_cast<const vfloat*>(b + k * NR);
+    const vfloat b1 = *reinterpret_cast<const vfloat*>(b + k * NR + VW);
     const float* ak = a + k * MR;
-    vfloat a0 = vfloat{} + ak[0];
+    vfloat a0 = negative_zero + ak[0];
     c00 += a0 * b0; c01 += a0 * b1;
-    vfloat a1 = vfloat{} + ak[1];
+    vfloat a1 = negative_zero + ak[1];
     c10 += a1 * b0; c11 += a1 * b1;
-    vfloat a2 = vfloat{} + ak[2];
+    vfloat a2 = negative_zero + ak[2];
     c20 += a2 * b0; c21 += a2 * b1;
-    vfloat a3 = vfloat{} + ak[3];
+    vfloat a3 = negative_zero + ak[3];
     c30 += a3 * b0; c31 += a3 * b1;
-    vfloat a4 = vfloat{} + ak[4];
+    vfloat a4 = negative_zero + ak[4];
     c40 += a4 * b0; c41 += a4 * b1;
-    vfloat a5 = vfloat{} + ak[5];
+    vfloat a5 = negative_zero + ak[5];
     c50 += a5 * b0; c51 += a5 * b1;
   }
+  if (rows == MR && cols == NR) {
+    const vfloat sums[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int64_t r = 0; r < MR; ++r) {
+      vfloat_unaligned* row = reinterpret_cast<vfloat_unaligned*>(C + r * ldc);
+      row[0] += sums[r][0];
+      row[1] += sums[r][1];
+    }
+    return;
+  }
+  alignas(64) float tile[MR * NR];
   vfloat* out = reinterpret_cast<vfloat*>(tile);
   out[0] = c00; out[1] = c01; out[2] = c10; out[3] = c11; out[4] = c20; out[5] = c21;
   out[6] = c30; out[7] = c31; out[8] = c40; out[9] = c41; out[10] = c50; out[11] = c51;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] += tile[r * NR + j];
+}
+
+// dot(a, b) over n floats with VW partial sums in one vector register.
+inline float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+  vfloat acc{};
+  int64_t k = 0;
+  for (; k + VW <= n; k += VW)
+    acc += *reinterpret_cast<const vfloat_unaligned*>(a + k) * *reinterpret_cast<const vfloat_unaligned*>(b + k);
+  float sum = 0.f;
+  for (int i = 0; i < VW; ++i) sum += acc[i];
+  for (; k < n; ++k) sum += a[k] * b[k];
+  return sum;
+}
+
+// Matrix-vector shaped products (a few rows of C): packing would cost more than the
+// arithmetic, so read A and B in place. Rows of op(B) that are contiguous become axpy
+// updates of C's row; columns of op(B) that are rows of B become dot products.
+void gemm_few_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* __restrict c = C + i * ldc;
+    if (!trans_b) {
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = alpha * (trans_a ? A[k * lda + i] : A[i * lda + k]);
+        const float* __restrict b = B + k * ldb;
+        for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+      }
+    } else if (!trans_a) {
+      for (int64_t j = 0; j < N; ++j) c[j] += alpha * dot(A + i * lda, B + j * ldb, K);
+    } else {
+      for (int64_t j = 0; j < N; ++j) {
+        float sum = 0.f;
+        for (int64_t k = 0; k < K; ++k) sum += A[k * lda + i] * B[j * ldb + k];
+        c[j] += alpha * sum;
+      }
+    }
+  }
 }
 
 // The serial engine: C[M,N] += op(A) op(B) for one block of the problem, blocked for
@@ -150,7 +204,6 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   const int64_t b_slivers = (N + NR - 1) / NR;
   float* packed_b = b_buffer.get(static_cast<size_t>(b_slivers * NR * KC));
   float* packed_a = a_buffer.get(static_cast<size_t>(MC * KC));
-  alignas(64) float tile[MR * NR];
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     for (int64_t s = 0; s < b_slivers; ++s) pack_b_sliver(B, ldb, trans_b, N, s * NR, k0, kc, packed_b + s * NR * kc);
@@ -162,13 +215,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       for (int64_t bs = 0; bs < b_slivers; ++bs) {
         const int64_t col0 = bs * NR, cols = std::min(NR, N - col0);
         for (int64_t as = 0; as < a_slivers; ++as) {
-          micro_kernel(kc, packed_a + as * MR * kc, packed_b + bs * NR * kc, tile);
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
-          for (int64_t r = 0; r < rows; ++r) {
-            float* c = C + (row0 + r) * ldc + col0;
-            const float* src = tile + r * NR;
-            for (int64_t j = 0; j < cols; ++j) c[j] += src[j];
-          }
+          micro_kernel(kc, packed_a + as * MR * kc, packed_b + bs * NR * kc, C + row0 * ldc + col0, ldc, rows, cols);
         }
       }
     }
@@ -196,10 +244,15 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   }
   if (K <= 0 || alpha == 0.f) return;
 
+  if (M <= 2) {
+    gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    return;
+  }
   const int64_t threads = num_threads();
   const int64_t flops = M * N * K;
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
-  if (threads == 1 || flops < (int64_t{1} << 17) || in_parallel_region()) {
+  // Below a few million multiply-adds a second thread costs more than it saves.
+  if (threads == 1 || flops < (int64_t{1} << 22) || in_parallel_region()) {
     gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     return;
   }

@@ -9,14 +9,11 @@
 using namespace tg;
 using test::contains;
 using test::error_message;
+using test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-struct DataDir {
-  fs::path path = fs::temp_directory_path() / ("tg-data-" + std::to_string(::getpid()));
-  DataDir() { fs::create_directories(path); }
-  ~DataDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct DataDir : test::TempDir {
   // A test split of n images whose pixels are i+k and whose labels are i % 10.
   void write_split(int64_t n, int64_t side = 28) const {
     std::vector<uint8_t> pixels(static_cast<size_t>(n * side * side)), labels(static_cast<size_t>(n));
@@ -27,12 +24,6 @@ struct DataDir {
   }
 };
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  REQUIRE(f);
-  std::fwrite(bytes.data(), 1, bytes.size(), f);
-  std::fclose(f);
-}
 }  // namespace
 
 TEST_SUITE("data") {

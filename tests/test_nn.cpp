@@ -12,14 +12,7 @@ using test::contains;
 using test::error_message;
 namespace fs = std::filesystem;
 
-namespace {
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tg-nn-" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-}  // namespace
+using test::TempDir;
 
 TEST_SUITE("nn") {
   TEST_CASE("FashionCNN has PyTorch's state_dict names, shapes and init bounds") {

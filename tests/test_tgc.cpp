@@ -26,18 +26,15 @@ struct Run {
 
 // Runs `tgc ARGS` with stdout and stderr captured separately.
 Run tgc(const std::string& args) {
-  const fs::path dir = fs::temp_directory_path() / ("tg-tgc-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string out = (dir / "out").string(), err = (dir / "err").string();
+  const test::TempDir temp;
+  const std::string out = temp.file("out"), err = temp.file("err");
   const std::string command = std::string(TG_BIN_DIR) + "/tgc " + args + " >" + out + " 2>" + err + " </dev/null";
   const int raw = std::system(command.c_str());
   auto slurp = [](const std::string& path) {
     std::ifstream f(path);
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
-  Run r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-  fs::remove_all(dir);
-  return r;
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
 }
 
 int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
@@ -59,8 +56,8 @@ TEST_SUITE("tgc") {
   }
 
   TEST_CASE("bad files give one line naming the file, exit 1") {
-    const fs::path dir = fs::temp_directory_path() / ("tg-tgc-files-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
+    const test::TempDir temp;
+    const fs::path& dir = temp.path;
     const std::string junk = (dir / "junk.safetensors").string();
     std::ofstream(junk) << "this is not a safetensors file at all";
     Run r = tgc("info --model " + junk);
@@ -76,12 +73,11 @@ TEST_SUITE("tgc") {
     r = tgc("train --data " + dir.string() + " --out " + (dir / "w.safetensors").string());
     CHECK(r.status == 1);
     CHECK_FALSE(fs::exists(dir / "w.safetensors"));
-    fs::remove_all(dir);
   }
 
   TEST_CASE("Ctrl-C during tgc train stops cleanly and keeps a loadable checkpoint") {
-    const fs::path dir = fs::temp_directory_path() / ("tg-tgc-train-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
+    const test::TempDir temp;
+    const fs::path& dir = temp.path;
     for (const char* split : {"train", "t10k"})
       for (const char* kind : {"images-idx3", "labels-idx1"})
         fs::copy_file(std::string("assets/fashion-sample/t10k-") + kind + "-ubyte.gz",
@@ -102,7 +98,6 @@ TEST_SUITE("tgc") {
     std::ifstream log(dir / "log");
     const std::string text(std::istreambuf_iterator<char>(log), {});
     CHECK(contains(text, "interrupted: stopped cleanly"));
-    fs::remove_all(dir);
   }
 
   TEST_CASE("tgc eval on the shipped sample ends with the accuracy line") {

@@ -39,7 +39,9 @@ def write_safetensors(path, tensors, meta):
     text = json.dumps(header).encode(); text += b" " * ((8 - len(text) % 8) % 8)
     open(path, "wb").write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
-if sys.argv[1] == "load":
+if __name__ != "__main__":
+    pass
+elif sys.argv[1] == "load":
     tensors, meta = read_safetensors(sys.argv[2])
     model = FashionCNN(); model.load_state_dict(tensors, strict=True); model.eval()
     images = np.frombuffer(gzip.open(sys.argv[3] + "/t10k-images-idx3-ubyte.gz").read()[16:], np.uint8)

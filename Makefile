@@ -21,7 +21,7 @@ LDOPT    :=
 endif
 
 CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -I. -MMD -MP -pthread
-LDLIBS   := -lfmt -lz -pthread
+LDLIBS   := -lfmt -lstb -lz -pthread
 
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist
 

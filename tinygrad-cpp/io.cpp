@@ -9,6 +9,8 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
 #include <sys/stat.h>
 
 namespace tg::io {
@@ -263,6 +265,60 @@ Tensor load_npy(const std::string& path) {
   Tensor t = Tensor::empty(shape);
   if (data_bytes) std::memcpy(t.data(), bytes.data() + 10 + header_len, data_bytes);
   return t;
+}
+
+// ---------------------------------------------------------------------------------
+// images
+namespace {
+// What the first bytes say the file is; empty for PNG and JPEG.
+std::string refused_format(const std::vector<uint8_t>& b) {
+  auto starts = [&](std::initializer_list<uint8_t> magic) {
+    return b.size() >= magic.size() && std::equal(magic.begin(), magic.end(), b.begin());
+  };
+  if (starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}) || starts({0xff, 0xd8, 0xff})) return "";
+  if (b.empty()) return "an empty file";
+  if (starts({'G', 'I', 'F', '8'})) return "a GIF image";
+  if (starts({'B', 'M'})) return "a BMP image";
+  if (starts({'R', 'I', 'F', 'F'})) return "a RIFF (WebP?) file";
+  if (starts({'I', 'I', '*', 0}) || starts({'M', 'M', 0, '*'})) return "a TIFF image";
+  if (starts({'P', '5'}) || starts({'P', '6'})) return "a PNM image";
+  return "not a PNG or JPEG image";
+}
+}  // namespace
+
+Image load_image(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path, uint64_t{256} << 20);
+  const std::string other = refused_format(bytes);
+  if (!other.empty()) throw file_error(path, other + "; only PNG and JPEG are supported");
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw file_error(path, "file is too large");
+  int width = 0, height = 0, channels = 0;
+  const int size = static_cast<int>(bytes.size());
+  if (!stbi_info_from_memory(bytes.data(), size, &width, &height, &channels))
+    throw file_error(path, std::string("corrupt image header (") + stbi_failure_reason() + ")");
+  if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide)
+    throw file_error(path, fmt::format("image is {}x{}; sides must be 1 to {}", width, height, kMaxImageSide));
+  int w = 0, h = 0, c = 0;
+  uint8_t* data = stbi_load_from_memory(bytes.data(), size, &w, &h, &c, 0);
+  if (!data) throw file_error(path, std::string("corrupt image data (") + stbi_failure_reason() + ")");
+  Image image{w, h, c, std::vector<uint8_t>(data, data + static_cast<size_t>(w) * h * c)};
+  stbi_image_free(data);
+  return image;
+}
+
+void save_png(const std::string& path, const Image& image) {
+  if (image.width < 1 || image.height < 1 || image.channels < 1 || image.channels > 4 ||
+      image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels)
+    throw file_error(path, fmt::format("cannot write a {}x{}x{} image holding {} bytes", image.width, image.height,
+                                       image.channels, image.pixels.size()));
+  std::vector<uint8_t> png;
+  auto append = [](void* context, void* data, int size) {
+    auto* out = static_cast<std::vector<uint8_t>*>(context);
+    out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+  };
+  if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
+                              image.width * image.channels))
+    throw file_error(path, "PNG encoding failed");
+  write_file_atomic(path, png.data(), png.size());
 }
 
 }  // namespace tg::io

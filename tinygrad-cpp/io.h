@@ -46,4 +46,20 @@ std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::stri
 void save_npy(const std::string& path, const Tensor& t);
 Tensor load_npy(const std::string& path);
 
+// ---- images: PNG and JPEG in (sniffed by magic, through stb_image), PNG out ----
+// 8-bit pixels, row-major, channels interleaved (1 = gray, 3 = RGB, 4 = RGBA).
+struct Image {
+  int width = 0, height = 0, channels = 0;
+  std::vector<uint8_t> pixels;
+  uint8_t& at(int y, int x, int c) { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
+  uint8_t at(int y, int x, int c) const { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
+};
+constexpr int kMaxImageSide = 16384;  // larger declared sizes are refused before decoding
+
+// Loads a PNG or JPEG file. Other formats are refused by name ("a GIF image"); the
+// declared size is checked with stbi_info_from_memory before anything is decoded.
+Image load_image(const std::string& path);
+// Writes a PNG atomically.
+void save_png(const std::string& path, const Image& image);
+
 }  // namespace tg::io

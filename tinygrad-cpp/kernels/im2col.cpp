@@ -34,12 +34,12 @@ void im2col(const float* image, const ConvGeometry& g, float* columns, int64_t r
         valid_range(x0, g.stride_w, g.width, out_w, lo, hi);
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
-          float* out = row + oy * out_w;
+          float* __restrict out = row + oy * out_w;
           if (y < 0 || y >= g.height) {
             std::fill(out, out + out_w, 0.f);
             continue;
           }
-          const float* src = plane + y * g.width + x0;
+          const float* __restrict src = plane + y * g.width + x0;
           std::fill(out, out + lo, 0.f);
           if (g.stride_w == 1) std::copy(src + lo, src + hi, out + lo);
           else for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.stride_w];
@@ -63,8 +63,8 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
           if (y < 0 || y >= g.height) continue;
-          float* dst = plane + y * g.width + x0;
-          const float* in = row + oy * out_w;
+          float* __restrict dst = plane + y * g.width + x0;
+          const float* __restrict in = row + oy * out_w;
           if (g.stride_w == 1) for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
           else for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.stride_w] += in[ox];
         }

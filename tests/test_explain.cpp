@@ -1,0 +1,161 @@
+// Attribution methods checked by the invariants that define them.
+#include "tests/helpers.h"
+#include "tinygrad-cpp/explain.h"
+
+using namespace tg;
+using namespace tg::explain;
+
+namespace {
+// A small CNN with every op kind the methods care about: conv, relu, pool, linear.
+std::shared_ptr<nn::Sequential> small_cnn(uint64_t seed, bool with_relu = true) {
+  Generator gen(seed);
+  auto model = std::make_shared<nn::Sequential>();
+  model->add("conv1", std::make_shared<nn::Conv2d>(2, 4, 3, gen, 1, 1));
+  if (with_relu) model->add("relu1", std::make_shared<nn::ReLU>());
+  model->add("pool1", std::make_shared<nn::MaxPool2d>(2))
+      .add("flatten", std::make_shared<nn::Flatten>())
+      .add("fc1", std::make_shared<nn::Linear>(4 * 4 * 3, 6, gen));
+  if (with_relu) model->add("relu2", std::make_shared<nn::ReLU>());
+  model->add("fc2", std::make_shared<nn::Linear>(6, 3, gen));
+  return model;
+}
+
+float score(nn::Sequential& model, const Tensor& x, int64_t n, int64_t c) {
+  return explain::scores(model, x).at({n, c});
+}
+}  // namespace
+
+TEST_SUITE("saliency") {
+  TEST_CASE("saliency equals a finite-difference gradient of the class score") {
+    auto model = small_cnn(1);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 2, false);
+    const Targets targets = {2, 0};
+    const Tensor s = saliency(*model, x, targets);
+    REQUIRE(s.shape() == x.shape());
+    const float eps = 1e-2f;
+    int checked = 0;
+    for (int64_t i = 0; i < x.numel(); i += 7) {
+      const int64_t n = i / (x.numel() / 2);
+      Tensor plus = x.clone(), minus = x.clone();
+      plus.data()[i] += eps;
+      minus.data()[i] -= eps;
+      const float expected = (score(*model, plus, n, targets[n]) - score(*model, minus, n, targets[n])) / (2 * eps);
+      CAPTURE(i);
+      CHECK(s.data()[i] == doctest::Approx(expected).epsilon(0.03).scale(0.05));
+      ++checked;
+    }
+    CHECK(checked > 10);
+    // The parameters are left as they were: still trainable, no gradient written into them.
+    for (const Tensor& p : model->parameters()) {
+      CHECK(p.requires_grad());
+      CHECK_FALSE(p.grad().defined());
+    }
+  }
+}
+
+TEST_SUITE("explain") {
+  TEST_CASE("target -1 explains the predicted class") {
+    auto model = small_cnn(3);
+    const Tensor x = test::random_normal({3, 2, 8, 6}, 4, false);
+    Targets resolved;
+    const Tensor a = class_gradient(*model, x, {-1, -1, -1}, ReluRule::Vanilla, &resolved);
+    const Tensor logits = scores(*model, x);
+    for (int64_t n = 0; n < 3; ++n) {
+      const float* row = logits.data() + n * 3;
+      CHECK(resolved[n] == std::max_element(row, row + 3) - row);
+    }
+    CHECK(a.to_vector() == saliency(*model, x, resolved).to_vector());
+  }
+
+  TEST_CASE("guided backprop equals the plain gradient on a network without ReLUs") {
+    auto model = small_cnn(5, /*with_relu=*/false);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 6, false);
+    CHECK(guided_backprop(*model, x, {1, 2}).to_vector() == saliency(*model, x, {1, 2}).to_vector());
+    CHECK(deconvnet(*model, x, {1, 2}).to_vector() == saliency(*model, x, {1, 2}).to_vector());
+  }
+
+  TEST_CASE("guided and deconvnet gradients at a ReLU's output are never negative") {
+    // Gradient w.r.t. relu1's input (the conv output): the rules clip negative signals there.
+    auto model = small_cnn(7);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 8, false);
+    for (ReluRule rule : {ReluRule::Guided, ReluRule::Deconvnet}) {
+      FreezeParameters frozen(*model);
+      Tensor conv_out = model->forward_until(x, "conv1").detach().requires_grad_();
+      Tensor h = conv_out;
+      bool after = false;
+      for (const std::string& name : model->layer_names()) {
+        if (after) h = model->layer(name)(h);
+        after |= name == "conv1";
+      }
+      Tensor seed = Tensor::zeros(h.shape());
+      seed.at({0, 1}) = 1.f;
+      seed.at({1, 1}) = 1.f;
+      {
+        OverrideBackward guard(Op::ReLU, rule == ReluRule::Guided ? BackwardRule(rules::guided_relu) : BackwardRule(rules::deconvnet_relu));
+        h.backward(seed);
+      }
+      int positive = 0;
+      for (int64_t i = 0; i < conv_out.numel(); ++i) {
+        REQUIRE(conv_out.grad().data()[i] >= 0.f);
+        positive += conv_out.grad().data()[i] > 0.f;
+        if (rule == ReluRule::Guided && x.numel() > 0 && conv_out.data()[i] <= 0.f) REQUIRE(conv_out.grad().data()[i] == 0.f);
+      }
+      CHECK(positive > 0);
+    }
+    // The vanilla gradient there does have negative entries: the rules really changed something.
+    CHECK(tg::max(neg(saliency(*model, x, {1, 1}))).item() > 0.f);
+  }
+
+  TEST_CASE("SmoothGrad with sigma 0 equals saliency, and noise changes it") {
+    auto model = small_cnn(9);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 10, false);
+    const Tensor plain = saliency(*model, x, {0, 2});
+    const Tensor smooth0 = smoothgrad(*model, x, {0, 2}, 4, 0.f, 11);
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(smooth0.data()[i] == doctest::Approx(plain.data()[i]));
+    const Tensor smooth = smoothgrad(*model, x, {0, 2}, 8, 0.2f, 11);
+    CHECK(smooth.to_vector() != plain.to_vector());
+    CHECK(smoothgrad(*model, x, {0, 2}, 8, 0.2f, 11).to_vector() == smooth.to_vector());  // seeded
+  }
+
+  TEST_CASE("integrated gradients sum to f(x) - f(baseline) within 1%") {
+    auto model = small_cnn(12);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 13, false);
+    const Tensor baseline = Tensor::zeros(x.shape());
+    const Targets targets = {1, 2};
+    const Tensor ig = integrated_gradients(*model, x, targets, baseline, 256);
+    const Tensor fx = scores(*model, x), fb = scores(*model, baseline);
+    const int64_t per_image = x.numel() / 2;
+    for (int64_t n = 0; n < 2; ++n) {
+      double total = 0;
+      for (int64_t i = 0; i < per_image; ++i) total += ig.data()[n * per_image + i];
+      const double expected = fx.at({n, targets[n]}) - fb.at({n, targets[n]});
+      CAPTURE(n);
+      CHECK(std::fabs(total - expected) <= 0.01 * std::fabs(expected));
+    }
+  }
+
+  TEST_CASE("the gradient of one neuron reaches only its receptive field") {
+    auto model = small_cnn(14);
+    const Tensor x = test::random_normal({1, 2, 8, 6}, 15, false);
+    const Tensor g = neuron_gradient(*model, x, {"conv1", 3, 4, 2});
+    // conv1 is 3x3 with padding 1: the neuron at (4, 2) sees rows 3..5 and columns 1..3.
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < 8; ++i)
+        for (int64_t j = 0; j < 6; ++j) {
+          const bool inside = i >= 3 && i <= 5 && j >= 1 && j <= 3;
+          if (!inside) REQUIRE(g.at({0, c, i, j}) == 0.f);
+        }
+    CHECK(tg::max(tg::abs(g)).item() > 0.f);
+    const Tensor fc = neuron_gradient(*model, x, {"fc1", 4});
+    CHECK(fc.shape() == x.shape());
+    CHECK(test::contains(test::error_message([&] { neuron_gradient(*model, x, {"conv1", 9, 0, 0}); }),
+                         "neuron_gradient: neuron (channel 9, y 0, x 0) is outside layer 'conv1' of shape [1,4,8,6]"));
+  }
+
+  TEST_CASE("input x gradient is the elementwise product") {
+    auto model = small_cnn(16);
+    const Tensor x = test::random_normal({1, 2, 8, 6}, 17, false);
+    const Tensor g = saliency(*model, x, {0}), ixg = input_x_gradient(*model, x, {0});
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(ixg.data()[i] == doctest::Approx(x.data()[i] * g.data()[i]));
+  }
+}

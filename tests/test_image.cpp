@@ -1,0 +1,56 @@
+// PNG/JPEG loading and PNG writing: good images round-trip, bad files are refused.
+#include "tests/helpers.h"
+#include "tinygrad-cpp/io.h"
+
+using namespace tg;
+using test::contains;
+using test::error_message;
+
+TEST_SUITE("image") {
+  TEST_CASE("a written PNG loads back with the same pixels") {
+    test::TempDir dir;
+    io::Image image{5, 3, 3, {}};
+    for (int i = 0; i < 5 * 3 * 3; ++i) image.pixels.push_back(static_cast<uint8_t>(i * 17));
+    io::save_png(dir.file("a.png"), image);
+    const io::Image back = io::load_image(dir.file("a.png"));
+    CHECK(back.width == 5);
+    CHECK(back.height == 3);
+    CHECK(back.channels == 3);
+    CHECK(back.pixels == image.pixels);
+  }
+
+  TEST_CASE("the shipped photos load") {
+    const io::Image cat = io::load_image("assets/chelsea.png");
+    CHECK(cat.width > 100);
+    CHECK(cat.channels >= 3);
+  }
+
+  TEST_CASE("bad image files give one error naming the file, and writing nothing") {
+    test::TempDir dir;
+    const std::string path = dir.file("bad.png");
+    test::write_bytes(path, {});
+    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": an empty file; only PNG and JPEG"));
+    test::write_bytes(path, {'G', 'I', 'F', '8', '9', 'a', 0, 0});
+    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": a GIF image; only PNG and JPEG"));
+    test::write_bytes(path, {'h', 'e', 'l', 'l', 'o'});
+    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": not a PNG or JPEG image"));
+    // A real PNG cut short: the header is fine, the data is not.
+    io::Image image{64, 64, 1, std::vector<uint8_t>(64 * 64)};
+    for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>(i * 31 % 251);
+    io::save_png(dir.file("good.png"), image);
+    std::vector<uint8_t> bytes = io::read_file(dir.file("good.png"));
+    bytes.resize(bytes.size() / 2);
+    test::write_bytes(path, bytes);
+    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": corrupt image"));
+    // A PNG whose header declares 100000 x 100000 pixels is refused before decoding.
+    bytes = io::read_file(dir.file("good.png"));
+    const uint8_t huge[8] = {0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0};  // IHDR width and height
+    std::copy(huge, huge + 8, bytes.begin() + 16);
+    test::write_bytes(path, bytes);
+    const std::string message = error_message([&] { io::load_image(path); });
+    CHECK(contains(message, path + ": "));
+    CHECK((contains(message, "100000x100000") || contains(message, "corrupt image header")));
+    CHECK(contains(error_message([&] { io::save_png(dir.file("no/dir/x.png"), image); }), "x.png: cannot write"));
+    CHECK_FALSE(io::file_exists(dir.file("no/dir/x.png")));
+  }
+}

@@ -81,12 +81,7 @@ TEST_SUITE("explain") {
     for (ReluRule rule : {ReluRule::Guided, ReluRule::Deconvnet}) {
       FreezeParameters frozen(*model);
       Tensor conv_out = model->forward_until(x, "conv1").detach().requires_grad_();
-      Tensor h = conv_out;
-      bool after = false;
-      for (const std::string& name : model->layer_names()) {
-        if (after) h = model->layer(name)(h);
-        after |= name == "conv1";
-      }
+      Tensor h = model->forward_after(conv_out, "conv1");
       Tensor seed = Tensor::zeros(h.shape());
       seed.at({0, 1}) = 1.f;
       seed.at({1, 1}) = 1.f;
@@ -157,5 +152,148 @@ TEST_SUITE("explain") {
     const Tensor x = test::random_normal({1, 2, 8, 6}, 17, false);
     const Tensor g = saliency(*model, x, {0}), ixg = input_x_gradient(*model, x, {0});
     for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(ixg.data()[i] == doctest::Approx(x.data()[i] * g.data()[i]));
+  }
+}
+
+namespace {
+// conv -> relu -> global average pool -> linear: the architecture CAM was defined for.
+std::shared_ptr<nn::Sequential> gap_cnn(uint64_t seed) {
+  Generator gen(seed);
+  auto model = std::make_shared<nn::Sequential>();
+  model->add("conv", std::make_shared<nn::Conv2d>(1, 5, 3, gen, 1, 1))
+      .add("relu", std::make_shared<nn::ReLU>())
+      .add("gap", std::make_shared<nn::AdaptiveAvgPool2d>(1))
+      .add("flatten", std::make_shared<nn::Flatten>())
+      .add("fc", std::make_shared<nn::Linear>(5, 4, gen));
+  return model;
+}
+}  // namespace
+
+TEST_SUITE("gradcam") {
+  TEST_CASE("Grad-CAM equals ReLU(CAM) / (h*w) on a global-average-pool + linear head") {
+    auto model = gap_cnn(21);
+    const Tensor x = test::random_normal({2, 1, 7, 9}, 22, false);
+    const Tensor g = grad_cam(*model, x, {1, 3}, "relu");
+    const Tensor c = cam(*model, x, {1, 3}, "relu", "fc");
+    REQUIRE(g.shape() == Shape{2, 7, 9});
+    REQUIRE(c.shape() == Shape{2, 7, 9});
+    int positive = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) {
+      REQUIRE(g.data()[i] == doctest::Approx(std::max(0.f, c.data()[i]) / 63.f).epsilon(1e-4).scale(1e-3));
+      positive += g.data()[i] > 0;
+    }
+    CHECK(positive > 0);
+  }
+
+  TEST_CASE("guided Grad-CAM has the input's shape and is zero where Grad-CAM is") {
+    auto model = gap_cnn(23);
+    const Tensor x = test::random_normal({1, 1, 7, 9}, 24, false);
+    const Tensor ggc = guided_grad_cam(*model, x, {2}, "relu");
+    CHECK(ggc.shape() == x.shape());
+    const Tensor g = grad_cam(*model, x, {2}, "relu");
+    if (tg::max(g).item() == 0.f) CHECK(tg::max(tg::abs(ggc)).item() == 0.f);
+    CHECK(test::contains(test::error_message([&] { grad_cam(*model, x, {2}, "fc"); }), "a CAM needs a [N,K,h,w] feature map"));
+  }
+}
+
+TEST_SUITE("explain") {
+  TEST_CASE("occlusion: a fill equal to the image changes nothing; a window only marks what it covered") {
+    auto model = small_cnn(25);
+    const Tensor flat = Tensor::full({1, 2, 8, 6}, 0.3f);
+    const Tensor none = occlusion(*model, flat, {1}, 3, 2, 0.3f);
+    REQUIRE(none.shape() == Shape{1, 1, 8, 6});
+    for (int64_t i = 0; i < none.numel(); ++i) REQUIRE(none.data()[i] == 0.f);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 26, false);
+    const Tensor map = occlusion(*model, x, {0, 2}, 4, 4, 0.f);
+    // Windows of 4 with stride 4 tile the image: each pixel's value is its own window's drop.
+    const Tensor p = softmax(scores(*model, x), 1);
+    Tensor occluded = x.clone();
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t y = 4; y < 8; ++y)
+        for (int64_t xx = 0; xx < 4; ++xx) occluded.at({1, c, y, xx}) = 0.f;
+    const float drop = p.at({1, 2}) - softmax(scores(*model, occluded), 1).at({1, 2});
+    CHECK(map.at({1, 0, 5, 2}) == doctest::Approx(drop));
+    CHECK(map.at({1, 0, 7, 0}) == doctest::Approx(drop));
+  }
+}
+
+TEST_SUITE("ascent") {
+  TEST_CASE("the ascent engine increases a smooth objective monotonically") {
+    // objective(x) = -sum((x - 0.7)^2): concave, maximized at x = 0.7.
+    const Objective bowl = [](const Tensor& x) {
+      const Tensor d = x - 0.7f;
+      return neg(sum(d * d));
+    };
+    AscentOptions options;
+    options.steps = 50;
+    options.learning_rate = 0.1f;
+    std::vector<float> values;
+    options.on_step = [&](int, const Tensor&, float v) { values.push_back(v); };
+    const Tensor x = ascend(Tensor::zeros({1, 1, 4, 5}), bowl, options);
+    REQUIRE(values.size() == 50);
+    for (size_t i = 1; i < values.size(); ++i) REQUIRE(values[i] >= values[i - 1]);
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(x.data()[i] == doctest::Approx(0.7f).epsilon(1e-3));
+    // With weight decay the optimum moves toward 0: x* = 0.7 / (1 + l2).
+    options.l2 = 1.f;
+    options.steps = 200;
+    options.on_step = nullptr;
+    const Tensor shrunk = ascend(Tensor::zeros({1, 1, 4, 5}), bowl, options);
+    CHECK(shrunk.data()[0] == doctest::Approx(0.35f).epsilon(1e-3));
+  }
+
+  TEST_CASE("regularizers: roll, blur, total variation, clipping, determinism") {
+    const Tensor x = Tensor::arange(0, 12);
+    const Tensor grid = reshape(x, {1, 3, 4});
+    const Tensor rolled = roll(grid, 1, -1);
+    CHECK(rolled.at({0, 1, 0}) == grid.at({0, 0, 1}));
+    CHECK(roll(rolled, -1, 1).to_vector() == grid.to_vector());
+    const Tensor blurred = explain::gaussian_blur(Tensor::full({1, 5, 5}, 2.f), 1.f);
+    for (int64_t i = 0; i < blurred.numel(); ++i) REQUIRE(blurred.data()[i] == doctest::Approx(2.f));
+    CHECK(total_variation(grid).item() == doctest::Approx(2 * 4 * 4 + 3 * 3 * 1));  // vertical steps of 4, horizontal of 1
+    AscentOptions options;
+    options.steps = 20;
+    options.jitter = 2;
+    options.blur_every = 5;
+    options.clip = true;
+    options.clip_low = -0.5f;
+    options.clip_high = 0.5f;
+    options.seed = 9;
+    auto model = small_cnn(27);
+    const Tensor a = ascend(Tensor::zeros({1, 2, 8, 6}), class_score(*model, 1), options);
+    const Tensor b = ascend(Tensor::zeros({1, 2, 8, 6}), class_score(*model, 1), options);
+    CHECK(a.to_vector() == b.to_vector());
+    CHECK(tg::max(a).item() <= 0.5f);
+    CHECK(tg::max(neg(a)).item() <= 0.5f);
+    CHECK(tg::max(tg::abs(a)).item() > 0.f);
+  }
+
+  TEST_CASE("a class visualization of the shipped model is classified as its class with p > 0.99") {
+    const nn::LoadedModel loaded = nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    for (int64_t c : {1, 7, 9}) {
+      AscentOptions options;
+      options.steps = 200;
+      options.learning_rate = 1.f;
+      options.l2 = 1e-3f;
+      const Tensor image = ascend(Tensor::zeros({1, 1, 28, 28}), class_score(*loaded.model, c), options);
+      const Tensor p = softmax(scores(*loaded.model, image), 1);
+      CAPTURE(c);
+      CHECK(p.at({0, c}) > 0.99f);
+    }
+  }
+
+  TEST_CASE("feature inversion moves a random start toward the target's features") {
+    auto model = small_cnn(28);
+    const Tensor target = test::random_normal({1, 2, 8, 6}, 29, false);
+    const Tensor features = [&] { NoGrad no_grad; return model->forward_until(target, "fc1").clone(); }();
+    const Objective match = feature_match(*model, "fc1", features);
+    const Tensor start = test::random_normal({1, 2, 8, 6}, 30, false);
+    const float before = [&] { NoGrad ng; return match(start).item(); }();
+    AscentOptions options;
+    options.steps = 100;
+    options.learning_rate = 0.05f;
+    const Tensor x = ascend(start, match, options);
+    const float after = [&] { NoGrad ng; return match(x).item(); }();
+    CHECK(after > before);
+    CHECK(after > -0.1f);
   }
 }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "tinygrad-cpp/viz.h"
+
 namespace tg::explain {
 
 FreezeParameters::FreezeParameters(const nn::Module& model) {
@@ -174,6 +176,233 @@ Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Ta
   for (int64_t i = 0; i < attribution.numel(); ++i)
     attribution.data()[i] = (input.data()[i] - baseline.data()[i]) * mean_gradient.data()[i];
   return attribution;
+}
+
+// ---------------------------------------------------------------------------------
+// Occlusion
+Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
+                 float fill) {
+  check_input(input, targets, "occlusion");
+  if (window < 1 || stride < 1) throw Error(fmt::format("occlusion: window {} and stride {} must be >= 1", window, stride));
+  const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3);
+  const Tensor base = softmax(scores(model, input), 1);
+  Targets classes = targets;
+  for (int64_t n = 0; n < N; ++n)
+    if (classes[n] < 0) classes[n] = argmax_rows(base)[n];
+  Tensor total = Tensor::zeros({N, 1, H, W}), count = Tensor::zeros({N, 1, H, W});
+  // Every window position, all images of the batch at once.
+  for (int64_t y0 = 0; y0 < H; y0 += stride)
+    for (int64_t x0 = 0; x0 < W; x0 += stride) {
+      const int64_t y1 = std::min(H, y0 + window), x1 = std::min(W, x0 + window);
+      Tensor occluded = input.clone();
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t y = y0; y < y1; ++y)
+            for (int64_t x = x0; x < x1; ++x) occluded.at({n, c, y, x}) = fill;
+      const Tensor p = softmax(scores(model, occluded), 1);
+      for (int64_t n = 0; n < N; ++n) {
+        const float drop = base.at({n, classes[n]}) - p.at({n, classes[n]});
+        for (int64_t y = y0; y < y1; ++y)
+          for (int64_t x = x0; x < x1; ++x) {
+            total.at({n, 0, y, x}) += drop;
+            count.at({n, 0, y, x}) += 1.f;
+          }
+      }
+    }
+  for (int64_t i = 0; i < total.numel(); ++i)
+    if (count.data()[i] > 0) total.data()[i] /= count.data()[i];
+  return total;
+}
+
+// ---------------------------------------------------------------------------------
+// CAM family
+namespace {
+Tensor activation_4d(nn::Sequential& model, const std::string& layer, const char* method) {
+  const Tensor a = model.activation(layer);
+  if (a.ndim() != 4) throw Error(fmt::format("{}: layer '{}' has shape {}; a CAM needs a [N,K,h,w] feature map", method, layer, shape_str(a.shape())));
+  return a;
+}
+}  // namespace
+
+Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer,
+           const std::string& linear_layer) {
+  check_input(input, targets, "cam");
+  const Tensor logits = scores(model, input);
+  const Tensor a = activation_4d(model, layer, "cam");
+  auto* head = dynamic_cast<nn::Linear*>(&model.layer(linear_layer));
+  if (!head) throw Error("cam: layer '" + linear_layer + "' is not a Linear layer");
+  const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);
+  if (head->weight.dim(1) != K)
+    throw Error(fmt::format("cam: '{}' takes {} features but '{}' has {} channels", linear_layer, head->weight.dim(1), layer, K));
+  const Targets predicted = argmax_rows(logits);
+  Tensor out = Tensor::zeros({N, h, w});
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t c = targets[n] < 0 ? predicted[n] : targets[n];
+    for (int64_t k = 0; k < K; ++k) {
+      const float weight = head->weight.at({c, k});
+      for (int64_t i = 0; i < h * w; ++i) out.data()[n * h * w + i] += weight * a.data()[(n * K + k) * h * w + i];
+    }
+  }
+  return out;
+}
+
+Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer) {
+  check_input(input, targets, "grad_cam");
+  FreezeParameters frozen(model);
+  // The features A as a leaf, and the rest of the network run from them: backward
+  // then stops at A and leaves d score / d A in a.grad().
+  const Tensor features = model.forward_until(input, layer);
+  if (features.ndim() != 4)
+    throw Error(fmt::format("grad_cam: layer '{}' has shape {}; a CAM needs a [N,K,h,w] feature map", layer,
+                            shape_str(features.shape())));
+  const Tensor a = features.detach().requires_grad_();
+  const Tensor logits = model.forward_after(a, layer);
+  const Targets predicted = argmax_rows(logits);
+  Tensor seed = Tensor::zeros(logits.shape());
+  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, targets[n] < 0 ? predicted[n] : targets[n]}) = 1.f;
+  logits.backward(seed);
+  const Tensor grad_a = a.grad();
+  const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);
+  Tensor out = Tensor::zeros({N, h, w});
+  // BEGIN SOLUTION(gradcam)
+  // HINT: alpha[n,k] = mean over (y,x) of grad_a[n,k]; map = ReLU(sum_k alpha[n,k] * a[n,k])
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      const float* g = grad_a.data() + (n * K + k) * h * w;
+      const float* act = a.data() + (n * K + k) * h * w;
+      float alpha = 0.f;
+      for (int64_t i = 0; i < h * w; ++i) alpha += g[i];
+      alpha /= static_cast<float>(h * w);
+      for (int64_t i = 0; i < h * w; ++i) out.data()[n * h * w + i] += alpha * act[i];
+    }
+  }
+  for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] = std::max(0.f, out.data()[i]);
+  // END SOLUTION
+  return out;
+}
+
+Tensor guided_grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer) {
+  const Tensor guided = guided_backprop(model, input, targets);
+  const Tensor maps = grad_cam(model, input, targets, layer);
+  const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3);
+  const int64_t h = maps.dim(1), w = maps.dim(2);
+  Tensor out = Tensor::empty(input.shape());
+  for (int64_t n = 0; n < N; ++n) {
+    const Tensor up = viz::upsample(reshape(slice(maps, 0, n, n + 1), {1, h, w}), H, W, /*bilinear=*/true);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H * W; ++i)
+        out.data()[(n * C + c) * H * W + i] = guided.data()[(n * C + c) * H * W + i] * up.data()[i];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------
+// Gradient ascent
+Tensor roll(const Tensor& x, int64_t dy, int64_t dx) {
+  if (x.ndim() < 2) throw Error("roll: tensor " + shape_str(x.shape()) + " needs at least two axes");
+  const int64_t H = x.dim(-2), W = x.dim(-1), planes = x.numel() / std::max<int64_t>(1, H * W);
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t c = 0; c < W; ++c)
+        out.data()[p * H * W + ((y + dy) % H + H) % H * W + ((c + dx) % W + W) % W] = x.data()[p * H * W + y * W + c];
+  return out;
+}
+
+Tensor gaussian_blur(const Tensor& x, float sigma) {
+  if (x.ndim() < 2 || !(sigma > 0.f)) throw Error("gaussian_blur: needs a [...,H,W] tensor and sigma > 0");
+  const int radius = std::max(1, static_cast<int>(std::ceil(3.f * sigma)));
+  std::vector<float> kernel(2 * radius + 1);
+  float total = 0.f;
+  for (int i = -radius; i <= radius; ++i) total += kernel[i + radius] = std::exp(-0.5f * i * i / (sigma * sigma));
+  for (float& k : kernel) k /= total;
+  const int64_t H = x.dim(-2), W = x.dim(-1), planes = x.numel() / std::max<int64_t>(1, H * W);
+  Tensor tmp = Tensor::empty(x.shape()), out = Tensor::empty(x.shape());
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = x.data() + p * H * W;
+    float* mid = tmp.data() + p * H * W;
+    float* dst = out.data() + p * H * W;
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t c = 0; c < W; ++c) {
+        float sum = 0.f;
+        for (int i = -radius; i <= radius; ++i) sum += kernel[i + radius] * src[y * W + std::clamp<int64_t>(c + i, 0, W - 1)];
+        mid[y * W + c] = sum;
+      }
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t c = 0; c < W; ++c) {
+        float sum = 0.f;
+        for (int i = -radius; i <= radius; ++i) sum += kernel[i + radius] * mid[std::clamp<int64_t>(y + i, 0, H - 1) * W + c];
+        dst[y * W + c] = sum;
+      }
+  }
+  return out;
+}
+
+Tensor total_variation(const Tensor& x) {
+  const int axis_h = x.ndim() - 2, axis_w = x.ndim() - 1;
+  const int64_t H = x.dim(-2), W = x.dim(-1);
+  const Tensor down = sub(slice(x, axis_h, 1, H), slice(x, axis_h, 0, H - 1));
+  const Tensor right = sub(slice(x, axis_w, 1, W), slice(x, axis_w, 0, W - 1));
+  return add(sum(tg::abs(down)), sum(tg::abs(right)));
+}
+
+Objective class_score(nn::Sequential& model, int64_t target) {
+  return [&model, target](const Tensor& x) {
+    const Tensor logits = model(x);
+    if (target < 0 || target >= logits.dim(1)) throw Error(fmt::format("class_score: class {} out of range", target));
+    return sum(slice(logits, 1, target, target + 1));
+  };
+}
+
+Objective neuron_activation(nn::Sequential& model, const Neuron& n) {
+  return [&model, n](const Tensor& x) {
+    const Tensor a = model.forward_until(x, n.layer);
+    if (a.ndim() == 4) return sum(slice(slice(slice(a, 1, n.channel, n.channel + 1), 2, n.y, n.y + 1), 3, n.x, n.x + 1));
+    return sum(slice(a, 1, n.channel, n.channel + 1));
+  };
+}
+
+Objective feature_match(nn::Sequential& model, const std::string& layer, const Tensor& target_features) {
+  double norm = 0;
+  for (int64_t i = 0; i < target_features.numel(); ++i) norm += static_cast<double>(target_features.data()[i]) * target_features.data()[i];
+  const float scale = 1.f / static_cast<float>(std::max(norm, 1e-12));
+  return [&model, layer, target_features, scale](const Tensor& x) {
+    const Tensor diff = sub(model.forward_until(x, layer), target_features);
+    return mul(sum(mul(diff, diff)), Tensor::scalar(-scale));
+  };
+}
+
+Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptions& options) {
+  if (options.steps < 0 || options.jitter < 0 || options.blur_every < 0)
+    throw Error("ascend: steps, jitter and blur_every must be >= 0");
+  Generator gen(options.seed);
+  Tensor x = start.clone();
+  for (int step = 1; step <= options.steps; ++step) {
+    int64_t dy = 0, dx = 0;
+    if (options.jitter > 0) {
+      dy = static_cast<int64_t>(gen.next_u64() % (2 * options.jitter + 1)) - options.jitter;
+      dx = static_cast<int64_t>(gen.next_u64() % (2 * options.jitter + 1)) - options.jitter;
+    }
+    const Tensor shifted = (dy || dx) ? roll(x, dy, dx) : x;
+    const Tensor leaf = shifted.detach().requires_grad_();
+    Tensor value = objective(leaf);
+    if (value.numel() != 1) throw Error("ascend: the objective must return one number, got " + shape_str(value.shape()));
+    if (options.tv > 0.f) value = sub(value, mul(total_variation(leaf), Tensor::scalar(options.tv)));
+    const float objective_value = value.item();
+    value.backward();
+    const Tensor gradient = (dy || dx) ? roll(leaf.grad(), -dy, -dx) : leaf.grad();
+    // BEGIN SOLUTION(ascent-step)
+    // HINT: step uphill on objective - l2 * ||x||^2: x += lr * (gradient - 2 * l2 * x)
+    float* px = x.data();
+    const float* g = gradient.data();
+    for (int64_t i = 0; i < x.numel(); ++i) px[i] += options.learning_rate * (g[i] - 2.f * options.l2 * px[i]);
+    // END SOLUTION
+    if (options.blur_every > 0 && step % options.blur_every == 0) x = gaussian_blur(x, options.blur_sigma);
+    if (options.clip)
+      for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::clamp(x.data()[i], options.clip_low, options.clip_high);
+    if (options.on_step) options.on_step(step, x, objective_value);
+  }
+  return x;
 }
 
 }  // namespace tg::explain

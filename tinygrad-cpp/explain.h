@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,5 +70,60 @@ Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Ta
 
 // The class scores (logits) of a batch, without recording.
 Tensor scores(nn::Sequential& model, const Tensor& input);
+
+// Occlusion sensitivity (Zeiler & Fergus 2014): slide a window x window patch of
+// `fill` over the image with the given stride; each pixel gets the mean drop in the
+// target's probability over the windows that covered it (0 where none did).
+// Result [N,1,H,W].
+Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
+                 float fill);
+
+// Class activation maps at layer `layer` (a 4-D activation A [N,K,h,w]), result [N,h,w]:
+//   cam:      sum_k w[c,k] A_k, with w the weights of `linear_layer` (needs a
+//             global-average-pool + linear head after `layer`; Zhou et al. 2016)
+//   grad_cam: ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d score_c / d A_k
+//             (Selvaraju et al. 2017)
+Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer,
+           const std::string& linear_layer);
+Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
+// Guided backprop times Grad-CAM upsampled (bilinear) to the input: [N,C,H,W].
+Tensor guided_grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
+
+// ---- the gradient-ascent engine ----
+// Maximizes objective(x) - l2 * ||x||^2 - tv * TV(x) by gradient ascent from `start`.
+// The objective is built from ops (so the tape can differentiate it) and returns one
+// number. Regularizers, in the order they act on each step:
+//   jitter      roll x by a random shift in [-jitter, jitter] before the forward pass
+//               and roll the gradient back (seeded);
+//   l2, tv      penalties added to the objective (weight decay; total variation);
+//   blur        a Gaussian blur of x every blur_every steps;
+//   clip        pixel values kept within [clip_low, clip_high].
+struct AscentOptions {
+  int steps = 200;
+  float learning_rate = 1.f;
+  float l2 = 0.f;
+  float tv = 0.f;
+  int jitter = 0;
+  int blur_every = 0;
+  float blur_sigma = 0.5f;
+  bool clip = false;
+  float clip_low = 0.f, clip_high = 1.f;
+  uint64_t seed = 0;
+  // Called after each step with the step number (from 1), the image and the objective.
+  std::function<void(int step, const Tensor& x, float objective)> on_step;
+};
+using Objective = std::function<Tensor(const Tensor& x)>;
+Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptions& options);
+
+// Objectives for the engine.
+Objective class_score(nn::Sequential& model, int64_t target);       // score_c(x)
+Objective neuron_activation(nn::Sequential& model, const Neuron& n);  // one neuron's value
+// -||phi(x) - phi0||^2 / ||phi0||^2 at `layer`: maximizing it inverts the representation.
+Objective feature_match(nn::Sequential& model, const std::string& layer, const Tensor& target_features);
+
+// Building blocks the engine uses, exposed for lessons and tests.
+Tensor roll(const Tensor& x, int64_t dy, int64_t dx);  // circular shift of the last two axes
+Tensor gaussian_blur(const Tensor& x, float sigma);   // separable, per channel, edges clamped
+Tensor total_variation(const Tensor& x);              // sum |x[i+1,j]-x[i,j]| + |x[i,j+1]-x[i,j]|, recorded
 
 }  // namespace tg::explain

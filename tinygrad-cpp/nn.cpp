@@ -126,6 +126,15 @@ Tensor Sequential::forward_until(const Tensor& x, const std::string& last_layer)
   return h;
 }
 
+Tensor Sequential::forward_after(const Tensor& h, const std::string& layer) {
+  Tensor out = h;
+  for (size_t i = index_of(layer) + 1; i < layers_.size(); ++i) {
+    out = layers_[i].second->forward(out);
+    outputs_[i] = out;
+  }
+  return out;
+}
+
 Tensor Sequential::activation(const std::string& name) const {
   const Tensor& t = outputs_[index_of(name)];
   if (!t.defined()) throw Error("layer '" + name + "' has no output yet: run the model forward first");

@@ -124,6 +124,8 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) override;
   // Runs the layers up to and including `last_layer`, and returns its output.
   Tensor forward_until(const Tensor& x, const std::string& last_layer);
+  // Runs the layers after `layer` on h (an output of `layer`), and returns the model's output.
+  Tensor forward_after(const Tensor& h, const std::string& layer);
   std::string describe() const override;  // one line per layer
 
   // The output of layer `name` in the last forward pass.

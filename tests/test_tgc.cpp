@@ -111,6 +111,64 @@ TEST_SUITE("tgc") {
   }
 }
 
+TEST_SUITE("tgc") {
+  TEST_CASE("tgc explain writes the raw attribution and a figure that is not blank") {
+    const test::TempDir dir;
+    const std::string npy = dir.file("a.npy"), png = dir.file("a.png");
+    for (const char* method : {"saliency", "guided_backprop", "gradcam", "occlusion", "smoothgrad", "integrated_gradients"}) {
+      CAPTURE(method);
+      Run r = tgc(std::string("explain --model assets/fashion_cnn.safetensors --image assets/fashion-png/9_ankle_boot.png") +
+                  " --method " + method + " --samples 4 --steps 16 --npy " + npy + " --png " + png);
+      REQUIRE(r.status == 0);
+      CHECK(contains(r.out, "predicted 9 (Ankle boot)"));
+      const tg::Tensor a = tg::io::load_npy(npy);
+      if (std::string(method) == "gradcam") CHECK(a.shape() == tg::Shape{14, 14});
+      else CHECK(a.shape() == tg::Shape{1, 28, 28});
+      const tg::io::Image figure = tg::io::load_image(png);
+      CHECK(figure.width > 3 * 28 * 8);
+      // Not blank, not saturated: many distinct colors, and neither all-black nor all-white.
+      std::vector<int> seen(256, 0);
+      int64_t bright = 0;
+      for (size_t i = 0; i < figure.pixels.size(); ++i) {
+        seen[figure.pixels[i]] = 1;
+        bright += figure.pixels[i] > 250;
+      }
+      CHECK(std::count(seen.begin(), seen.end(), 1) > 50);
+      CHECK(bright < static_cast<int64_t>(figure.pixels.size()) * 9 / 10);
+    }
+  }
+
+  TEST_CASE("tgc explain refuses bad images with one line and writes nothing") {
+    const test::TempDir dir;
+    const std::string out = dir.file("out.png"), npy = dir.file("out.npy");
+    std::vector<uint8_t> png = tg::io::read_file("assets/fashion-png/9_ankle_boot.png");
+    std::vector<uint8_t> huge = png;
+    const uint8_t side[8] = {0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0};
+    std::copy(side, side + 8, huge.begin() + 16);
+    std::vector<uint8_t> corrupt(png.begin(), png.begin() + static_cast<long>(png.size() / 2));
+    const std::vector<std::pair<std::string, std::vector<uint8_t>>> bad = {
+        {"empty.png", {}}, {"huge.png", huge}, {"corrupt.png", corrupt}, {"text.png", {'h', 'e', 'l', 'l', 'o'}}};
+    for (const auto& [name, bytes] : bad) {
+      CAPTURE(name);
+      test::write_bytes(dir.file(name), bytes);
+      Run r = tgc("explain --model assets/fashion_cnn.safetensors --method saliency --image " + dir.file(name) + " --png " +
+                  out + " --npy " + npy);
+      CHECK(r.status == 1);
+      CHECK(lines(r.err) == 1);
+      CHECK(contains(r.err, "error: " + dir.file(name) + ": "));
+      CHECK_FALSE(fs::exists(out));
+      CHECK_FALSE(fs::exists(npy));
+    }
+    Run r = tgc("explain --model assets/fashion_cnn.safetensors --method nonsense --image assets/fashion-png/9_ankle_boot.png");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "unknown method 'nonsense'"));
+    r = tgc("explain --model assets/fashion_cnn.safetensors --method saliency --image assets/fashion-png/9_ankle_boot.png --npy " +
+            dir.file("ok.npy") + " --png " + dir.file("no/such/dir/x.png"));
+    CHECK(r.status == 1);
+    CHECK_FALSE(fs::exists(dir.file("ok.npy")));
+  }
+}
+
 TEST_SUITE("shipped-model") {
   TEST_CASE("the shipped weights reach 0.915 test accuracy") {
     const tg::nn::LoadedModel loaded = tg::nn::load_fashion_cnn("assets/fashion_cnn.safetensors");

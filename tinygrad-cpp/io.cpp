@@ -207,6 +207,11 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 // ---------------------------------------------------------------------------------
 // .npy
 void save_npy(const std::string& path, const Tensor& t) {
+  const std::vector<uint8_t> bytes = encode_npy(t);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+std::vector<uint8_t> encode_npy(const Tensor& t) {
   std::string shape;  // "2, 3" for (2, 3); "5," for the one-element tuple (5,)
   for (int i = 0; i < t.ndim(); ++i) {
     if (i) shape += ", ";
@@ -225,7 +230,7 @@ void save_npy(const std::string& path, const Tensor& t) {
   out.insert(out.end(), header.begin(), header.end());
   const uint8_t* data = reinterpret_cast<const uint8_t*>(t.data());
   out.insert(out.end(), data, data + t.numel() * 4);
-  write_file_atomic(path, out.data(), out.size());
+  return out;
 }
 
 Tensor load_npy(const std::string& path) {
@@ -306,6 +311,11 @@ Image load_image(const std::string& path) {
 }
 
 void save_png(const std::string& path, const Image& image) {
+  const std::vector<uint8_t> png = encode_png(image, path);
+  write_file_atomic(path, png.data(), png.size());
+}
+
+std::vector<uint8_t> encode_png(const Image& image, const std::string& path) {
   if (image.width < 1 || image.height < 1 || image.channels < 1 || image.channels > 4 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels)
     throw file_error(path, fmt::format("cannot write a {}x{}x{} image holding {} bytes", image.width, image.height,
@@ -318,7 +328,7 @@ void save_png(const std::string& path, const Image& image) {
   if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
                               image.width * image.channels))
     throw file_error(path, "PNG encoding failed");
-  write_file_atomic(path, png.data(), png.size());
+  return png;
 }
 
 }  // namespace tg::io

@@ -61,5 +61,9 @@ constexpr int kMaxImageSide = 16384;  // larger declared sizes are refused befor
 Image load_image(const std::string& path);
 // Writes a PNG atomically.
 void save_png(const std::string& path, const Image& image);
+// The PNG file's bytes (`label` names the image in errors).
+std::vector<uint8_t> encode_png(const Image& image, const std::string& label);
+// The .npy file's bytes.
+std::vector<uint8_t> encode_npy(const Tensor& t);
 
 }  // namespace tg::io

@@ -17,6 +17,8 @@
 
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/data.h"
+#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/viz.h"
 #include "tinygrad-cpp/kernels/kernels.h"
 #include "tinygrad-cpp/nn.h"
 #include "tinygrad-cpp/optim.h"
@@ -31,6 +33,7 @@ const char* kUsage =
     "commands:\n"
     "  train    train FashionCNN on Fashion-MNIST and write its weights\n"
     "  eval     per-class and overall test accuracy of a weights file\n"
+    "  explain  an attribution map (saliency, guided backprop, Grad-CAM, ...) for one image\n"
     "  info     tensors, shapes and metadata of a safetensors file\n"
     "  bench    time the benchmark workloads (NAME: X ms/iter)\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
@@ -125,6 +128,124 @@ int command_eval(int argc, char** argv) {
                e.class_total[c] ? static_cast<double>(e.class_correct[c]) / static_cast<double>(e.class_total[c]) : 0.0);
   fmt::print("loss: {:.4f}\n", e.loss);
   fmt::print("accuracy: {:.4f}\n", e.accuracy());
+  return 0;
+}
+
+// ---- explain ----
+int command_explain(int argc, char** argv) {
+  cli::Args args("tgc explain", "Explain the model's score for one PNG/JPEG image with an attribution method. The\n"
+                                "image is made gray and resized to 28x28; when its border is bright it is inverted\n"
+                                "(Fashion-MNIST objects are light on black). --npy gets the raw attribution: [C,H,W]\n"
+                                "of the preprocessed input, or [h,w] at the layer (after ReLU) for gradcam. --png\n"
+                                "gets a figure: input, map, and the map over the input.");
+  args.option("model", "FILE", "weights file", true)
+      .option("image", "IMG", "PNG or JPEG image", true)
+      .option("method", "M", "saliency input_x_gradient guided_backprop deconvnet smoothgrad integrated_gradients "
+                              "occlusion gradcam guided_gradcam", true)
+      .option("target", "K", "class to explain (default: the predicted class)")
+      .option("layer", "NAME", "layer for gradcam and guided_gradcam", false, "relu2")
+      .option("npy", "OUT.npy", "write the raw attribution")
+      .option("png", "OUT.png", "write the figure")
+      .option("seed", "S", "seed for smoothgrad's noise", false, "0")
+      .option("samples", "N", "smoothgrad samples", false, "50")
+      .option("noise", "SIGMA", "smoothgrad noise, as a fraction of the input range", false, "0.15")
+      .option("steps", "N", "integrated-gradients steps", false, "64")
+      .option("window", "W", "occlusion window", false, "4")
+      .option("stride", "S", "occlusion stride", false, "2");
+  args.parse(argc, argv, 2);
+  const std::string method = args.get("method");
+  const std::vector<std::string> methods = {"saliency",   "input_x_gradient",     "guided_backprop", "deconvnet", "smoothgrad",
+                                            "integrated_gradients", "occlusion", "gradcam", "guided_gradcam"};
+  if (std::find(methods.begin(), methods.end(), method) == methods.end()) args.fail("unknown method '" + method + "'");
+  const int64_t target_flag = args.has("target") ? args.get_int("target", 0, 9) : -1;
+  const int samples = static_cast<int>(args.get_int("samples", 1, 100000));
+  const int steps = static_cast<int>(args.get_int("steps", 1, 100000));
+  const int64_t window = args.get_int("window", 1, 28), stride = args.get_int("stride", 1, 28);
+  const float noise = static_cast<float>(args.get_float("noise"));
+  const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
+
+  const nn::LoadedModel loaded = nn::load_fashion_cnn(args.get("model"));
+  nn::Sequential& model = *loaded.model;
+  const io::Image photo = io::load_image(args.get("image"));
+  // Inverted when the border is bright: a product photo on white becomes light-on-black.
+  double border = 0;
+  int border_pixels = 0;
+  for (int y = 0; y < photo.height; ++y)
+    for (int x = 0; x < photo.width; ++x)
+      if (y == 0 || x == 0 || y == photo.height - 1 || x == photo.width - 1) {
+        border += photo.at(y, x, 0);
+        ++border_pixels;
+      }
+  const bool invert = border / border_pixels > 127.5;
+  const Tensor input = viz::image_to_input(photo, data::kImageSide, data::kFashionMean, data::kFashionStd, invert);
+
+  const Tensor probabilities = softmax(explain::scores(model, input), 1);
+  const int64_t predicted = std::max_element(probabilities.data(), probabilities.data() + 10) - probabilities.data();
+  const int64_t target = target_flag >= 0 ? target_flag : predicted;
+  fmt::print("{}: {}x{} image{}, predicted {} ({}) with p = {:.4f}\n", args.get("image"), photo.width, photo.height,
+             invert ? " (inverted)" : "", predicted, data::kFashionClasses[predicted], probabilities.data()[predicted]);
+  fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", target, data::kFashionClasses[target],
+             probabilities.data()[target], method);
+
+  const explain::Targets targets = {target};
+  Tensor attribution;  // [C,H,W] for pixel methods, [h,w] for gradcam
+  viz::Normalize policy = viz::Normalize::Signed;
+  viz::Colormap colormap = viz::Colormap::Diverging;
+  if (method == "saliency") {
+    attribution = explain::saliency(model, input, targets);
+    policy = viz::Normalize::MaxAbs;
+    colormap = viz::Colormap::Viridis;
+  } else if (method == "input_x_gradient") {
+    attribution = explain::input_x_gradient(model, input, targets);
+  } else if (method == "guided_backprop") {
+    attribution = explain::guided_backprop(model, input, targets);
+  } else if (method == "deconvnet") {
+    attribution = explain::deconvnet(model, input, targets);
+  } else if (method == "smoothgrad") {
+    attribution = explain::smoothgrad(model, input, targets, samples, noise, seed);
+    policy = viz::Normalize::MaxAbs;
+    colormap = viz::Colormap::Viridis;
+  } else if (method == "integrated_gradients") {
+    attribution = explain::integrated_gradients(model, input, targets, Tensor::full(input.shape(), -data::kFashionMean / data::kFashionStd), steps);
+  } else if (method == "occlusion") {
+    attribution = explain::occlusion(model, input, targets, window, stride, -data::kFashionMean / data::kFashionStd);
+  } else if (method == "gradcam") {
+    attribution = explain::grad_cam(model, input, targets, args.get("layer"));
+    policy = viz::Normalize::MinMax;
+    colormap = viz::Colormap::Viridis;
+  } else {
+    attribution = explain::guided_grad_cam(model, input, targets, args.get("layer"));
+  }
+  attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));  // drop the batch axis
+
+  // Encode everything first, then write: an error leaves no output file behind.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> outputs;
+  if (args.has("npy")) outputs.emplace_back(args.get("npy"), io::encode_npy(attribution));
+  if (args.has("png")) {
+    const int scale = 8;
+    Tensor shown_input = viz::normalize(reshape(input, {1, 28, 28}), viz::Normalize::MinMax);
+    Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
+    Tensor unit = viz::normalize(map, policy);
+    if (unit.dim(0) > 1) unit = viz::normalize(map, viz::Normalize::MaxAbs);
+    if (unit.dim(1) != 28) unit = viz::upsample(unit, 28, 28, /*bilinear=*/true);
+    const io::Image base = viz::scale_nearest(viz::to_image(shown_input), scale);
+    const io::Image heat = viz::scale_nearest(viz::colorize(unit, colormap), scale);
+    outputs.emplace_back(args.get("png"), io::encode_png(viz::grid({base, heat, viz::overlay(base, heat, 0.5f)}, 3, 4), args.get("png")));
+  }
+  std::vector<std::string> written;
+  try {
+    for (const auto& [path, bytes] : outputs) {
+      io::write_file_atomic(path, bytes.data(), bytes.size());
+      written.push_back(path);
+    }
+  } catch (...) {
+    for (const std::string& path : written) std::remove(path.c_str());
+    throw;
+  }
+  float low = attribution.data()[0], high = low;
+  for (int64_t i = 0; i < attribution.numel(); ++i) low = std::min(low, attribution.data()[i]), high = std::max(high, attribution.data()[i]);
+  fmt::print("attribution {}: min {:.4g}, max {:.4g}\n", shape_str(attribution.shape()), low, high);
+  for (const std::string& path : written) fmt::print("wrote {}\n", path);
   return 0;
 }
 
@@ -245,6 +366,7 @@ int main(int argc, char** argv) {
     if (command == "train") return command_train(argc, argv);
     if (command == "eval") return command_eval(argc, argv);
     if (command == "info") return command_info(argc, argv);
+    if (command == "explain") return command_explain(argc, argv);
     if (command == "bench") return command_bench(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::fputs(kUsage, stdout);

@@ -1,0 +1,93 @@
+// Visualization: normalization policies, colormaps, resampling, composition, SVG.
+#include "tests/helpers.h"
+#include "tinygrad-cpp/viz.h"
+
+using namespace tg;
+using namespace tg::viz;
+
+TEST_SUITE("viz") {
+  TEST_CASE("normalization policies") {
+    const Tensor a = Tensor::from_vector({-2, 0, 1, 4, -1, 0.5f}, {2, 1, 3});
+    const Tensor maxabs = normalize(a, Normalize::MaxAbs);
+    CHECK(maxabs.shape() == Shape{1, 1, 3});
+    CHECK(maxabs.to_vector() == std::vector<float>{1.f, 0.25f, 0.25f});  // max over channels of |a|: 4, 1, 1, divided by 4
+    const Tensor signed_map = normalize(a, Normalize::Signed);
+    CHECK(signed_map.at({0, 0, 1}) == 0.5f);  // zero is the middle
+    CHECK(signed_map.at({1, 0, 0}) == 1.f);    // the largest |a| is 4, positive
+    CHECK(signed_map.at({0, 0, 0}) == 0.25f);  // -2 / 4 -> 0.5 - 0.25
+    const Tensor minmax = normalize(a, Normalize::MinMax);
+    CHECK(minmax.at({0, 0, 0}) == 0.f);
+    CHECK(minmax.at({1, 0, 0}) == 1.f);
+    CHECK(normalize(Tensor::zeros({1, 2, 2}), Normalize::Signed).to_vector() == std::vector<float>(4, 0.5f));
+    // One outlier does not wash out a percentile-clipped map.
+    Tensor spiky = Tensor::arange(0, 1000);
+    spiky.data()[500] = 1e6f;
+    const Tensor clipped = normalize(reshape(spiky, {1, 1, 1000}), Normalize::Percentile, 99.f);
+    CHECK(clipped.data()[250] == doctest::Approx(0.25f).epsilon(0.02));
+    CHECK(clipped.data()[500] == 1.f);
+  }
+
+  TEST_CASE("colormaps: gray ends, diverging white middle, viridis ends") {
+    const Tensor ramp = Tensor::from_vector({0.f, 0.5f, 1.f}, {1, 1, 3});
+    const io::Image gray = colorize(ramp, Colormap::Gray);
+    CHECK(gray.at(0, 0, 0) == 0);
+    CHECK(gray.at(0, 2, 0) == 255);
+    const io::Image div = colorize(ramp, Colormap::Diverging);
+    CHECK(div.at(0, 1, 0) == div.at(0, 1, 1));
+    CHECK(div.at(0, 1, 0) > 240);  // 0.5 (a zero gradient) is white
+    CHECK(div.at(0, 0, 2) > div.at(0, 0, 0));  // low end blue
+    CHECK(div.at(0, 2, 0) > div.at(0, 2, 2));  // high end red
+    const io::Image vir = colorize(ramp, Colormap::Viridis);
+    CHECK(vir.at(0, 0, 0) == 68);
+    CHECK(vir.at(0, 2, 1) == 231);
+  }
+
+  TEST_CASE("upsampling, scaling, overlay and grids") {
+    const Tensor m = Tensor::from_vector({0, 1, 2, 3}, {1, 2, 2});
+    const Tensor nearest = upsample(m, 4, 4, false);
+    CHECK(nearest.at({0, 0, 0}) == 0.f);
+    CHECK(nearest.at({0, 3, 3}) == 3.f);
+    const Tensor smooth = upsample(m, 4, 4, true);
+    CHECK(smooth.at({0, 0, 0}) == 0.f);
+    CHECK(smooth.at({0, 1, 1}) == doctest::Approx(0.75f));  // between all four
+    const io::Image img = to_image(Tensor::from_vector({0, 1, 0.5f, 0.25f}, {1, 2, 2}));
+    CHECK(img.pixels == std::vector<uint8_t>{0, 255, 128, 64});
+    CHECK(from_image(img).at({0, 0, 1}) == 1.f);
+    const io::Image big = scale_nearest(img, 3);
+    CHECK(big.width == 6);
+    CHECK(big.at(5, 5, 0) == 64);
+    const io::Image heat = colorize(Tensor::ones({1, 2, 2}), Colormap::Gray);
+    const io::Image blend = overlay(img, heat, 0.5f);
+    CHECK(blend.at(0, 0, 0) == 128);
+    const io::Image g = grid({img, img, img}, 2, 1, 200);
+    CHECK(g.width == 2 * 2 + 3);
+    CHECK(g.height == 2 * 2 + 3);
+    CHECK(g.at(0, 0, 0) == 200);
+    CHECK(g.at(1, 2, 0) == 255);
+    CHECK(test::contains(test::error_message([&] { overlay(img, scale_nearest(heat, 2), 0.5f); }), "overlay: base 2x2"));
+  }
+
+  TEST_CASE("image_to_input: gray, area resize, inversion, normalization") {
+    io::Image white{56, 56, 3, std::vector<uint8_t>(56 * 56 * 3, 255)};
+    const Tensor x = image_to_input(white, 28, 0.5f, 0.25f, false);
+    CHECK(x.shape() == Shape{1, 1, 28, 28});
+    CHECK(x.data()[0] == doctest::Approx(2.f));
+    CHECK(image_to_input(white, 28, 0.5f, 0.25f, true).data()[0] == doctest::Approx(-2.f));
+  }
+
+  TEST_CASE("SVG charts are whole documents with their labels") {
+    const std::string line = line_chart({{"loss", {0, 1, 2}, {1.0, 0.5, 0.25}}, {"acc", {0, 1, 2}, {0.1, 0.6, 0.9}}},
+                                        "training", "epoch", "value");
+    CHECK(line.rfind("<svg", 0) == 0);
+    CHECK(test::contains(line, "</svg>"));
+    CHECK(test::contains(line, ">training<"));
+    CHECK(test::contains(line, ">epoch<"));
+    CHECK(test::contains(line, ">loss<"));
+    const std::string hist = histogram({1, 2, 2, 3, 3, 3}, 3, "h < 4 & more", "activation");
+    CHECK(test::contains(hist, "h &lt; 4 &amp; more"));
+    CHECK(std::count(hist.begin(), hist.end(), '\n') > 5);
+    const std::string bars = bar_chart({"a", "b"}, {0.5, -0.25}, "bars", "rank correlation");
+    CHECK(test::contains(bars, ">b<"));
+    CHECK(test::contains(test::error_message([] { bar_chart({"a"}, {1, 2}, "t", "y"); }), "one label per value"));
+  }
+}

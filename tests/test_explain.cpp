@@ -147,6 +147,26 @@ TEST_SUITE("explain") {
                          "neuron_gradient: neuron (channel 9, y 0, x 0) is outside layer 'conv1' of shape [1,4,8,6]"));
   }
 
+  TEST_CASE("SmoothGrad and integrated gradients of one neuron") {
+    auto model = small_cnn(18);
+    const Tensor x = test::random_normal({1, 2, 8, 6}, 19, false);
+    const Neuron neuron{"fc1", 2};
+    const Tensor plain = neuron_gradient(*model, x, neuron);
+    const Tensor smooth0 = smoothgrad_neuron(*model, x, neuron, 3, 0.f, 1);
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(smooth0.data()[i] == doctest::Approx(plain.data()[i]));
+    // Completeness for a neuron: attributions sum to a(x) - a(baseline).
+    const Tensor baseline = Tensor::zeros(x.shape());
+    const Tensor ig = integrated_gradients_neuron(*model, x, neuron, baseline, 256);
+    auto value = [&](const Tensor& point) {
+      NoGrad no_grad;
+      return model->forward_until(point, "fc1").at({0, 2});
+    };
+    double total = 0;
+    for (int64_t i = 0; i < ig.numel(); ++i) total += ig.data()[i];
+    const double expected = value(x) - value(baseline);
+    CHECK(std::fabs(total - expected) <= 0.01 * std::fabs(expected) + 1e-6);
+  }
+
   TEST_CASE("input x gradient is the elementwise product") {
     auto model = small_cnn(16);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 17, false);
@@ -214,6 +234,11 @@ TEST_SUITE("explain") {
     const float drop = p.at({1, 2}) - softmax(scores(*model, occluded), 1).at({1, 2});
     CHECK(map.at({1, 0, 5, 2}) == doctest::Approx(drop));
     CHECK(map.at({1, 0, 7, 0}) == doctest::Approx(drop));
+    // Windows of 1 every 3 pixels: pixels no window covered stay exactly 0.
+    const Tensor sparse = occlusion(*model, x, {0, 2}, 1, 3, 0.f);
+    CHECK(sparse.at({0, 0, 1, 1}) == 0.f);
+    CHECK(sparse.at({1, 0, 4, 5}) == 0.f);
+    CHECK(tg::max(tg::abs(sparse)).item() > 0.f);
   }
 }
 

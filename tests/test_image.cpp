@@ -1,4 +1,6 @@
 // PNG/JPEG loading and PNG writing: good images round-trip, bad files are refused.
+#include <stb/stb_image_write.h>
+
 #include "tests/helpers.h"
 #include "tinygrad-cpp/io.h"
 
@@ -17,6 +19,24 @@ TEST_SUITE("image") {
     CHECK(back.height == 3);
     CHECK(back.channels == 3);
     CHECK(back.pixels == image.pixels);
+  }
+
+  TEST_CASE("a JPEG loads (sniffed by its magic, whatever its name)") {
+    test::TempDir dir;
+    std::vector<uint8_t> pixels(32 * 16 * 3);
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i % 3 == 0 ? 200 : 40);
+    std::vector<uint8_t> jpeg;
+    auto append = [](void* context, void* data, int size) {
+      auto* out = static_cast<std::vector<uint8_t>*>(context);
+      out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_jpg_to_func(append, &jpeg, 32, 16, 3, pixels.data(), 95));
+    test::write_bytes(dir.file("photo.dat"), jpeg);
+    const io::Image image = io::load_image(dir.file("photo.dat"));
+    CHECK(image.width == 32);
+    CHECK(image.height == 16);
+    CHECK(image.channels == 3);
+    CHECK(std::abs(static_cast<int>(image.at(8, 8, 0)) - 200) < 12);  // lossy, but close
   }
 
   TEST_CASE("the shipped photos load") {

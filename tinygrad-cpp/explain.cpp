@@ -127,16 +127,22 @@ Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron&
   return x.grad();
 }
 
-Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& targets, int samples, float sigma_fraction,
-                  uint64_t seed) {
-  check_input(input, targets, "smoothgrad");
-  if (samples < 1 || !(sigma_fraction >= 0.f))
-    throw Error(fmt::format("smoothgrad: samples {} must be >= 1 and sigma {} >= 0", samples, sigma_fraction));
-  // Resolve "predicted class" once, on the clean input, so every sample explains the same class.
+namespace {
+// The gradient of a fixed target (a class per image, or a neuron) at any point.
+using GradientAt = std::function<Tensor(const Tensor& point)>;
+
+GradientAt class_gradient_at(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+  // "The predicted class" is resolved once, on the clean input, so every point explains the same class.
   Targets classes = targets;
   const Targets predicted = argmax_rows(scores(model, input));
   for (size_t n = 0; n < classes.size(); ++n)
     if (classes[n] < 0) classes[n] = predicted[n];
+  return [&model, classes](const Tensor& point) { return class_gradient(model, point, classes); };
+}
+
+Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int samples, float sigma_fraction, uint64_t seed) {
+  if (samples < 1 || !(sigma_fraction >= 0.f))
+    throw Error(fmt::format("smoothgrad: samples {} must be >= 1 and sigma {} >= 0", samples, sigma_fraction));
   const float* in = input.data();
   const auto [lo, hi] = std::minmax_element(in, in + input.numel());
   const float sigma = sigma_fraction * (*hi - *lo);
@@ -145,37 +151,55 @@ Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& tar
   for (int s = 0; s < samples; ++s) {
     Tensor noisy = input.clone();
     for (int64_t i = 0; i < noisy.numel(); ++i) noisy.data()[i] += gen.normal(0.f, sigma);
-    const Tensor g = class_gradient(model, noisy, classes);
+    const Tensor g = gradient_at(noisy);
     for (int64_t i = 0; i < total.numel(); ++i) total.data()[i] += g.data()[i];
   }
   for (int64_t i = 0; i < total.numel(); ++i) total.data()[i] /= static_cast<float>(samples);
   return total;
 }
 
-Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Targets& targets, const Tensor& baseline,
-                            int steps) {
-  check_input(input, targets, "integrated_gradients");
+Tensor integrated_of(const GradientAt& gradient_at, const Tensor& input, const Tensor& baseline, int steps) {
   if (baseline.shape() != input.shape())
     throw Error(fmt::format("integrated_gradients: baseline {} and input {} differ in shape", shape_str(baseline.shape()),
                             shape_str(input.shape())));
   if (steps < 1) throw Error(fmt::format("integrated_gradients: steps {} must be >= 1", steps));
-  Targets classes = targets;
-  const Targets predicted = argmax_rows(scores(model, input));
-  for (size_t n = 0; n < classes.size(); ++n)
-    if (classes[n] < 0) classes[n] = predicted[n];
   Tensor mean_gradient = Tensor::zeros(input.shape());
   for (int s = 0; s < steps; ++s) {
     const float alpha = (static_cast<float>(s) + 0.5f) / static_cast<float>(steps);  // midpoint rule
     Tensor point = Tensor::empty(input.shape());
     for (int64_t i = 0; i < point.numel(); ++i)
       point.data()[i] = baseline.data()[i] + alpha * (input.data()[i] - baseline.data()[i]);
-    const Tensor g = class_gradient(model, point, classes);
+    const Tensor g = gradient_at(point);
     for (int64_t i = 0; i < g.numel(); ++i) mean_gradient.data()[i] += g.data()[i] / static_cast<float>(steps);
   }
   Tensor attribution = Tensor::empty(input.shape());
   for (int64_t i = 0; i < attribution.numel(); ++i)
     attribution.data()[i] = (input.data()[i] - baseline.data()[i]) * mean_gradient.data()[i];
   return attribution;
+}
+}  // namespace
+
+Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& targets, int samples, float sigma_fraction,
+                  uint64_t seed) {
+  check_input(input, targets, "smoothgrad");
+  return smoothgrad_of(class_gradient_at(model, input, targets), input, samples, sigma_fraction, seed);
+}
+
+Tensor smoothgrad_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
+                  uint64_t seed) {
+  return smoothgrad_of([&](const Tensor& point) { return neuron_gradient(model, point, neuron); }, input, samples,
+                       sigma_fraction, seed);
+}
+
+Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Targets& targets, const Tensor& baseline,
+                            int steps) {
+  check_input(input, targets, "integrated_gradients");
+  return integrated_of(class_gradient_at(model, input, targets), input, baseline, steps);
+}
+
+Tensor integrated_gradients_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
+                            int steps) {
+  return integrated_of([&](const Tensor& point) { return neuron_gradient(model, point, neuron); }, input, baseline, steps);
 }
 
 // ---------------------------------------------------------------------------------

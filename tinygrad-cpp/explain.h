@@ -61,12 +61,16 @@ Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron&
 // the input, noise ~ N(0, (sigma_fraction * (max - min of the input))^2), seeded.
 Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& targets, int samples,
                   float sigma_fraction, uint64_t seed);
+Tensor smoothgrad_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
+                  uint64_t seed);
 
 // Integrated gradients (Sundararajan et al. 2017): (x - baseline) times the mean
 // gradient along the straight path from the baseline to x (midpoint rule, `steps`
 // points). The attributions of an image sum to about f(x) - f(baseline).
 Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Targets& targets,
                             const Tensor& baseline, int steps);
+Tensor integrated_gradients_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
+                            int steps);
 
 // The class scores (logits) of a batch, without recording.
 Tensor scores(nn::Sequential& model, const Tensor& input);

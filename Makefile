@@ -20,7 +20,7 @@ OPT      := -O3 -g0
 LDOPT    :=
 endif
 
-CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -I. -MMD -MP -pthread
+CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -MMD -MP -pthread
 LDLIBS   := -lfmt -lstb -lz -pthread
 
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist
@@ -32,11 +32,15 @@ TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/lib/libtinygrad.a
 TESTS    := $(BUILD)/bin/tests
 TGC      := $(BUILD)/bin/tgc
+GALLERY  := $(BUILD)/bin/gallery
+LESSON_SRC := $(sort $(wildcard lessons/*.cpp))
+LESSONS  := $(LESSON_SRC:lessons/%.cpp=$(BUILD)/bin/lessons/%)
 
-.PHONY: all test setup check-packages clean train sample
+.PHONY: all test setup check-packages clean train sample lessons lesson
 .DEFAULT_GOAL := all
+.SECONDARY:
 
-all: $(LIB) $(TESTS) $(TGC)
+all: $(LIB) $(TESTS) $(TGC) $(GALLERY) $(LESSONS)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -49,13 +53,34 @@ $(LIB): $(LIB_OBJ)
 
 $(BUILD)/obj/tests/test_tgc.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
-$(TESTS): $(TEST_OBJ) $(LIB) | $(TGC)
+$(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
 
 $(TGC): $(BUILD)/obj/tinygrad-cpp/cli/tgc.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+$(GALLERY): $(BUILD)/obj/tinygrad-cpp/cli/gallery.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+# `make lessons` runs every lesson, then writes out/index.html; `make lesson N=07` runs one.
+lessons: check-packages
+	@$(MAKE) --no-print-directory all
+	@set -e; for l in $(LESSONS); do echo; echo "=== $$(basename $$l)"; $$l; done
+	@$(GALLERY) out
+	@echo "open out/index.html in a browser"
+
+lesson: check-packages
+	@$(MAKE) --no-print-directory all
+	@l=$$(ls $(BUILD)/bin/lessons/$(N)_* 2>/dev/null | head -1); \
+	  if [ -z "$$l" ]; then echo "no lesson $(N): try one of $$(ls $(BUILD)/bin/lessons | tr '\n' ' ')"; exit 2; fi; \
+	  $$l && $(GALLERY) out
 
 # `make test` installs what is missing first, then builds and runs every suite.
 # The last line it prints is "N passed, N failed" (test cases).
@@ -97,4 +122,5 @@ sample:
 	{ printf '\x00\x00\x08\x01\x00\x00\x03\xe8'; \
 	  zcat $(DATA)/t10k-labels-idx1-ubyte.gz | tail -c +9 | head -c 1000; } | gzip -9n > assets/fashion-sample/t10k-labels-idx1-ubyte.gz
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tinygrad-cpp/cli/tgc.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tinygrad-cpp/cli/tgc.d $(BUILD)/obj/tinygrad-cpp/cli/gallery.d \
+  $(LESSON_SRC:%.cpp=$(BUILD)/obj/%.d)

@@ -1,0 +1,136 @@
+#include "tinygrad-cpp/lesson.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tinygrad-cpp/viz.h"
+
+namespace tg::lesson {
+
+namespace fs = std::filesystem;
+
+Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
+  cli::Args args("build/bin/lessons/" + info_.id, info_.title + "\n\n" + info_.summary);
+  args.option("out", "DIR", "folder for the figures", false, "out/" + info_.id);
+  if (info_.uses_model) args.option("model", "FILE", "FashionCNN weights", false, "assets/fashion_cnn.safetensors");
+  if (info_.uses_image) args.option("image", "IMG", "PNG or JPEG image", false, info_.default_image);
+  args.toggle("smoke", "a fast run (fewer steps and images), as the tests do");
+  args.parse(argc, argv, 1);
+  out_ = args.get("out");
+  if (info_.uses_model) model_path_ = args.get("model");
+  if (info_.uses_image) image_path_ = args.get("image");
+  smoke_ = args.on("smoke");
+}
+
+int Lesson::run(const std::function<void()>& body) {
+  try {
+    std::error_code ec;
+    fs::create_directories(out_, ec);
+    if (ec) throw Error(out_ + ": cannot create the output folder (" + ec.message() + ")");
+    fmt::print("Lesson {}: {}\n\n", info_.id, info_.title);
+    body();
+    write_manifest();
+    fmt::print("\nfigures in {}/ ({} files); `make lessons` collects every lesson in out/index.html\n", out_,
+               figures_.size());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
+void Lesson::step(const std::string& text) {
+  ++steps_;
+  fmt::print("{}Step {}. {}\n", steps_ > 1 ? "\n" : "", steps_, text);
+}
+
+void Lesson::number(const std::string& name, double value, const std::string& format) {
+  const std::string text = fmt::vformat(format, fmt::make_format_args(value));
+  fmt::print("    {} = {}\n", name, text);
+  numbers_.emplace_back(name, text);
+}
+
+void Lesson::figure(const std::string& file, const io::Image& image, const std::string& caption) {
+  io::save_png(out_ + "/" + file, image);
+  figures_.push_back({file, caption, image.width, image.height});
+  fmt::print("    wrote {}/{} ({}x{})\n", out_, file, image.width, image.height);
+}
+
+void Lesson::chart(const std::string& file, const std::string& svg, const std::string& caption) {
+  viz::save_text(out_ + "/" + file, svg);
+  figures_.push_back({file, caption, 0, 0});
+  fmt::print("    wrote {}/{}\n", out_, file);
+}
+
+nn::Sequential& Lesson::model() {
+  if (!model_) model_ = nn::load_fashion_cnn(model_path_);
+  return *model_->model;
+}
+
+io::Image Lesson::image() { return io::load_image(image_path_); }
+
+void Lesson::write_manifest() const {
+  nlohmann::json manifest = {{"id", info_.id}, {"title", info_.title}, {"summary", info_.summary}};
+  manifest["figures"] = nlohmann::json::array();
+  for (const Figure& f : figures_)
+    manifest["figures"].push_back({{"file", f.file}, {"caption", f.caption}, {"width", f.width}, {"height", f.height}});
+  manifest["numbers"] = nlohmann::json::array();
+  for (const auto& [name, value] : numbers_) manifest["numbers"].push_back({{"name", name}, {"value", value}});
+  viz::save_text(out_ + "/lesson.json", manifest.dump(2) + "\n");
+}
+
+namespace {
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+}  // namespace
+
+void write_gallery(const std::string& out_dir) {
+  std::vector<fs::path> manifests;
+  for (const auto& entry : fs::directory_iterator(out_dir))
+    if (entry.is_directory() && fs::exists(entry.path() / "lesson.json")) manifests.push_back(entry.path() / "lesson.json");
+  std::sort(manifests.begin(), manifests.end());
+  std::string html =
+      "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>tinygrad-cpp lessons</title>\n<style>\n"
+      "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}h2{border-top:1px solid #ccc;padding-top:1em}"
+      "figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:100%}img{max-width:100%;image-rendering:pixelated;"
+      "border:1px solid #ddd}figcaption{font-size:0.9em;max-width:640px}table{border-collapse:collapse}"
+      "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace}\n</style></head><body>\n"
+      "<h1>tinygrad-cpp: looking inside a CNN</h1>\n<p>Every lesson's figures, in order. Each lesson is a program in "
+      "<code>lessons/</code>; run one with <code>make lesson N=07</code>.</p>\n";
+  for (const fs::path& path : manifests) {
+    const std::vector<uint8_t> bytes = io::read_file(path.string(), 1 << 24);
+    nlohmann::json m;
+    try {
+      m = nlohmann::json::parse(bytes.begin(), bytes.end());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path.string() + ": not a lesson manifest (" + e.what() + ")");
+    }
+    const std::string folder = path.parent_path().filename().string();
+    html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", html_escape(m.value("id", folder)),
+                        html_escape(m.value("title", "")), html_escape(m.value("summary", "")));
+    if (m.contains("numbers") && !m["numbers"].empty()) {
+      html += "<table>\n";
+      for (const auto& n : m["numbers"])
+        html += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", html_escape(n.value("name", "")), html_escape(n.value("value", "")));
+      html += "</table>\n";
+    }
+    for (const auto& f : m["figures"])
+      html += fmt::format("<figure><img src=\"{}/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n", html_escape(folder),
+                          html_escape(f.value("file", "")), html_escape(f.value("caption", "")), html_escape(f.value("caption", "")));
+  }
+  html += "</body></html>\n";
+  viz::save_text(out_dir + "/index.html", html);
+  fmt::print("wrote {}/index.html ({} lessons)\n", out_dir, manifests.size());
+}
+
+}  // namespace tg::lesson

@@ -1,0 +1,83 @@
+// What every lesson program shares: its flags (--help, --out, --model, --image,
+// --smoke), numbered steps printed as it goes, figures written to out/NN_name/, and a
+// lesson.json that the gallery (out/index.html) is built from.
+//
+//   int main(int argc, char** argv) {
+//     tg::lesson::Lesson lesson(argc, argv, {"08_guided_backprop", "Guided backprop", "what it shows"});
+//     return lesson.run([&] {
+//       lesson.step("Load the model");
+//       ...
+//       lesson.figure("rules.png", image, "Vanilla, deconvnet and guided gradients");
+//     });
+//   }
+#pragma once
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/nn.h"
+
+namespace tg::lesson {
+
+struct Info {
+  std::string id;        // "08_guided_backprop": also the output folder's name
+  std::string title;     // one line
+  std::string summary;   // what the student will see, for --help and the gallery
+  bool uses_model = true;
+  bool uses_image = false;
+  std::string default_image;  // for --image
+};
+
+class Lesson {
+ public:
+  Lesson(int argc, char** argv, Info info);
+
+  // Runs the lesson body; a tg::Error becomes one line "error: ..." and exit status 1.
+  int run(const std::function<void()>& body);
+
+  // Numbered steps and what they found.
+  void step(const std::string& text);
+  template <class... Args>
+  void say(fmt::format_string<Args...> format, Args&&... args) {
+    fmt::print("    {}\n", fmt::format(format, std::forward<Args>(args)...));
+  }
+  // A number that matters: printed, and shown in the gallery under the lesson.
+  void number(const std::string& name, double value, const std::string& format = "{:.4g}");
+
+  // Figures: written to out()/file and listed in the gallery with their caption.
+  void figure(const std::string& file, const io::Image& image, const std::string& caption);
+  void chart(const std::string& file, const std::string& svg, const std::string& caption);
+
+  const std::string& out() const { return out_; }
+  bool smoke() const { return smoke_; }  // a fast run for the tests: fewer steps and images
+  nn::Sequential& model();               // --model, loaded on first use
+  const std::string& model_path() const { return model_path_; }
+  io::Image image();                     // --image
+  const std::string& image_path() const { return image_path_; }
+
+ private:
+  void write_manifest() const;
+  Info info_;
+  std::string out_, model_path_, image_path_;
+  bool smoke_ = false;
+  int steps_ = 0;
+  std::optional<nn::LoadedModel> model_;
+  struct Figure {
+    std::string file, caption;
+    int width, height;
+  };
+  std::vector<Figure> figures_;
+  std::vector<std::pair<std::string, std::string>> numbers_;
+};
+
+// Writes out_dir/index.html from every out_dir/*/lesson.json, in lesson order.
+void write_gallery(const std::string& out_dir);
+
+}  // namespace tg::lesson

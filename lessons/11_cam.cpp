@@ -1,0 +1,74 @@
+// Lesson 11: Grad-CAM -- where in the image the evidence for a class is.
+//
+// A deep feature map still knows where things are (relu2 is 14x14). Grad-CAM weighs
+// its channels by how much the class score's gradient says each one matters (the
+// spatial mean of d score / d channel), sums, and keeps the positive part: a coarse map
+// of the evidence. Guided Grad-CAM multiplies it into guided backprop for detail.
+#include <numeric>
+
+#include "tinygrad-cpp/data.h"
+#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/viz.h"
+
+using namespace tg;
+
+int main(int argc, char** argv) {
+  lesson::Lesson lesson(argc, argv, {"11_cam", "Grad-CAM and guided Grad-CAM, for right and wrong predictions",
+                                     "Grad-CAM at relu2 (14x14) and guided Grad-CAM for test images the model gets right "
+                                     "and ones it gets wrong -- explaining both the predicted and the true class."});
+  return lesson.run([&] {
+    nn::Sequential& model = lesson.model();
+    const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
+
+    lesson.step("Find test images the model classifies correctly, and some it gets wrong");
+    const int wanted = lesson.smoke() ? 1 : 3;
+    std::vector<int64_t> right, wrong;
+    std::vector<int64_t> order(static_cast<size_t>(sample.size()));
+    std::iota(order.begin(), order.end(), 0);
+    const data::Batch all = data::make_batch(sample, order, 0, sample.size());
+    const Tensor logits = explain::scores(model, all.images);
+    std::vector<int64_t> predicted(static_cast<size_t>(sample.size()));
+    for (int64_t i = 0; i < sample.size(); ++i) {
+      const float* row = logits.data() + i * 10;
+      predicted[i] = std::max_element(row, row + 10) - row;
+      auto& list = predicted[i] == sample.labels[i] ? right : wrong;
+      if (static_cast<int>(list.size()) < wanted) list.push_back(i);
+    }
+    int64_t errors = 0;
+    for (int64_t i = 0; i < sample.size(); ++i) errors += predicted[i] != sample.labels[i];
+    lesson.number("errors on the 1,000 sample images", static_cast<double>(errors), "{:.0f}");
+
+    const int scale = 6;
+    auto panel_row = [&](int64_t index, int64_t target) {
+      const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
+      const Tensor map = explain::grad_cam(model, image, {target}, "relu2");
+      const Tensor guided = explain::guided_grad_cam(model, image, {target}, "relu2");
+      const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const Tensor up = viz::upsample(viz::normalize(reshape(map, {1, 14, 14}), viz::Normalize::MinMax), 28, 28, true);
+      const io::Image heat = viz::scale_nearest(viz::colorize(up, viz::Colormap::Viridis), scale);
+      const io::Image detail = viz::scale_nearest(viz::colorize(viz::normalize(reshape(guided, {1, 28, 28}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+      return std::vector<io::Image>{input, viz::overlay(input, heat, 0.55f), detail};
+    };
+
+    lesson.step("Correct predictions: Grad-CAM for the predicted (= true) class");
+    std::vector<io::Image> tiles;
+    for (int64_t i : right) {
+      lesson.say("image {}: {} (correct)", i, data::kFashionClasses[sample.labels[i]]);
+      for (const io::Image& t : panel_row(i, sample.labels[i])) tiles.push_back(t);
+    }
+    lesson.figure("correct.png", viz::grid(tiles, 3, 4),
+                  "Correct predictions. Columns: input, Grad-CAM (relu2, upsampled) over the input, guided Grad-CAM.");
+
+    lesson.step("Wrong predictions: what the model saw for its answer, and for the true class");
+    tiles.clear();
+    for (int64_t i : wrong) {
+      lesson.say("image {}: true {}, predicted {}", i, data::kFashionClasses[sample.labels[i]], data::kFashionClasses[predicted[i]]);
+      for (const io::Image& t : panel_row(i, predicted[i])) tiles.push_back(t);
+      for (const io::Image& t : panel_row(i, sample.labels[i])) tiles.push_back(t);
+    }
+    lesson.figure("wrong.png", viz::grid(tiles, 6, 4),
+                  "Mistakes, one per row. Left three: Grad-CAM and guided Grad-CAM for the predicted class; right "
+                  "three: for the true class.");
+  });
+}

@@ -1,0 +1,73 @@
+// Lesson 13: fooling images -- tiny changes, a different answer.
+//
+// The gradient-ascent engine of lesson 9, started from a real, correctly classified
+// image instead of a blank one, climbing a wrong class's score. A few steps with a
+// small learning rate change the pixels by little -- and the prediction completely.
+#include <numeric>
+
+#include "tinygrad-cpp/data.h"
+#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/viz.h"
+
+using namespace tg;
+
+int main(int argc, char** argv) {
+  lesson::Lesson lesson(argc, argv, {"13_fooling", "Fooling images: tiny changes, a different answer",
+                                     "Correctly classified images pushed to a wrong class by gradient ascent on its "
+                                     "score: the image, the change (amplified), the result, and the probabilities."});
+  return lesson.run([&] {
+    nn::Sequential& model = lesson.model();
+    const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
+    const std::vector<std::pair<int64_t, int64_t>> cases =
+        lesson.smoke() ? std::vector<std::pair<int64_t, int64_t>>{{0, 5}}
+                       : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {1, 4}, {2, 3}, {9, 8}};  // (image, wrong class)
+    const int scale = 6;
+    std::vector<io::Image> tiles;
+    std::vector<std::string> labels;
+    std::vector<double> changes;
+    for (const auto& [index, wrong] : cases) {
+      const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
+      const int64_t label = sample.labels[index];
+      lesson.step(fmt::format("Image {} ({}), pushed toward {}", index, data::kFashionClasses[label], data::kFashionClasses[wrong]));
+      const Tensor before = softmax(explain::scores(model, image), 1);
+      lesson.say("before: p({}) = {:.4f}, p({}) = {:.4f}", data::kFashionClasses[label], before.at({0, label}),
+                 data::kFashionClasses[wrong], before.at({0, wrong}));
+      // Small steps on the wrong class's score (one engine step at a time), stopping as soon
+      // as the wrong class wins with p > 0.9.
+      explain::AscentOptions one_step;
+      one_step.steps = 1;
+      one_step.learning_rate = 0.02f;
+      const int max_steps = 300;
+      int used = 0;
+      Tensor fooled = image.clone();
+      while (used < max_steps && softmax(explain::scores(model, fooled), 1).at({0, wrong}) <= 0.9f) {
+        fooled = explain::ascend(fooled, explain::class_score(model, wrong), one_step);
+        ++used;
+      }
+      const Tensor after = softmax(explain::scores(model, fooled), 1);
+      double largest = 0, mean_abs = 0;
+      Tensor change = Tensor::empty(image.shape());
+      for (int64_t i = 0; i < image.numel(); ++i) {
+        change.data()[i] = fooled.data()[i] - image.data()[i];
+        largest = std::max(largest, std::fabs(change.data()[i] * data::kFashionStd * 255.0));
+        mean_abs += std::fabs(change.data()[i] * data::kFashionStd * 255.0) / image.numel();
+      }
+      lesson.say("after {} steps: p({}) = {:.4f}, p({}) = {:.4f}", used, data::kFashionClasses[label], after.at({0, label}),
+                 data::kFashionClasses[wrong], after.at({0, wrong}));
+      lesson.say("pixel change (0-255 scale): mean {:.1f}, largest {:.1f}", mean_abs, largest);
+      changes.push_back(mean_abs);
+      const io::Image a = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const io::Image d = viz::scale_nearest(viz::colorize(viz::normalize(reshape(change, {1, 28, 28}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+      const io::Image b = viz::scale_nearest(viz::to_image(viz::normalize(reshape(fooled, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      tiles.insert(tiles.end(), {a, d, b});
+      labels.push_back(fmt::format("{}->{}", index, wrong));
+    }
+    lesson.number("mean pixel change over the cases (0-255)", std::accumulate(changes.begin(), changes.end(), 0.0) / changes.size(), "{:.2f}");
+    lesson.figure("fooling.png", viz::grid(tiles, 3, 4),
+                  "Rows: cases. Columns: the original (correctly classified), the change (amplified to full scale; "
+                  "red brighter, blue darker), and the result, now classified as the wrong class with p > 0.9.");
+    lesson.chart("change.svg", viz::bar_chart(labels, changes, "How much the pixels had to change", "mean |change| (0-255)"),
+                 "Mean absolute pixel change needed to fool the model, per case (image -> wrong class).");
+  });
+}

@@ -1,0 +1,94 @@
+// Lesson 2: filters -- what the first layer looks for.
+//
+// conv1's weights have the shape of the input patch they are matched against (1x5x5),
+// so they can be drawn as tiny images. Hand-made filters (Sobel, Gabor) show what
+// matching a filter does to a photo. Deeper filters act on 16 feature maps at once,
+// so as images they say little -- which is why later lessons look at what excites
+// them instead.
+#include <algorithm>
+#include <cmath>
+
+#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/viz.h"
+
+using namespace tg;
+
+int main(int argc, char** argv) {
+  lesson::Lesson lesson(argc, argv, {"02_filters", "Filters: what the first layer looks for",
+                                     "conv1's 16 learned 5x5 filters as images; Sobel and Gabor filters and their "
+                                     "responses on the cat photo; conv2's filters and why they are hard to read.",
+                                     true, true, "assets/chelsea.png"});
+  return lesson.run([&] {
+    nn::Sequential& model = lesson.model();
+    const int scale = 10;
+    auto filter_image = [&](const Tensor& w) {  // one k x k filter, 0 = white, red positive, blue negative
+      return viz::scale_nearest(viz::colorize(viz::normalize(reshape(w, {1, w.dim(-2), w.dim(-1)}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+    };
+
+    lesson.step("conv1.weight has shape [16, 1, 5, 5]: sixteen 5x5 filters");
+    const Tensor w1 = dynamic_cast<nn::Conv2d&>(model.layer("conv1")).weight;
+    std::vector<io::Image> tiles;
+    for (int64_t k = 0; k < 16; ++k) {
+      const Tensor f = slice(w1, 0, k, k + 1);
+      double norm = 0;
+      for (int64_t i = 0; i < f.numel(); ++i) norm += f.data()[i] * f.data()[i];
+      lesson.say("filter {:>2}: norm {:.3f}, sum {:+.3f}", k, std::sqrt(norm), sum(f).item());
+      tiles.push_back(filter_image(f));
+    }
+    lesson.figure("conv1_filters.png", viz::grid(tiles, 8, 3),
+                  "conv1's 16 learned filters (5x5 each; red positive, blue negative, white 0). Several are edge and "
+                  "bar detectors at different orientations.");
+
+    lesson.step("Hand-made filters: Sobel (horizontal and vertical edges) and two Gabor filters");
+    const Tensor sobel_x = Tensor::from_vector({-1, 0, 1, -2, 0, 2, -1, 0, 1}, {1, 1, 3, 3});
+    const Tensor sobel_y = Tensor::from_vector({-1, -2, -1, 0, 0, 0, 1, 2, 1}, {1, 1, 3, 3});
+    auto gabor = [](double theta) {  // a cosine grating under a Gaussian, oriented at theta
+      Tensor g = Tensor::empty({1, 1, 9, 9});
+      for (int y = -4; y <= 4; ++y)
+        for (int x = -4; x <= 4; ++x) {
+          const double u = x * std::cos(theta) + y * std::sin(theta), v = -x * std::sin(theta) + y * std::cos(theta);
+          g.at({0, 0, y + 4, x + 4}) = static_cast<float>(std::exp(-(u * u + 0.5 * v * v) / 8.0) * std::cos(2 * M_PI * u / 5.0));
+        }
+      return g - mean(g).item();  // zero mean: a flat patch gives no response
+    };
+    const std::vector<std::pair<std::string, Tensor>> filters = {
+        {"Sobel x", sobel_x}, {"Sobel y", sobel_y}, {"Gabor 0 deg", gabor(0)}, {"Gabor 45 deg", gabor(M_PI / 4)}};
+
+    const int64_t width = 200;
+    lesson.step(fmt::format("Their responses on the cat photo (made gray, {} pixels wide; no padding)", width));
+    const io::Image photo = lesson.image();
+    const int64_t height = width * photo.height / photo.width;
+    // Gray, resized by area averaging; image_to_input does both (mean 0, std 1: no normalization).
+    Tensor gray = viz::image_to_input(photo, width, 0.f, 1.f, false);
+    gray = reshape(viz::upsample(reshape(gray, {1, width, width}), height, width, true), {1, 1, height, width});
+    std::vector<io::Image> responses = {viz::to_image(reshape(gray, {1, height, width}))};
+    for (const auto& [name, f] : filters) {
+      NoGrad no_grad;
+      const Tensor r = conv2d(gray, f);
+      lesson.say("{:<13} response range [{:+.2f}, {:+.2f}]", name, -tg::max(neg(r)).item(), tg::max(r).item());
+      // Clip at the 99th percentile of |r| so a few strong edges do not wash out the rest.
+      std::vector<float> magnitudes;
+      for (int64_t i = 0; i < r.numel(); ++i) magnitudes.push_back(std::fabs(r.data()[i]));
+      std::sort(magnitudes.begin(), magnitudes.end());
+      const float limit = magnitudes[magnitudes.size() * 99 / 100];
+      const Tensor shown = clamp(reshape(r, {1, r.dim(2), r.dim(3)}), -limit, limit);
+      responses.push_back(viz::colorize(viz::normalize(shown, viz::Normalize::Signed), viz::Colormap::Diverging));
+    }
+    lesson.figure("handmade_filters.png", viz::grid({filter_image(sobel_x), filter_image(sobel_y), filter_image(gabor(0)), filter_image(gabor(M_PI / 4))}, 4, 3),
+                  "Sobel x, Sobel y, Gabor at 0 and 45 degrees, drawn like the learned filters.");
+    lesson.figure("responses.png", viz::grid(responses, 3, 4),
+                  "The cat photo and its responses to Sobel x, Sobel y, Gabor 0 and Gabor 45 (red: the patch matches "
+                  "the filter, blue: it matches its negative). Each filter lights up edges of one orientation.");
+
+    lesson.step("conv2.weight has shape [32, 16, 5, 5]: each filter spans 16 feature maps, not pixels");
+    const Tensor w2 = dynamic_cast<nn::Conv2d&>(model.layer("conv2")).weight;
+    tiles.clear();
+    for (int64_t k = 0; k < 4; ++k)
+      for (int64_t c = 0; c < 16; ++c) tiles.push_back(filter_image(slice(slice(w2, 0, k, k + 1), 1, c, c + 1)));
+    lesson.figure("conv2_filters.png", viz::grid(tiles, 16, 2),
+                  "Four of conv2's 32 filters, one per row, as their 16 slices (one per conv1 feature map). Each slice "
+                  "weighs a map of edges, not pixels, so the drawings do not show what the unit detects: lessons 4 and "
+                  "9 ask the data and gradient ascent instead.");
+    lesson.number("conv2 weights per filter", static_cast<double>(16 * 25), "{:.0f}");
+  });
+}

@@ -51,7 +51,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/obj/tests/test_tgc.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
+$(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
 $(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,97 @@
+// Every lesson, run in its fast smoke mode as a user would run it: it must finish, and
+// every figure it lists must be a valid PNG of the size it claims (or a whole SVG) and
+// not a constant image. Then the gallery must show them all.
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/helpers.h"
+#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/lesson.h"
+
+#ifndef TG_BIN_DIR
+#define TG_BIN_DIR "build/bin"
+#endif
+
+namespace fs = std::filesystem;
+using test::contains;
+
+namespace {
+std::string slurp(const fs::path& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::vector<fs::path> lesson_programs() {
+  std::vector<fs::path> programs;
+  for (const auto& entry : fs::directory_iterator(fs::path(TG_BIN_DIR) / "lessons")) programs.push_back(entry.path());
+  std::sort(programs.begin(), programs.end());
+  return programs;
+}
+}  // namespace
+
+TEST_SUITE("lessons") {
+  TEST_CASE("every lesson runs in smoke mode and its figures are real pictures") {
+    const test::TempDir out;
+    const std::vector<fs::path> programs = lesson_programs();
+    REQUIRE(programs.size() >= 1);
+    for (const fs::path& program : programs) {
+      const std::string id = program.filename().string();
+      CAPTURE(id);
+      const fs::path dir = out.path / id;
+      const std::string command = program.string() + " --smoke --out " + dir.string() + " > " + (out.path / (id + ".log")).string() + " 2>&1";
+      const int raw = std::system(command.c_str());
+      INFO(slurp(out.path / (id + ".log")));
+      REQUIRE(WIFEXITED(raw));
+      REQUIRE(WEXITSTATUS(raw) == 0);
+      CHECK(contains(slurp(out.path / (id + ".log")), "Step 1."));
+      const nlohmann::json manifest = nlohmann::json::parse(slurp(dir / "lesson.json"));
+      CHECK(manifest["id"] == id);
+      REQUIRE(!manifest["figures"].empty());
+      for (const auto& figure : manifest["figures"]) {
+        const std::string file = figure["file"];
+        CAPTURE(file);
+        CHECK(!figure["caption"].get<std::string>().empty());
+        if (file.size() > 4 && file.substr(file.size() - 4) == ".svg") {
+          const std::string svg = slurp(dir / file);
+          CHECK(svg.rfind("<svg", 0) == 0);
+          CHECK(contains(svg, "</svg>"));
+          continue;
+        }
+        const tg::io::Image image = tg::io::load_image((dir / file).string());
+        CHECK(image.width == figure["width"].get<int>());
+        CHECK(image.height == figure["height"].get<int>());
+        const auto [lo, hi] = std::minmax_element(image.pixels.begin(), image.pixels.end());
+        CHECK(*hi - *lo > 64);  // not a constant (blank) picture
+      }
+    }
+    // The gallery lists every figure of every lesson, in lesson order.
+    tg::lesson::write_gallery(out.path.string());
+    const std::string html = slurp(out.path / "index.html");
+    size_t previous = 0;
+    for (const fs::path& program : programs) {
+      const std::string id = program.filename().string();
+      const size_t at = html.find("<h2 id=\"" + id + "\">");
+      CHECK(at != std::string::npos);
+      CHECK(at >= previous);
+      previous = at;
+    }
+    CHECK(std::count(html.begin(), html.end(), '<') > 20);
+  }
+
+  TEST_CASE("a lesson given a bad path says so in one line") {
+    const test::TempDir out;
+    const fs::path program = fs::path(TG_BIN_DIR) / "lessons" / "06_chain_rule";
+    const std::string log = (out.path / "log").string();
+    const int raw = std::system((program.string() + " --model " + (out.path / "missing.safetensors").string() + " --out " +
+                                 (out.path / "o").string() + " > /dev/null 2> " + log).c_str());
+    CHECK(WEXITSTATUS(raw) == 1);
+    const std::string err = slurp(log);
+    CHECK(contains(err, "error: " + (out.path / "missing.safetensors").string() + ": cannot open"));
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    CHECK(WEXITSTATUS(std::system((program.string() + " --bogus > /dev/null 2>&1").c_str())) == 2);
+    CHECK(WEXITSTATUS(std::system((program.string() + " --help > /dev/null 2>&1").c_str())) == 0);
+  }
+}

@@ -1,0 +1,115 @@
+// Lesson 12: sanity checks -- does the explanation depend on what the model learned?
+//
+// Adebayo et al. (2018): randomize the weights layer by layer from the top (cascading
+// randomization) and recompute each explanation. A method that explains the model
+// must change when the model does. We measure the Spearman rank correlation of each
+// method's map (|values|) with the map of the trained model.
+#include <numeric>
+
+#include "tinygrad-cpp/data.h"
+#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/viz.h"
+
+using namespace tg;
+
+namespace {
+// Spearman rank correlation of |a| and |b| (ties get their average rank).
+double rank_correlation(const Tensor& a, const Tensor& b) {
+  auto ranks = [](const Tensor& t) {
+    const int64_t n = t.numel();
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return std::fabs(t.data()[i]) < std::fabs(t.data()[j]); });
+    std::vector<double> r(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n;) {
+      int64_t j = i;
+      while (j + 1 < n && std::fabs(t.data()[order[j + 1]]) == std::fabs(t.data()[order[i]])) ++j;
+      for (int64_t k = i; k <= j; ++k) r[order[k]] = 0.5 * static_cast<double>(i + j);
+      i = j + 1;
+    }
+    return r;
+  };
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double mean = 0.5 * static_cast<double>(ra.size() - 1);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return sab / std::sqrt(saa * sbb + 1e-30);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  lesson::Lesson lesson(argc, argv, {"12_sanity_checks", "Sanity checks: cascading randomization of the weights",
+                                     "Randomize fc2, then fc1, conv2, conv1 (cumulatively) and recompute saliency, "
+                                     "guided backprop, Grad-CAM and integrated gradients: rank correlation with the "
+                                     "trained model's maps. Guided backprop and integrated gradients move much less than they should."});
+  return lesson.run([&] {
+    nn::Sequential& model = lesson.model();
+    const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
+    const std::vector<int64_t> picks = lesson.smoke() ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 1, 2, 4, 9};
+
+    const std::vector<std::string> methods = {"saliency", "guided backprop", "Grad-CAM", "integrated gradients"};
+    auto explain_all = [&](const Tensor& image, int64_t target) {
+      const Tensor cam_map = explain::grad_cam(model, image, {target}, "relu2");
+      return std::vector<Tensor>{
+          explain::saliency(model, image, {target}), explain::guided_backprop(model, image, {target}),
+          viz::upsample(reshape(cam_map, {1, 14, 14}), 28, 28, true),
+          explain::integrated_gradients(model, image, {target}, Tensor::full(image.shape(), -data::kFashionMean / data::kFashionStd), 32)};
+    };
+
+    lesson.step("Explanations of the trained model");
+    std::vector<Tensor> images;
+    std::vector<std::vector<Tensor>> trained;
+    for (int64_t index : picks) {
+      images.push_back(data::normalize_pixels(sample.pixels.data() + index * 784));
+      trained.push_back(explain_all(images.back(), sample.labels[index]));
+    }
+
+    const std::vector<std::string> layers = {"fc2", "fc1", "conv2", "conv1"};
+    std::vector<viz::Series> series(methods.size());
+    for (size_t m = 0; m < methods.size(); ++m) series[m] = {methods[m], {0}, {1.0}};
+    std::vector<io::Image> tiles;
+    const int scale = 4;
+    auto show = [&](const Tensor& map) {
+      return viz::scale_nearest(viz::colorize(viz::normalize(reshape(map, {1, 28, 28}), viz::Normalize::MaxAbs), viz::Colormap::Viridis), scale);
+    };
+    for (const Tensor& map : trained[0]) tiles.push_back(show(map));
+
+    Generator gen(12);
+    for (size_t step = 0; step < layers.size(); ++step) {
+      lesson.step("Randomize " + layers[step] + " (and keep everything above it random)");
+      for (Tensor p : model.layer(layers[step]).parameters()) {
+        const Tensor fresh = Tensor::randn(p.shape(), gen, 0.f, 1.f / std::sqrt(static_cast<float>(p.numel() / p.dim(0))));
+        std::copy(fresh.data(), fresh.data() + fresh.numel(), p.data());
+      }
+      std::vector<double> mean(methods.size(), 0.0);
+      for (size_t i = 0; i < picks.size(); ++i) {
+        const std::vector<Tensor> now = explain_all(images[i], sample.labels[picks[i]]);
+        for (size_t m = 0; m < methods.size(); ++m) mean[m] += rank_correlation(now[m], trained[i][m]) / static_cast<double>(picks.size());
+        if (i == 0)
+          for (const Tensor& map : now) tiles.push_back(show(map));
+      }
+      for (size_t m = 0; m < methods.size(); ++m) {
+        lesson.say("{:<22} rank correlation with the trained model: {:+.3f}", methods[m], mean[m]);
+        series[m].x.push_back(static_cast<double>(step + 1));
+        series[m].y.push_back(mean[m]);
+      }
+      if (step + 1 == layers.size())
+        for (size_t m = 0; m < methods.size(); ++m) lesson.number(methods[m] + ", all layers random", mean[m], "{:+.3f}");
+    }
+    lesson.chart("rank_correlation.svg",
+                 viz::line_chart(series, "Cascading randomization: 0 = trained, then fc2, fc1, conv2, conv1 randomized",
+                                 "layers randomized (from the top)", "Spearman correlation with the trained map"),
+                 "Rank correlation of each method's map with the trained model's, as more layers are randomized from the "
+                 "top. A method that explains the model should fall toward 0. Saliency and Grad-CAM do; guided backprop "
+                 "falls slowly, and integrated gradients hardly at all: multiplied by (image - black), its magnitude is "
+                 "mostly the image itself.");
+    lesson.figure("maps.png", viz::grid(tiles, 4, 3),
+                  "Test image 0. Columns: saliency, guided backprop, Grad-CAM, integrated gradients. Rows: trained, then "
+                  "fc2, fc1, conv2, conv1 randomized in turn (cumulatively).");
+  });
+}

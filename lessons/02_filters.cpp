@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     nn::Sequential& model = lesson.model();
     const int scale = 10;
     auto filter_image = [&](const Tensor& w) {  // one k x k filter, 0 = white, red positive, blue negative
-      return viz::scale_nearest(viz::colorize(viz::normalize(reshape(w, {1, w.dim(-2), w.dim(-1)}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+      return viz::picture(reshape(w, {w.dim(-2), w.dim(-1)}), viz::Normalize::Signed, viz::Colormap::Diverging, scale);
     };
 
     lesson.step("conv1.weight has shape [16, 1, 5, 5]: sixteen 5x5 filters");

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       std::vector<io::Image> tiles;
       for (int64_t c = 0; c < a.dim(1); ++c) {
         const Tensor m = reshape(slice(a, 1, c, c + 1), {1, a.dim(2), a.dim(3)});
-        tiles.push_back(viz::scale_nearest(viz::colorize(viz::normalize(m, viz::Normalize::MinMax), viz::Colormap::Viridis), scale));
+        tiles.push_back(viz::picture(m, viz::Normalize::MinMax, viz::Colormap::Viridis, scale));
       }
       return viz::grid(tiles, 8, 2);
     };

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       const float p = softmax(explain::scores(model, image), 1).at({0, label});
       const float biggest = tg::max(map).item();
       lesson.say("image {:>2} ({:<11}): p = {:.4f}; the worst square lowers it by {:.4f}", index, data::kFashionClasses[label], p, biggest);
-      const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       // A fixed scale for every image: a drop of 1 (certain -> impossible) is full red, so a
       // confident prediction that no square can shake stays white.
       const Tensor unit = reshape(map, {1, 28, 28}) * 0.5f + 0.5f;

@@ -90,9 +90,9 @@ int main(int argc, char** argv) {
 
     const int scale = 8;
     auto gray_map = [&](const Tensor& g) {  // 0 -> mid-gray, the sign as light or dark
-      return viz::scale_nearest(viz::to_image(viz::normalize(reshape(g, {1, 28, 28}), viz::Normalize::Signed)), scale);
+      return viz::picture(g, viz::Normalize::Signed, viz::Colormap::Gray, scale);
     };
-    const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+    const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
     lesson.figure("gradients.png", viz::grid({input, gray_map(neuron), gray_map(score_gradient)}, 3, 4),
                   "Left: the input. Middle: d conv2[5,7,7] / d pixels -- nonzero only in the neuron's receptive "
                   "field. Right: d score / d pixels. Mid-gray is 0, light is positive, dark negative.");

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
       lesson.say("mask: {} of 784 pixels; intersection over union with the object's pixels: {:.2f}", masked, overlap);
       mean_overlap += overlap / static_cast<double>(picks.size());
 
-      const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       // The mask shown as the image where it is on, dark blue where it is off.
       io::Image masked_view{28, 28, 3, std::vector<uint8_t>(784 * 3)};
       for (int i = 0; i < 784; ++i) {

@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
     lesson.step("Figures: top row the class score, bottom row the conv2 neuron; 0 is white, red positive, blue negative");
     const int scale = 8;
     auto show = [&](const Tensor& g) {
-      return viz::scale_nearest(viz::colorize(viz::normalize(reshape(g, {1, 28, 28}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+      return viz::picture(g, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
     };
-    const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+    const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
     std::vector<io::Image> tiles = {input};
     for (const Tensor& g : class_maps) tiles.push_back(show(g));
     tiles.push_back(input);

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     const int steps = lesson.smoke() ? 40 : 200;
     const int scale = 4;
     auto show = [&](const Tensor& x) {  // signed: 0 (the mean image) is mid-gray
-      return viz::scale_nearest(viz::to_image(viz::normalize(reshape(x, {1, 28, 28}), viz::Normalize::Signed)), scale);
+      return viz::picture(x, viz::Normalize::Signed, viz::Colormap::Gray, scale);
     };
     auto probability = [&](const Tensor& x, int64_t c) { return softmax(explain::scores(model, x), 1).at({0, c}); };
 

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     const int steps = lesson.smoke() ? 50 : 300;
     const int scale = 4;
     auto show = [&](const Tensor& x) {
-      return viz::scale_nearest(viz::to_image(viz::normalize(reshape(x, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      return viz::picture(x, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
     };
 
     std::vector<io::Image> tiles;

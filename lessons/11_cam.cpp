@@ -44,10 +44,10 @@ int main(int argc, char** argv) {
       const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
       const Tensor map = explain::grad_cam(model, image, {target}, "relu2");
       const Tensor guided = explain::guided_grad_cam(model, image, {target}, "relu2");
-      const io::Image input = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       const Tensor up = viz::upsample(viz::normalize(reshape(map, {1, 14, 14}), viz::Normalize::MinMax), 28, 28, true);
       const io::Image heat = viz::scale_nearest(viz::colorize(up, viz::Colormap::Viridis), scale);
-      const io::Image detail = viz::scale_nearest(viz::colorize(viz::normalize(reshape(guided, {1, 28, 28}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
+      const io::Image detail = viz::picture(guided, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
       return std::vector<io::Image>{input, viz::overlay(input, heat, 0.55f), detail};
     };
 

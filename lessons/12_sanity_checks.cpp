@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     std::vector<io::Image> tiles;
     const int scale = 4;
     auto show = [&](const Tensor& map) {
-      return viz::scale_nearest(viz::colorize(viz::normalize(reshape(map, {1, 28, 28}), viz::Normalize::MaxAbs), viz::Colormap::Viridis), scale);
+      return viz::picture(map, viz::Normalize::MaxAbs, viz::Colormap::Viridis, scale);
     };
     for (const Tensor& map : trained[0]) tiles.push_back(show(map));
 

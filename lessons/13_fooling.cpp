@@ -57,9 +57,9 @@ int main(int argc, char** argv) {
                  data::kFashionClasses[wrong], after.at({0, wrong}));
       lesson.say("pixel change (0-255 scale): mean {:.1f}, largest {:.1f}", mean_abs, largest);
       changes.push_back(mean_abs);
-      const io::Image a = viz::scale_nearest(viz::to_image(viz::normalize(reshape(image, {1, 28, 28}), viz::Normalize::MinMax)), scale);
-      const io::Image d = viz::scale_nearest(viz::colorize(viz::normalize(reshape(change, {1, 28, 28}), viz::Normalize::Signed), viz::Colormap::Diverging), scale);
-      const io::Image b = viz::scale_nearest(viz::to_image(viz::normalize(reshape(fooled, {1, 28, 28}), viz::Normalize::MinMax)), scale);
+      const io::Image a = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
+      const io::Image d = viz::picture(change, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
+      const io::Image b = viz::picture(fooled, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       tiles.insert(tiles.end(), {a, d, b});
       labels.push_back(fmt::format("{}->{}", index, wrong));
     }

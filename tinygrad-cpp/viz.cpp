@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 
+#include "tinygrad-cpp/ops.h"
+
 namespace tg::viz {
 
 namespace {
@@ -90,6 +92,11 @@ io::Image colorize(const Tensor& unit_map, Colormap colormap) {
           static_cast<uint8_t>(std::lround(anchors[k][c] * (1.f - t) + anchors[k + 1][c] * t));
   }
   return image;
+}
+
+io::Image picture(const Tensor& map, Normalize policy, Colormap colormap, int scale) {
+  const Tensor plane = map.ndim() == 4 && map.dim(0) == 1 ? reshape(map, {map.dim(1), map.dim(2), map.dim(3)}) : map;
+  return scale_nearest(colorize(normalize(plane, policy), colormap), scale);
 }
 
 io::Image to_image(const Tensor& unit) {

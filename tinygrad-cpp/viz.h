@@ -27,6 +27,9 @@ enum class Colormap {
   Diverging,  // blue -> white (0.5) -> red: for signed maps
   Viridis,    // perceptually uniform dark purple -> yellow: for magnitudes
 };
+// The whole way from a map to an enlarged picture: a [1,1,H,W], [1,H,W] or [H,W] map is
+// normalized with `policy`, colored with `colormap` and each pixel repeated scale x scale.
+io::Image picture(const Tensor& map, Normalize policy, Colormap colormap, int scale = 1);
 // Colors a [1,H,W] or [H,W] map with values in [0, 1] as RGB.
 io::Image colorize(const Tensor& unit_map, Colormap colormap);
 // A [C,H,W] tensor in [0, 1] with C = 1 or 3 as an 8-bit image (values clipped).

@@ -242,7 +242,7 @@ TEST_SUITE("explain") {
   }
 }
 
-TEST_SUITE("ascent") {
+TEST_SUITE("ascent-step") {
   TEST_CASE("the ascent engine increases a smooth objective monotonically") {
     // objective(x) = -sum((x - 0.7)^2): concave, maximized at x = 0.7.
     const Objective bowl = [](const Tensor& x) {

@@ -34,7 +34,7 @@ int Lesson::run(const std::function<void()>& body) {
     fmt::print("\nfigures in {}/ ({} files); `make lessons` collects every lesson in out/index.html\n", out_,
                figures_.size());
     return 0;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // tg::Error, and anything from the standard library
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

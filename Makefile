@@ -33,14 +33,15 @@ LIB      := $(BUILD)/lib/libtinygrad.a
 TESTS    := $(BUILD)/bin/tests
 TGC      := $(BUILD)/bin/tgc
 GALLERY  := $(BUILD)/bin/gallery
+TOOLS    := $(BUILD)/bin/make_student $(BUILD)/bin/grade
 LESSON_SRC := $(sort $(wildcard lessons/*.cpp))
 LESSONS  := $(LESSON_SRC:lessons/%.cpp=$(BUILD)/bin/lessons/%)
 
-.PHONY: all test setup check-packages clean train sample lessons lesson
+.PHONY: all test setup check-packages clean train sample lessons lesson student grade
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(LIB) $(TESTS) $(TGC) $(GALLERY) $(LESSONS)
+all: $(LIB) $(TESTS) $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -64,6 +65,20 @@ $(TGC): $(BUILD)/obj/tinygrad-cpp/cli/tgc.o $(LIB)
 $(GALLERY): $(BUILD)/obj/tinygrad-cpp/cli/gallery.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/tinygrad-cpp/cli/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+# Assignments: `make student` writes the student copy to build/student/; `make grade`
+# prints the score table (in this tree or in a student copy).
+student: $(BUILD)/bin/make_student
+	@rm -rf build/student
+	$(BUILD)/bin/make_student build/student
+
+grade: check-packages
+	@$(MAKE) --no-print-directory $(TESTS) $(BUILD)/bin/grade
+	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt
 
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -123,4 +138,5 @@ sample:
 	  zcat $(DATA)/t10k-labels-idx1-ubyte.gz | tail -c +9 | head -c 1000; } | gzip -9n > assets/fashion-sample/t10k-labels-idx1-ubyte.gz
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/tinygrad-cpp/cli/tgc.d $(BUILD)/obj/tinygrad-cpp/cli/gallery.d \
+  $(BUILD)/obj/tinygrad-cpp/cli/make_student.d $(BUILD)/obj/tinygrad-cpp/cli/grade.d \
   $(LESSON_SRC:%.cpp=$(BUILD)/obj/%.d)

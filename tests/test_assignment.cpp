@@ -1,0 +1,131 @@
+// The assignment generator: markers become TODOs and throws, bad markers are refused
+// with file and line, and the student copy of this project holds no solution line.
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "tests/helpers.h"
+#include "tinygrad-cpp/assignment.h"
+#include "tinygrad-cpp/io.h"
+
+using namespace tg;
+using test::contains;
+using test::error_message;
+namespace fs = std::filesystem;
+
+namespace {
+const std::vector<assignment::Task> kTasks = {{"relu", 10, "relu's forward pass"}, {"conv", 20, "conv's \"backward\""}};
+
+// Source text from lines; built with "\n" so no line of this file is itself a marker.
+std::string lines(std::initializer_list<const char*> parts) {
+  std::string s;
+  for (const char* p : parts) s += std::string(p) + "\n";
+  return s;
+}
+const std::string kBegin = "// BEGIN SOLUTION";
+const std::string kEnd = "// END SOLUTION";
+}  // namespace
+
+TEST_SUITE("assignment") {
+  TEST_CASE("a marked region becomes a TODO with its hint and a throw, indentation kept") {
+    const std::string source = "int f(int x) {\n    " + kBegin + "(relu)\n    // HINT: return the positive part\n    // HINT: of x\n"
+                               "    return x > 0 ? x : 0;\n    " + kEnd + "\n}\n";
+    const std::string out = assignment::strip_solutions(source, "f.cpp", kTasks);
+    CHECK(out == lines({"int f(int x) {", "    // TODO(relu): return the positive part of x",
+                        "    throw tg::NotImplemented(\"relu: relu's forward pass\");", "}"}));
+    // Without a hint the TODO says what to implement; quotes are escaped in the throw.
+    const std::string bare = kBegin + "(conv)\nsecret();\n" + kEnd + "\n";
+    CHECK(assignment::strip_solutions(bare, "g.cpp", kTasks) ==
+          lines({"// TODO(conv): conv's \"backward\"", "throw tg::NotImplemented(\"conv: conv's \\\"backward\\\"\");"}));
+    // Text without markers passes through unchanged.
+    CHECK(assignment::strip_solutions("a\nb\n", "h.cpp", kTasks) == "a\nb\n");
+  }
+
+  TEST_CASE("unbalanced, nested, unknown and malformed markers fail with file and line") {
+    CHECK(contains(error_message([] { assignment::strip_solutions("x\n" + kBegin + "(relu)\ny\n", "a.cpp", kTasks); }),
+                   "a.cpp:2: BEGIN SOLUTION(relu) is never closed"));
+    CHECK(contains(error_message([] { assignment::strip_solutions("x\ny\n" + kEnd + "\n", "b.cpp", kTasks); }),
+                   "b.cpp:3: END SOLUTION without a BEGIN SOLUTION"));
+    CHECK(contains(error_message([] {
+                     assignment::strip_solutions(kBegin + "(relu)\n" + kBegin + "(conv)\n" + kEnd + "\n" + kEnd + "\n", "c.cpp", kTasks);
+                   }),
+                   "c.cpp:2: BEGIN SOLUTION(conv) inside the region of task 'relu' opened at line 1"));
+    CHECK(contains(error_message([] { assignment::strip_solutions(kBegin + "(sigmoid)\n" + kEnd + "\n", "d.cpp", kTasks); }),
+                   "d.cpp:1: unknown task 'sigmoid'"));
+    CHECK(contains(error_message([] { assignment::strip_solutions("  " + kBegin + " relu\n", "e.cpp", kTasks); }),
+                   "e.cpp:1: malformed solution marker"));
+  }
+
+  TEST_CASE("the task list is read and checked") {
+    const test::TempDir dir;
+    std::ofstream(dir.file("tasks.txt")) << "# comment\nrelu 10 relu forward\nconv 20 conv backward\n";
+    const auto tasks = assignment::load_tasks(dir.file("tasks.txt"));
+    REQUIRE(tasks.size() == 2);
+    CHECK(tasks[1].id == "conv");
+    CHECK(tasks[1].points == 20);
+    CHECK(tasks[1].description == "conv backward");
+    std::ofstream(dir.file("bad.txt")) << "relu ten points\n";
+    CHECK(contains(error_message([&] { assignment::load_tasks(dir.file("bad.txt")); }), "bad.txt:1: expected 'task-id points description'"));
+  }
+
+  TEST_CASE("the student copy of this project holds no line of any solution region") {
+    const auto tasks = assignment::load_tasks("tests/tasks.txt");
+    const test::TempDir dir;
+    assignment::make_student_copy(".", dir.file("student"), tasks);
+
+    // Every line inside a solution region of the instructor tree (ignoring hints and blank or
+    // one-symbol lines) that appears nowhere outside the regions.
+    std::set<std::string> solution, elsewhere;
+    std::set<std::string> ids_seen;
+    for (const auto& entry : fs::recursive_directory_iterator("tinygrad-cpp")) {
+      if (!entry.is_regular_file()) continue;
+      std::ifstream in(entry.path());
+      std::string line, id;
+      bool inside = false;
+      while (std::getline(in, line)) {
+        const size_t first = line.find_first_not_of(' ');
+        const std::string trimmed = first == std::string::npos ? "" : line.substr(first);
+        if (trimmed.rfind(kBegin + "(", 0) == 0) {
+          inside = true;
+          ids_seen.insert(trimmed.substr(kBegin.size() + 1, trimmed.find(')') - kBegin.size() - 1));
+          continue;
+        }
+        if (trimmed == kEnd) {
+          inside = false;
+          continue;
+        }
+        if (trimmed.size() < 4 || trimmed.rfind("// HINT:", 0) == 0) continue;
+        (inside ? solution : elsewhere).insert(trimmed);
+      }
+    }
+    for (const auto& t : tasks) CHECK(ids_seen.count(t.id) == 1);  // every task is marked somewhere
+    int unique_lines = 0, found_in_copy = 0;
+    for (const auto& entry : fs::recursive_directory_iterator(dir.file("student"))) {
+      if (!entry.is_regular_file()) continue;
+      const std::string ext = entry.path().extension().string();
+      if (ext != ".cpp" && ext != ".h" && ext != ".md" && ext != ".txt") continue;
+      std::ifstream in(entry.path());
+      std::string line;
+      while (std::getline(in, line)) {
+        const size_t first = line.find_first_not_of(' ');
+        if (first == std::string::npos) continue;
+        const std::string trimmed = line.substr(first);
+        if (solution.count(trimmed) && !elsewhere.count(trimmed)) {
+          ++found_in_copy;
+          FAIL_CHECK("solution line left in " << entry.path().string() << ": " << trimmed);
+        }
+      }
+    }
+    for (const std::string& s : solution) unique_lines += !elsewhere.count(s);
+    CHECK(unique_lines > 40);
+    CHECK(found_in_copy == 0);
+    // Each task left a TODO and a throw; the README gained the students' section.
+    const std::vector<uint8_t> readme = io::read_file(dir.file("student/README.md"));
+    CHECK(contains(std::string(readme.begin(), readme.end()), "## For students"));
+    const std::vector<uint8_t> conv = io::read_file(dir.file("student/tinygrad-cpp/ops/conv.cpp"));
+    const std::string conv_text(conv.begin(), conv.end());
+    CHECK(contains(conv_text, "  // TODO(conv2d-backward): "));
+    CHECK(contains(conv_text, "  throw tg::NotImplemented(\"conv2d-backward: "));
+  }
+}

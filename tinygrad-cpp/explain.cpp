@@ -39,15 +39,19 @@ void check_input(const Tensor& input, const Targets& targets, const char* method
     throw Error(fmt::format("{}: {} targets for a batch of {}", method, targets.size(), input.dim(0)));
 }
 
-// Predicted class of each row of scores [N, classes].
-Targets argmax_rows(const Tensor& scores) {
-  Targets out;
+// The class each image is explained for: its target, or where the target is -1 the
+// class with the highest score. Targets must be valid classes of scores [N, classes].
+Targets resolve_targets(const Targets& targets, const Tensor& scores, const char* method) {
+  if (scores.ndim() != 2) throw Error(std::string(method) + ": the model's output " + shape_str(scores.shape()) + " is not [N, classes]");
   const int64_t classes = scores.dim(1);
+  Targets resolved = targets;
   for (int64_t n = 0; n < scores.dim(0); ++n) {
     const float* row = scores.data() + n * classes;
-    out.push_back(std::max_element(row, row + classes) - row);
+    if (resolved[n] < 0) resolved[n] = std::max_element(row, row + classes) - row;
+    if (resolved[n] >= classes)
+      throw Error(fmt::format("{}: target {} out of range for {} classes", method, resolved[n], classes));
   }
-  return out;
+  return resolved;
 }
 
 }  // namespace
@@ -63,17 +67,10 @@ Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets&
   FreezeParameters frozen(model);
   const Tensor x = input.detach().requires_grad_();
   const Tensor logits = model(x);
-  if (logits.ndim() != 2) throw Error("class_gradient: the model's output " + shape_str(logits.shape()) + " is not [N, classes]");
-  Targets classes = targets;
-  const Targets predicted = argmax_rows(logits);
+  const Targets classes = resolve_targets(targets, logits, "class_gradient");
   // The seed is one-hot on each image's target score: d score / d score = 1, others 0.
   Tensor seed = Tensor::zeros(logits.shape());
-  for (int64_t n = 0; n < logits.dim(0); ++n) {
-    if (classes[n] < 0) classes[n] = predicted[n];
-    if (classes[n] >= logits.dim(1))
-      throw Error(fmt::format("class_gradient: target {} out of range for {} classes", classes[n], logits.dim(1)));
-    seed.at({n, classes[n]}) = 1.f;
-  }
+  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, classes[n]}) = 1.f;
   {
     const auto guard = relu_override(rule);
     logits.backward(seed);
@@ -133,10 +130,7 @@ using GradientAt = std::function<Tensor(const Tensor& point)>;
 
 GradientAt class_gradient_at(nn::Sequential& model, const Tensor& input, const Targets& targets) {
   // "The predicted class" is resolved once, on the clean input, so every point explains the same class.
-  Targets classes = targets;
-  const Targets predicted = argmax_rows(scores(model, input));
-  for (size_t n = 0; n < classes.size(); ++n)
-    if (classes[n] < 0) classes[n] = predicted[n];
+  const Targets classes = resolve_targets(targets, scores(model, input), "class_gradient");
   return [&model, classes](const Tensor& point) { return class_gradient(model, point, classes); };
 }
 
@@ -210,9 +204,7 @@ Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targ
   if (window < 1 || stride < 1) throw Error(fmt::format("occlusion: window {} and stride {} must be >= 1", window, stride));
   const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3);
   const Tensor base = softmax(scores(model, input), 1);
-  Targets classes = targets;
-  for (int64_t n = 0; n < N; ++n)
-    if (classes[n] < 0) classes[n] = argmax_rows(base)[n];
+  const Targets classes = resolve_targets(targets, base, "occlusion");
   Tensor total = Tensor::zeros({N, 1, H, W}), count = Tensor::zeros({N, 1, H, W});
   // Every window position, all images of the batch at once.
   for (int64_t y0 = 0; y0 < H; y0 += stride)
@@ -258,10 +250,10 @@ Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, c
   const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);
   if (head->weight.dim(1) != K)
     throw Error(fmt::format("cam: '{}' takes {} features but '{}' has {} channels", linear_layer, head->weight.dim(1), layer, K));
-  const Targets predicted = argmax_rows(logits);
+  const Targets classes = resolve_targets(targets, logits, "cam");
   Tensor out = Tensor::zeros({N, h, w});
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t c = targets[n] < 0 ? predicted[n] : targets[n];
+    const int64_t c = classes[n];
     for (int64_t k = 0; k < K; ++k) {
       const float weight = head->weight.at({c, k});
       for (int64_t i = 0; i < h * w; ++i) out.data()[n * h * w + i] += weight * a.data()[(n * K + k) * h * w + i];
@@ -281,9 +273,9 @@ Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targe
                             shape_str(features.shape())));
   const Tensor a = features.detach().requires_grad_();
   const Tensor logits = model.forward_after(a, layer);
-  const Targets predicted = argmax_rows(logits);
+  const Targets classes = resolve_targets(targets, logits, "grad_cam");
   Tensor seed = Tensor::zeros(logits.shape());
-  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, targets[n] < 0 ? predicted[n] : targets[n]}) = 1.f;
+  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, classes[n]}) = 1.f;
   logits.backward(seed);
   const Tensor grad_a = a.grad();
   const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);

@@ -5,6 +5,8 @@
 #include <set>
 #include <sstream>
 
+#include <sys/wait.h>
+
 #include "tests/helpers.h"
 #include "tinygrad-cpp/assignment.h"
 #include "tinygrad-cpp/io.h"
@@ -25,6 +27,50 @@ std::string lines(std::initializer_list<const char*> parts) {
 }
 const std::string kBegin = "// BEGIN SOLUTION";
 const std::string kEnd = "// END SOLUTION";
+
+std::string read_text(const std::string& path) {
+  const std::vector<uint8_t> bytes = io::read_file(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// The instructor tree has a solution marker for every task; a student copy has none (or,
+// with solutions put back by hand, some), and there these tests have nothing to compare.
+bool instructor_tree() {
+  std::string all;
+  for (const auto& entry : fs::recursive_directory_iterator("tinygrad-cpp"))
+    if (entry.is_regular_file()) all += read_text(entry.path().string());
+  for (const auto& t : assignment::load_tasks("tests/tasks.txt"))
+    if (!contains(all, kBegin + "(" + t.id + ")")) return false;
+  return true;
+}
+
+struct Run {
+  int status = -1;
+  std::string out;
+};
+
+// Runs a shell command with make's variables from this process cleared, so a student
+// copy is built with its own defaults (not this build's SANITIZE or job server).
+Run shell(const std::string& command) {
+  const std::string full = "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL sh -c '" + command + "' 2>&1";
+  Run r;
+  std::FILE* pipe = popen(full.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) r.out += buffer;
+  const int raw = pclose(pipe);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+// The line of `make grade`'s table for one task.
+std::string grade_line(const std::string& table, const std::string& id) {
+  std::istringstream in(table);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(id + " ", 0) == 0) return line;
+  return "";
+}
 }  // namespace
 
 TEST_SUITE("assignment") {
@@ -70,6 +116,10 @@ TEST_SUITE("assignment") {
   }
 
   TEST_CASE("the student copy of this project holds no line of any solution region") {
+    if (!instructor_tree()) {
+      MESSAGE("a student copy: no solution regions here to compare against");
+      return;
+    }
     const auto tasks = assignment::load_tasks("tests/tasks.txt");
     const test::TempDir dir;
     assignment::make_student_copy(".", dir.file("student"), tasks);
@@ -127,5 +177,57 @@ TEST_SUITE("assignment") {
     const std::string conv_text(conv.begin(), conv.end());
     CHECK(contains(conv_text, "  // TODO(conv2d-backward): "));
     CHECK(contains(conv_text, "  throw tg::NotImplemented(\"conv2d-backward: "));
+  }
+
+  // The whole pipeline as an instructor and a student would meet it: generate the copy,
+  // build it, grade it; then put one task's solution back and grade again.
+  TEST_CASE("a student copy builds, fails every task with its message, and restoring one task passes exactly it") {
+#if defined(__SANITIZE_ADDRESS__)
+    MESSAGE("skipped in the sanitizer build: it rebuilds a whole copy of the project (the plain build runs it)");
+    return;
+#endif
+    if (!instructor_tree()) {
+      MESSAGE("a student copy: there is no reference solution here to restore");
+      return;
+    }
+    const auto tasks = assignment::load_tasks("tests/tasks.txt");
+    const test::TempDir dir;
+    const std::string copy = dir.file("student");
+    assignment::make_student_copy(".", copy, tasks);
+
+    const Run first = shell("cd " + copy + " && timeout 1200 make -j2 grade");
+    INFO(first.out);
+    REQUIRE(first.status == 0);
+    for (const auto& t : tasks) {
+      CAPTURE(t.id);
+      const std::string line = grade_line(first.out, t.id);
+      CHECK(contains(line, " 0/"));
+      CHECK(contains(line, "FAILED"));
+      CHECK(contains(line, "not implemented: " + t.id + ": "));
+    }
+    CHECK(contains(first.out, "score: 0/100"));
+    CHECK(contains(first.out, " 0 failed"));  // every test outside the task suites passes or waits
+    CHECK(contains(first.out, "waiting for unfinished tasks"));
+    // A lesson that needs a task names it instead of crashing.
+    const Run lesson = shell("cd " + copy + " && build/bin/lessons/07_saliency --smoke --out " + dir.file("out"));
+    CHECK(lesson.status == 1);
+    CHECK(contains(lesson.out, "error: this lesson needs task '"));
+
+    // Put the reference walk back: that task, and only that one, now passes.
+    fs::copy_file("tinygrad-cpp/tape.cpp", copy + "/tinygrad-cpp/tape.cpp", fs::copy_options::overwrite_existing);
+    const Run second = shell("cd " + copy + " && timeout 1200 make -j2 grade");
+    INFO(second.out);
+    REQUIRE(second.status == 0);
+    for (const auto& t : tasks) {
+      CAPTURE(t.id);
+      const std::string line = grade_line(second.out, t.id);
+      if (t.id == "tape-reverse-walk") {
+        CHECK(contains(line, "passed"));
+      } else {
+        CHECK(contains(line, "FAILED"));
+      }
+    }
+    CHECK(contains(second.out, "score: 20/100"));
+    CHECK(contains(second.out, " 0 failed"));
   }
 }

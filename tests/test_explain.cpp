@@ -20,41 +20,85 @@ std::shared_ptr<nn::Sequential> small_cnn(uint64_t seed, bool with_relu = true) 
   return model;
 }
 
+// Layers made only of ops that are not assignment tasks (avg-pool, matmul, add, tanh), so
+// the saliency task's tests need nothing but the tape's reverse walk.
+struct Dense : nn::Module {
+  Tensor weight, bias;
+  Dense(int64_t in, int64_t out, uint64_t seed) {
+    weight = test::random_normal({in, out}, seed);
+    bias = test::random_normal({out}, seed + 1);
+    register_parameter("weight", weight);
+    register_parameter("bias", bias);
+  }
+  Tensor forward(const Tensor& x) override { return add(matmul(x, weight), bias); }
+  std::string describe() const override { return "Dense"; }
+};
+struct Tanh : nn::Module {
+  Tensor forward(const Tensor& x) override { return tg::tanh(x); }
+  std::string describe() const override { return "Tanh"; }
+};
+std::shared_ptr<nn::Sequential> task_free_model(uint64_t seed) {
+  auto model = std::make_shared<nn::Sequential>();
+  model->add("pool", std::make_shared<nn::AvgPool2d>(2))
+      .add("flatten", std::make_shared<nn::Flatten>())
+      .add("dense1", std::make_shared<Dense>(2 * 4 * 3, 6, seed))
+      .add("tanh", std::make_shared<Tanh>())
+      .add("dense2", std::make_shared<Dense>(6, 3, seed + 2));
+  return model;
+}
+
+// The tasks a small_cnn's backward pass runs.
+#define CNN_TASKS "tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward"
+
 float score(nn::Sequential& model, const Tensor& x, int64_t n, int64_t c) {
   return explain::scores(model, x).at({n, c});
 }
 }  // namespace
 
+// The saliency task: its only prerequisite is the tape's reverse walk.
+void check_saliency_against_finite_differences(nn::Sequential& model) {
+  const Tensor x = test::random_normal({2, 2, 8, 6}, 2, false);
+  const Targets targets = {2, 0};
+  const Tensor s = saliency(model, x, targets);
+  REQUIRE(s.shape() == x.shape());
+  const float eps = 1e-2f;
+  int checked = 0;
+  for (int64_t i = 0; i < x.numel(); i += 7) {
+    const int64_t n = i / (x.numel() / 2);
+    Tensor plus = x.clone(), minus = x.clone();
+    plus.data()[i] += eps;
+    minus.data()[i] -= eps;
+    const float expected = (score(model, plus, n, targets[n]) - score(model, minus, n, targets[n])) / (2 * eps);
+    CAPTURE(i);
+    CHECK(s.data()[i] == doctest::Approx(expected).epsilon(0.03).scale(0.05));
+    ++checked;
+  }
+  CHECK(checked > 10);
+  // The parameters are left as they were: still trainable, no gradient written into them.
+  for (const Tensor& p : model.parameters()) {
+    CHECK(p.requires_grad());
+    CHECK_FALSE(p.grad().defined());
+  }
+}
+
 TEST_SUITE("saliency") {
   TEST_CASE("saliency equals a finite-difference gradient of the class score") {
+    auto model = task_free_model(1);
+    check_saliency_against_finite_differences(*model);
+  }
+}
+
+TEST_SUITE("explain") {
+  TEST_CASE("saliency through conv, relu, max-pool and linear equals finite differences") {
+    NEEDS_TASKS(CNN_TASKS, "saliency");
     auto model = small_cnn(1);
-    const Tensor x = test::random_normal({2, 2, 8, 6}, 2, false);
-    const Targets targets = {2, 0};
-    const Tensor s = saliency(*model, x, targets);
-    REQUIRE(s.shape() == x.shape());
-    const float eps = 1e-2f;
-    int checked = 0;
-    for (int64_t i = 0; i < x.numel(); i += 7) {
-      const int64_t n = i / (x.numel() / 2);
-      Tensor plus = x.clone(), minus = x.clone();
-      plus.data()[i] += eps;
-      minus.data()[i] -= eps;
-      const float expected = (score(*model, plus, n, targets[n]) - score(*model, minus, n, targets[n])) / (2 * eps);
-      CAPTURE(i);
-      CHECK(s.data()[i] == doctest::Approx(expected).epsilon(0.03).scale(0.05));
-      ++checked;
-    }
-    CHECK(checked > 10);
-    // The parameters are left as they were: still trainable, no gradient written into them.
-    for (const Tensor& p : model->parameters()) {
-      CHECK(p.requires_grad());
-      CHECK_FALSE(p.grad().defined());
-    }
+    check_saliency_against_finite_differences(*model);
   }
 }
 
 TEST_SUITE("explain") {
   TEST_CASE("target -1 explains the predicted class") {
+    NEEDS_TASKS(CNN_TASKS, "saliency");
     auto model = small_cnn(3);
     const Tensor x = test::random_normal({3, 2, 8, 6}, 4, false);
     Targets resolved;
@@ -68,6 +112,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("guided backprop equals the plain gradient on a network without ReLUs") {
+    NEEDS_TASKS("tape-reverse-walk", "conv2d-backward", "maxpool-backward", "linear-backward", "relu-rules", "saliency");
     auto model = small_cnn(5, /*with_relu=*/false);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 6, false);
     CHECK(guided_backprop(*model, x, {1, 2}).to_vector() == saliency(*model, x, {1, 2}).to_vector());
@@ -75,6 +120,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("guided and deconvnet gradients at a ReLU's output are never negative") {
+    NEEDS_TASKS(CNN_TASKS, "relu-rules", "saliency");
     // Gradient w.r.t. relu1's input (the conv output): the rules clip negative signals there.
     auto model = small_cnn(7);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 8, false);
@@ -102,6 +148,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("SmoothGrad with sigma 0 equals saliency, and noise changes it") {
+    NEEDS_TASKS(CNN_TASKS, "saliency");
     auto model = small_cnn(9);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 10, false);
     const Tensor plain = saliency(*model, x, {0, 2});
@@ -113,6 +160,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("integrated gradients sum to f(x) - f(baseline) within 1%") {
+    NEEDS_TASKS(CNN_TASKS);
     auto model = small_cnn(12);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 13, false);
     const Tensor baseline = Tensor::zeros(x.shape());
@@ -130,6 +178,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("the gradient of one neuron reaches only its receptive field") {
+    NEEDS_TASKS(CNN_TASKS);
     auto model = small_cnn(14);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 15, false);
     const Tensor g = neuron_gradient(*model, x, {"conv1", 3, 4, 2});
@@ -148,6 +197,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("SmoothGrad and integrated gradients of one neuron") {
+    NEEDS_TASKS(CNN_TASKS);
     auto model = small_cnn(18);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 19, false);
     const Neuron neuron{"fc1", 2};
@@ -168,6 +218,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("input x gradient is the elementwise product") {
+    NEEDS_TASKS(CNN_TASKS, "saliency");
     auto model = small_cnn(16);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 17, false);
     const Tensor g = saliency(*model, x, {0}), ixg = input_x_gradient(*model, x, {0});
@@ -190,7 +241,55 @@ std::shared_ptr<nn::Sequential> gap_cnn(uint64_t seed) {
 }  // namespace
 
 TEST_SUITE("gradcam") {
+  // The Grad-CAM formula on given activations and gradients: no model, no backward pass.
+  TEST_CASE("grad_cam_map weights each channel by its mean gradient, sums, and clips at 0") {
+    // Two images, two channels of 2x3. Image 0: alpha = (mean 1, mean -0.5).
+    const Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6,    2, 2, 2, 0, 0, 0,
+                                          -1, 0, 1, 2, 3, -4,  1, 1, 1, 1, 1, 1},
+                                         {2, 2, 2, 3});
+    const Tensor g = Tensor::from_vector({1, 1, 1, 1, 1, 1,    -3, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 6,    2, 2, 2, 2, 2, 2},
+                                         {2, 2, 2, 3});
+    const Tensor map = grad_cam_map(a, g);
+    REQUIRE(map.shape() == Shape{2, 2, 3});
+    // Image 0: 1*A0 - 0.5*A1 = [0, 1, 2, 4, 5, 6]. Image 1: 1*A0 + 2*A1 = [1, 2, 3, 4, 5, -2] -> ReLU.
+    const std::vector<float> expected = {0, 1, 2, 4, 5, 6, 1, 2, 3, 4, 5, 0};
+    const std::vector<float> got = map.to_vector();
+    for (size_t i = 0; i < expected.size(); ++i) {
+      CAPTURE(i);
+      CHECK(got[i] == doctest::Approx(expected[i]));
+    }
+  }
+
+  TEST_CASE("grad_cam_map on random inputs equals the formula, element by element") {
+    const Tensor a = test::random_normal({3, 4, 5, 7}, 31, false), g = test::random_normal({3, 4, 5, 7}, 32, false);
+    const Tensor map = grad_cam_map(a, g);
+    REQUIRE(map.shape() == Shape{3, 5, 7});
+    int zeros = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 5; ++i)
+        for (int64_t j = 0; j < 7; ++j) {
+          double total = 0;
+          for (int64_t k = 0; k < 4; ++k) {
+            double alpha = 0;
+            for (int64_t y = 0; y < 5; ++y)
+              for (int64_t x = 0; x < 7; ++x) alpha += g.at({n, k, y, x});
+            total += alpha / 35.0 * a.at({n, k, i, j});
+          }
+          CAPTURE(n);
+          CAPTURE(i);
+          CAPTURE(j);
+          REQUIRE(map.at({n, i, j}) == doctest::Approx(std::max(0.0, total)).epsilon(1e-4).scale(1e-4));
+          zeros += total <= 0;
+        }
+    CHECK(zeros > 0);        // the ReLU had work to do
+    CHECK(zeros < 3 * 5 * 7);
+  }
+}
+
+TEST_SUITE("explain") {
   TEST_CASE("Grad-CAM equals ReLU(CAM) / (h*w) on a global-average-pool + linear head") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "linear-backward", "gradcam");
     auto model = gap_cnn(21);
     const Tensor x = test::random_normal({2, 1, 7, 9}, 22, false);
     const Tensor g = grad_cam(*model, x, {1, 3}, "relu");
@@ -206,6 +305,7 @@ TEST_SUITE("gradcam") {
   }
 
   TEST_CASE("guided Grad-CAM has the input's shape and is zero where Grad-CAM is") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "linear-backward", "gradcam");
     auto model = gap_cnn(23);
     const Tensor x = test::random_normal({1, 1, 7, 9}, 24, false);
     const Tensor ggc = guided_grad_cam(*model, x, {2}, "relu");
@@ -218,6 +318,7 @@ TEST_SUITE("gradcam") {
 
 TEST_SUITE("explain") {
   TEST_CASE("occlusion: a fill equal to the image changes nothing; a window only marks what it covered") {
+    NEEDS_TASKS("relu");
     auto model = small_cnn(25);
     const Tensor flat = Tensor::full({1, 2, 8, 6}, 0.3f);
     const Tensor none = occlusion(*model, flat, {1}, 3, 2, 0.3f);
@@ -243,7 +344,34 @@ TEST_SUITE("explain") {
 }
 
 TEST_SUITE("ascent-step") {
+  // One step of the engine on a given gradient: no model, no backward pass.
+  TEST_CASE("ascent_step moves x by learning_rate * (gradient - 2 * l2 * x)") {
+    Tensor x = Tensor::from_vector({1, -2, 0.5f, 0}, {1, 1, 2, 2});
+    const Tensor g = Tensor::from_vector({0.5f, 1, -1, 2}, {1, 1, 2, 2});
+    ascent_step(x, g, 0.1f, 0.f);  // plain gradient step
+    const std::vector<float> plain = {1.05f, -1.9f, 0.4f, 0.2f};
+    for (size_t i = 0; i < plain.size(); ++i) CHECK(x.to_vector()[i] == doctest::Approx(plain[i]));
+    ascent_step(x, g, 0.1f, 0.5f);  // with L2: the step also pulls x toward 0 by lr * 2 * l2 * x = 0.1 * x
+    for (size_t i = 0; i < plain.size(); ++i) {
+      CAPTURE(i);
+      CHECK(x.to_vector()[i] == doctest::Approx(plain[i] + 0.1f * (g.to_vector()[i] - plain[i])));
+    }
+  }
+
+  TEST_CASE("with a zero gradient the L2 term alone shrinks x geometrically") {
+    Tensor x = test::random_normal({2, 3, 4, 5}, 33, false);
+    const std::vector<float> start = x.to_vector();
+    for (int step = 0; step < 10; ++step) ascent_step(x, Tensor::zeros(x.shape()), 0.5f, 0.1f);
+    const double factor = std::pow(1.0 - 2 * 0.5 * 0.1, 10);  // each step multiplies by (1 - 2 lr l2)
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(x.data()[i] == doctest::Approx(start[i] * factor));
+    CHECK(test::contains(test::error_message([&] { ascent_step(x, Tensor::zeros({3}), 0.1f, 0.f); }),
+                         "ascent_step: gradient of shape [3] for an image of shape [2,3,4,5]"));
+  }
+}
+
+TEST_SUITE("explain") {
   TEST_CASE("the ascent engine increases a smooth objective monotonically") {
+    NEEDS_TASKS("tape-reverse-walk", "ascent-step");
     // objective(x) = -sum((x - 0.7)^2): concave, maximized at x = 0.7.
     const Objective bowl = [](const Tensor& x) {
       const Tensor d = x - 0.7f;
@@ -267,6 +395,7 @@ TEST_SUITE("ascent-step") {
   }
 
   TEST_CASE("regularizers: roll, blur, total variation, clipping, determinism") {
+    NEEDS_TASKS(CNN_TASKS, "ascent-step");
     const Tensor x = Tensor::arange(0, 12);
     const Tensor grid = reshape(x, {1, 3, 4});
     const Tensor rolled = roll(grid, 1, -1);
@@ -293,6 +422,7 @@ TEST_SUITE("ascent-step") {
   }
 
   TEST_CASE("a class visualization of the shipped model is classified as its class with p > 0.99") {
+    NEEDS_TASKS(CNN_TASKS, "ascent-step");
     const nn::LoadedModel loaded = nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
     for (int64_t c : {1, 7, 9}) {
       AscentOptions options;
@@ -307,6 +437,7 @@ TEST_SUITE("ascent-step") {
   }
 
   TEST_CASE("feature inversion moves a random start toward the target's features") {
+    NEEDS_TASKS(CNN_TASKS, "ascent-step");
     auto model = small_cnn(28);
     const Tensor target = test::random_normal({1, 2, 8, 6}, 29, false);
     const Tensor features = [&] { NoGrad no_grad; return model->forward_until(target, "fc1").clone(); }();

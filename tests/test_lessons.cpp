@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
+#include "tinygrad-cpp/assignment.h"
 #include "tinygrad-cpp/io.h"
 #include "tinygrad-cpp/lesson.h"
 
@@ -30,6 +31,14 @@ std::vector<fs::path> lesson_programs() {
   std::sort(programs.begin(), programs.end());
   return programs;
 }
+
+// The tasks of tests/tasks.txt that are not implemented in this tree (none in the instructor tree).
+std::string unfinished_tasks() {
+  std::string missing;
+  for (const auto& task : tg::assignment::load_tasks("tests/tasks.txt"))
+    if (!test::missing_task(task.id).empty()) missing += " " + task.id;
+  return missing;
+}
 }  // namespace
 
 TEST_SUITE("lessons") {
@@ -37,15 +46,28 @@ TEST_SUITE("lessons") {
     const test::TempDir out;
     const std::vector<fs::path> programs = lesson_programs();
     REQUIRE(programs.size() >= 1);
+    const std::string unfinished = unfinished_tasks();
+    std::vector<std::string> ran;
+    int waiting = 0;
     for (const fs::path& program : programs) {
       const std::string id = program.filename().string();
       CAPTURE(id);
       const fs::path dir = out.path / id;
       const std::string command = program.string() + " --smoke --out " + dir.string() + " > " + (out.path / (id + ".log")).string() + " 2>&1";
       const int raw = std::system(command.c_str());
-      INFO(slurp(out.path / (id + ".log")));
+      const std::string log = slurp(out.path / (id + ".log"));
+      INFO(log);
       REQUIRE(WIFEXITED(raw));
+      if (WEXITSTATUS(raw) != 0 && !unfinished.empty()) {
+        // A student copy: the lesson stops at the first task it needs, and says which, in one line.
+        CHECK(WEXITSTATUS(raw) == 1);
+        const std::string last_line = log.substr(log.rfind('\n', log.size() - 2) + 1);
+        CHECK(last_line.rfind("error: this lesson needs task '", 0) == 0);
+        ++waiting;
+        continue;
+      }
       REQUIRE(WEXITSTATUS(raw) == 0);
+      ran.push_back(id);
       CHECK(contains(slurp(out.path / (id + ".log")), "Step 1."));
       const nlohmann::json manifest = nlohmann::json::parse(slurp(dir / "lesson.json"));
       CHECK(manifest["id"] == id);
@@ -67,12 +89,14 @@ TEST_SUITE("lessons") {
         CHECK(*hi - *lo > 64);  // not a constant (blank) picture
       }
     }
-    // The gallery lists every figure of every lesson, in lesson order.
+    if (unfinished.empty()) CHECK(ran.size() == programs.size());
+    if (waiting > 0) MESSAGE(waiting << " lessons wait for unfinished tasks:" << unfinished);
+    REQUIRE(!ran.empty());
+    // The gallery lists every figure of every lesson that ran, in lesson order.
     tg::lesson::write_gallery(out.path.string());
     const std::string html = slurp(out.path / "index.html");
     size_t previous = 0;
-    for (const fs::path& program : programs) {
-      const std::string id = program.filename().string();
+    for (const std::string& id : ran) {
       const size_t at = html.find("<h2 id=\"" + id + "\">");
       CHECK(at != std::string::npos);
       CHECK(at >= previous);
@@ -83,7 +107,7 @@ TEST_SUITE("lessons") {
 
   TEST_CASE("a lesson given a bad path says so in one line") {
     const test::TempDir out;
-    const fs::path program = fs::path(TG_BIN_DIR) / "lessons" / "06_chain_rule";
+    const fs::path program = fs::path(TG_BIN_DIR) / "lessons" / "02_filters";  // loads the model first
     const std::string log = (out.path / "log").string();
     const int raw = std::system((program.string() + " --model " + (out.path / "missing.safetensors").string() + " --out " +
                                  (out.path / "o").string() + " > /dev/null 2> " + log).c_str());

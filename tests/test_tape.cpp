@@ -14,6 +14,17 @@ std::vector<float> relu_gradient(const Tensor& x, const Tensor& g) {
   return leaf.grad().to_vector();
 }
 
+// The gradient from `rule` alone, called on a relu tape entry built by hand (input x,
+// output max(x, 0)): neither the reverse walk nor relu's own forward pass runs.
+std::vector<float> rule_gradient(const BackwardRule& rule, const Tensor& x, const Tensor& g) {
+  Entry entry;
+  entry.op = Op::ReLU;
+  entry.inputs = {x};
+  entry.output = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) entry.output.data()[i] = std::max(x.data()[i], 0.f);
+  return rule(entry, g).at(0).to_vector();
+}
+
 const Tensor kX = Tensor::from_vector({-1.f, -2.f, 3.f, 4.f}, {4});
 const Tensor kG = Tensor::from_vector({5.f, -6.f, 7.f, -8.f}, {4});
 const std::vector<float> kVanilla = {0, 0, 7, -8};     // (x > 0) * g
@@ -33,19 +44,22 @@ TEST_SUITE("tape-reverse-walk") {
   }
 
   TEST_CASE("backward(seed) from one neuron of a feature map") {
-    Tensor x = random_normal({1, 2, 5, 5}, 3);
-    Tensor w = random_normal({3, 2, 3, 3}, 4, false);
-    Tensor y = conv2d(x, w, Tensor(), 1, 1);
+    // A 3x3 average pool, stride 1: neuron y[0,1,1,2] averages x[0,1,1..3,2..4].
+    Tensor x = random_normal({1, 2, 5, 6}, 3);
+    Tensor y = avg_pool2d(x, 3, 1);
+    REQUIRE(y.shape() == Shape{1, 2, 3, 4});
     Tensor seed = Tensor::zeros(y.shape());
-    seed.at({0, 1, 2, 3}) = 1.f;
+    seed.at({0, 1, 1, 2}) = 1.f;
     y.backward(seed);
-    // d y[0,1,2,3] / d x[0,c,i,j] = w[1,c,i-1,j-2] inside the 3x3 window, 0 elsewhere.
+    // d y[0,1,1,2] / d x[0,c,i,j] = 1/9 inside the window, 0 elsewhere (and in channel 0).
     for (int64_t c = 0; c < 2; ++c)
       for (int64_t i = 0; i < 5; ++i)
-        for (int64_t j = 0; j < 5; ++j) {
-          const bool inside = i >= 1 && i <= 3 && j >= 2 && j <= 4;
-          const float expected = inside ? w.at({1, c, i - 1, j - 2}) : 0.f;
-          REQUIRE(x.grad().at({0, c, i, j}) == doctest::Approx(expected));
+        for (int64_t j = 0; j < 6; ++j) {
+          const bool inside = c == 1 && i >= 1 && i <= 3 && j >= 2 && j <= 4;
+          CAPTURE(c);
+          CAPTURE(i);
+          CAPTURE(j);
+          REQUIRE(x.grad().at({0, c, i, j}) == doctest::Approx(inside ? 1.f / 9.f : 0.f));
         }
   }
 
@@ -61,41 +75,12 @@ TEST_SUITE("tape-reverse-walk") {
   TEST_CASE("the tape is empty after backward and keeps entries with retain_graph") {
     tape().clear();
     Tensor x = random_normal({2, 3}, 5);
-    Tensor y = sum(relu(x) * 2.f);
+    Tensor y = sum(tg::tanh(x) * 2.f);
     CHECK(tape().size() == 3);
     y.backward(true);
     CHECK(tape().size() == 3);
     y.backward();
     CHECK(tape().empty());
-  }
-
-  TEST_CASE("NoGrad records nothing and restores recording") {
-    tape().clear();
-    Tensor x = random_normal({3}, 6);
-    {
-      NoGrad no_grad;
-      Tensor y = x * 2.f;
-      CHECK_FALSE(y.requires_grad());
-      CHECK(tape().empty());
-    }
-    Tensor z = x * 2.f;
-    CHECK(z.requires_grad());
-    CHECK(tape().size() == 1);
-    tape().clear();
-  }
-
-  TEST_CASE("tape.print lists entries with op names and shapes") {
-    tape().clear();
-    Tensor x = random_normal({1, 1, 6, 6}, 7);
-    Tensor w = random_normal({2, 1, 3, 3}, 8);
-    Tensor y = max_pool2d(relu(conv2d(x, w, Tensor(), 1, 1)), 2);
-    const std::string listing = tape().str();
-    CHECK(test::contains(listing, "conv2d"));
-    CHECK(test::contains(listing, "[1,1,6,6] [2,1,3,3] - -> [1,2,6,6]"));
-    CHECK(test::contains(listing, "padding=[1,1]"));
-    CHECK(test::contains(listing, "relu"));
-    CHECK(test::contains(listing, "max_pool2d"));
-    tape().clear();
   }
 
   TEST_CASE("a hook's replacement gradient is what flows on") {
@@ -118,50 +103,86 @@ TEST_SUITE("tape-reverse-walk") {
 
   TEST_CASE("accumulation checks shapes and names the op") {
     Tensor x = random_normal({2, 3}, 9);
-    Tensor y = relu(x);
+    Tensor y = tg::tanh(x);
     tape().set_rule(y, [](const Entry&, const Tensor&) { return std::vector<Tensor>{Tensor::zeros({3, 2})}; });
     const std::string message = test::error_message([&] { sum(y).backward(); });
-    CHECK(test::contains(message, "backward of relu"));
+    CHECK(test::contains(message, "backward of tanh"));
     CHECK(test::contains(message, "[3,2]"));
     CHECK(test::contains(message, "[2,3]"));
     tape().clear();
   }
 }
 
-TEST_SUITE("relu-rules") {
-  TEST_CASE("the three ReLU rules give their formulas") {
-    CHECK(relu_gradient(kX, kG) == kVanilla);
+// Recording, which needs no task: what goes on the tape and what does not.
+TEST_SUITE("tape-recording") {
+  TEST_CASE("NoGrad records nothing and restores recording") {
+    tape().clear();
+    Tensor x = random_normal({3}, 6);
     {
-      OverrideBackward guard(Op::ReLU, rules::deconvnet_relu);
-      CHECK(relu_gradient(kX, kG) == kDeconvnet);
+      NoGrad no_grad;
+      Tensor y = x * 2.f;
+      CHECK_FALSE(y.requires_grad());
+      CHECK(tape().empty());
     }
-    {
-      OverrideBackward guard(Op::ReLU, rules::guided_relu);
-      CHECK(relu_gradient(kX, kG) == kGuided);
-    }
+    Tensor z = x * 2.f;
+    CHECK(z.requires_grad());
+    CHECK(tape().size() == 1);
+    tape().clear();
   }
 
-  TEST_CASE("guided and deconvnet equal the true gradient where their masks agree with it") {
-    // With a positive seed on a single relu, guided = vanilla = central differences.
-    Tensor x = away_from_zero({3, 4}, 21);
-    GradCheckOptions options;
-    OverrideBackward guard(Op::ReLU, rules::guided_relu);
-    Tensor positive_input = x.clone().requires_grad_();
-    Tensor ones = Tensor::ones({3, 4});
-    // L = sum(relu(x)) (a positive seed of ones) through the guided rule:
-    relu(positive_input).backward(ones);
-    for (int64_t i = 0; i < x.numel(); ++i)
-      CHECK(positive_input.grad().data()[i] == (x.data()[i] > 0 ? 1.f : 0.f));
+  TEST_CASE("tape.print lists entries with op names and shapes") {
+    tape().clear();
+    Tensor x = random_normal({1, 1, 6, 6}, 7);
+    Tensor w = random_normal({2, 1, 3, 3}, 8);
+    Tensor y = max_pool2d(sigmoid(conv2d(x, w, Tensor(), 1, 1)), 2);
+    const std::string listing = tape().str();
+    CHECK(test::contains(listing, "conv2d"));
+    CHECK(test::contains(listing, "[1,1,6,6] [2,1,3,3] - -> [1,2,6,6]"));
+    CHECK(test::contains(listing, "padding=[1,1]"));
+    CHECK(test::contains(listing, "sigmoid"));
+    CHECK(test::contains(listing, "max_pool2d"));
+    CHECK(test::contains(listing, "-> [1,2,3,3]"));
+    tape().clear();
+  }
+}
+
+TEST_SUITE("relu-rules") {
+  // Each rule is called on a relu entry directly, so these tests need no other task.
+  TEST_CASE("the deconvnet and guided rules give their formulas") {
+    CHECK(rule_gradient(rules::deconvnet_relu, kX, kG) == kDeconvnet);
+    CHECK(rule_gradient(rules::guided_relu, kX, kG) == kGuided);
+  }
+
+  TEST_CASE("guided and deconvnet on random inputs and seeds, element by element") {
+    const Tensor x = away_from_zero({3, 5}, 21, false), g = away_from_zero({3, 5}, 22, false);
+    const std::vector<float> guided = rule_gradient(rules::guided_relu, x, g);
+    const std::vector<float> deconvnet = rule_gradient(rules::deconvnet_relu, x, g);
+    int kept = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      CAPTURE(i);
+      const float xi = x.data()[i], gi = g.data()[i];
+      CHECK(guided[i] == (xi > 0 && gi > 0 ? gi : 0.f));
+      CHECK(deconvnet[i] == std::max(gi, 0.f));
+      kept += guided[i] != 0.f;
+    }
+    CHECK(kept > 0);
+    CHECK(kept < x.numel());
+  }
+
+  TEST_CASE("with a positive seed, guided is the true gradient (x > 0) * g") {
+    const Tensor x = away_from_zero({3, 4}, 23, false);
+    const Tensor positive_seed = Tensor::full({3, 4}, 1.5f);
+    const std::vector<float> guided = rule_gradient(rules::guided_relu, x, positive_seed);
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(guided[i] == (x.data()[i] > 0 ? 1.5f : 0.f));
     // Deconvnet on positive inputs and a positive seed is the true gradient too.
-    OverrideBackward inner(Op::ReLU, rules::deconvnet_relu);
-    Tensor all_positive = Tensor::full({5}, 0.5f, true);
-    relu(all_positive).backward(Tensor::full({5}, 2.f));
-    CHECK(all_positive.grad().to_vector() == std::vector<float>{2, 2, 2, 2, 2});
+    CHECK(rule_gradient(rules::deconvnet_relu, Tensor::full({5}, 0.5f), Tensor::full({5}, 2.f)) ==
+          std::vector<float>{2, 2, 2, 2, 2});
   }
 }
 
 TEST_SUITE("tape-overrides") {
   TEST_CASE("the default rule comes back after the guard's scope") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     {
       OverrideBackward guard(Op::ReLU, rules::guided_relu);
       CHECK(relu_gradient(kX, kG) == kGuided);
@@ -170,6 +191,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("the default rule comes back after an exception") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     try {
       OverrideBackward guard(Op::ReLU, rules::guided_relu);
       throw std::runtime_error("leaving the scope by an exception");
@@ -179,6 +201,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("nested guards: innermost wins, outer restored") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     OverrideBackward outer(Op::ReLU, rules::deconvnet_relu);
     {
       OverrideBackward inner(Op::ReLU, rules::guided_relu);
@@ -188,6 +211,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("rules are resolved when backward runs, not when the forward ran") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     Tensor x = kX.clone().requires_grad_();
     Tensor y = relu(x);  // forward under the default rule
     {
@@ -198,6 +222,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("a per-entry override beats a guard") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     Tensor x = kX.clone().requires_grad_();
     Tensor y = relu(x);
     tape().set_rule(y, rules::deconvnet_relu);
@@ -207,6 +232,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("a guard on one op kind leaves the others alone") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     OverrideBackward guard(Op::Conv2d, [](const Entry&, const Tensor&) -> std::vector<Tensor> {
       throw Error("conv rule must not run");
     });
@@ -214,6 +240,7 @@ TEST_SUITE("tape-overrides") {
   }
 
   TEST_CASE("retain_graph: vanilla and guided gradients from one forward pass") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "maxpool-backward", "linear-backward");
     Tensor x = random_normal({1, 1, 6, 5}, 31);
     Tensor w1 = random_normal({3, 1, 3, 3}, 32, false), w2 = random_normal({4, 3 * 3 * 2}, 33, false);
     Tensor score = slice(linear(flatten(max_pool2d(relu(conv2d(x, w1, Tensor(), 1, 1)), 2)), w2), 1, 2, 3);
@@ -242,6 +269,7 @@ TEST_SUITE("tape-overrides") {
 
 TEST_SUITE("tape-memory") {
   TEST_CASE("memory does not grow over 1,000 forward/backward iterations of a small CNN") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward");
     tape().clear();
     Generator gen(41);
     Tensor w1 = Tensor::randn({4, 1, 3, 3}, gen).requires_grad_(), b1 = Tensor::zeros({4}, true);

@@ -76,6 +76,7 @@ TEST_SUITE("tgc") {
   }
 
   TEST_CASE("Ctrl-C during tgc train stops cleanly and keeps a loadable checkpoint") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward");
     const test::TempDir temp;
     const fs::path& dir = temp.path;
     for (const char* split : {"train", "t10k"})
@@ -101,6 +102,7 @@ TEST_SUITE("tgc") {
   }
 
   TEST_CASE("tgc eval on the shipped sample ends with the accuracy line") {
+    NEEDS_TASKS("relu");
     Run r = tgc("eval --model assets/fashion_cnn.safetensors --data assets/fashion-sample");
     CHECK(r.status == 0);
     const size_t at = r.out.rfind("accuracy: ");
@@ -113,6 +115,7 @@ TEST_SUITE("tgc") {
 
 TEST_SUITE("tgc") {
   TEST_CASE("tgc explain writes the raw attribution and a figure that is not blank") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "maxpool-backward", "linear-backward", "saliency", "gradcam");
     const test::TempDir dir;
     const std::string npy = dir.file("a.npy"), png = dir.file("a.png");
     for (const char* method : {"saliency", "guided_backprop", "gradcam", "occlusion", "smoothgrad", "integrated_gradients"}) {
@@ -171,6 +174,7 @@ TEST_SUITE("tgc") {
 
 TEST_SUITE("shipped-model") {
   TEST_CASE("the shipped weights reach 0.915 test accuracy") {
+    NEEDS_TASKS("relu");
     const tg::nn::LoadedModel loaded = tg::nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
     CHECK(loaded.metadata.at("arch") == "FashionCNN");
     // The full test set when Debian's dataset-fashion-mnist is installed (make setup does), else the sample.

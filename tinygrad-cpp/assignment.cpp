@@ -119,10 +119,12 @@ void make_student_copy(const std::string& root, const std::string& destination, 
   std::string section =
       "\n## For students\n\nThis is the student copy. The parts listed below were cut out; each place is marked "
       "`// TODO(task-id)` and throws `tg::NotImplemented` until you write it. `make grade` runs each task's tests "
-      "and prints a score table with the first failed check of each task; `make test` runs everything. A suggested "
-      "order, following the lessons: the tape's reverse walk and relu first (lesson 6), then linear, conv2d and "
-      "max-pool backward, then the ReLU rules (lesson 8), saliency (lesson 7), Grad-CAM (lesson 11) and the "
-      "gradient-ascent step (lesson 9).\n\n| task | points | what to implement |\n|---|---|---|\n";
+      "and prints a score table with the first failed check of each task; `make test` runs everything, and tests "
+      "or lessons that need a task you have not done yet say which one (they are counted as waiting, not failed). "
+      "Work in the table's order, which follows the lessons: relu and the backward rules of linear, conv2d and "
+      "max-pool (each graded on its own), then the tape's reverse walk (lesson 6), the ReLU rules (lesson 8), "
+      "saliency (lesson 7), Grad-CAM (lesson 11) and the gradient-ascent step (lessons 9-10).\n\n"
+      "| task | points | what to implement |\n|---|---|---|\n";
   for (const Task& t : tasks) section += fmt::format("| {} | {} | {} |\n", t.id, t.points, t.description);
   files["README.md"] += section;
   for (const auto& [relative, text] : files) {

@@ -277,7 +277,16 @@ Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targe
   Tensor seed = Tensor::zeros(logits.shape());
   for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, classes[n]}) = 1.f;
   logits.backward(seed);
-  const Tensor grad_a = a.grad();
+  return grad_cam_map(a, a.grad());
+}
+
+Tensor grad_cam_map(const Tensor& activations, const Tensor& gradients) {
+  if (activations.ndim() != 4 || !gradients.defined() || gradients.shape() != activations.shape())
+    throw Error(fmt::format("grad_cam_map: activations {} and gradients {} must both be [N,K,h,w] of one shape",
+                            shape_str(activations.shape()),
+                            gradients.defined() ? shape_str(gradients.shape()) : std::string("(none)")));
+  const Tensor& a = activations;
+  const Tensor& grad_a = gradients;
   const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);
   Tensor out = Tensor::zeros({N, h, w});
   // BEGIN SOLUTION(gradcam)
@@ -407,18 +416,26 @@ Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptio
     const float objective_value = value.item();
     value.backward();
     const Tensor gradient = (dy || dx) ? roll(leaf.grad(), -dy, -dx) : leaf.grad();
-    // BEGIN SOLUTION(ascent-step)
-    // HINT: step uphill on objective - l2 * ||x||^2: x += lr * (gradient - 2 * l2 * x)
-    float* px = x.data();
-    const float* g = gradient.data();
-    for (int64_t i = 0; i < x.numel(); ++i) px[i] += options.learning_rate * (g[i] - 2.f * options.l2 * px[i]);
-    // END SOLUTION
+    ascent_step(x, gradient, options.learning_rate, options.l2);
     if (options.blur_every > 0 && step % options.blur_every == 0) x = gaussian_blur(x, options.blur_sigma);
     if (options.clip)
       for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::clamp(x.data()[i], options.clip_low, options.clip_high);
     if (options.on_step) options.on_step(step, x, objective_value);
   }
   return x;
+}
+
+void ascent_step(Tensor& x, const Tensor& gradient, float learning_rate, float l2) {
+  if (!gradient.defined() || gradient.shape() != x.shape())
+    throw Error("ascent_step: gradient of shape " + (gradient.defined() ? shape_str(gradient.shape()) : "(none)") +
+                " for an image of shape " + shape_str(x.shape()));
+  // BEGIN SOLUTION(ascent-step)
+  // HINT: the gradient of objective - l2 * ||x||^2 is gradient - 2 * l2 * x; step along it:
+  // HINT: x[i] += learning_rate * (gradient[i] - 2 * l2 * x[i]) for every element
+  float* px = x.data();
+  const float* g = gradient.data();
+  for (int64_t i = 0; i < x.numel(); ++i) px[i] += learning_rate * (g[i] - 2.f * l2 * px[i]);
+  // END SOLUTION
 }
 
 }  // namespace tg::explain

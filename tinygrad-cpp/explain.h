@@ -90,6 +90,9 @@ Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targ
 Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer,
            const std::string& linear_layer);
 Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
+// The Grad-CAM formula on its own: activations A [N,K,h,w] and their gradients dscore/dA
+// (same shape) -> ReLU(sum_k alpha[n,k] A[n,k]) [N,h,w], alpha[n,k] = mean of dA[n,k].
+Tensor grad_cam_map(const Tensor& activations, const Tensor& gradients);
 // Guided backprop times Grad-CAM upsampled (bilinear) to the input: [N,C,H,W].
 Tensor guided_grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
 
@@ -118,6 +121,9 @@ struct AscentOptions {
 };
 using Objective = std::function<Tensor(const Tensor& x)>;
 Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptions& options);
+// One step of the engine, in place: uphill on objective - l2 * ||x||^2, given the
+// objective's gradient at x (same shape as x).
+void ascent_step(Tensor& x, const Tensor& gradient, float learning_rate, float l2);
 
 // Objectives for the engine.
 Objective class_score(nn::Sequential& model, int64_t target);       // score_c(x)

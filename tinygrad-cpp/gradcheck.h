@@ -5,6 +5,11 @@
 // rules; (L(x + eps e_i) - L(x - eps e_i)) / 2eps estimates the same number from
 // forward passes alone. A rule is accepted when every element agrees within
 // atol + rtol * |estimate|.
+//
+// When f is one op applied to the inputs (one new tape entry, every checked input among
+// its inputs), the checker calls that entry's backward rule directly: the op is checked
+// on its own, without the tape's reverse walk. When f is a composition of ops, it runs
+// backward(R) through the whole tape.
 #pragma once
 
 #include <functional>
@@ -27,6 +32,7 @@ struct GradCheckResult {
   std::string message;     // for a failure: op, input, index, received and expected
   double max_error = 0.0;  // largest |backward - central difference| seen
   int64_t checked = 0;     // number of elements compared
+  bool through_tape = false;  // true: backward() walked the tape; false: one rule was called directly
 };
 
 using TensorFunction = std::function<Tensor(const std::vector<Tensor>& inputs)>;

@@ -222,9 +222,9 @@ std::vector<uint8_t> encode_npy(const Tensor& t) {
   const size_t unpadded = 10 + header.size() + 1;  // magic(6) version(2) length(2) + header + '\n'
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
-  std::vector<uint8_t> out;
-  const char magic[] = "\x93NUMPY\x01\x00";
-  out.insert(out.end(), magic, magic + 8);
+  const uint8_t magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+  std::vector<uint8_t> out(magic, magic + 8);
+  out.reserve(10 + header.size() + static_cast<size_t>(t.numel()) * 4);
   out.push_back(static_cast<uint8_t>(header.size() & 0xff));
   out.push_back(static_cast<uint8_t>(header.size() >> 8));
   out.insert(out.end(), header.begin(), header.end());

@@ -34,7 +34,13 @@ int Lesson::run(const std::function<void()>& body) {
     fmt::print("\nfigures in {}/ ({} files); `make lessons` collects every lesson in out/index.html\n", out_,
                figures_.size());
     return 0;
+  } catch (const NotImplemented& e) {  // a student copy where this lesson's task is still a TODO
+    std::fflush(stdout);               // the steps so far, then the error after them
+    std::fprintf(stderr, "error: this lesson needs task '%s', which is not implemented yet (%s); `make grade` shows your progress\n",
+                 e.task().c_str(), e.what());
+    return 1;
   } catch (const std::exception& e) {  // tg::Error, and anything from the standard library
+    std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

@@ -173,6 +173,13 @@ const Entry* Tape::producer(const Tensor& t) const {
   return const_cast<Tape*>(this)->find(t.impl()->producer_seq);
 }
 
+void Tape::discard_last() {
+  if (entries_.empty()) return;
+  entries_.back().output.impl()->producer_seq = 0;
+  entries_.pop_back();
+  --next_seq_;  // sequence numbers stay a contiguous run
+}
+
 void Tape::set_rule(const Tensor& output, BackwardRule rule) {
   Entry* entry = find(output.impl()->producer_seq);
   if (!entry) throw Error("set_rule: the tensor was not produced by an op on this thread's tape");

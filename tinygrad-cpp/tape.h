@@ -81,6 +81,9 @@ class Tape {
   size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
   void clear() { entries_.clear(); }
+  // Removes the newest entry; its output stays a plain tensor with no producer. The
+  // gradient checker uses it after calling one entry's rule directly, without a walk.
+  void discard_last();
   std::string str() const;   // one line per entry: op, input shapes -> output shape, params
   void print() const;        // str() to stdout
 

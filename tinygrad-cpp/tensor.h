@@ -25,8 +25,14 @@ struct Error : std::runtime_error {
 };
 
 // Thrown by the student copy of an assignment where a solution was cut out.
+// `what` is "task-id: what to implement"; task() gives back the id.
 struct NotImplemented : Error {
-  explicit NotImplemented(const std::string& what) : Error("not implemented: " + what) {}
+  explicit NotImplemented(const std::string& what)
+      : Error("not implemented: " + what), task_(what.substr(0, what.find(':'))) {}
+  const std::string& task() const { return task_; }
+
+ private:
+  std::string task_;
 };
 
 std::string shape_str(const Shape& shape);  // "[2,3,4]"

@@ -1,5 +1,6 @@
 // The assignment generator: markers become TODOs and throws, bad markers are refused
 // with file and line, and the student copy of this project holds no solution line.
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -50,9 +51,10 @@ struct Run {
 };
 
 // Runs a shell command with make's variables from this process cleared, so a student
-// copy is built with its own defaults (not this build's SANITIZE or job server).
+// copy is built with its own defaults (not this build's SANITIZE or job server), and
+// TG_STUDENT_CHECK set, so the copy's own tests never start another copy.
 Run shell(const std::string& command) {
-  const std::string full = "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL sh -c '" + command + "' 2>&1";
+  const std::string full = "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL TG_STUDENT_CHECK=1 sh -c '" + command + "' 2>&1";
   Run r;
   std::FILE* pipe = popen(full.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -186,9 +188,9 @@ TEST_SUITE("assignment") {
     MESSAGE("skipped in the sanitizer build: it rebuilds a whole copy of the project (the plain build runs it)");
     return;
 #endif
-    if (!instructor_tree()) {
+    if (!instructor_tree() || std::getenv("TG_STUDENT_CHECK")) {
       MESSAGE("a student copy: there is no reference solution here to restore");
-      return;
+      return;  // (and never a copy of a copy: TG_STUDENT_CHECK is set in the copy this test builds)
     }
     const auto tasks = assignment::load_tasks("tests/tasks.txt");
     const test::TempDir dir;

@@ -244,11 +244,20 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   }
   if (K <= 0 || alpha == 0.f) return;
 
+  const int64_t threads = num_threads();
   if (M <= 2) {
+    // One or two rows (a linear layer on one image) only stream B through once: memory
+    // bound, so a big B is worth splitting by columns, each thread reading its own part.
+    if (threads > 1 && N * K >= (int64_t{1} << 17) && N >= 128 && !in_parallel_region()) {
+      parallel_for(0, (N + 63) / 64, 1, [&](int64_t lo, int64_t hi) {
+        const int64_t col0 = lo * 64, cols = std::min(N, hi * 64) - col0;
+        gemm_few_rows(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc);
+      });
+      return;
+    }
     gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     return;
   }
-  const int64_t threads = num_threads();
   const int64_t flops = M * N * K;
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
   // Below a few million multiply-adds a second thread costs more than it saves.

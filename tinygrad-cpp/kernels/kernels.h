@@ -31,6 +31,10 @@ struct ConvGeometry {
 // `row_stride` is the distance between rows of `columns` (out_h*out_w when packed;
 // larger when several images share one column matrix side by side).
 void im2col(const float* image, const ConvGeometry& g, float* columns, int64_t row_stride);
+// The same for output rows [oy_begin, oy_end) only: columns [C*kh*kw, (oy_end-oy_begin)*out_w],
+// so threads can each build the columns of their own band of output rows.
+void im2col_rows(const float* image, const ConvGeometry& g, int64_t oy_begin, int64_t oy_end, float* columns,
+                 int64_t row_stride);
 // col2im: the adjoint of im2col; ADDS each column entry back into image [C,H,W].
 void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride);
 

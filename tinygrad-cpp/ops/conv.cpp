@@ -66,6 +66,10 @@ void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb,
 }
 
 thread_local std::vector<float> columns_buffer, scratch_buffer;
+
+// One image is split over the threads only from about a million multiply-adds up
+// (FashionCNN's conv2, not conv1): below that the split costs more than it saves.
+constexpr int64_t kOneImageParallelWork = int64_t{1} << 20;
 float* buffer(std::vector<float>& b, int64_t n) {
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -107,6 +111,29 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   const int64_t O = plan.out_channels, P = plan.positions;
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
+  if (plan.batch == 1 && O * P * rows >= kOneImageParallelWork && kernels::num_threads() > 1 &&
+      !kernels::in_parallel_region()) {
+    // One image (saliency, ascent): the threads take bands of output rows instead, each
+    // with its own columns, product and bias, so the whole op is shared, not just the gemm.
+    const int64_t out_w = plan.geometry.out_w();
+    kernels::parallel_for(0, plan.geometry.out_h(), 1, [&](int64_t oy0, int64_t oy1) {
+      const int64_t width = (oy1 - oy0) * out_w;
+      float* cols = buffer(columns_buffer, rows * width);
+      float* result = buffer(scratch_buffer, O * width);
+      kernels::im2col_rows(x.data(), plan.geometry, oy0, oy1, cols, width);
+      for (int64_t g = 0; g < plan.groups; ++g)
+        kernels::gemm(false, false, plan.out_per_group, width, plan.patch, 1.f,
+                      weight.data() + g * plan.out_per_group * plan.patch, plan.patch, cols + g * plan.patch * width,
+                      width, 0.f, result + g * plan.out_per_group * width, width);
+      for (int64_t o = 0; o < O; ++o) {
+        const float b = bias.defined() ? bias.data()[o] : 0.f;
+        const float* __restrict src = result + o * width;
+        float* __restrict dst = out.data() + o * P + oy0 * out_w;
+        for (int64_t k = 0; k < width; ++k) dst[k] = src[k] + b;
+      }
+    });
+    return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
+  }
   for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t) {
     const int64_t width = nb * P;
     float* cols = buffer(columns_buffer, rows * width);
@@ -142,8 +169,24 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
   // BEGIN SOLUTION(conv2d-backward)
   // HINT: per chunk of images: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm, beta = 1);
   // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
+  bool dx_done = false;
+  if (want_x && plan.batch == 1 && plan.groups == 1 && plan.geometry.channels > 1 && O * P * rows >= kOneImageParallelWork &&
+      kernels::num_threads() > 1 && !kernels::in_parallel_region()) {
+    // One image: the threads take bands of input channels. The rows of dcols for channels
+    // [c0, c1) need only those columns of W, and col2im of them touches only those planes.
+    const int64_t taps = weight.dim(2) * weight.dim(3), plane = plan.geometry.height * plan.geometry.width;
+    kernels::parallel_for(0, plan.geometry.channels, 1, [&](int64_t c0, int64_t c1) {
+      float* dcols = buffer(columns_buffer, (c1 - c0) * taps * P);
+      kernels::gemm(true, false, (c1 - c0) * taps, P, O, 1.f, weight.data() + c0 * taps, plan.patch,
+                    grad_output.data(), P, 0.f, dcols, P);
+      kernels::ConvGeometry band = plan.geometry;
+      band.channels = c1 - c0;
+      kernels::col2im(dcols, band, dx.data() + c0 * plane, P);
+    });
+    dx_done = true;
+  }
   std::vector<std::vector<float>> dw_partials(static_cast<size_t>(plan.batch)), db_partials(static_cast<size_t>(plan.batch));
-  for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
+  if (want_w || want_b || !dx_done) for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
     const int64_t width = nb * P;
     // dY for this chunk as [O, nb*P], matching the column layout of the forward pass.
     float* grad = buffer(scratch_buffer, O * width);
@@ -169,7 +212,7 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
                       cols + g * plan.patch * width, width, 1.f, partial.data() + g * plan.out_per_group * plan.patch,
                       plan.patch);
     }
-    if (want_x) {
+    if (want_x && !dx_done) {
       for (int64_t g = 0; g < plan.groups; ++g)
         kernels::gemm(true, false, plan.patch, width, plan.out_per_group, 1.f, weight.data() + g * plan.out_per_group * plan.patch,
                       plan.patch, grad + g * plan.out_per_group * width, width, 0.f, cols + g * plan.patch * width, width);

@@ -3,6 +3,7 @@
 // gradient of every window it belongs to.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -31,6 +32,9 @@ PoolPlan plan_pool(const Tensor& x, const OpParams& p, const char* op) {
   return plan;
 }
 
+// At least ~32k input values a thread: below that, waking a second thread costs more than it saves.
+int64_t planes_per_thread(const PoolPlan& p) { return std::max<int64_t>(1, (int64_t{1} << 15) / (p.height * p.width)); }
+
 OpParams pool_params(Pair2 kernel, Pair2 stride, Pair2 padding) {
   OpParams p;
   p.kernel = {kernel.h, kernel.w};
@@ -42,6 +46,20 @@ OpParams pool_params(Pair2 kernel, Pair2 stride, Pair2 padding) {
 // Index (within its plane) of the first maximum of window (oy, ox); padding never wins.
 inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, int64_t oy, int64_t ox) {
   const int64_t y0 = oy * p.sh - p.ph, x0 = ox * p.sw - p.pw;
+  if (p.kh == 2 && p.kw == 2 && y0 >= 0 && x0 >= 0 && y0 + 2 <= p.height && x0 + 2 <= p.width) {
+    // The common 2x2 window, unrolled; the same first-maximum-wins order as the loop below.
+    // Written as selects, not branches: on real data which one wins is a coin toss.
+    const int64_t top = y0 * p.width + x0, bottom = top + p.width;
+    int64_t best = top;
+    float best_value = plane[top];
+    const float b = plane[top + 1], c = plane[bottom], d = plane[bottom + 1];
+    best = b > best_value ? top + 1 : best;
+    best_value = b > best_value ? b : best_value;
+    best = c > best_value ? bottom : best;
+    best_value = c > best_value ? c : best_value;
+    best = d > best_value ? bottom + 1 : best;
+    return best;
+  }
   if (y0 >= 0 && x0 >= 0 && y0 + p.kh <= p.height && x0 + p.kw <= p.width) {  // inside: no bounds checks
     int64_t best = y0 * p.width + x0;
     float best_value = plane[best];
@@ -82,10 +100,21 @@ Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
   Tensor out = Tensor::empty({x.dim(0), x.dim(1), p.out_h, p.out_w});
   const float* src = x.data();
   float* result = out.data();
-  kernels::parallel_for(0, p.planes, 16, [=](int64_t lo, int64_t hi) {
+  const bool two_by_two = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
+  kernels::parallel_for(0, p.planes, planes_per_thread(p), [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const float* __restrict plane = src + c * p.height * p.width;
       float* __restrict dst = result + c * p.out_h * p.out_w;
+      if (two_by_two) {  // the usual pooling layer: the max of four, in a loop the compiler vectorizes
+        for (int64_t oy = 0; oy < p.out_h; ++oy) {
+          const float* __restrict top = plane + 2 * oy * p.width;
+          const float* __restrict bottom = top + p.width;
+          float* __restrict row = dst + oy * p.out_w;
+          for (int64_t ox = 0; ox < p.out_w; ++ox)
+            row[ox] = std::max(std::max(top[2 * ox], top[2 * ox + 1]), std::max(bottom[2 * ox], bottom[2 * ox + 1]));
+        }
+        continue;
+      }
       for (int64_t oy = 0; oy < p.out_h; ++oy)
         for (int64_t ox = 0; ox < p.out_w; ++ox) dst[oy * p.out_w + ox] = plane[window_argmax(plane, p, oy, ox)];
     }
@@ -104,11 +133,35 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
   const float* input = x.data();
   const float* grad_output = g.data();
   float* grad_input = dx.data();
-  kernels::parallel_for(0, p.planes, 16, [=](int64_t lo, int64_t hi) {
+  const bool two_by_two = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
+  kernels::parallel_for(0, p.planes, planes_per_thread(p), [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const float* plane = input + c * p.height * p.width;
       const float* grad = grad_output + c * p.out_h * p.out_w;
       float* dst = grad_input + c * p.height * p.width;
+      if (two_by_two) {
+        // Disjoint 2x2 windows: each of the four pixels gets g if it is the window's first
+        // maximum, else 0, written without branches so the loop vectorizes.
+        for (int64_t oy = 0; oy < p.out_h; ++oy) {
+          const float* __restrict top = plane + 2 * oy * p.width;
+          const float* __restrict bottom = top + p.width;
+          float* __restrict dtop = dst + 2 * oy * p.width;
+          float* __restrict dbottom = dtop + p.width;
+          const float* __restrict g = grad + oy * p.out_w;
+          for (int64_t ox = 0; ox < p.out_w; ++ox) {
+            const float a = top[2 * ox], b = top[2 * ox + 1], cc = bottom[2 * ox], d = bottom[2 * ox + 1];
+            const bool a_wins = a >= b && a >= cc && a >= d;
+            const bool b_wins = !a_wins && b >= cc && b >= d;
+            const bool c_wins = !a_wins && !b_wins && cc >= d;
+            const bool d_wins = !a_wins && !b_wins && !c_wins;
+            dtop[2 * ox] = a_wins ? g[ox] : 0.f;
+            dtop[2 * ox + 1] = b_wins ? g[ox] : 0.f;
+            dbottom[2 * ox] = c_wins ? g[ox] : 0.f;
+            dbottom[2 * ox + 1] = d_wins ? g[ox] : 0.f;
+          }
+        }
+        continue;
+      }
       for (int64_t oy = 0; oy < p.out_h; ++oy)
         for (int64_t ox = 0; ox < p.out_w; ++ox) dst[window_argmax(plane, p, oy, ox)] += grad[oy * p.out_w + ox];
     }

@@ -37,7 +37,8 @@ TEST_SUITE("kernels") {
     Generator gen(4);
     struct Case { int64_t M, N, K; bool ta, tb; };
     for (const Case& c : {Case{5, 300, 40, false, false}, Case{17, 3, 2100, false, true}, Case{16, 25, 5000, false, true},
-                          Case{300, 5, 40, true, false}, Case{1, 128, 1568, false, true}}) {
+                          Case{300, 5, 40, true, false}, Case{1, 128, 1568, false, true}, Case{2, 1568, 128, false, false},
+                          Case{1, 700, 300, true, false}}) {
       CAPTURE(c.M); CAPTURE(c.N); CAPTURE(c.K);
       std::vector<float> A(c.M * c.K), B(c.K * c.N), C(c.M * c.N), expected(c.M * c.N);
       for (float& v : A) v = gen.uniform(-1, 1);
@@ -76,6 +77,44 @@ TEST_SUITE("kernels") {
       for (size_t i = 0; i < c.size(); ++i) left += static_cast<double>(im[i]) * c[i];
       for (size_t i = 0; i < x.size(); ++i) right += static_cast<double>(x[i]) * back[i];
       CHECK(left == doctest::Approx(right).epsilon(1e-5));
+    }
+  }
+
+  TEST_CASE("im2col, im2col_rows and col2im equal their definitions, on rows narrow and wide") {
+    // The fast paths work a row of 16-wide pieces at a time (up to 64 wide); wider rows,
+    // strides along x and dilations take the plain loops. All must match the formula.
+    Generator gen(6);
+    for (const kernels::ConvGeometry& g :
+         {kernels::ConvGeometry{16, 14, 14, 5, 5, 1, 1, 2, 2, 1, 1}, kernels::ConvGeometry{1, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1},
+          kernels::ConvGeometry{2, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1}, kernels::ConvGeometry{3, 7, 70, 3, 2, 2, 1, 0, 1, 1, 2},
+          kernels::ConvGeometry{2, 8, 33, 3, 3, 1, 2, 1, 1, 1, 1}, kernels::ConvGeometry{1, 5, 3, 3, 3, 1, 1, 2, 2, 2, 2}}) {
+      CAPTURE(g.width);
+      const int64_t rows = g.channels * g.kernel_h * g.kernel_w, out_h = g.out_h(), out_w = g.out_w(), cols = out_h * out_w;
+      std::vector<float> x(g.channels * g.height * g.width), c(rows * cols), im(rows * cols), expected_im(rows * cols, 0.f);
+      std::vector<float> back(x.size(), 0.5f), expected_back(x.size(), 0.5f);  // col2im adds to what is there
+      for (float& v : x) v = gen.uniform(-1, 1);
+      for (float& v : c) v = gen.uniform(-1, 1);
+      for (int64_t ch = 0; ch < g.channels; ++ch)
+        for (int64_t i = 0; i < g.kernel_h; ++i)
+          for (int64_t j = 0; j < g.kernel_w; ++j)
+            for (int64_t oy = 0; oy < out_h; ++oy)
+              for (int64_t ox = 0; ox < out_w; ++ox) {
+                const int64_t row = (ch * g.kernel_h + i) * g.kernel_w + j, col = oy * out_w + ox;
+                const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h, xx = ox * g.stride_w - g.pad_w + j * g.dilation_w;
+                if (y < 0 || y >= g.height || xx < 0 || xx >= g.width) continue;
+                expected_im[row * cols + col] = x[(ch * g.height + y) * g.width + xx];
+                expected_back[(ch * g.height + y) * g.width + xx] += c[row * cols + col];
+              }
+      kernels::im2col(x.data(), g, im.data(), cols);
+      CHECK(im == expected_im);
+      kernels::col2im(c.data(), g, back.data(), cols);
+      for (size_t i = 0; i < back.size(); ++i) REQUIRE(back[i] == doctest::Approx(expected_back[i]).epsilon(1e-5));
+      // A band of output rows is the matching slice of the whole.
+      const int64_t oy0 = out_h / 3, oy1 = out_h - out_h / 4, width = (oy1 - oy0) * out_w;
+      std::vector<float> band(rows * width);
+      kernels::im2col_rows(x.data(), g, oy0, oy1, band.data(), width);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < width; ++k) REQUIRE(band[r * width + k] == expected_im[r * cols + oy0 * out_w + k]);
     }
   }
 

@@ -251,6 +251,35 @@ TEST_SUITE("maxpool-backward") {
   }
 }
 
+TEST_SUITE("maxpool-backward") {
+  TEST_CASE("2x2 windows with ties send the gradient to the first maximum, as PyTorch does") {
+    // Values from {0, 1, 2}: most windows hold a tie. The reference is the plain rule:
+    // scan the window row by row, keep the first strictly larger value.
+    Generator gen(9);
+    Tensor x = Tensor::empty({2, 3, 6, 8});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(gen.next_u64() % 3);
+    x.requires_grad_();
+    Tensor y = max_pool2d(x, 2);
+    const Tensor g = test::random_normal(y.shape(), 10, false);
+    const std::vector<Tensor> grads = test::call_rule_directly(y, g);
+    REQUIRE(grads.size() == 1);
+    std::vector<float> expected(static_cast<size_t>(x.numel()), 0.f);
+    for (int64_t plane = 0; plane < 6; ++plane)
+      for (int64_t oy = 0; oy < 3; ++oy)
+        for (int64_t ox = 0; ox < 4; ++ox) {
+          int64_t best = plane * 48 + 2 * oy * 8 + 2 * ox;
+          for (int64_t i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t at = plane * 48 + (2 * oy + i) * 8 + 2 * ox + j;
+              if (x.data()[at] > x.data()[best]) best = at;
+            }
+          expected[static_cast<size_t>(best)] += g.data()[plane * 12 + oy * 4 + ox];
+          CHECK(y.data()[plane * 12 + oy * 4 + ox] == x.data()[best]);
+        }
+    CHECK(grads[0].to_vector() == expected);
+  }
+}
+
 TEST_SUITE("ops-pool") {
   TEST_CASE("avg_pool2d and adaptive_avg_pool2d gradients") {
     Tensor x = random_normal({2, 3, 7, 6}, 111);

@@ -88,6 +88,20 @@ inline float element_b(const float* B, int64_t ldb, bool trans, int64_t k, int64
 void pack_a_sliver(const float* A, int64_t lda, bool trans, int64_t M, int64_t row0, int64_t k0,
                    int64_t kc, float alpha, float* packed) {
   int64_t rows = std::min(MR, M - row0);
+  if (rows == MR && trans) {  // op(A) row r is column row0+r of A: six neighbours in each row of A
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* __restrict src = A + (k0 + k) * lda + row0;
+      for (int64_t r = 0; r < MR; ++r) packed[k * MR + r] = alpha * src[r];
+    }
+    return;
+  }
+  if (rows == MR) {  // six rows of A, each read contiguously
+    for (int64_t r = 0; r < MR; ++r) {
+      const float* __restrict src = A + (row0 + r) * lda + k0;
+      for (int64_t k = 0; k < kc; ++k) packed[k * MR + r] = alpha * src[k];
+    }
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k) {
     for (int64_t r = 0; r < MR; ++r)
       packed[k * MR + r] = r < rows ? alpha * element_a(A, lda, trans, row0 + r, k0 + k) : 0.f;
@@ -247,13 +261,35 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int64_t threads = num_threads();
   if (M <= 2) {
     // One or two rows (a linear layer on one image) only stream B through once: memory
-    // bound, so a big B is worth splitting by columns, each thread reading its own part.
-    if (threads > 1 && N * K >= (int64_t{1} << 17) && N >= 128 && !in_parallel_region()) {
-      parallel_for(0, (N + 63) / 64, 1, [&](int64_t lo, int64_t hi) {
-        const int64_t col0 = lo * 64, cols = std::min(N, hi * 64) - col0;
-        gemm_few_rows(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc);
-      });
-      return;
+    // bound, so a big B is worth splitting between the threads, each reading its own part.
+    // B is split by its stored rows either way (columns of op(B) when transposed, the K
+    // range when not), so a weight matrix W used as W^T forward and as W backward is read
+    // in the same halves by the same threads and can stay in each core's cache.
+    if (threads > 1 && N * K >= (int64_t{1} << 17) && !in_parallel_region()) {
+      if (trans_b && N >= 128) {
+        parallel_for(0, (N + 63) / 64, 1, [&](int64_t lo, int64_t hi) {
+          const int64_t col0 = lo * 64, cols = std::min(N, hi * 64) - col0;
+          gemm_few_rows(trans_a, trans_b, M, cols, K, alpha, A, lda, B + col0 * ldb, ldb, C + col0, ldc);
+        });
+        return;
+      }
+      if (!trans_b && K >= 128) {
+        const int64_t blocks = (K + 63) / 64;
+        std::vector<std::vector<float>> partials(static_cast<size_t>(blocks));  // one per chunk, at its first block
+        parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
+          const int64_t k0 = lo * 64, kc = std::min(K, hi * 64) - k0;
+          std::vector<float>& partial = partials[static_cast<size_t>(lo)];
+          partial.assign(static_cast<size_t>(M * N), 0.f);
+          gemm_few_rows(trans_a, false, M, N, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda, B + k0 * ldb, ldb,
+                        partial.data(), N);
+        });
+        for (const std::vector<float>& partial : partials) {  // in block order: the same sum every run
+          if (partial.empty()) continue;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += partial[i * N + j];
+        }
+        return;
+      }
     }
     gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
     return;

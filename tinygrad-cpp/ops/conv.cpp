@@ -65,7 +65,7 @@ void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb,
     kernels::im2col(x.data() + (n0 + i) * image_size, g, cols + i * plan.positions, nb * plan.positions);
 }
 
-thread_local std::vector<float> columns_buffer, scratch_buffer;
+thread_local std::vector<float> columns_buffer, scratch_buffer, dw_transposed_buffer;
 
 // One image is split over the threads only from about a million multiply-adds up
 // (FashionCNN's conv2, not conv1): below that the split costs more than it saves.
@@ -121,6 +121,18 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
       float* cols = buffer(columns_buffer, rows * width);
       float* result = buffer(scratch_buffer, O * width);
       kernels::im2col_rows(x.data(), plan.geometry, oy0, oy1, cols, width);
+      if (plan.groups == 1) {
+        // Transposed, result^T [positions, O] = cols^T W^T: the band's positions become the
+        // gemm's long side and the few output channels its short one (a whole 32-wide sliver
+        // for conv2), which wastes less of the micro-kernel than the other way round.
+        kernels::gemm(true, true, width, O, plan.patch, 1.f, cols, width, weight.data(), plan.patch, 0.f, result, O);
+        for (int64_t o = 0; o < O; ++o) {
+          const float b = bias.defined() ? bias.data()[o] : 0.f;
+          float* __restrict dst = out.data() + o * P + oy0 * out_w;
+          for (int64_t k = 0; k < width; ++k) dst[k] = result[k * O + o] + b;
+        }
+        return;
+      }
       for (int64_t g = 0; g < plan.groups; ++g)
         kernels::gemm(false, false, plan.out_per_group, width, plan.patch, 1.f,
                       weight.data() + g * plan.out_per_group * plan.patch, plan.patch, cols + g * plan.patch * width,
@@ -207,10 +219,16 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
       std::vector<float>& partial = dw_partials[slot];
       partial.resize(static_cast<size_t>(weight.numel()), 0.f);
       fill_columns(x, plan, n0, nb, cols);
-      for (int64_t g = 0; g < plan.groups; ++g)
-        kernels::gemm(false, true, plan.out_per_group, plan.patch, width, 1.f, grad + g * plan.out_per_group * width, width,
-                      cols + g * plan.patch * width, width, 1.f, partial.data() + g * plan.out_per_group * plan.patch,
-                      plan.patch);
+      // Computed transposed, dW_g^T [patch, Og] = cols_g dY_g^T, then added back in place:
+      // the long side of the product is then the patch (400 for conv2), not the few channels.
+      float* transposed = buffer(dw_transposed_buffer, plan.patch * plan.out_per_group);
+      for (int64_t g = 0; g < plan.groups; ++g) {
+        kernels::gemm(false, true, plan.patch, plan.out_per_group, width, 1.f, cols + g * plan.patch * width, width,
+                      grad + g * plan.out_per_group * width, width, 0.f, transposed, plan.out_per_group);
+        float* dw_g = partial.data() + g * plan.out_per_group * plan.patch;
+        for (int64_t o = 0; o < plan.out_per_group; ++o)
+          for (int64_t k = 0; k < plan.patch; ++k) dw_g[o * plan.patch + k] += transposed[k * plan.out_per_group + o];
+      }
     }
     if (want_x && !dx_done) {
       for (int64_t g = 0; g < plan.groups; ++g)

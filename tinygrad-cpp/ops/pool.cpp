@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <limits>
 
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -50,15 +52,11 @@ inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, i
     // The common 2x2 window, unrolled; the same first-maximum-wins order as the loop below.
     // Written as selects, not branches: on real data which one wins is a coin toss.
     const int64_t top = y0 * p.width + x0, bottom = top + p.width;
-    int64_t best = top;
-    float best_value = plane[top];
-    const float b = plane[top + 1], c = plane[bottom], d = plane[bottom + 1];
-    best = b > best_value ? top + 1 : best;
-    best_value = b > best_value ? b : best_value;
-    best = c > best_value ? bottom : best;
-    best_value = c > best_value ? c : best_value;
-    best = d > best_value ? bottom + 1 : best;
-    return best;
+    const float a = plane[top], b = plane[top + 1], c = plane[bottom], d = plane[bottom + 1];
+    const float m = std::max(std::max(a, b), std::max(c, d));
+    const int64_t a_wins = a == m, b_wins = (b == m) & !a_wins, c_wins = (c == m) & !(a_wins | b_wins);
+    const int64_t d_wins = !(a_wins | b_wins | c_wins);
+    return top + b_wins + c_wins * p.width + d_wins * (p.width + 1);
   }
   if (y0 >= 0 && x0 >= 0 && y0 + p.kh <= p.height && x0 + p.kw <= p.width) {  // inside: no bounds checks
     int64_t best = y0 * p.width + x0;
@@ -147,17 +145,18 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
           const float* __restrict bottom = top + p.width;
           float* __restrict dtop = dst + 2 * oy * p.width;
           float* __restrict dbottom = dtop + p.width;
-          const float* __restrict g = grad + oy * p.out_w;
+          const float* __restrict row_grad = grad + oy * p.out_w;
           for (int64_t ox = 0; ox < p.out_w; ++ox) {
             const float a = top[2 * ox], b = top[2 * ox + 1], cc = bottom[2 * ox], d = bottom[2 * ox + 1];
-            const bool a_wins = a >= b && a >= cc && a >= d;
-            const bool b_wins = !a_wins && b >= cc && b >= d;
-            const bool c_wins = !a_wins && !b_wins && cc >= d;
-            const bool d_wins = !a_wins && !b_wins && !c_wins;
-            dtop[2 * ox] = a_wins ? g[ox] : 0.f;
-            dtop[2 * ox + 1] = b_wins ? g[ox] : 0.f;
-            dbottom[2 * ox] = c_wins ? g[ox] : 0.f;
-            dbottom[2 * ox + 1] = d_wins ? g[ox] : 0.f;
+            const float m = std::max(std::max(a, b), std::max(cc, d));
+            // The first of a, b, c, d equal to the maximum wins; masks, not branches.
+            const uint32_t a_wins = a == m, b_wins = (b == m) & !a_wins, c_wins = (cc == m) & !(a_wins | b_wins);
+            const uint32_t d_wins = !(a_wins | b_wins | c_wins);
+            const uint32_t bits = std::bit_cast<uint32_t>(row_grad[ox]);
+            dtop[2 * ox] = std::bit_cast<float>(bits & (0u - a_wins));
+            dtop[2 * ox + 1] = std::bit_cast<float>(bits & (0u - b_wins));
+            dbottom[2 * ox] = std::bit_cast<float>(bits & (0u - c_wins));
+            dbottom[2 * ox + 1] = std::bit_cast<float>(bits & (0u - d_wins));
           }
         }
         continue;

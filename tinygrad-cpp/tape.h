@@ -84,6 +84,7 @@ class Tape {
   // Removes the newest entry; its output stays a plain tensor with no producer. The
   // gradient checker uses it after calling one entry's rule directly, without a walk.
   void discard_last();
+  const Entry* newest() const { return entries_.empty() ? nullptr : &entries_.back(); }
   std::string str() const;   // one line per entry: op, input shapes -> output shape, params
   void print() const;        // str() to stdout
 

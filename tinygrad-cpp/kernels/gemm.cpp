@@ -210,6 +210,16 @@ void gemm_few_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   }
 }
 
+// C += each partial product of a split-K run, in K order, so the sum is the same every run
+// (chunks that got no work left their partial empty).
+void add_partials(const std::vector<std::vector<float>>& partials, int64_t M, int64_t N, float* C, int64_t ldc) {
+  for (const std::vector<float>& partial : partials) {
+    if (partial.empty()) continue;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += partial[i * N + j];
+  }
+}
+
 // The serial engine: C[M,N] += op(A) op(B) for one block of the problem, blocked for
 // the caches (MC rows of A in L2, one KC x NR sliver of B in L1 across them).
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -283,11 +293,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           gemm_few_rows(trans_a, false, M, N, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda, B + k0 * ldb, ldb,
                         partial.data(), N);
         });
-        for (const std::vector<float>& partial : partials) {  // in block order: the same sum every run
-          if (partial.empty()) continue;
-          for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += partial[i * N + j];
-        }
+        add_partials(partials, M, N, C, ldc);
         return;
       }
     }
@@ -318,11 +324,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       gemm_serial(trans_a, trans_b, M, N, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda,
                   trans_b ? B + k0 : B + k0 * ldb, ldb, partial.data(), N);
     });
-    for (const std::vector<float>& partial : partials) {
-      if (partial.empty()) continue;
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += partial[i * N + j];
-    }
+    add_partials(partials, M, N, C, ldc);
     return;
   }
   parallel_for(0, a_slivers, 1, [&](int64_t lo, int64_t hi) {

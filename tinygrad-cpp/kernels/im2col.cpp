@@ -7,8 +7,10 @@
 // col2im is its adjoint (the transpose): it adds every column entry back onto the
 // pixel it was read from, which is exactly what the input gradient needs.
 //
-// Speed: both are pure data movement, one short row at a time; the row loops below are
-// written so that a row costs a couple of vector instructions (see copy_span / add_span).
+// Speed: both are pure data movement, one short row at a time. With AVX-512, im2col
+// copies a row in one or two masked moves (copy_span), and col2im adds all the taps of a
+// kernel row into an image row in registers (col2im_rows_at_once); the plain loops below
+// them are the general case and the path of every other build.
 #include <algorithm>
 
 #if defined(__AVX512F__)
@@ -20,7 +22,7 @@
 namespace tg::kernels {
 
 namespace {
-// The inner loops, for stride 1 along x: one output row of n entries, of which only
+// im2col's inner loop, for stride 1 along x: one output row of n entries, of which only
 // [lo, hi) touch the image. Rows are short (14 or 28 for FashionCNN), so with AVX-512 a
 // row is cut into 16-wide pieces, each one masked load and one masked store; the masks
 // depend only on the kernel column, so they are computed once for all the rows of a tap.
@@ -63,21 +65,6 @@ inline void copy_span(float* __restrict out, const float* __restrict src, int64_
   std::fill(out, out + lo, 0.f);
   std::copy(src + lo, src + hi, out + lo);
   std::fill(out + hi, out + n, 0.f);
-}
-
-// dst[k] += in[k] for k in [lo, hi)
-inline void add_span(float* __restrict dst, const float* __restrict in, int64_t lo, int64_t hi, const RowMasks& m) {
-#if defined(__AVX512F__)
-  if (m.usable()) {
-    for (int64_t p = 0; p < m.pieces; ++p) {
-      const __mmask16 k = m.image[p];
-      _mm512_mask_storeu_ps(dst + 16 * p, k,
-                            _mm512_add_ps(_mm512_maskz_loadu_ps(k, dst + 16 * p), _mm512_maskz_loadu_ps(k, in + 16 * p)));
-    }
-    return;
-  }
-#endif
-  for (int64_t k = lo; k < hi; ++k) dst[k] += in[k];
 }
 
 // Output columns ox whose input column x0 + ox*stride lies inside [0, width): [lo, hi).
@@ -185,13 +172,12 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
         const int64_t x0 = -g.pad_w + j * g.dilation_w;
         int64_t lo, hi;
         valid_range(x0, g.stride_w, g.width, out_w, lo, hi);
-        const RowMasks masks = g.stride_w == 1 ? row_masks(lo, hi, out_w) : RowMasks{};
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
           if (y < 0 || y >= g.height) continue;
-          float* dst = plane + y * g.width + x0;
-          const float* in = row + oy * out_w;
-          if (g.stride_w == 1) add_span(dst, in, lo, hi, masks);
+          float* __restrict dst = plane + y * g.width + x0;
+          const float* __restrict in = row + oy * out_w;
+          if (g.stride_w == 1) for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
           else for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.stride_w] += in[ox];
         }
       }

@@ -67,9 +67,12 @@ void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb,
 
 thread_local std::vector<float> columns_buffer, scratch_buffer, dw_transposed_buffer;
 
-// One image is split over the threads only from about a million multiply-adds up
-// (FashionCNN's conv2, not conv1): below that the split costs more than it saves.
-constexpr int64_t kOneImageParallelWork = int64_t{1} << 20;
+// Whether one image is split over the threads (rather than run by one): only from about a
+// million multiply-adds up (FashionCNN's conv2, not conv1), where the split pays for itself.
+bool share_one_image(const ConvPlan& plan, int64_t multiply_adds) {
+  return plan.batch == 1 && plan.groups == 1 && multiply_adds >= (int64_t{1} << 20) && kernels::num_threads() > 1 &&
+         !kernels::in_parallel_region();
+}
 float* buffer(std::vector<float>& b, int64_t n) {
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -111,37 +114,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   const int64_t O = plan.out_channels, P = plan.positions;
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
-  if (plan.batch == 1 && O * P * rows >= kOneImageParallelWork && kernels::num_threads() > 1 &&
-      !kernels::in_parallel_region()) {
+  if (share_one_image(plan, O * P * rows)) {
     // One image (saliency, ascent): the threads take bands of output rows instead, each
     // with its own columns, product and bias, so the whole op is shared, not just the gemm.
+    // The product is taken transposed, result^T [positions, O] = cols^T W^T: the band's
+    // positions become the gemm's long side and the few output channels its short one (a
+    // whole 32-wide sliver for conv2), which wastes less of the micro-kernel.
     const int64_t out_w = plan.geometry.out_w();
     kernels::parallel_for(0, plan.geometry.out_h(), 1, [&](int64_t oy0, int64_t oy1) {
       const int64_t width = (oy1 - oy0) * out_w;
       float* cols = buffer(columns_buffer, rows * width);
       float* result = buffer(scratch_buffer, O * width);
       kernels::im2col_rows(x.data(), plan.geometry, oy0, oy1, cols, width);
-      if (plan.groups == 1) {
-        // Transposed, result^T [positions, O] = cols^T W^T: the band's positions become the
-        // gemm's long side and the few output channels its short one (a whole 32-wide sliver
-        // for conv2), which wastes less of the micro-kernel than the other way round.
-        kernels::gemm(true, true, width, O, plan.patch, 1.f, cols, width, weight.data(), plan.patch, 0.f, result, O);
-        for (int64_t o = 0; o < O; ++o) {
-          const float b = bias.defined() ? bias.data()[o] : 0.f;
-          float* __restrict dst = out.data() + o * P + oy0 * out_w;
-          for (int64_t k = 0; k < width; ++k) dst[k] = result[k * O + o] + b;
-        }
-        return;
-      }
-      for (int64_t g = 0; g < plan.groups; ++g)
-        kernels::gemm(false, false, plan.out_per_group, width, plan.patch, 1.f,
-                      weight.data() + g * plan.out_per_group * plan.patch, plan.patch, cols + g * plan.patch * width,
-                      width, 0.f, result + g * plan.out_per_group * width, width);
+      kernels::gemm(true, true, width, O, plan.patch, 1.f, cols, width, weight.data(), plan.patch, 0.f, result, O);
       for (int64_t o = 0; o < O; ++o) {
         const float b = bias.defined() ? bias.data()[o] : 0.f;
-        const float* __restrict src = result + o * width;
         float* __restrict dst = out.data() + o * P + oy0 * out_w;
-        for (int64_t k = 0; k < width; ++k) dst[k] = src[k] + b;
+        for (int64_t k = 0; k < width; ++k) dst[k] = result[k * O + o] + b;
       }
     });
     return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
@@ -182,8 +171,7 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
   // HINT: per chunk of images: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm, beta = 1);
   // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
   bool dx_done = false;
-  if (want_x && plan.batch == 1 && plan.groups == 1 && plan.geometry.channels > 1 && O * P * rows >= kOneImageParallelWork &&
-      kernels::num_threads() > 1 && !kernels::in_parallel_region()) {
+  if (want_x && plan.geometry.channels > 1 && share_one_image(plan, O * P * rows)) {
     // One image: the threads take bands of input channels. The rows of dcols for channels
     // [c0, c1) need only those columns of W, and col2im of them touches only those planes.
     const int64_t taps = weight.dim(2) * weight.dim(3), plane = plan.geometry.height * plan.geometry.width;

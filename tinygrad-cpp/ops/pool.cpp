@@ -17,6 +17,8 @@ namespace {
 struct PoolPlan {
   int64_t planes, height, width, out_h, out_w;  // planes = N*C
   int64_t kh, kw, sh, sw, ph, pw;
+  // The usual pooling layer: 2x2 windows, stride 2, no padding (windows never overlap).
+  bool disjoint_2x2() const { return kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0; }
 };
 
 PoolPlan plan_pool(const Tensor& x, const OpParams& p, const char* op) {
@@ -48,16 +50,6 @@ OpParams pool_params(Pair2 kernel, Pair2 stride, Pair2 padding) {
 // Index (within its plane) of the first maximum of window (oy, ox); padding never wins.
 inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, int64_t oy, int64_t ox) {
   const int64_t y0 = oy * p.sh - p.ph, x0 = ox * p.sw - p.pw;
-  if (p.kh == 2 && p.kw == 2 && y0 >= 0 && x0 >= 0 && y0 + 2 <= p.height && x0 + 2 <= p.width) {
-    // The common 2x2 window, unrolled; the same first-maximum-wins order as the loop below.
-    // Written as selects, not branches: on real data which one wins is a coin toss.
-    const int64_t top = y0 * p.width + x0, bottom = top + p.width;
-    const float a = plane[top], b = plane[top + 1], c = plane[bottom], d = plane[bottom + 1];
-    const float m = std::max(std::max(a, b), std::max(c, d));
-    const int64_t a_wins = a == m, b_wins = (b == m) & !a_wins, c_wins = (c == m) & !(a_wins | b_wins);
-    const int64_t d_wins = !(a_wins | b_wins | c_wins);
-    return top + b_wins + c_wins * p.width + d_wins * (p.width + 1);
-  }
   if (y0 >= 0 && x0 >= 0 && y0 + p.kh <= p.height && x0 + p.kw <= p.width) {  // inside: no bounds checks
     int64_t best = y0 * p.width + x0;
     float best_value = plane[best];
@@ -98,12 +90,11 @@ Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
   Tensor out = Tensor::empty({x.dim(0), x.dim(1), p.out_h, p.out_w});
   const float* src = x.data();
   float* result = out.data();
-  const bool two_by_two = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
   kernels::parallel_for(0, p.planes, planes_per_thread(p), [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const float* __restrict plane = src + c * p.height * p.width;
       float* __restrict dst = result + c * p.out_h * p.out_w;
-      if (two_by_two) {  // the usual pooling layer: the max of four, in a loop the compiler vectorizes
+      if (p.disjoint_2x2()) {  // the usual pooling layer: the max of four, in a loop the compiler vectorizes
         for (int64_t oy = 0; oy < p.out_h; ++oy) {
           const float* __restrict top = plane + 2 * oy * p.width;
           const float* __restrict bottom = top + p.width;
@@ -131,13 +122,12 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
   const float* input = x.data();
   const float* grad_output = g.data();
   float* grad_input = dx.data();
-  const bool two_by_two = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
   kernels::parallel_for(0, p.planes, planes_per_thread(p), [=](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const float* plane = input + c * p.height * p.width;
       const float* grad = grad_output + c * p.out_h * p.out_w;
       float* dst = grad_input + c * p.height * p.width;
-      if (two_by_two) {
+      if (p.disjoint_2x2()) {
         // Disjoint 2x2 windows: each of the four pixels gets g if it is the window's first
         // maximum, else 0, written without branches so the loop vectorizes.
         for (int64_t oy = 0; oy < p.out_h; ++oy) {

@@ -118,6 +118,42 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("conv2d_stride1 equals the seven-loop convolution, and runs a flipped weight through strides") {
+    // Channel counts around the 8-channel blocks, rows around the 16-wide pieces, kernels
+    // from 1x1 to 5x5 with every padding that fits.
+    Generator gen(7);
+    struct Case { int64_t C, H, W, O, kh, kw, ph, pw; };
+    for (const Case& c : {Case{1, 28, 28, 16, 5, 5, 2, 2}, Case{16, 14, 14, 32, 5, 5, 2, 2}, Case{3, 1, 1, 1, 1, 1, 0, 0},
+                          Case{3, 5, 7, 9, 3, 2, 1, 0}, Case{17, 6, 33, 3, 3, 3, 2, 1}, Case{2, 17, 16, 17, 2, 3, 0, 2},
+                          Case{5, 4, 65, 8, 1, 1, 0, 0}, Case{4, 3, 3, 7, 3, 3, 1, 1}}) {
+      CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.kh); CAPTURE(c.kw);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, c.kh, c.kw, 1, 1, c.ph, c.pw, 1, 1};
+      std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * c.kh * c.kw), bias(c.O);
+      for (float& v : x) v = gen.uniform(-1, 1);
+      for (float& v : w) v = gen.uniform(-1, 1);
+      for (float& v : bias) v = gen.uniform(-1, 1);
+      const int64_t taps = c.kh * c.kw, out_count = c.O * g.out_h() * g.out_w();
+      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+      kernels::conv2d_direct(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
+      const kernels::DirectConv d{c.C, c.H, c.W, c.O, c.kh, c.kw, c.ph, c.pw, c.C * taps, taps, c.kw, 1};
+      kernels::conv2d_stride1(x.data(), d, w.data(), bias.data(), out.data());
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+      // The same weight read transposed and flipped: the input gradient of the convolution,
+      // dx = col2im(W^T dY), whenever the padding is below the kernel size.
+      if (c.ph >= c.kh || c.pw >= c.kw) continue;
+      std::vector<float> dy(out_count), cols(c.C * taps * g.out_h() * g.out_w()), dx_expected(x.size(), 0.f);
+      for (float& v : dy) v = gen.uniform(-1, 1);
+      const int64_t P = g.out_h() * g.out_w();
+      kernels::gemm_naive(true, false, c.C * taps, P, c.O, 1.f, w.data(), c.C * taps, dy.data(), P, 0.f, cols.data(), P);
+      kernels::col2im(cols.data(), g, dx_expected.data(), P);
+      std::vector<float> dx(x.size(), std::nanf(""));
+      const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, c.kh, c.kw, c.kh - 1 - c.ph, c.kw - 1 - c.pw,
+                                  taps, c.C * taps, -c.kw, -1};
+      kernels::conv2d_stride1(dy.data(), t, w.data() + taps - 1, nullptr, dx.data());
+      for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-5));
+    }
+  }
+
   TEST_CASE("parallel_for covers the range exactly once and rethrows") {
     std::vector<std::atomic<int>> hits(1000);
     kernels::parallel_for(0, 1000, 7, [&](int64_t lo, int64_t hi) {

@@ -182,6 +182,12 @@ const std::vector<ConvCase> conv_cases = {
     {{2, 2, 7, 8}, {2, 2, 3, 3}, 1, 2, 2, 1},
     {{2, 4, 5, 6}, {6, 2, 3, 3}, 1, 1, 1, 2},
     {{1, 4, 6, 5}, {4, 1, 3, 3}, 2, 1, {1, 2}, 4},
+    // One image with stride 1 takes the direct path (kernels::conv2d_stride1): more than 8
+    // output channels (two channel blocks), rows wider than 16 (two pieces), padding up to
+    // kernel-1 (dx by the same kernel) and beyond it (dx by im2col again).
+    {{1, 3, 6, 17}, {9, 3, 3, 3}, 1, 1, 1, 1},
+    {{1, 2, 5, 4}, {3, 2, 2, 3}, 1, {1, 2}, 1, 1},
+    {{1, 2, 4, 5}, {2, 2, 2, 2}, 1, 2, 1, 1},
 };
 }  // namespace
 
@@ -254,29 +260,36 @@ TEST_SUITE("maxpool-backward") {
 TEST_SUITE("maxpool-backward") {
   TEST_CASE("2x2 windows with ties send the gradient to the first maximum, as PyTorch does") {
     // Values from {0, 1, 2}: most windows hold a tie. The reference is the plain rule:
-    // scan the window row by row, keep the first strictly larger value.
-    Generator gen(9);
-    Tensor x = Tensor::empty({2, 3, 6, 8});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(gen.next_u64() % 3);
-    x.requires_grad_();
-    Tensor y = max_pool2d(x, 2);
-    const Tensor g = test::random_normal(y.shape(), 10, false);
-    const std::vector<Tensor> grads = test::call_rule_directly(y, g);
-    REQUIRE(grads.size() == 1);
-    std::vector<float> expected(static_cast<size_t>(x.numel()), 0.f);
-    for (int64_t plane = 0; plane < 6; ++plane)
-      for (int64_t oy = 0; oy < 3; ++oy)
-        for (int64_t ox = 0; ox < 4; ++ox) {
-          int64_t best = plane * 48 + 2 * oy * 8 + 2 * ox;
-          for (int64_t i = 0; i < 2; ++i)
-            for (int64_t j = 0; j < 2; ++j) {
-              const int64_t at = plane * 48 + (2 * oy + i) * 8 + 2 * ox + j;
-              if (x.data()[at] > x.data()[best]) best = at;
-            }
-          expected[static_cast<size_t>(best)] += g.data()[plane * 12 + oy * 4 + ox];
-          CHECK(y.data()[plane * 12 + oy * 4 + ox] == x.data()[best]);
-        }
-    CHECK(grads[0].to_vector() == expected);
+    // scan the window row by row, keep the first strictly larger value. The shapes cover
+    // the vectorized rows (16 windows a step, a masked tail: widths 8, 9, 70 -> 4, 4, 35
+    // windows) and odd sizes, whose last row or column belongs to no window.
+    for (const Shape& shape : {Shape{2, 3, 6, 8}, Shape{1, 2, 7, 9}, Shape{2, 1, 4, 70}, Shape{1, 1, 2, 2}}) {
+      CAPTURE(shape_str(shape));
+      Generator gen(9);
+      Tensor x = Tensor::empty(shape);
+      for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(gen.next_u64() % 3);
+      x.requires_grad_();
+      Tensor y = max_pool2d(x, 2);
+      const int64_t planes = shape[0] * shape[1], H = shape[2], W = shape[3], oh = H / 2, ow = W / 2;
+      REQUIRE(y.shape() == Shape{shape[0], shape[1], oh, ow});
+      const Tensor g = test::random_normal(y.shape(), 10, false);
+      const std::vector<Tensor> grads = test::call_rule_directly(y, g);
+      REQUIRE(grads.size() == 1);
+      std::vector<float> expected(static_cast<size_t>(x.numel()), 0.f);
+      for (int64_t plane = 0; plane < planes; ++plane)
+        for (int64_t oy = 0; oy < oh; ++oy)
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            int64_t best = plane * H * W + 2 * oy * W + 2 * ox;
+            for (int64_t i = 0; i < 2; ++i)
+              for (int64_t j = 0; j < 2; ++j) {
+                const int64_t at = plane * H * W + (2 * oy + i) * W + 2 * ox + j;
+                if (x.data()[at] > x.data()[best]) best = at;
+              }
+            expected[static_cast<size_t>(best)] += g.data()[(plane * oh + oy) * ow + ox];
+            REQUIRE(y.data()[(plane * oh + oy) * ow + ox] == x.data()[best]);
+          }
+      CHECK(grads[0].to_vector() == expected);
+    }
   }
 }
 

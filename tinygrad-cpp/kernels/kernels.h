@@ -43,6 +43,18 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
 void conv2d_direct(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
                    const float* bias, int64_t out_channels, int64_t groups, float* out);
 
+// The direct convolution of one image with stride 1 and no dilation (conv_direct.cpp):
+// out [out_channels, H+2ph-kh+1, W+2pw-kw+1] = bias + w * image, where the weight of
+// output channel o, input channel c, tap (i, j) is
+// weight[o*out_stride + c*in_stride + i*row_stride + j*col_stride] (strides may be negative,
+// so a flipped, transposed weight needs no copy). bias may be null. Uses the threads.
+struct DirectConv {
+  int64_t channels, height, width;  // the image
+  int64_t out_channels, kernel_h, kernel_w, pad_h, pad_w;
+  int64_t out_stride, in_stride, row_stride, col_stride;
+};
+void conv2d_stride1(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out);
+
 // ---- threads ----
 // Number of threads parallel_for uses: TG_NUM_THREADS, or all cores.
 int num_threads();

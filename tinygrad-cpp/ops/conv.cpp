@@ -67,6 +67,14 @@ void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb,
 
 thread_local std::vector<float> columns_buffer, scratch_buffer, dw_transposed_buffer;
 
+// One image, stride 1, no dilation, no groups (every conv of saliency and gradient ascent
+// on FashionCNN): computed directly, without a column matrix (kernels/conv_direct.cpp).
+bool direct_one_image(const ConvPlan& plan) {
+  const kernels::ConvGeometry& g = plan.geometry;
+  return plan.batch == 1 && plan.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
+         g.dilation_w == 1;
+}
+
 // Whether one image is split over the threads (rather than run by one): only from about a
 // million multiply-adds up (FashionCNN's conv2, not conv1), where the split pays for itself.
 bool share_one_image(const ConvPlan& plan, int64_t multiply_adds) {
@@ -114,6 +122,13 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   const int64_t O = plan.out_channels, P = plan.positions;
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
+  if (direct_one_image(plan)) {
+    const kernels::ConvGeometry& g = plan.geometry;
+    const kernels::DirectConv d{g.channels, g.height, g.width, O, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
+                                rows, g.kernel_h * g.kernel_w, g.kernel_w, 1};
+    kernels::conv2d_stride1(x.data(), d, weight.data(), bias.defined() ? bias.data() : nullptr, out.data());
+    return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
+  }
   if (share_one_image(plan, O * P * rows)) {
     // One image (saliency, ascent): the threads take bands of output rows instead, each
     // with its own columns, product and bias, so the whole op is shared, not just the gemm.
@@ -171,7 +186,19 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
   // HINT: per chunk of images: gather dY into [O, nb*P]; dW_g += dY_g cols_g^T (gemm, beta = 1);
   // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
   bool dx_done = false;
-  if (want_x && plan.geometry.channels > 1 && share_one_image(plan, O * P * rows)) {
+  const kernels::ConvGeometry& geo = plan.geometry;
+  if (want_x && direct_one_image(plan) && geo.pad_h < geo.kernel_h && geo.pad_w < geo.kernel_w) {
+    // One image: dx is the convolution of dY (bordered by kernel-1-pad) with the weight
+    // transposed (out <-> in channels) and flipped (taps read backwards):
+    //     dx[c][y][x] = sum over (o, i, j) of w[o][c][kh-1-i][kw-1-j] * dYpadded[o][y+i][x+j]
+    const int64_t taps = geo.kernel_h * geo.kernel_w;
+    const kernels::DirectConv d{O, geo.out_h(), geo.out_w(), geo.channels, geo.kernel_h, geo.kernel_w,
+                                geo.kernel_h - 1 - geo.pad_h, geo.kernel_w - 1 - geo.pad_w,
+                                taps, geo.channels * taps, -geo.kernel_w, -1};
+    kernels::conv2d_stride1(grad_output.data(), d, weight.data() + taps - 1, nullptr, dx.data());
+    dx_done = true;
+  }
+  if (want_x && !dx_done && plan.geometry.channels > 1 && share_one_image(plan, O * P * rows)) {
     // One image: the threads take bands of input channels. The rows of dcols for channels
     // [c0, c1) need only those columns of W, and col2im of them touches only those planes.
     const int64_t taps = weight.dim(2) * weight.dim(3), plane = plan.geometry.height * plan.geometry.width;

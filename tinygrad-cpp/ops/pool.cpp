@@ -4,9 +4,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <limits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "tinygrad-cpp/kernels/kernels.h"
 #include "tinygrad-cpp/ops/backward_rules.h"
@@ -81,6 +84,52 @@ inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, i
   return best;
 }
 
+
+// The usual pooling layer, 2x2 windows with stride 2, works on pairs of input rows
+// (top, bottom). With AVX-512, 16 windows at a time: two loads per row bring 32 pixels,
+// a permute splits them into the windows' left (even) and right (odd) pixels, and the
+// row's tail is a masked load, so the 14- and 7-wide rows of FashionCNN need no scalar loop.
+#if defined(__AVX512F__)
+struct Windows16 {
+  __m512 a, b, c, d;        // top-left, top-right, bottom-left, bottom-right of 16 windows
+  __mmask16 left, right;    // which of the 32 input lanes exist (first and second load)
+  __mmask16 windows;        // which of the 16 windows exist
+};
+inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u); }
+inline Windows16 load_windows(const float* top, const float* bottom, int64_t count) {
+  static const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  static const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  Windows16 w;
+  w.windows = first_lanes(count);
+  w.left = first_lanes(2 * count);
+  w.right = first_lanes(std::max<int64_t>(0, 2 * count - 16));
+  const __m512 t0 = _mm512_maskz_loadu_ps(w.left, top), t1 = _mm512_maskz_loadu_ps(w.right, top + 16);
+  const __m512 b0 = _mm512_maskz_loadu_ps(w.left, bottom), b1 = _mm512_maskz_loadu_ps(w.right, bottom + 16);
+  w.a = _mm512_permutex2var_ps(t0, even, t1);
+  w.b = _mm512_permutex2var_ps(t0, odd, t1);
+  w.c = _mm512_permutex2var_ps(b0, even, b1);
+  w.d = _mm512_permutex2var_ps(b0, odd, b1);
+  return w;
+}
+// (the masked form of max: GCC 12's plain _mm512_max_ps trips -Wmaybe-uninitialized)
+inline __m512 max16(__m512 x, __m512 y) { return _mm512_mask_max_ps(x, 0xffff, x, y); }
+inline __m512 window_max(const Windows16& w) { return max16(max16(w.a, w.b), max16(w.c, w.d)); }
+#endif
+
+// One output row of 2x2 max-pooling: out[ox] = max of the window under (top, bottom).
+inline void max_pool_2x2_row(const float* __restrict top, const float* __restrict bottom, float* __restrict out,
+                             int64_t out_w) {
+  int64_t ox = 0;
+#if defined(__AVX512F__)
+  for (; ox < out_w; ox += 16) {
+    const Windows16 w = load_windows(top + 2 * ox, bottom + 2 * ox, out_w - ox);
+    _mm512_mask_storeu_ps(out + ox, w.windows, window_max(w));
+  }
+#endif
+  for (; ox < out_w; ++ox)
+    out[ox] = std::max(std::max(top[2 * ox], top[2 * ox + 1]), std::max(bottom[2 * ox], bottom[2 * ox + 1]));
+}
+
 }  // namespace
 
 // ---- max_pool2d ----
@@ -94,14 +143,9 @@ Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride, Pair2 padding) {
     for (int64_t c = lo; c < hi; ++c) {
       const float* __restrict plane = src + c * p.height * p.width;
       float* __restrict dst = result + c * p.out_h * p.out_w;
-      if (p.disjoint_2x2()) {  // the usual pooling layer: the max of four, in a loop the compiler vectorizes
-        for (int64_t oy = 0; oy < p.out_h; ++oy) {
-          const float* __restrict top = plane + 2 * oy * p.width;
-          const float* __restrict bottom = top + p.width;
-          float* __restrict row = dst + oy * p.out_w;
-          for (int64_t ox = 0; ox < p.out_w; ++ox)
-            row[ox] = std::max(std::max(top[2 * ox], top[2 * ox + 1]), std::max(bottom[2 * ox], bottom[2 * ox + 1]));
-        }
+      if (p.disjoint_2x2()) {  // the usual pooling layer: the max of four
+        for (int64_t oy = 0; oy < p.out_h; ++oy)
+          max_pool_2x2_row(plane + 2 * oy * p.width, plane + (2 * oy + 1) * p.width, dst + oy * p.out_w, p.out_w);
         continue;
       }
       for (int64_t oy = 0; oy < p.out_h; ++oy)
@@ -119,6 +163,43 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
   // BEGIN SOLUTION(maxpool-backward)
   // HINT: for every window, find its maximum again (window_argmax) and add the window's
   // HINT: gradient to that one input pixel; overlapping windows add up.
+  // One output row of 2x2 windows: each of a window's four pixels gets the window's
+  // gradient if it is the window's first maximum (a, b, c, d in reading order), else 0.
+  // Masks, not branches, so the loop runs at the same speed whatever the data.
+  auto backward_2x2_row = [](const float* __restrict top, const float* __restrict bottom, const float* __restrict grad,
+                              float* __restrict dtop, float* __restrict dbottom, int64_t out_w) {
+    int64_t ox = 0;
+#if defined(__AVX512F__)
+    static const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    static const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (; ox < out_w; ox += 16) {
+      const Windows16 w = load_windows(top + 2 * ox, bottom + 2 * ox, out_w - ox);
+      const __m512 m = window_max(w);
+      const __mmask16 a_wins = _mm512_cmp_ps_mask(w.a, m, _CMP_EQ_OQ);
+      const __mmask16 b_wins = _mm512_cmp_ps_mask(w.b, m, _CMP_EQ_OQ) & ~a_wins;
+      const __mmask16 c_wins = _mm512_cmp_ps_mask(w.c, m, _CMP_EQ_OQ) & ~(a_wins | b_wins);
+      const __mmask16 d_wins = ~(a_wins | b_wins | c_wins);
+      const __m512 window_grad = _mm512_maskz_loadu_ps(w.windows, grad + ox);
+      const __m512 ga = _mm512_maskz_mov_ps(a_wins, window_grad), gb = _mm512_maskz_mov_ps(b_wins, window_grad);
+      const __m512 gc = _mm512_maskz_mov_ps(c_wins, window_grad), gd = _mm512_maskz_mov_ps(d_wins, window_grad);
+      // interleave back: a0 b0 a1 b1 ... into the top row, c0 d0 ... into the bottom one
+      _mm512_mask_storeu_ps(dtop + 2 * ox, w.left, _mm512_permutex2var_ps(ga, low, gb));
+      _mm512_mask_storeu_ps(dtop + 2 * ox + 16, w.right, _mm512_permutex2var_ps(ga, high, gb));
+      _mm512_mask_storeu_ps(dbottom + 2 * ox, w.left, _mm512_permutex2var_ps(gc, low, gd));
+      _mm512_mask_storeu_ps(dbottom + 2 * ox + 16, w.right, _mm512_permutex2var_ps(gc, high, gd));
+    }
+#endif
+    for (; ox < out_w; ++ox) {
+      const float a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
+      const float m = std::max(std::max(a, b), std::max(c, d));
+      const bool a_wins = a == m, b_wins = !a_wins && b == m, c_wins = !a_wins && !b_wins && c == m;
+      const bool d_wins = !a_wins && !b_wins && !c_wins;
+      dtop[2 * ox] = a_wins ? grad[ox] : 0.f;
+      dtop[2 * ox + 1] = b_wins ? grad[ox] : 0.f;
+      dbottom[2 * ox] = c_wins ? grad[ox] : 0.f;
+      dbottom[2 * ox + 1] = d_wins ? grad[ox] : 0.f;
+    }
+  };
   const float* input = x.data();
   const float* grad_output = g.data();
   float* grad_input = dx.data();
@@ -128,27 +209,9 @@ std::vector<Tensor> max_pool2d_backward(const Entry& e, const Tensor& g) {
       const float* grad = grad_output + c * p.out_h * p.out_w;
       float* dst = grad_input + c * p.height * p.width;
       if (p.disjoint_2x2()) {
-        // Disjoint 2x2 windows: each of the four pixels gets g if it is the window's first
-        // maximum, else 0, written without branches so the loop vectorizes.
-        for (int64_t oy = 0; oy < p.out_h; ++oy) {
-          const float* __restrict top = plane + 2 * oy * p.width;
-          const float* __restrict bottom = top + p.width;
-          float* __restrict dtop = dst + 2 * oy * p.width;
-          float* __restrict dbottom = dtop + p.width;
-          const float* __restrict row_grad = grad + oy * p.out_w;
-          for (int64_t ox = 0; ox < p.out_w; ++ox) {
-            const float a = top[2 * ox], b = top[2 * ox + 1], cc = bottom[2 * ox], d = bottom[2 * ox + 1];
-            const float m = std::max(std::max(a, b), std::max(cc, d));
-            // The first of a, b, c, d equal to the maximum wins; masks, not branches.
-            const uint32_t a_wins = a == m, b_wins = (b == m) & !a_wins, c_wins = (cc == m) & !(a_wins | b_wins);
-            const uint32_t d_wins = !(a_wins | b_wins | c_wins);
-            const uint32_t bits = std::bit_cast<uint32_t>(row_grad[ox]);
-            dtop[2 * ox] = std::bit_cast<float>(bits & (0u - a_wins));
-            dtop[2 * ox + 1] = std::bit_cast<float>(bits & (0u - b_wins));
-            dbottom[2 * ox] = std::bit_cast<float>(bits & (0u - c_wins));
-            dbottom[2 * ox + 1] = std::bit_cast<float>(bits & (0u - d_wins));
-          }
-        }
+        for (int64_t oy = 0; oy < p.out_h; ++oy)
+          backward_2x2_row(plane + 2 * oy * p.width, plane + (2 * oy + 1) * p.width, grad + oy * p.out_w,
+                           dst + 2 * oy * p.width, dst + (2 * oy + 1) * p.width, p.out_w);
         continue;
       }
       for (int64_t oy = 0; oy < p.out_h; ++oy)

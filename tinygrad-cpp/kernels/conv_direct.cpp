@@ -1,0 +1,195 @@
+// conv2d_stride1: the direct convolution of one image, with no column matrix.
+//
+//   out[o][y][x] = bias[o] + sum over (c, i, j) of  w(o,c,i,j) * in[c][y + i - pad_h][x + j - pad_w]
+//
+// For one image (saliency, gradient ascent) im2col costs as much as the product itself:
+// the column matrix of FashionCNN's conv2 is 25 times the image, written, packed, read.
+// Here the image is copied once into a buffer with a zero border, so no tap needs a
+// bounds check, and the product is computed straight from it:
+//
+//   - each output row is cut into VW-wide "pieces" (one vector register each; the last
+//     piece of a row may be partly used, its spare lanes are never stored);
+//   - a tile of the output is R pieces x Q output channels, R*Q vectors in registers
+//     while k = (c, i, j) runs over the whole patch; each step loads R input vectors (the
+//     pieces shifted by the tap), broadcasts Q weights and does R*Q multiply-adds;
+//   - Q is 8, or what is left of the channels, and R grows as Q shrinks (2, 4 or 8), so
+//     there are always 8 to 16 independent sums to keep the FMA units busy.
+// Tiles are independent; each thread takes a contiguous range of them.
+//
+// The weight is read through strides, w(o,c,i,j) = weight[o*out + c*in + i*row + j*col]:
+// the input gradient of a convolution is the same kernel run on dY with the weight
+// transposed (o <-> c) and flipped (negative row and col strides), without copying it.
+#include <algorithm>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/kernels/vector.h"
+
+namespace tg::kernels {
+namespace {
+
+// dst[0:n) = v[0:n), n <= VW
+inline void store_first(float* dst, vfloat v, int64_t n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1u), v);
+#else
+  if (n == VW) {
+    *reinterpret_cast<vfloat_unaligned*>(dst) = v;
+    return;
+  }
+  for (int64_t lane = 0; lane < n; ++lane) dst[lane] = v[lane];
+#endif
+}
+
+struct Piece {
+  const float* in;  // padded input under tap (0, 0) of the piece's first output, channel 0
+  float* out;       // the piece's first output, channel 0
+  int64_t lanes;    // outputs in the piece (VW, or fewer at the end of a row)
+};
+
+// Everything a tile needs besides its own place.
+struct Sweep {
+  const int64_t* in_offset;  // per k: where tap k of channel c lies, relative to Piece::in
+  const int64_t* w_offset;   // per k: where w(0,c,i,j) lies, relative to the block's weight
+  int64_t patch;             // number of k
+  int64_t out_stride;        // weight distance between two output channels
+  int64_t out_plane;         // output distance between two output channels
+};
+
+// Pieces per tile for Q channels: 8 to 16 sums in registers.
+constexpr int pieces_for(int Q) { return Q >= 5 ? 2 : (Q >= 2 ? 4 : 8); }
+
+// One tile: pieces[0:count) (count <= R; missing ones repeat the last and are not stored)
+// x output channels [o0, o0+Q). bias may be null.
+template <int Q>
+void tile(const Sweep& s, const Piece* pieces, int64_t count, int64_t o0, const float* weight, const float* bias) {
+  constexpr int R = pieces_for(Q);
+  weight += o0 * s.out_stride;
+  if (bias) bias += o0;
+  const int64_t out_shift = o0 * s.out_plane;
+  const float* in[R];
+  for (int r = 0; r < R; ++r) in[r] = pieces[std::min<int64_t>(r, count - 1)].in;
+  const vfloat negative_zero = -vfloat{};  // x + (-0) == x exactly, so the add folds into a broadcast
+  vfloat sum[R][Q];
+#pragma GCC unroll 8
+  for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) sum[r][q] = negative_zero + (bias ? bias[q] : 0.f);
+  for (int64_t k = 0; k < s.patch; ++k) {
+    const int64_t offset = s.in_offset[k];
+    const float* w = weight + s.w_offset[k];
+    vfloat v[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) v[r] = load_unaligned(in[r] + offset);
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) {
+      const vfloat wq = negative_zero + w[q * s.out_stride];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) sum[r][q] += v[r] * wq;
+    }
+  }
+  for (int r = 0; r < count; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) store_first(pieces[r].out + out_shift + q * s.out_plane, sum[r][q], pieces[r].lanes);
+}
+
+void run_tile(int64_t channels, const Sweep& s, const Piece* pieces, int64_t count, int64_t o0, const float* weight,
+              const float* bias) {
+  switch (channels) {
+    case 1: return tile<1>(s, pieces, count, o0, weight, bias);
+    case 2: return tile<2>(s, pieces, count, o0, weight, bias);
+    case 3: return tile<3>(s, pieces, count, o0, weight, bias);
+    case 4: return tile<4>(s, pieces, count, o0, weight, bias);
+    case 5: return tile<5>(s, pieces, count, o0, weight, bias);
+    case 6: return tile<6>(s, pieces, count, o0, weight, bias);
+    case 7: return tile<7>(s, pieces, count, o0, weight, bias);
+    default: return tile<8>(s, pieces, count, o0, weight, bias);
+  }
+}
+
+constexpr int pieces_for_runtime(int64_t channels) {
+  return channels >= 5 ? pieces_for(8) : (channels >= 2 ? pieces_for(2) : pieces_for(1));
+}
+
+// What one thread works from: its own zero-bordered copy of the image, offset tables and
+// pieces. Each thread makes its own (from the image, read once in order) rather than
+// reading the caller's: on the machines measured, a thread reading lines another core has
+// just written, over and over, ran at half the speed of a single thread.
+struct Workspace {
+  std::vector<float> padded;
+  std::vector<int64_t> in_offset, w_offset;
+  std::vector<Piece> pieces;
+  Sweep sweep;
+
+  void prepare(const float* image, const DirectConv& d, float* out) {
+    const int64_t padded_h = d.height + 2 * d.pad_h, padded_w = d.width + 2 * d.pad_w;
+    const int64_t out_h = padded_h - d.kernel_h + 1, out_w = padded_w - d.kernel_w + 1, plane = padded_h * padded_w;
+    // VW spare floats at the end: the last piece may read past the image (into lanes never stored).
+    padded.assign(static_cast<size_t>(d.channels * plane + VW), 0.f);
+    for (int64_t c = 0; c < d.channels; ++c)
+      for (int64_t y = 0; y < d.height; ++y)
+        std::copy_n(image + (c * d.height + y) * d.width, d.width,
+                    padded.data() + c * plane + (y + d.pad_h) * padded_w + d.pad_w);
+    const int64_t patch = d.channels * d.kernel_h * d.kernel_w;
+    in_offset.resize(static_cast<size_t>(patch));
+    w_offset.resize(static_cast<size_t>(patch));
+    for (int64_t c = 0, k = 0; c < d.channels; ++c)
+      for (int64_t i = 0; i < d.kernel_h; ++i)
+        for (int64_t j = 0; j < d.kernel_w; ++j, ++k) {
+          in_offset[k] = c * plane + i * padded_w + j;
+          w_offset[k] = c * d.in_stride + i * d.row_stride + j * d.col_stride;
+        }
+    pieces.clear();
+    for (int64_t y = 0; y < out_h; ++y)
+      for (int64_t x = 0; x < out_w; x += VW)
+        pieces.push_back({padded.data() + y * padded_w + x, out + y * out_w + x, std::min(VW, out_w - x)});
+    sweep = {in_offset.data(), w_offset.data(), patch, d.out_stride, out_h * out_w};
+  }
+};
+thread_local Workspace workspace;
+
+// Tiles are numbered channel block by channel block, each block cut into runs of
+// pieces_for(its channels) pieces.
+int64_t tiles_in_block(int64_t channels, int64_t pieces) {
+  const int64_t run = pieces_for_runtime(channels);
+  return (pieces + run - 1) / run;
+}
+
+// Runs tiles [first, last) of the sweep, on the calling thread.
+void run_tiles(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out,
+               int64_t first, int64_t last) {
+  Workspace& w = workspace;
+  w.prepare(image, d, out);
+  const int64_t pieces = static_cast<int64_t>(w.pieces.size());
+  int64_t t = 0;
+  for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += 8) {
+    const int64_t channels = std::min<int64_t>(8, d.out_channels - o0), run = pieces_for_runtime(channels);
+    for (int64_t p0 = 0; p0 < pieces && t < last; p0 += run, ++t)
+      if (t >= first) run_tile(channels, w.sweep, w.pieces.data() + p0, std::min(run, pieces - p0), o0, weight, bias);
+  }
+}
+
+}  // namespace
+
+void conv2d_stride1(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out) {
+  const int64_t out_h = d.height + 2 * d.pad_h - d.kernel_h + 1, out_w = d.width + 2 * d.pad_w - d.kernel_w + 1;
+  if (out_h < 1 || out_w < 1 || d.out_channels < 1) return;
+  const int64_t pieces = out_h * ((out_w + VW - 1) / VW);
+  int64_t tiles = 0;
+  for (int64_t o0 = 0; o0 < d.out_channels; o0 += 8) tiles += tiles_in_block(std::min<int64_t>(8, d.out_channels - o0), pieces);
+  // Below about a million multiply-adds a second thread costs more than it saves.
+  const int64_t multiply_adds = d.out_channels * out_h * out_w * d.channels * d.kernel_h * d.kernel_w;
+  if (num_threads() == 1 || multiply_adds < (int64_t{1} << 20) || in_parallel_region() || tiles < 2) {
+    run_tiles(image, d, weight, bias, out, 0, tiles);
+    return;
+  }
+  // Each thread takes one contiguous range of tiles (whole channel blocks where it can), so
+  // no two threads write the same cache line.
+  parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); });
+}
+
+}  // namespace tg::kernels

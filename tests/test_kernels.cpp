@@ -154,6 +154,34 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("conv2d_stride1_weight_grad equals sum over images of dY cols^T") {
+    Generator gen(8);
+    struct Case { int64_t N, C, H, W, O, kh, kw, ph, pw; };
+    for (const Case& c : {Case{3, 16, 14, 14, 32, 5, 5, 2, 2}, Case{9, 1, 28, 28, 16, 5, 5, 2, 2}, Case{2, 3, 5, 7, 9, 3, 2, 1, 0},
+                          Case{1, 2, 17, 33, 5, 3, 3, 2, 1}, Case{10, 4, 3, 3, 3, 1, 1, 0, 0}, Case{2, 3, 6, 40, 6, 2, 7, 0, 3}}) {
+      CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.kw);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, c.kh, c.kw, 1, 1, c.ph, c.pw, 1, 1};
+      const int64_t P = g.out_h() * g.out_w(), patch = c.C * c.kh * c.kw;
+      std::vector<float> x(c.N * c.C * c.H * c.W), dy(c.N * c.O * P), cols(patch * P), expected(c.O * patch, 0.f);
+      for (float& v : x) v = gen.uniform(-1, 1);
+      for (float& v : dy) v = gen.uniform(-1, 1);
+      for (int64_t n = 0; n < c.N; ++n) {
+        kernels::im2col(x.data() + n * c.C * c.H * c.W, g, cols.data(), P);
+        kernels::gemm_naive(false, true, c.O, patch, P, 1.f, dy.data() + n * c.O * P, P, cols.data(), P, 1.f,
+                            expected.data(), patch);
+      }
+      std::vector<float> dw(c.O * patch, 0.25f);  // it adds to what is there
+      const kernels::DirectConv d{c.C, c.H, c.W, c.O, c.kh, c.kw, c.ph, c.pw, patch, c.kh * c.kw, c.kw, 1};
+      const bool fast = kernels::conv2d_stride1_weight_grad(x.data(), dy.data(), c.N, d, dw.data());
+#if defined(__AVX512F__)
+      REQUIRE(fast);  // every case here has the fast path on AVX-512
+#endif
+      if (!fast) continue;  // other builds take im2col + gemm, tested with the op
+      for (size_t i = 0; i < dw.size(); ++i)
+        REQUIRE(dw[i] - 0.25f == doctest::Approx(expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * P) / 50));
+    }
+  }
+
   TEST_CASE("parallel_for covers the range exactly once and rethrows") {
     std::vector<std::atomic<int>> hits(1000);
     kernels::parallel_for(0, 1000, 7, [&](int64_t lo, int64_t hi) {

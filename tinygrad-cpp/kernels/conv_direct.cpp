@@ -192,4 +192,145 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
   parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); });
 }
 
+// ---- the weight gradient of the same convolution, over a batch ----
+//
+//   dw[o][c][i][j] += sum over images n, output rows y, columns x of
+//                     dY[n][o][y][x] * in[n][c][y + i - pad_h][x + j - pad_w]
+//
+// A tile is (Q output channels) x (one kernel row (c, i): its KW taps), KW*Q vectors of
+// partial sums in registers while the tile runs over output rows and 16-wide pieces:
+// each step loads Q pieces of dY and KW shifted pieces of the input row, and does KW*Q
+// multiply-adds (KW = 5: 4 channels, 20 sums, 9 loads for 20 FMAs). Masked loads read
+// the border as zeros, so neither dY nor the image is copied. Images go in blocks of 8,
+// so a block's dY planes of the tile's channels stay in L1 across the C*kh tiles that
+// reuse them; the vector sums wait in memory between blocks and are added up across
+// their lanes once, at the end. Threads take whole blocks of output channels.
+namespace {
+#if defined(__AVX512F__)
+constexpr int64_t kMaxPieces = 4;      // rows up to 64 outputs wide
+constexpr int64_t kImagesPerBlock = 8;
+constexpr int weight_grad_channels(int KW) { return std::min(8, std::max(1, 20 / KW)); }
+
+struct WeightGradJob {
+  const float* images;
+  const float* grads;
+  DirectConv d;
+  int64_t out_h, out_w, pieces;
+  __mmask16 out_mask[kMaxPieces];     // lanes of piece p that are outputs
+  __mmask16 in_mask[kMaxPieces][8];   // ... whose input column for tap j lies inside the row
+};
+
+inline float lane_sum(vfloat v) {
+  float total = 0.f;
+  for (int64_t lane = 0; lane < VW; ++lane) total += v[lane];
+  return total;
+}
+
+// Adds block [n0, n1) of images into sums [KW][Q] for channels o0.. (count of them real;
+// the others repeat the last and are discarded) and kernel row (c, i).
+template <int KW>
+void weight_grad_tile(const WeightGradJob& job, int64_t o0, int64_t count, int64_t c, int64_t i, int64_t n0,
+                      int64_t n1, vfloat* sums) {
+  constexpr int Q = weight_grad_channels(KW);
+  const DirectConv& d = job.d;
+  __m512 sum[KW][Q];
+#pragma GCC unroll 8
+  for (int j = 0; j < KW; ++j)
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) sum[j][q] = sums[j * Q + q];
+  const int64_t y0 = std::max<int64_t>(0, d.pad_h - i), y1 = std::min(job.out_h, d.height + d.pad_h - i);
+  const int64_t out_plane = job.out_h * job.out_w;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* image = job.images + (n * d.channels + c) * d.height * d.width;
+    const float* grad[Q];
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) grad[q] = job.grads + (n * d.out_channels + o0 + std::min<int64_t>(q, count - 1)) * out_plane;
+    for (int64_t y = y0; y < y1; ++y) {
+      const float* row = image + (y + i - d.pad_h) * d.width - d.pad_w;  // + x + j: the input under output x, tap j
+      for (int64_t p = 0; p < job.pieces; ++p) {
+        __m512 dy[Q];
+#pragma GCC unroll 8
+        for (int q = 0; q < Q; ++q) dy[q] = _mm512_maskz_loadu_ps(job.out_mask[p], grad[q] + y * job.out_w + 16 * p);
+#pragma GCC unroll 8
+        for (int j = 0; j < KW; ++j) {
+          const __m512 in = _mm512_maskz_loadu_ps(job.in_mask[p][j], row + 16 * p + j);
+#pragma GCC unroll 8
+          for (int q = 0; q < Q; ++q) sum[j][q] = _mm512_fmadd_ps(in, dy[q], sum[j][q]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < KW; ++j)
+#pragma GCC unroll 8
+    for (int q = 0; q < Q; ++q) sums[j * Q + q] = sum[j][q];
+}
+
+// All of it for the channel blocks [block0, block1) of Q channels.
+template <int KW>
+void weight_grad_blocks(const WeightGradJob& job, int64_t block0, int64_t block1, int64_t batch, float* dw) {
+  constexpr int Q = weight_grad_channels(KW);
+  const DirectConv& d = job.d;
+  const int64_t rows = d.channels * d.kernel_h;  // kernel rows (c, i)
+  static thread_local std::vector<vfloat> sums;
+  sums.resize(static_cast<size_t>(rows * KW * Q));
+  for (int64_t block = block0; block < block1; ++block) {
+    const int64_t o0 = block * Q, count = std::min<int64_t>(Q, d.out_channels - o0);
+    std::fill(sums.begin(), sums.end(), vfloat{});
+    for (int64_t n0 = 0; n0 < batch; n0 += kImagesPerBlock)
+      for (int64_t r = 0; r < rows; ++r)
+        weight_grad_tile<KW>(job, o0, count, r / d.kernel_h, r % d.kernel_h, n0, std::min(batch, n0 + kImagesPerBlock),
+                             sums.data() + r * KW * Q);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int j = 0; j < KW; ++j)
+        for (int64_t q = 0; q < count; ++q)
+          dw[(o0 + q) * d.out_stride + (r / d.kernel_h) * d.in_stride + (r % d.kernel_h) * d.row_stride + j * d.col_stride] +=
+              lane_sum(sums[static_cast<size_t>((r * KW + j) * Q + q)]);
+  }
+}
+
+template <int KW>
+void weight_grad(const WeightGradJob& job, int64_t batch, float* dw) {
+  constexpr int Q = weight_grad_channels(KW);
+  const int64_t blocks = (job.d.out_channels + Q - 1) / Q;
+  parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) { weight_grad_blocks<KW>(job, b0, b1, batch, dw); });
+}
+#endif
+}  // namespace
+
+bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t batch, const DirectConv& d, float* dw) {
+#if defined(__AVX512F__)
+  WeightGradJob job{images, grads, d, d.height + 2 * d.pad_h - d.kernel_h + 1, d.width + 2 * d.pad_w - d.kernel_w + 1, 0, {}, {}};
+  job.pieces = (job.out_w + 15) / 16;
+  if (d.kernel_w < 1 || d.kernel_w > 7 || job.pieces > kMaxPieces || job.out_h < 1 || job.out_w < 1) return false;
+  for (int64_t p = 0; p < job.pieces; ++p) {
+    unsigned out_bits = 0;
+    for (int64_t lane = 0; lane < 16; ++lane)
+      if (16 * p + lane < job.out_w) out_bits |= 1u << lane;
+    job.out_mask[p] = static_cast<__mmask16>(out_bits);
+    for (int64_t j = 0; j < d.kernel_w; ++j) {
+      unsigned bits = 0;
+      for (int64_t lane = 0; lane < 16; ++lane) {
+        const int64_t x = 16 * p + lane + j - d.pad_w;  // input column under output 16p+lane, tap j
+        if (16 * p + lane < job.out_w && x >= 0 && x < d.width) bits |= 1u << lane;
+      }
+      job.in_mask[p][j] = static_cast<__mmask16>(bits);
+    }
+  }
+  switch (d.kernel_w) {
+    case 1: weight_grad<1>(job, batch, dw); break;
+    case 2: weight_grad<2>(job, batch, dw); break;
+    case 3: weight_grad<3>(job, batch, dw); break;
+    case 4: weight_grad<4>(job, batch, dw); break;
+    case 5: weight_grad<5>(job, batch, dw); break;
+    case 6: weight_grad<6>(job, batch, dw); break;
+    default: weight_grad<7>(job, batch, dw); break;
+  }
+  return true;
+#else
+  (void)images, (void)grads, (void)batch, (void)d, (void)dw;
+  return false;
+#endif
+}
+
 }  // namespace tg::kernels

@@ -182,6 +182,24 @@ inline float dot(const float* __restrict a, const float* __restrict b, int64_t n
   return sum;
 }
 
+}  // namespace
+
+float sum(const float* values, int64_t n) {
+  vfloat acc0{}, acc1{};
+  int64_t k = 0;
+  for (; k + 2 * VW <= n; k += 2 * VW) {
+    acc0 += load_unaligned(values + k);
+    acc1 += load_unaligned(values + k + VW);
+  }
+  const vfloat acc = acc0 + acc1;
+  float total = 0.f;
+  for (int64_t lane = 0; lane < VW; ++lane) total += acc[lane];
+  for (; k < n; ++k) total += values[k];
+  return total;
+}
+
+namespace {
+
 // Matrix-vector shaped products (a few rows of C): packing would cost more than the
 // arithmetic, so read A and B in place. Rows of op(B) that are contiguous become axpy
 // updates of C's row, four rows of B per pass over C; columns of op(B) that are rows of

@@ -18,6 +18,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc);
 
+// The sum of n floats, VW at a time (the same order every run).
+float sum(const float* values, int64_t n);
+
 // Geometry of one 2-D convolution or pooling window sweep over one image.
 struct ConvGeometry {
   int64_t channels, height, width;         // input image C, H, W
@@ -54,6 +57,11 @@ struct DirectConv {
   int64_t out_stride, in_stride, row_stride, col_stride;
 };
 void conv2d_stride1(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out);
+// Its weight gradient over a batch: dw (laid out by d's strides) += the sum over the images
+// [batch, channels, H, W] and their output gradients grads [batch, out_channels, oh, ow].
+// Returns false, doing nothing, where it has no fast path (no AVX-512, kernel_w > 7, rows
+// wider than 64): the caller then takes im2col + gemm.
+bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t batch, const DirectConv& d, float* dw);
 
 // ---- threads ----
 // Number of threads parallel_for uses: TG_NUM_THREADS, or all cores.

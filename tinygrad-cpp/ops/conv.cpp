@@ -7,6 +7,11 @@
 //               dcols_g = W_g^T dY_g ; dx = col2im(dcols)
 //               db   = dY summed over batch and positions
 // where P = out_h*out_w. Batch chunks keep the column matrix within a few MB.
+//
+// Convolutions with stride 1 and no dilation or groups (all of FashionCNN's) skip the
+// column matrix: kernels/conv_direct.cpp computes the forward pass, dx (the same kernel
+// on dY with the weight flipped) and dW straight from the images. im2col + gemm is the
+// general path and the one the direct kernels are tested against.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -67,12 +72,18 @@ void fill_columns(const Tensor& x, const ConvPlan& plan, int64_t n0, int64_t nb,
 
 thread_local std::vector<float> columns_buffer, scratch_buffer, dw_transposed_buffer;
 
-// One image, stride 1, no dilation, no groups (every conv of saliency and gradient ascent
-// on FashionCNN): computed directly, without a column matrix (kernels/conv_direct.cpp).
-bool direct_one_image(const ConvPlan& plan) {
+// Stride 1, no dilation, no groups (every conv of FashionCNN): computed directly, image by
+// image, without a column matrix (kernels/conv_direct.cpp). One image is shared by the
+// threads inside the kernel; a batch is shared out image by image.
+bool direct(const ConvPlan& plan) {
   const kernels::ConvGeometry& g = plan.geometry;
-  return plan.batch == 1 && plan.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
-         g.dilation_w == 1;
+  return plan.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1;
+}
+template <class F>
+void for_each_image(int64_t batch, F body) {
+  kernels::parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n) body(n);
+  });
 }
 
 // Whether one image is split over the threads (rather than run by one): only from about a
@@ -122,11 +133,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   const int64_t O = plan.out_channels, P = plan.positions;
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
-  if (direct_one_image(plan)) {
+  if (direct(plan)) {
     const kernels::ConvGeometry& g = plan.geometry;
     const kernels::DirectConv d{g.channels, g.height, g.width, O, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
                                 rows, g.kernel_h * g.kernel_w, g.kernel_w, 1};
-    kernels::conv2d_stride1(x.data(), d, weight.data(), bias.defined() ? bias.data() : nullptr, out.data());
+    const int64_t image_size = g.channels * g.height * g.width;
+    for_each_image(plan.batch, [&](int64_t n) {
+      kernels::conv2d_stride1(x.data() + n * image_size, d, weight.data(), bias.defined() ? bias.data() : nullptr,
+                              out.data() + n * O * P);
+    });
     return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
   }
   if (share_one_image(plan, O * P * rows)) {
@@ -187,15 +202,18 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
   // HINT: dcols_g = W_g^T dY_g, then kernels::col2im each image's columns into dx; db sums dY.
   bool dx_done = false;
   const kernels::ConvGeometry& geo = plan.geometry;
-  if (want_x && direct_one_image(plan) && geo.pad_h < geo.kernel_h && geo.pad_w < geo.kernel_w) {
-    // One image: dx is the convolution of dY (bordered by kernel-1-pad) with the weight
-    // transposed (out <-> in channels) and flipped (taps read backwards):
+  if (want_x && direct(plan) && geo.pad_h < geo.kernel_h && geo.pad_w < geo.kernel_w) {
+    // dx is the convolution of dY (bordered by kernel-1-pad) with the weight transposed
+    // (out <-> in channels) and flipped (taps read backwards):
     //     dx[c][y][x] = sum over (o, i, j) of w[o][c][kh-1-i][kw-1-j] * dYpadded[o][y+i][x+j]
     const int64_t taps = geo.kernel_h * geo.kernel_w;
     const kernels::DirectConv d{O, geo.out_h(), geo.out_w(), geo.channels, geo.kernel_h, geo.kernel_w,
                                 geo.kernel_h - 1 - geo.pad_h, geo.kernel_w - 1 - geo.pad_w,
                                 taps, geo.channels * taps, -geo.kernel_w, -1};
-    kernels::conv2d_stride1(grad_output.data(), d, weight.data() + taps - 1, nullptr, dx.data());
+    for_each_image(plan.batch, [&](int64_t n) {
+      kernels::conv2d_stride1(grad_output.data() + n * O * P, d, weight.data() + taps - 1, nullptr,
+                              dx.data() + n * image_size);
+    });
     dx_done = true;
   }
   if (want_x && !dx_done && plan.geometry.channels > 1 && share_one_image(plan, O * P * rows)) {
@@ -212,25 +230,27 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
     });
     dx_done = true;
   }
-  std::vector<std::vector<float>> dw_partials(static_cast<size_t>(plan.batch)), db_partials(static_cast<size_t>(plan.batch));
-  if (want_w || want_b || !dx_done) for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
+  // db[o] = sum of dY[n][o][p] over images and positions
+  if (want_b)
+    for (int64_t n = 0; n < plan.batch; ++n)
+      for (int64_t o = 0; o < O; ++o) db.data()[o] += kernels::sum(grad_output.data() + (n * O + o) * P, P);
+  bool dw_done = false;
+  if (want_w && direct(plan)) {
+    const int64_t taps = geo.kernel_h * geo.kernel_w;
+    const kernels::DirectConv d{geo.channels, geo.height, geo.width, O, geo.kernel_h, geo.kernel_w, geo.pad_h, geo.pad_w,
+                                rows, taps, geo.kernel_w, 1};
+    dw_done = kernels::conv2d_stride1_weight_grad(x.data(), grad_output.data(), plan.batch, d, dw.data());
+  }
+  std::vector<std::vector<float>> dw_partials(static_cast<size_t>(plan.batch));
+  if ((want_w && !dw_done) || (want_x && !dx_done)) for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
     const int64_t width = nb * P;
     // dY for this chunk as [O, nb*P], matching the column layout of the forward pass.
     float* grad = buffer(scratch_buffer, O * width);
     for (int64_t i = 0; i < nb; ++i)
       for (int64_t o = 0; o < O; ++o)
         std::copy_n(grad_output.data() + ((n0 + i) * O + o) * P, P, grad + o * width + i * P);
-    if (want_b) {
-      std::vector<float>& partial = db_partials[slot];
-      partial.resize(static_cast<size_t>(O), 0.f);
-      for (int64_t o = 0; o < O; ++o) {
-        float sum = 0.f;
-        for (int64_t k = 0; k < width; ++k) sum += grad[o * width + k];
-        partial[o] += sum;
-      }
-    }
     float* cols = buffer(columns_buffer, rows * width);
-    if (want_w) {
+    if (want_w && !dw_done) {
       std::vector<float>& partial = dw_partials[slot];
       partial.resize(static_cast<size_t>(weight.numel()), 0.f);
       fill_columns(x, plan, n0, nb, cols);
@@ -254,7 +274,6 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
     }
   });
   add_partials(dw_partials, dw);
-  add_partials(db_partials, db);
   // END SOLUTION
   return {dx, dw, db};
 }

@@ -1,4 +1,5 @@
-// conv2d_stride1: the direct convolution of one image, with no column matrix.
+// conv2d_stride1: the direct convolution of one image, with no column matrix; and below
+// it, conv2d_stride1_weight_grad, the weight gradient of the same convolution over a batch.
 //
 //   out[o][y][x] = bias[o] + sum over (c, i, j) of  w(o,c,i,j) * in[c][y + i - pad_h][x + j - pad_w]
 //
@@ -187,8 +188,8 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
     run_tiles(image, d, weight, bias, out, 0, tiles);
     return;
   }
-  // Each thread takes one contiguous range of tiles (whole channel blocks where it can), so
-  // no two threads write the same cache line.
+  // Each thread takes one contiguous range of tiles: whole channel blocks where the count
+  // allows, so the threads seldom write the same cache line.
   parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); });
 }
 

@@ -45,6 +45,21 @@ void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   }
 }
 
+// Two vector accumulators, so consecutive adds do not wait for each other.
+float sum(const float* values, int64_t n) {
+  vfloat acc0{}, acc1{};
+  int64_t k = 0;
+  for (; k + 2 * VW <= n; k += 2 * VW) {
+    acc0 += load_unaligned(values + k);
+    acc1 += load_unaligned(values + k + VW);
+  }
+  const vfloat acc = acc0 + acc1;
+  float total = 0.f;
+  for (int64_t lane = 0; lane < VW; ++lane) total += acc[lane];
+  for (; k < n; ++k) total += values[k];
+  return total;
+}
+
 namespace {
 
 constexpr int64_t MR = 6;        // rows of the register tile
@@ -181,24 +196,6 @@ inline float dot(const float* __restrict a, const float* __restrict b, int64_t n
   for (; k < n; ++k) sum += a[k] * b[k];
   return sum;
 }
-
-}  // namespace
-
-float sum(const float* values, int64_t n) {
-  vfloat acc0{}, acc1{};
-  int64_t k = 0;
-  for (; k + 2 * VW <= n; k += 2 * VW) {
-    acc0 += load_unaligned(values + k);
-    acc1 += load_unaligned(values + k + VW);
-  }
-  const vfloat acc = acc0 + acc1;
-  float total = 0.f;
-  for (int64_t lane = 0; lane < VW; ++lane) total += acc[lane];
-  for (; k < n; ++k) total += values[k];
-  return total;
-}
-
-namespace {
 
 // Matrix-vector shaped products (a few rows of C): packing would cost more than the
 // arithmetic, so read A and B in place. Rows of op(B) that are contiguous become axpy

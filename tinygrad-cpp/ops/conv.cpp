@@ -79,6 +79,13 @@ bool direct(const ConvPlan& plan) {
   const kernels::ConvGeometry& g = plan.geometry;
   return plan.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1;
 }
+// The forward convolution of one image as the direct kernel sees it.
+kernels::DirectConv direct_forward(const ConvPlan& plan) {
+  const kernels::ConvGeometry& g = plan.geometry;
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  return {g.channels, g.height, g.width, plan.out_channels, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
+          g.channels * taps, taps, g.kernel_w, 1};
+}
 template <class F>
 void for_each_image(int64_t batch, F body) {
   kernels::parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
@@ -86,8 +93,8 @@ void for_each_image(int64_t batch, F body) {
   });
 }
 
-// Whether one image is split over the threads (rather than run by one): only from about a
-// million multiply-adds up (FashionCNN's conv2, not conv1), where the split pays for itself.
+// Whether one image of a conv the direct kernels do not take (a stride, a dilation) is split
+// over the threads: only from about a million multiply-adds up, where the split pays.
 bool share_one_image(const ConvPlan& plan, int64_t multiply_adds) {
   return plan.batch == 1 && plan.groups == 1 && multiply_adds >= (int64_t{1} << 20) && kernels::num_threads() > 1 &&
          !kernels::in_parallel_region();
@@ -134,10 +141,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
   Tensor out = Tensor::empty({plan.batch, O, plan.geometry.out_h(), plan.geometry.out_w()});
   const int64_t rows = plan.geometry.channels * weight.dim(2) * weight.dim(3);
   if (direct(plan)) {
-    const kernels::ConvGeometry& g = plan.geometry;
-    const kernels::DirectConv d{g.channels, g.height, g.width, O, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
-                                rows, g.kernel_h * g.kernel_w, g.kernel_w, 1};
-    const int64_t image_size = g.channels * g.height * g.width;
+    const kernels::DirectConv d = direct_forward(plan);
+    const int64_t image_size = d.channels * d.height * d.width;
     for_each_image(plan.batch, [&](int64_t n) {
       kernels::conv2d_stride1(x.data() + n * image_size, d, weight.data(), bias.defined() ? bias.data() : nullptr,
                               out.data() + n * O * P);
@@ -145,11 +150,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 s
     return tape().record(Op::Conv2d, {x, weight, bias}, out, params);
   }
   if (share_one_image(plan, O * P * rows)) {
-    // One image (saliency, ascent): the threads take bands of output rows instead, each
+    // One image with a stride or dilation: the threads take bands of output rows, each
     // with its own columns, product and bias, so the whole op is shared, not just the gemm.
     // The product is taken transposed, result^T [positions, O] = cols^T W^T: the band's
     // positions become the gemm's long side and the few output channels its short one (a
-    // whole 32-wide sliver for conv2), which wastes less of the micro-kernel.
+    // whole 32-wide sliver for 32 channels), which wastes less of the micro-kernel.
     const int64_t out_w = plan.geometry.out_w();
     kernels::parallel_for(0, plan.geometry.out_h(), 1, [&](int64_t oy0, int64_t oy1) {
       const int64_t width = (oy1 - oy0) * out_w;
@@ -217,8 +222,9 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
     dx_done = true;
   }
   if (want_x && !dx_done && plan.geometry.channels > 1 && share_one_image(plan, O * P * rows)) {
-    // One image: the threads take bands of input channels. The rows of dcols for channels
-    // [c0, c1) need only those columns of W, and col2im of them touches only those planes.
+    // One image (not direct): the threads take bands of input channels. The rows of dcols
+    // for channels [c0, c1) need only those columns of W, and col2im of them touches only
+    // those planes.
     const int64_t taps = weight.dim(2) * weight.dim(3), plane = plan.geometry.height * plan.geometry.width;
     kernels::parallel_for(0, plan.geometry.channels, 1, [&](int64_t c0, int64_t c1) {
       float* dcols = buffer(columns_buffer, (c1 - c0) * taps * P);
@@ -235,12 +241,8 @@ std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_output) {
     for (int64_t n = 0; n < plan.batch; ++n)
       for (int64_t o = 0; o < O; ++o) db.data()[o] += kernels::sum(grad_output.data() + (n * O + o) * P, P);
   bool dw_done = false;
-  if (want_w && direct(plan)) {
-    const int64_t taps = geo.kernel_h * geo.kernel_w;
-    const kernels::DirectConv d{geo.channels, geo.height, geo.width, O, geo.kernel_h, geo.kernel_w, geo.pad_h, geo.pad_w,
-                                rows, taps, geo.kernel_w, 1};
-    dw_done = kernels::conv2d_stride1_weight_grad(x.data(), grad_output.data(), plan.batch, d, dw.data());
-  }
+  if (want_w && direct(plan))
+    dw_done = kernels::conv2d_stride1_weight_grad(x.data(), grad_output.data(), plan.batch, direct_forward(plan), dw.data());
   std::vector<std::vector<float>> dw_partials(static_cast<size_t>(plan.batch));
   if ((want_w && !dw_done) || (want_x && !dx_done)) for_each_chunk(plan, [&](int64_t n0, int64_t nb, int64_t slot) {
     const int64_t width = nb * P;

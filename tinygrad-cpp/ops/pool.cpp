@@ -84,7 +84,6 @@ inline int64_t window_argmax(const float* __restrict plane, const PoolPlan& p, i
   return best;
 }
 
-
 // The usual pooling layer, 2x2 windows with stride 2, works on pairs of input rows
 // (top, bottom). With AVX-512, 16 windows at a time: two loads per row bring 32 pixels,
 // a permute splits them into the windows' left (even) and right (odd) pixels, and the

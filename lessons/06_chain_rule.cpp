@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
     const Tensor image = data::normalize_pixels(sample.pixels.data());
     const Tensor logits = explain::scores(model, image);
-    const int64_t predicted = std::max_element(logits.data(), logits.data() + 10) - logits.data();
+    const int64_t predicted = argmax(logits)[0];
     lesson.say("test image 0 is labeled {}; the model says {} ({})", data::kFashionClasses[sample.labels[0]], predicted,
                data::kFashionClasses[predicted]);
 

@@ -21,23 +21,41 @@ int main(int argc, char** argv) {
     nn::Sequential& model = lesson.model();
     const Tensor image = viz::image_to_input(lesson.image(), 28, data::kFashionMean, data::kFashionStd, false);
     const Tensor logits = explain::scores(model, image);
-    const int64_t predicted = std::max_element(logits.data(), logits.data() + 10) - logits.data();
+    const int64_t predicted = argmax(logits)[0];
     lesson.say("{}: predicted {} ({})", lesson.image_path(), predicted, data::kFashionClasses[predicted]);
 
-    lesson.step("The three rules, one forward pass each, for the predicted class score");
-    const std::vector<std::pair<const char*, explain::ReluRule>> rules = {
-        {"vanilla   (x>0)*g", explain::ReluRule::Vanilla},
-        {"deconvnet max(g,0)", explain::ReluRule::Deconvnet},
-        {"guided    (x>0)*max(g,0)", explain::ReluRule::Guided}};
+    lesson.step("The swap itself: one forward pass, then three backward passes, each under its own ReLU rule");
+    // A rule is a value with one signature: (entry, gradient of its output) -> gradients of its inputs.
+    // tg::rules holds the three (ops/activation.cpp); a rule of your own plugs in the same way.
+    const std::vector<std::pair<const char*, BackwardRule>> relu_rules = {
+        {"vanilla   (x>0)*g", rules::vanilla_relu},
+        {"deconvnet max(g,0)", rules::deconvnet_relu},
+        {"guided    (x>0)*max(g,0)", rules::guided_relu}};
     std::vector<Tensor> class_maps, neuron_maps;
-    for (const auto& [name, rule] : rules) {
-      const Tensor g = explain::class_gradient(model, image, {predicted}, rule);
-      int64_t negative = 0;
-      for (int64_t i = 0; i < g.numel(); ++i) negative += g.data()[i] < 0;
-      lesson.say("{:<26} negative entries: {:>3} of 784, largest |g| {:.3f}", name, negative,
-                 tg::max(tg::abs(g)).item());
-      class_maps.push_back(g);
+    {
+      explain::FreezeParameters frozen(model);  // only the input needs a gradient
+      const Tensor x = image.detach().requires_grad_();
+      const Tensor scores = model(x);  // recorded on the tape once
+      const Tensor seed = one_hot(scores.shape(), {predicted});
+      for (size_t i = 0; i < relu_rules.size(); ++i) {
+        x.zero_grad();
+        {
+          // From here to the closing brace, every ReLU entry on the tape uses this rule.
+          tg::OverrideBackward guard(tg::Op::ReLU, relu_rules[i].second);
+          // retain_graph keeps the walked entries for the next rule; the last pass frees them.
+          scores.backward(seed, /*retain_graph=*/i + 1 < relu_rules.size());
+        }
+        // The guard is scoped, not a setting: once it ends (by the brace or by an exception),
+        // every backward is the true gradient again, so no rule leaks into another explanation.
+        const Tensor g = x.grad();
+        int64_t negative = 0;
+        for (int64_t k = 0; k < g.numel(); ++k) negative += g.data()[k] < 0;
+        lesson.say("{:<26} negative entries: {:>3} of 784, largest |g| {:.3f}", relu_rules[i].first, negative,
+                   tg::max(tg::abs(g)).item());
+        class_maps.push_back(g);
+      }
     }
+    lesson.say("explain::class_gradient(model, image, targets, rule) wraps these lines for every method and model.");
 
     lesson.step("One neuron: the most active conv2 unit at the image center, every other conv2 neuron seeded 0");
     model(image);
@@ -46,7 +64,8 @@ int main(int argc, char** argv) {
     for (int64_t c = 1; c < conv2.dim(1); ++c)
       if (conv2.at({0, c, 7, 7}) > conv2.at({0, best, 7, 7})) best = c;
     lesson.say("conv2 channel {} has the largest value at (7,7): {:.3f}", best, conv2.at({0, best, 7, 7}));
-    for (const auto& [name, rule] : rules) neuron_maps.push_back(explain::neuron_gradient(model, image, {"conv2", best, 7, 7}, rule));
+    for (const auto& [name, rule] : relu_rules)
+      neuron_maps.push_back(explain::neuron_gradient(model, image, {"conv2", best, 7, 7}, rule));
 
     lesson.step("How different are they? Pearson correlation of each map with the vanilla gradient");
     auto correlation = [](const Tensor& a, const Tensor& b) {
@@ -77,8 +96,9 @@ int main(int argc, char** argv) {
     for (const Tensor& g : neuron_maps) tiles.push_back(show(g));
     lesson.figure("rules.png", viz::grid(tiles, 4, 4),
                   fmt::format("Columns: input, vanilla, deconvnet, guided. Top: d score({}) / d pixels. Bottom: d "
-                              "conv2[{},7,7] / d pixels. Guided backprop keeps the object's edges and drops the "
-                              "negative clutter.",
+                              "conv2[{},7,7] / d pixels. Red is positive, blue negative. Under the guided rule no "
+                              "negative signal passes a ReLU, yet pixels still get negative values: the last step, "
+                              "conv1's weights, has both signs.",
                               data::kFashionClasses[predicted], best));
     lesson.say("vanilla is murky (lesson 6); deconvnet ignores where the input was off; guided is both: sharp but");
     lesson.say("no longer a gradient of anything (lesson 12 shows it barely depends on the weights).");

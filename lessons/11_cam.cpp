@@ -28,10 +28,8 @@ int main(int argc, char** argv) {
     std::iota(order.begin(), order.end(), 0);
     const data::Batch all = data::make_batch(sample, order, 0, sample.size());
     const Tensor logits = explain::scores(model, all.images);
-    std::vector<int64_t> predicted(static_cast<size_t>(sample.size()));
+    const std::vector<int64_t> predicted = argmax(logits);
     for (int64_t i = 0; i < sample.size(); ++i) {
-      const float* row = logits.data() + i * 10;
-      predicted[i] = std::max_element(row, row + 10) - row;
       auto& list = predicted[i] == sample.labels[i] ? right : wrong;
       if (static_cast<int>(list.size()) < wanted) list.push_back(i);
     }

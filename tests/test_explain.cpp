@@ -102,7 +102,7 @@ TEST_SUITE("explain") {
     auto model = small_cnn(3);
     const Tensor x = test::random_normal({3, 2, 8, 6}, 4, false);
     Targets resolved;
-    const Tensor a = class_gradient(*model, x, {-1, -1, -1}, ReluRule::Vanilla, &resolved);
+    const Tensor a = class_gradient(*model, x, {-1, -1, -1}, rules::vanilla_relu, &resolved);
     const Tensor logits = scores(*model, x);
     for (int64_t n = 0; n < 3; ++n) {
       const float* row = logits.data() + n * 3;
@@ -124,7 +124,7 @@ TEST_SUITE("explain") {
     // Gradient w.r.t. relu1's input (the conv output): the rules clip negative signals there.
     auto model = small_cnn(7);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 8, false);
-    for (ReluRule rule : {ReluRule::Guided, ReluRule::Deconvnet}) {
+    for (const bool guided : {true, false}) {
       FreezeParameters frozen(*model);
       Tensor conv_out = model->forward_until(x, "conv1").detach().requires_grad_();
       Tensor h = model->forward_after(conv_out, "conv1");
@@ -132,14 +132,14 @@ TEST_SUITE("explain") {
       seed.at({0, 1}) = 1.f;
       seed.at({1, 1}) = 1.f;
       {
-        OverrideBackward guard(Op::ReLU, rule == ReluRule::Guided ? BackwardRule(rules::guided_relu) : BackwardRule(rules::deconvnet_relu));
+        OverrideBackward guard(Op::ReLU, guided ? rules::guided_relu : rules::deconvnet_relu);
         h.backward(seed);
       }
       int positive = 0;
       for (int64_t i = 0; i < conv_out.numel(); ++i) {
         REQUIRE(conv_out.grad().data()[i] >= 0.f);
         positive += conv_out.grad().data()[i] > 0.f;
-        if (rule == ReluRule::Guided && conv_out.data()[i] <= 0.f) REQUIRE(conv_out.grad().data()[i] == 0.f);
+        if (guided && conv_out.data()[i] <= 0.f) REQUIRE(conv_out.grad().data()[i] == 0.f);
       }
       CHECK(positive > 0);
     }

@@ -1,6 +1,7 @@
 // The fast kernels against their naive references, on sizes that are not multiples
 // of any block size; im2col against its adjoint; the thread pool.
 #include <atomic>
+#include <tuple>
 
 #include "tests/helpers.h"
 
@@ -134,7 +135,7 @@ TEST_SUITE("kernels") {
       for (float& v : bias) v = gen.uniform(-1, 1);
       const int64_t taps = c.kh * c.kw, out_count = c.O * g.out_h() * g.out_w();
       std::vector<float> expected(out_count), out(out_count, std::nanf(""));
-      kernels::conv2d_direct(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
+      kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
       const kernels::DirectConv d{c.C, c.H, c.W, c.O, c.kh, c.kw, c.ph, c.pw, c.C * taps, taps, c.kw, 1};
       kernels::conv2d_stride1(x.data(), d, w.data(), bias.data(), out.data());
       for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
@@ -179,6 +180,42 @@ TEST_SUITE("kernels") {
       if (!fast) continue;  // other builds take im2col + gemm, tested with the op
       for (size_t i = 0; i < dw.size(); ++i)
         REQUIRE(dw[i] - 0.25f == doctest::Approx(expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * P) / 50));
+    }
+  }
+
+  TEST_CASE("2x2 max-pool: the fast kernels equal the naive ones on odd widths, with ties") {
+    // Widths around the 16-window vector, odd heights and widths (a last row or column that no
+    // window covers), and values drawn from 3 levels so most windows have ties.
+    Generator gen(17);
+    for (const auto& [planes, H, W] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {3, 5, 7}, {2, 4, 30}, {4, 6, 32}, {1, 3, 33}, {5, 28, 28}, {2, 9, 65}}) {
+      CAPTURE(planes);
+      CAPTURE(H);
+      CAPTURE(W);
+      std::vector<float> x(planes * H * W), g(planes * (H / 2) * (W / 2));
+      for (float& v : x) v = static_cast<float>(gen.next_u64() % 3);
+      for (float& v : g) v = gen.normal();
+      std::vector<float> out_fast(g.size(), -1.f), out_naive(g.size(), -2.f);
+      kernels::max_pool2x2(x.data(), planes, H, W, out_fast.data());
+      kernels::max_pool2x2_naive(x.data(), planes, H, W, out_naive.data());
+      CHECK(out_fast == out_naive);
+      std::vector<float> dx_fast(x.size(), 0.f), dx_naive(x.size(), 0.f);
+      kernels::max_pool2x2_backward(x.data(), g.data(), planes, H, W, dx_fast.data());
+      kernels::max_pool2x2_backward_naive(x.data(), g.data(), planes, H, W, dx_naive.data());
+      CHECK(dx_fast == dx_naive);
+      // The definition: each window's gradient lands on its first maximum in reading order.
+      for (int64_t c = 0; c < planes; ++c)
+        for (int64_t oy = 0; oy < H / 2; ++oy)
+          for (int64_t ox = 0; ox < W / 2; ++ox) {
+            const float* p = x.data() + c * H * W;
+            const int64_t at[4] = {2 * oy * W + 2 * ox, 2 * oy * W + 2 * ox + 1, (2 * oy + 1) * W + 2 * ox,
+                                   (2 * oy + 1) * W + 2 * ox + 1};
+            int best = 0;
+            for (int k = 1; k < 4; ++k)
+              if (p[at[k]] > p[at[best]]) best = k;
+            const float window_grad = g[(c * (H / 2) + oy) * (W / 2) + ox];
+            for (int k = 0; k < 4; ++k) REQUIRE(dx_naive[c * H * W + at[k]] == (k == best ? window_grad : 0.f));
+          }
     }
   }
 

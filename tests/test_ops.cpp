@@ -157,6 +157,28 @@ TEST_SUITE("relu") {
       test::check_rule("relu", [](const std::vector<Tensor>& in) { return relu(in[0]); }, {xs});
     }
   }
+
+  TEST_CASE("relu6 forward values; its vanilla rule is (0 < x < 6) * g, checked against central differences") {
+    Tensor x = Tensor::from_vector({-2, 0, 0.5f, 5.9f, 6, 7.5f}, {2, 3});
+    CHECK(relu6(x).to_vector() == std::vector<float>{0, 0, 0.5f, 5.9f, 6, 6});
+    // At the kinks the rule lets nothing through, as PyTorch's hardtanh: 0 at x = 0 and at x = 6.
+    Tensor leaf = x.clone().requires_grad_();
+    const Entry entry = [&] {
+      Tensor y = relu6(leaf);
+      Entry copy = *tape().producer(y);
+      tape().discard_last();
+      return copy;
+    }();
+    CHECK(rules::vanilla_relu(entry, Tensor::full({2, 3}, 2.f)).at(0).to_vector() == std::vector<float>{0, 0, 2, 2, 0, 0});
+    // Values spread over [-3, 9]: both kinks inside the range, none within eps of a value.
+    for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {
+      Tensor xs = away_from_zero(shape, 62);
+      for (int64_t i = 0; i < xs.numel(); ++i) xs.data()[i] = xs.data()[i] * 6.f + 3.f;
+      for (int64_t i = 0; i < xs.numel(); ++i)
+        if (std::fabs(xs.data()[i] - 6.f) < 0.05f) xs.data()[i] += 0.1f;
+      test::check_rule("relu6", [](const std::vector<Tensor>& in) { return relu6(in[0]); }, {xs});
+    }
+  }
 }
 
 TEST_SUITE("linear-backward") {
@@ -216,7 +238,7 @@ TEST_SUITE("ops-conv") {
                               c.padding.h, c.padding.w, c.dilation.h, c.dilation.w};
       REQUIRE(y.shape() == Shape{c.input[0], c.weight[0], g.out_h(), g.out_w()});
       std::vector<float> expected(static_cast<size_t>(y.numel()));
-      kernels::conv2d_direct(x.data(), c.input[0], g, w.data(), b.data(), c.weight[0], c.groups, expected.data());
+      kernels::conv2d_reference(x.data(), c.input[0], g, w.data(), b.data(), c.weight[0], c.groups, expected.data());
       for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(y.data()[i] == doctest::Approx(expected[i]).epsilon(1e-4));
     }
   }

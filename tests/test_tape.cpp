@@ -18,7 +18,7 @@ std::vector<float> relu_gradient(const Tensor& x, const Tensor& g) {
 // output max(x, 0)): neither the reverse walk nor relu's own forward pass runs.
 std::vector<float> rule_gradient(const BackwardRule& rule, const Tensor& x, const Tensor& g) {
   Entry entry;
-  entry.op = Op::ReLU;
+  entry.op = &Op::ReLU;
   entry.inputs = {x};
   entry.output = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i) entry.output.data()[i] = std::max(x.data()[i], 0.f);
@@ -83,6 +83,75 @@ TEST_SUITE("tape-reverse-walk") {
     CHECK(tape().empty());
   }
 
+  TEST_CASE("a backward frees only the entries it walked: another graph on the tape survives") {
+    // b's walk must leave a's graph alone: a = sum(x*x) still gives 2x after b.backward().
+    Tensor x = Tensor::from_vector({1.f, -2.f, 3.f}, {3}, true);
+    Tensor a = sum(x * x);
+    Tensor b = sum(3.f * x);
+    b.backward();
+    CHECK(x.grad().to_vector() == std::vector<float>{3, 3, 3});
+    x.zero_grad();
+    a.backward();
+    REQUIRE(x.grad().defined());
+    CHECK(x.grad().to_vector() == std::vector<float>{2, -4, 6});
+  }
+
+  TEST_CASE("a second backward through a freed graph is an error that names retain_graph") {
+    Tensor x = Tensor::full({2}, 2.f, true);
+    Tensor a = sum(x * x);
+    a.backward();
+    const std::string message = test::error_message([&] { a.backward(); });
+    CHECK(test::contains(message, "freed"));
+    CHECK(test::contains(message, "retain_graph"));
+    CHECK(message.find('\n') == std::string::npos);
+    // Through a shared intermediate: h's graph went with a's walk, so c cannot reach x.
+    Tensor h = tg::tanh(x);
+    Tensor first = sum(h);
+    Tensor c = sum(h * 2.f);
+    first.backward();
+    const std::string shared = test::error_message([&] { c.backward(); });
+    CHECK(test::contains(shared, "an input of mul"));
+    CHECK(test::contains(shared, "retain_graph"));
+  }
+
+  TEST_CASE("two independent graphs interleaved on one tape, walked in either order") {
+    Tensor x = Tensor::from_vector({0.5f, -1.f}, {2}, true);
+    Tensor y = Tensor::from_vector({2.f, 3.f}, {2}, true);
+    // Ops of the two graphs alternate on the tape.
+    Tensor x2 = x * x;
+    Tensor y3 = y * 3.f;
+    Tensor ex = tg::exp(x2);
+    Tensor ty = tg::tanh(y3);
+    Tensor fx = sum(ex);
+    Tensor fy = sum(ty);
+    const size_t before = tape().size();
+    fx.backward();
+    CHECK(tape().size() == before - 3);  // mul, exp, sum of x's graph; y's graph untouched
+    CHECK_FALSE(y.grad().defined());
+    fy.backward();
+    CHECK(tape().size() == before - 6);
+    for (int64_t i = 0; i < 2; ++i) {
+      const float xv = x.data()[i], yv = y.data()[i];
+      CHECK(x.grad().data()[i] == doctest::Approx(2.f * xv * std::exp(xv * xv)));
+      const float t = std::tanh(3.f * yv);
+      CHECK(y.grad().data()[i] == doctest::Approx(3.f * (1.f - t * t)));
+    }
+  }
+
+  TEST_CASE("forward passes that nobody walks do not pile up on the tape") {
+    Tensor w = Tensor::full({4}, 0.5f, true);
+    for (int i = 0; i < 20000; ++i) {
+      Tensor unused = sum(tg::tanh(w * static_cast<float>(i)));  // dropped at once, never walked
+    }
+    CHECK(tape().size() < 4096);
+    // A graph whose result is still held survives the sweeps and walks as usual.
+    Tensor kept = sum(w * w);
+    for (int i = 0; i < 5000; ++i) Tensor unused = sum(w * 2.f);
+    w.zero_grad();
+    kept.backward();
+    CHECK(w.grad().to_vector() == std::vector<float>{1, 1, 1, 1});
+  }
+
   TEST_CASE("a hook's replacement gradient is what flows on") {
     Tensor x = Tensor::full({3}, 1.f, true);
     Tensor h = x * 2.f;
@@ -115,6 +184,30 @@ TEST_SUITE("tape-reverse-walk") {
 
 // Recording, which needs no task: what goes on the tape and what does not.
 TEST_SUITE("tape-recording") {
+  TEST_CASE("each entry carries its op's saved state under names, shown by tape.print") {
+    tape().clear();
+    Tensor x = random_normal({2, 3, 4}, 42);
+    Tensor p = tg::pow(x, 3.f);
+    Tensor s = sum(p, {1}, true);
+    Tensor c = clamp(s, -1.f, 2.f);
+    Tensor l = slice(c, 2, 1, 3);
+    const std::string listing = tape().str();
+    CHECK(test::contains(listing, "pow"));
+    CHECK(test::contains(listing, "exponent=3"));
+    CHECK(test::contains(listing, "axes=[1] keepdim"));
+    CHECK(test::contains(listing, "low=-1 high=2"));
+    CHECK(test::contains(listing, "axis=2 range=[1,3)"));
+    // A rule that reads the wrong kind of state gets a readable error, not garbage.
+    const Entry* entry = tape().producer(p);
+    REQUIRE(entry);
+    struct OtherState : SavedState {};
+    const std::string message = test::error_message([&] { entry->saved<OtherState>(); });
+    CHECK(test::contains(message, "backward of pow"));
+    CHECK(test::contains(message, "saved state"));
+    tape().clear();
+  }
+
+
   TEST_CASE("NoGrad records nothing and restores recording") {
     tape().clear();
     Tensor x = random_normal({3}, 6);
@@ -180,7 +273,38 @@ TEST_SUITE("relu-rules") {
   }
 }
 
+TEST_SUITE("relu-rules") {
+  TEST_CASE("on a ReLU6 entry the rules mask with 0 < x < 6") {
+    Entry entry;
+    entry.op = &Op::ReLU6;
+    entry.inputs = {Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 8.f, 2.f}, {6})};
+    entry.output = relu6(entry.inputs[0]);
+    const Tensor g = Tensor::from_vector({4.f, 4.f, 4.f, 4.f, 4.f, -5.f}, {6});
+    CHECK(rules::guided_relu(entry, g).at(0).to_vector() == std::vector<float>{0, 0, 4, 0, 0, 0});
+    CHECK(rules::deconvnet_relu(entry, g).at(0).to_vector() == std::vector<float>{4, 4, 4, 4, 4, 0});
+  }
+}
+
 TEST_SUITE("tape-overrides") {
+  TEST_CASE("one guard per kind switches ReLU and ReLU6 entries alike, and counts what ran") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
+    Tensor x = random_normal({2, 8}, 41);
+    int relu_calls = 0, relu6_calls = 0;
+    const BackwardRule counting = [&](const Entry& e, const Tensor& g) {
+      (e.op == &Op::ReLU6 ? relu6_calls : relu_calls) += 1;
+      return rules::guided_relu(e, g);
+    };
+    Tensor h = relu6(relu(x * 3.f) - 1.f);
+    h = relu6(h * 4.f);
+    {
+      OverrideBackward a(Op::ReLU, counting), b(Op::ReLU6, counting);
+      sum(h).backward();
+    }
+    CHECK(relu_calls == 1);
+    CHECK(relu6_calls == 2);
+  }
+
+
   TEST_CASE("the default rule comes back after the guard's scope") {
     NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules");
     {

@@ -22,14 +22,10 @@ FreezeParameters::~FreezeParameters() {
 
 namespace {
 
-// The scoped override for a rule (none for the vanilla rule).
-std::unique_ptr<OverrideBackward> relu_override(ReluRule rule) {
-  switch (rule) {
-    case ReluRule::Deconvnet: return std::make_unique<OverrideBackward>(Op::ReLU, rules::deconvnet_relu);
-    case ReluRule::Guided: return std::make_unique<OverrideBackward>(Op::ReLU, rules::guided_relu);
-    case ReluRule::Vanilla: break;
-  }
-  return nullptr;
+// backward(seed) from `root` with `rule` on every rectifier (ReLU and ReLU6) of the model.
+void backward_with_rule(const Tensor& root, const Tensor& seed, const BackwardRule& rule) {
+  OverrideBackward relu(Op::ReLU, rule), relu6(Op::ReLU6, rule);
+  root.backward(seed);
 }
 
 void check_input(const Tensor& input, const Targets& targets, const char* method) {
@@ -44,10 +40,11 @@ void check_input(const Tensor& input, const Targets& targets, const char* method
 Targets resolve_targets(const Targets& targets, const Tensor& scores, const char* method) {
   if (scores.ndim() != 2) throw Error(std::string(method) + ": the model's output " + shape_str(scores.shape()) + " is not [N, classes]");
   const int64_t classes = scores.dim(1);
+  const std::vector<int64_t> predicted = argmax(scores);
   Targets resolved = targets;
   for (int64_t n = 0; n < scores.dim(0); ++n) {
     const float* row = scores.data() + n * classes;
-    if (resolved[n] < 0) resolved[n] = std::max_element(row, row + classes) - row;
+    if (resolved[n] < 0) resolved[n] = predicted[n];
     if (resolved[n] >= classes)
       throw Error(fmt::format("{}: target {} out of range for {} classes", method, resolved[n], classes));
   }
@@ -61,7 +58,7 @@ Tensor scores(nn::Sequential& model, const Tensor& input) {
   return model(input);
 }
 
-Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets, ReluRule rule,
+Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets, const BackwardRule& rule,
                       Targets* resolved) {
   check_input(input, targets, "class_gradient");
   FreezeParameters frozen(model);
@@ -69,12 +66,7 @@ Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets&
   const Tensor logits = model(x);
   const Targets classes = resolve_targets(targets, logits, "class_gradient");
   // The seed is one-hot on each image's target score: d score / d score = 1, others 0.
-  Tensor seed = Tensor::zeros(logits.shape());
-  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, classes[n]}) = 1.f;
-  {
-    const auto guard = relu_override(rule);
-    logits.backward(seed);
-  }
+  backward_with_rule(logits, one_hot(logits.shape(), classes), rule);
   if (resolved) *resolved = classes;
   return x.grad();
 }
@@ -82,25 +74,25 @@ Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets&
 Tensor saliency(nn::Sequential& model, const Tensor& input, const Targets& targets) {
   // BEGIN SOLUTION(saliency)
   // HINT: the gradient of each image's target score with respect to its pixels (class_gradient, vanilla rule)
-  return class_gradient(model, input, targets, ReluRule::Vanilla);
+  return class_gradient(model, input, targets, rules::vanilla_relu);
   // END SOLUTION
 }
 
 Tensor input_x_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets) {
-  const Tensor gradient = class_gradient(model, input, targets, ReluRule::Vanilla);
+  const Tensor gradient = class_gradient(model, input, targets, rules::vanilla_relu);
   NoGrad no_grad;
   return mul(input, gradient);
 }
 
 Tensor guided_backprop(nn::Sequential& model, const Tensor& input, const Targets& targets) {
-  return class_gradient(model, input, targets, ReluRule::Guided);
+  return class_gradient(model, input, targets, rules::guided_relu);
 }
 
 Tensor deconvnet(nn::Sequential& model, const Tensor& input, const Targets& targets) {
-  return class_gradient(model, input, targets, ReluRule::Deconvnet);
+  return class_gradient(model, input, targets, rules::deconvnet_relu);
 }
 
-Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron& neuron, ReluRule rule) {
+Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const BackwardRule& rule) {
   if (input.ndim() != 4) throw Error("neuron_gradient: input " + shape_str(input.shape()) + " must be a batch [N,C,H,W]");
   FreezeParameters frozen(model);
   const Tensor x = input.detach().requires_grad_();
@@ -117,10 +109,7 @@ Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron&
     if (spatial) seed.at({n, neuron.channel, neuron.y, neuron.x}) = 1.f;
     else seed.at({n, neuron.channel}) = 1.f;
   }
-  {
-    const auto guard = relu_override(rule);
-    activation.backward(seed);
-  }
+  backward_with_rule(activation, seed, rule);
   return x.grad();
 }
 
@@ -274,9 +263,7 @@ Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targe
   const Tensor a = features.detach().requires_grad_();
   const Tensor logits = model.forward_after(a, layer);
   const Targets classes = resolve_targets(targets, logits, "grad_cam");
-  Tensor seed = Tensor::zeros(logits.shape());
-  for (int64_t n = 0; n < logits.dim(0); ++n) seed.at({n, classes[n]}) = 1.f;
-  logits.backward(seed);
+  logits.backward(one_hot(logits.shape(), classes));
   return grad_cam_map(a, a.grad());
 }
 

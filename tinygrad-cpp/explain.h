@@ -30,17 +30,16 @@ class FreezeParameters {
   std::vector<std::pair<Tensor, bool>> saved_;
 };
 
-// Which ReLU backward rule to use for the pass back to the input.
-enum class ReluRule { Vanilla, Deconvnet, Guided };
-
 // The class each image is explained for; -1 means "the predicted class".
 using Targets = std::vector<int64_t>;
 
-// d score[n, target[n]] / d input[n], under the given ReLU rule (Simonyan et al. 2013
-// for Vanilla; Zeiler & Fergus / Springenberg et al. 2014 for Deconvnet / Guided).
-// `resolved` receives the classes used (predictions where the target was -1).
+// d score[n, target[n]] / d input[n], with `rule` as the backward rule of every rectifier
+// (ReLU and ReLU6) of the model: rules::vanilla_relu (the true gradient, Simonyan et al.
+// 2013), rules::deconvnet_relu (Zeiler & Fergus 2014), rules::guided_relu (Springenberg et
+// al. 2014), or a rule of your own. `resolved` receives the classes used (predictions
+// where the target was -1).
 Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets,
-                      ReluRule rule = ReluRule::Vanilla, Targets* resolved = nullptr);
+                      const BackwardRule& rule = rules::vanilla_relu, Targets* resolved = nullptr);
 
 Tensor saliency(nn::Sequential& model, const Tensor& input, const Targets& targets);
 Tensor input_x_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets);
@@ -55,7 +54,7 @@ struct Neuron {
   int64_t channel = 0, y = -1, x = -1;
 };
 Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron& neuron,
-                       ReluRule rule = ReluRule::Vanilla);
+                       const BackwardRule& rule = rules::vanilla_relu);
 
 // SmoothGrad (Smilkov et al. 2017): the mean gradient over `samples` noisy copies of
 // the input, noise ~ N(0, (sigma_fraction * (max - min of the input))^2), seeded.

@@ -68,7 +68,7 @@ GradCheckResult check_gradients(const std::string& name, const TensorFunction& f
     if (grads.size() != checked_entry.inputs.size()) {
       result.ok = false;
       result.message = fmt::format("{}: the backward rule of {} returned {} gradients for {} inputs", name,
-                                   op_name(checked_entry.op), grads.size(), checked_entry.inputs.size());
+                                   checked_entry.name(), grads.size(), checked_entry.inputs.size());
       return result;
     }
     // An input used twice (cat({x, y, x})) receives the sum of its gradients.
@@ -78,7 +78,7 @@ GradCheckResult check_gradients(const std::string& name, const TensorFunction& f
         if (grads[j].shape() != inputs[k].shape()) {
           result.ok = false;
           result.message = fmt::format("{}: the backward rule of {} returned shape {} for input {} of shape {}", name,
-                                       op_name(checked_entry.op), shape_str(grads[j].shape()), k,
+                                       checked_entry.name(), shape_str(grads[j].shape()), k,
                                        shape_str(inputs[k].shape()));
           return result;
         }

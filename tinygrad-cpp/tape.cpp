@@ -2,140 +2,35 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
-#include "tinygrad-cpp/ops/backward_rules.h"
-
 namespace tg {
-
-const char* op_name(Op op) {
-  switch (op) {
-    case Op::Add: return "add";
-    case Op::Sub: return "sub";
-    case Op::Mul: return "mul";
-    case Op::Div: return "div";
-    case Op::Neg: return "neg";
-    case Op::Exp: return "exp";
-    case Op::Log: return "log";
-    case Op::Pow: return "pow";
-    case Op::Sqrt: return "sqrt";
-    case Op::Abs: return "abs";
-    case Op::Clamp: return "clamp";
-    case Op::Sum: return "sum";
-    case Op::Mean: return "mean";
-    case Op::Max: return "max";
-    case Op::Matmul: return "matmul";
-    case Op::Reshape: return "reshape";
-    case Op::Permute: return "permute";
-    case Op::Slice: return "slice";
-    case Op::Cat: return "cat";
-    case Op::Pad: return "pad";
-    case Op::ReLU: return "relu";
-    case Op::Sigmoid: return "sigmoid";
-    case Op::Tanh: return "tanh";
-    case Op::Dropout: return "dropout";
-    case Op::Linear: return "linear";
-    case Op::Conv2d: return "conv2d";
-    case Op::MaxPool2d: return "max_pool2d";
-    case Op::AvgPool2d: return "avg_pool2d";
-    case Op::AdaptiveAvgPool2d: return "adaptive_avg_pool2d";
-    case Op::LogSoftmax: return "log_softmax";
-    case Op::Softmax: return "softmax";
-    case Op::CrossEntropy: return "cross_entropy";
-    case Op::Nll: return "nll";
-    case Op::Mse: return "mse";
-    case Op::Count: break;
-  }
-  return "?";
-}
-
-std::string OpParams::describe(Op op) const {
-  auto pair = [](const std::array<int64_t, 2>& p) { return fmt::format("[{},{}]", p[0], p[1]); };
-  switch (op) {
-    case Op::Conv2d:
-      return fmt::format("stride={} padding={} dilation={} groups={}", pair(stride), pair(padding),
-                         pair(dilation), groups);
-    case Op::MaxPool2d:
-    case Op::AvgPool2d:
-      return fmt::format("kernel={} stride={} padding={}", pair(kernel), pair(stride), pair(padding));
-    case Op::Sum:
-    case Op::Mean:
-    case Op::Max:
-      return fmt::format("axes={}{}", shape_str(axes), keepdim ? " keepdim" : "");
-    case Op::Permute: return fmt::format("order={}", shape_str(axes));
-    case Op::Pow: return fmt::format("exponent={}", scalar);
-    case Op::Clamp: return fmt::format("low={} high={}", low, high);
-    case Op::Dropout: return fmt::format("p={}", scalar);
-    case Op::LogSoftmax:
-    case Op::Softmax:
-    case Op::Cat: return fmt::format("axis={}", axes.empty() ? 0 : axes[0]);
-    case Op::Slice:
-      return fmt::format("axis={} range=[{},{})", axes.at(0), ints.at(0), ints.at(1));
-    default: return "";
-  }
-}
 
 // ---------------------------------------------------------------------------------
 // Rule resolution: per-entry override, then the innermost scoped guard, then default.
 namespace {
-thread_local std::vector<std::pair<Op, BackwardRule>> override_stack;
+thread_local std::vector<std::pair<const OpKind*, BackwardRule>> override_stack;
 }
 
-OverrideBackward::OverrideBackward(Op op, BackwardRule rule) : depth_(override_stack.size()) {
-  if (!rule) throw Error(std::string("OverrideBackward: empty rule for ") + op_name(op));
-  override_stack.emplace_back(op, std::move(rule));
+OverrideBackward::OverrideBackward(const OpKind& op, BackwardRule rule) : depth_(override_stack.size()) {
+  if (!rule) throw Error(std::string("OverrideBackward: empty rule for ") + op.name);
+  override_stack.emplace_back(&op, std::move(rule));
 }
 
 OverrideBackward::~OverrideBackward() { override_stack.resize(depth_); }
 
-const BackwardRule& default_rule(Op op) {
-  static const std::vector<BackwardRule> table = [] {
-    std::vector<BackwardRule> t(static_cast<size_t>(Op::Count));
-    t[size_t(Op::Add)] = add_backward;
-    t[size_t(Op::Sub)] = sub_backward;
-    t[size_t(Op::Mul)] = mul_backward;
-    t[size_t(Op::Div)] = div_backward;
-    t[size_t(Op::Neg)] = neg_backward;
-    t[size_t(Op::Exp)] = exp_backward;
-    t[size_t(Op::Log)] = log_backward;
-    t[size_t(Op::Pow)] = pow_backward;
-    t[size_t(Op::Sqrt)] = sqrt_backward;
-    t[size_t(Op::Abs)] = abs_backward;
-    t[size_t(Op::Clamp)] = clamp_backward;
-    t[size_t(Op::Sum)] = sum_backward;
-    t[size_t(Op::Mean)] = mean_backward;
-    t[size_t(Op::Max)] = max_backward;
-    t[size_t(Op::Matmul)] = matmul_backward;
-    t[size_t(Op::Reshape)] = reshape_backward;
-    t[size_t(Op::Permute)] = permute_backward;
-    t[size_t(Op::Slice)] = slice_backward;
-    t[size_t(Op::Cat)] = cat_backward;
-    t[size_t(Op::Pad)] = pad_backward;
-    t[size_t(Op::ReLU)] = rules::vanilla_relu;
-    t[size_t(Op::Sigmoid)] = sigmoid_backward;
-    t[size_t(Op::Tanh)] = tanh_backward;
-    t[size_t(Op::Dropout)] = dropout_backward;
-    t[size_t(Op::Linear)] = linear_backward;
-    t[size_t(Op::Conv2d)] = conv2d_backward;
-    t[size_t(Op::MaxPool2d)] = max_pool2d_backward;
-    t[size_t(Op::AvgPool2d)] = avg_pool2d_backward;
-    t[size_t(Op::AdaptiveAvgPool2d)] = adaptive_avg_pool2d_backward;
-    t[size_t(Op::LogSoftmax)] = log_softmax_backward;
-    t[size_t(Op::Softmax)] = softmax_backward;
-    t[size_t(Op::CrossEntropy)] = cross_entropy_backward;
-    t[size_t(Op::Nll)] = nll_backward;
-    t[size_t(Op::Mse)] = mse_backward;
-    return t;
-  }();
-  return table.at(static_cast<size_t>(op));
-}
-
-const BackwardRule& resolve_rule(const Entry& entry) {
+BackwardRule resolve_rule(const Entry& entry) {
   if (entry.override_rule) return entry.override_rule;
   for (auto it = override_stack.rbegin(); it != override_stack.rend(); ++it)
     if (it->first == entry.op) return it->second;
-  return default_rule(entry.op);
+  return entry.op->default_rule;
+}
+
+void Entry::throw_wrong_state(const char* expected) const {
+  throw Error(fmt::format("backward of {} (entry #{}): the rule expects saved state of type {}, the entry holds {}",
+                          name(), seq, expected, state ? typeid(*state).name() : "none"));
 }
 
 // ---------------------------------------------------------------------------------
@@ -145,28 +40,54 @@ Tape& Tape::current() {
   return tape;
 }
 
-Tensor Tape::record(Op op, std::vector<Tensor> inputs, Tensor output, OpParams params,
-                    std::vector<Tensor> saved) {
+Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
+                    std::shared_ptr<const SavedState> state) {
   if (!recording()) return output;
   bool any_input_requires_grad = false;
   for (const Tensor& t : inputs) any_input_requires_grad |= t.defined() && t.requires_grad();
   if (!any_input_requires_grad) return output;
   Entry entry;
   entry.seq = next_seq_++;
-  entry.op = op;
+  entry.op = &op;
   entry.inputs = std::move(inputs);
-  entry.saved = std::move(saved);
-  entry.params = std::move(params);
+  entry.state = std::move(state);
   output.impl()->requires_grad = true;
   output.impl()->producer_seq = entry.seq;
   entry.output = output;
   entries_.push_back(std::move(entry));
+  if (entries_.size() >= next_sweep_) {
+    drop_unreachable();
+    next_sweep_ = std::max<size_t>(1024, 2 * entries_.size());
+  }
   return output;
 }
 
+// An entry whose output only the entry itself still holds can never be reached by a
+// backward: no root can lead to it. Dropping it releases its inputs, which may leave an
+// older entry in the same state, so one pass from the newest entry to the oldest finds all.
+void Tape::drop_unreachable() {
+  std::vector<bool> drop(entries_.size(), false);
+  for (size_t i = entries_.size(); i-- > 0;) {
+    Entry& entry = entries_[i];
+    if (entry.output.impl_ptr().use_count() != 1) continue;
+    drop[i] = true;
+    entry.inputs.clear();
+    entry.state.reset();
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (drop[i]) continue;
+    if (kept != i) entries_[kept] = std::move(entries_[i]);
+    ++kept;
+  }
+  entries_.resize(kept);
+}
+
 Entry* Tape::find(uint64_t seq) {
-  if (entries_.empty() || seq < entries_.front().seq || seq > entries_.back().seq) return nullptr;
-  return &entries_[seq - entries_.front().seq];
+  if (seq == 0) return nullptr;
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
+                             [](const Entry& e, uint64_t s) { return e.seq < s; });
+  return it != entries_.end() && it->seq == seq ? &*it : nullptr;
 }
 
 const Entry* Tape::producer(const Tensor& t) const {
@@ -177,7 +98,6 @@ void Tape::discard_last() {
   if (entries_.empty()) return;
   entries_.back().output.impl()->producer_seq = 0;
   entries_.pop_back();
-  --next_seq_;  // sequence numbers stay a contiguous run
 }
 
 void Tape::set_rule(const Tensor& output, BackwardRule rule) {
@@ -222,46 +142,48 @@ Tensor run_hooks(const std::shared_ptr<TensorImpl>& tensor, Tensor grad) {
 
 }  // namespace
 
+static std::string freed_graph_message(const std::string& what) {
+  return fmt::format("backward: {} was made by ops whose graph an earlier backward already walked and freed; "
+                     "pass retain_graph = true to that backward to walk the graph again", what);
+}
+
 void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   if (!seed.defined() || seed.shape() != root.shape())
     throw Error("backward: seed of shape " + (seed.defined() ? shape_str(seed.shape()) : "undefined") +
                 " for a tensor of shape " + shape_str(root.shape()));
   if (!root.requires_grad())
     throw Error("backward: the tensor does not require grad (no input of the ops that made it did)");
-
-  NoGrad no_record;  // backward rules use ops; none of that is recorded
   const uint64_t root_seq = root.impl()->producer_seq;
   Entry* root_entry = find(root_seq);
-  const int64_t last = root_entry ? static_cast<int64_t>(root_seq - entries_.front().seq) : -1;
-  const uint64_t first_seq = entries_.empty() ? 0 : entries_.front().seq;
-  auto produced_on_walk = [&](const TensorImpl* t) {
-    return last >= 0 && t->producer_seq >= first_seq && t->producer_seq <= root_seq;
-  };
+  if (root_seq != 0 && !root_entry) throw Error(freed_graph_message("the tensor"));
 
-  // Gradients of intermediate tensors describe one pass: start them from nothing.
-  for (int64_t i = 0; i <= last; ++i) {
-    entries_[i].output.impl()->grad.reset();
-    entries_[i].output.impl()->pass_grad.reset();
-  }
+  NoGrad no_record;  // backward rules use ops; none of that is recorded
+  const int64_t last = root_entry ? root_entry - entries_.data() : -1;  // the walk starts here
 
+  // A gradient goes to a tensor made by an entry of the tape (summed in pass_grad until
+  // the walk reaches that entry) or to a leaf (an input or parameter, summed at the end).
   std::vector<std::shared_ptr<TensorImpl>> touched_leaves;  // in first-touch order
+  auto send = [&](const Entry& consumer, const Tensor& input, const Tensor& grad) {
+    const std::shared_ptr<TensorImpl>& target = input.impl_ptr();
+    if (target->producer_seq != 0 && !find(target->producer_seq))
+      throw Error(freed_graph_message(fmt::format("an input of {} (entry #{})", consumer.name(), consumer.seq)));
+    if (target->producer_seq == 0 && !target->pass_grad) touched_leaves.push_back(target);
+    accumulate_into(target->pass_grad, grad);
+  };
+  std::vector<uint64_t> walked;  // sequence numbers of the entries whose rule ran, newest first
   auto clean_up = [&] {
     for (int64_t i = 0; i <= last; ++i) entries_[i].output.impl()->pass_grad.reset();
     for (auto& leaf : touched_leaves) leaf->pass_grad.reset();
   };
 
   try {
-    if (produced_on_walk(root.impl())) {
-      root.impl()->pass_grad = seed.clone().impl_ptr();
-    } else {
-      touched_leaves.push_back(root.impl_ptr());
-      root.impl()->pass_grad = seed.clone().impl_ptr();
-    }
+    if (root_seq == 0) touched_leaves.push_back(root.impl_ptr());
+    root.impl()->pass_grad = seed.clone().impl_ptr();
 
     // BEGIN SOLUTION(tape-reverse-walk)
     // HINT: walk the entries from `last` down to 0. For each entry whose output has a pass_grad:
-    // HINT: run the output's hooks, store it as output.grad, call resolve_rule(entry), and
-    // HINT: accumulate each returned input gradient into that input's pass_grad.
+    // HINT: run the output's hooks, store it as output.grad, call resolve_rule(entry), check
+    // HINT: the gradients' count and shapes, send() each one to its input, and note the entry in `walked`.
     for (int64_t i = last; i >= 0; --i) {
       Entry& entry = entries_[i];
       const std::shared_ptr<TensorImpl>& out = entry.output.impl_ptr();
@@ -272,18 +194,17 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
 
       std::vector<Tensor> grads = resolve_rule(entry)(entry, grad_output);
       if (grads.size() != entry.inputs.size())
-        throw Error(fmt::format("backward of {}: rule returned {} gradients for {} inputs",
-                                op_name(entry.op), grads.size(), entry.inputs.size()));
+        throw Error(fmt::format("backward of {}: rule returned {} gradients for {} inputs", entry.name(),
+                                grads.size(), entry.inputs.size()));
       for (size_t j = 0; j < grads.size(); ++j) {
         const Tensor& input = entry.inputs[j];
         if (!input.defined() || !input.requires_grad() || !grads[j].defined()) continue;
         if (grads[j].shape() != input.shape())
           throw Error(fmt::format("backward of {}: gradient for input {} has shape {} but the input has shape {}",
-                                  op_name(entry.op), j, shape_str(grads[j].shape()), shape_str(input.shape())));
-        const std::shared_ptr<TensorImpl>& target = input.impl_ptr();
-        if (!produced_on_walk(target.get()) && !target->pass_grad) touched_leaves.push_back(target);
-        accumulate_into(target->pass_grad, grads[j]);
+                                  entry.name(), j, shape_str(grads[j].shape()), shape_str(input.shape())));
+        send(entry, input, grads[j]);
       }
+      walked.push_back(entry.seq);
     }
     // END SOLUTION
 
@@ -302,7 +223,19 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
     throw;
   }
 
-  if (!retain_graph && last >= 0) entries_.erase(entries_.begin(), entries_.begin() + last + 1);
+  if (retain_graph || walked.empty()) return;
+  // Free exactly the walked entries; every other graph on the tape stays as it was.
+  std::reverse(walked.begin(), walked.end());  // oldest first, like the tape
+  size_t kept = 0, next = 0;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (next < walked.size() && entries_[i].seq == walked[next]) {
+      ++next;
+      continue;
+    }
+    if (kept != i) entries_[kept] = std::move(entries_[i]);
+    ++kept;
+  }
+  entries_.resize(kept);
 }
 
 // ---------------------------------------------------------------------------------
@@ -314,9 +247,9 @@ std::string Tape::str() const {
       if (!inputs.empty()) inputs += ' ';
       inputs += t.defined() ? shape_str(t.shape()) : std::string("-");
     }
-    std::string line = fmt::format("#{:<4} {:<20} {} -> {}", e.seq, op_name(e.op), inputs, shape_str(e.output.shape()));
-    std::string params = e.params.describe(e.op);
-    if (!params.empty()) line += "  " + params;
+    std::string line = fmt::format("#{:<4} {:<20} {} -> {}", e.seq, e.name(), inputs, shape_str(e.output.shape()));
+    const std::string state = e.state ? e.state->describe() : std::string();
+    if (!state.empty()) line += "  " + state;
     if (e.override_rule) line += "  (rule overridden)";
     out += line + "\n";
   }

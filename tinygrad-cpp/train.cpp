@@ -21,9 +21,9 @@ Evaluation evaluate(nn::Module& model, const data::Dataset& data, int64_t batch)
     const data::Batch b = data::make_batch(data, order, begin, end);
     const Tensor logits = model(b.images);
     loss_sum += static_cast<double>(cross_entropy(logits, b.labels).item()) * static_cast<double>(end - begin);
+    const std::vector<int64_t> predictions = argmax(logits);
     for (int64_t i = 0; i < end - begin; ++i) {
-      const float* row = logits.data() + i * 10;
-      const int64_t predicted = std::max_element(row, row + 10) - row;
+      const int64_t predicted = predictions[i];
       const int64_t label = b.labels[i];
       ++e.class_total[label];
       ++e.total;
@@ -98,10 +98,8 @@ bool train_fashion_cnn(const Options& options, const data::Dataset& train, const
       adam.step();
 
       loss_sum += static_cast<double>(loss.item()) * static_cast<double>(end - begin);
-      for (int64_t i = 0; i < end - begin; ++i) {
-        const float* row = logits.data() + i * 10;
-        correct += (std::max_element(row, row + 10) - row) == batch.labels[i];
-      }
+      const std::vector<int64_t> predictions = argmax(logits);
+      for (int64_t i = 0; i < end - begin; ++i) correct += predictions[i] == batch.labels[i];
       seen += end - begin;
       images_seen += end - begin;
       if (on_progress) {

@@ -180,7 +180,7 @@ int command_explain(int argc, char** argv) {
   const Tensor input = viz::image_to_input(photo, data::kImageSide, data::kFashionMean, data::kFashionStd, invert);
 
   const Tensor probabilities = softmax(explain::scores(model, input), 1);
-  const int64_t predicted = std::max_element(probabilities.data(), probabilities.data() + 10) - probabilities.data();
+  const int64_t predicted = argmax(probabilities)[0];
   const int64_t target = target_flag >= 0 ? target_flag : predicted;
   fmt::print("{}: {}x{} image{}, predicted {} ({}) with p = {:.4f}\n", args.get("image"), photo.width, photo.height,
              invert ? " (inverted)" : "", predicted, data::kFashionClasses[predicted], probabilities.data()[predicted]);
@@ -284,11 +284,7 @@ int command_bench(int argc, char** argv) {
   std::vector<float> a(1024 * 1024), b(1024 * 1024), c(1024 * 1024);
   for (float& v : a) v = gen.uniform();
   for (float& v : b) v = gen.uniform();
-  const Tensor class3 = [] {
-    Tensor seed = Tensor::zeros({1, 10});
-    seed.at({0, 3}) = 1.f;
-    return seed;
-  }();
+  const Tensor class3 = one_hot({1, 10}, {3});
   auto set_trainable = [&](bool on) {
     for (Tensor p : model->parameters()) p.requires_grad_(on);
   };

@@ -185,7 +185,7 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
   }
 }
 
-void conv2d_direct(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
+void conv2d_reference(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
                    const float* bias, int64_t out_channels, int64_t groups, float* out) {
   const int64_t out_h = g.out_h(), out_w = g.out_w();
   const int64_t in_per_group = g.channels / groups, out_per_group = out_channels / groups;

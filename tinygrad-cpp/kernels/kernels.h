@@ -41,9 +41,9 @@ void im2col_rows(const float* image, const ConvGeometry& g, int64_t oy_begin, in
 // col2im: the adjoint of im2col; ADDS each column entry back into image [C,H,W].
 void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride);
 
-// The direct, seven-loop convolution of one batch: the reference the tests compare the
-// im2col + gemm path against. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or null.
-void conv2d_direct(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
+// The direct, seven-loop convolution of one batch: the definition the tests compare every
+// fast path against. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or null.
+void conv2d_reference(const float* x, int64_t batch, const ConvGeometry& g, const float* weight,
                    const float* bias, int64_t out_channels, int64_t groups, float* out);
 
 // The direct convolution of one image with stride 1 and no dilation (conv_direct.cpp):
@@ -62,6 +62,30 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
 // Returns false, doing nothing, where it has no fast path (no AVX-512, kernel_w > 7, rows
 // wider than 64): the caller then takes im2col + gemm.
 bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t batch, const DirectConv& d, float* dw);
+
+// The engine's convolution of a batch (conv.cpp): the same result as conv2d_reference,
+// by whichever fast path fits (direct kernels for stride 1, im2col + gemm otherwise).
+void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const float* weight, const float* bias,
+                    int64_t out_channels, int64_t groups, float* out);
+// The stride-1 shortcuts of conv2d's backward: dx = (dY convolved with the flipped,
+// transposed weight), written over dx; dW += the weight gradient of the batch. Each
+// returns false, doing nothing, where it does not apply (a stride, dilation or groups;
+// padding as wide as the kernel; no AVX-512 for dW), and the caller takes im2col + gemm.
+bool conv2d_backward_input_stride1(const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                   const float* weight, int64_t out_channels, int64_t groups, float* dx);
+bool conv2d_backward_weight_stride1(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                    int64_t out_channels, int64_t groups, float* dw);
+
+// 2x2 max-pooling with stride 2 and no padding (pool.cpp), planes [planes, H, W] ->
+// [planes, H/2, W/2]. Backward sends each window's gradient to its first maximum: it
+// writes every pixel a window covers and leaves an odd last row or column alone (so dx
+// must start zeroed). The naive and fast versions give equal results.
+void max_pool2x2_naive(const float* x, int64_t planes, int64_t height, int64_t width, float* out);
+void max_pool2x2(const float* x, int64_t planes, int64_t height, int64_t width, float* out);
+void max_pool2x2_backward_naive(const float* x, const float* grad_output, int64_t planes, int64_t height, int64_t width,
+                                float* dx);
+void max_pool2x2_backward(const float* x, const float* grad_output, int64_t planes, int64_t height, int64_t width,
+                          float* dx);
 
 // ---- threads ----
 // Number of threads parallel_for uses: TG_NUM_THREADS, or all cores.

@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "tinygrad-cpp/kernels/kernels.h"
-#include "tinygrad-cpp/ops/backward_rules.h"
+#include "tinygrad-cpp/ops/helpers.h"
 
 namespace tg {
 
@@ -92,23 +92,6 @@ Tensor broadcast_binary(const Tensor& a, const Tensor& b, const char* op, F f) {
   return out;
 }
 
-template <class F>
-Tensor map_unary(const Tensor& x, F f) {
-  Tensor out = Tensor::empty(x.shape());
-  elementwise_unary(x.numel(), x.data(), out.data(), f);
-  return out;
-}
-
-// Elementwise a * f(b, c) for same-shape tensors: the form of most unary backward rules.
-template <class F>
-Tensor map_with(const Tensor& g, const Tensor& other, F f) {
-  Tensor out = Tensor::empty(g.shape());
-  elementwise_binary(g.numel(), g.data(), other.data(), out.data(), f);
-  return out;
-}
-
-bool wants_grad(const Entry& e, size_t i) { return e.inputs[i].defined() && e.inputs[i].requires_grad(); }
-
 }  // namespace
 
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
@@ -125,109 +108,130 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return tape().record(Op::Add, {a, b}, broadcast_binary(a, b, "add", [](float x, float y) { return x + y; }));
 }
 // da = sum_to(g), db = sum_to(g)
-std::vector<Tensor> add_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> add_backward(const Entry& e, const Tensor& g) {
   return {sum_to_shape(g, e.input(0).shape()), sum_to_shape(g, e.input(1).shape())};
 }
+const OpKind Op::Add{"add", add_backward};
 
 // ---- sub ----
 Tensor sub(const Tensor& a, const Tensor& b) {
   return tape().record(Op::Sub, {a, b}, broadcast_binary(a, b, "sub", [](float x, float y) { return x - y; }));
 }
 // da = g, db = -g
-std::vector<Tensor> sub_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> sub_backward(const Entry& e, const Tensor& g) {
   return {sum_to_shape(g, e.input(0).shape()), wants_grad(e, 1) ? sum_to_shape(neg(g), e.input(1).shape()) : Tensor()};
 }
+const OpKind Op::Sub{"sub", sub_backward};
 
 // ---- mul ----
 Tensor mul(const Tensor& a, const Tensor& b) {
   return tape().record(Op::Mul, {a, b}, broadcast_binary(a, b, "mul", [](float x, float y) { return x * y; }));
 }
 // da = g * b, db = g * a
-std::vector<Tensor> mul_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> mul_backward(const Entry& e, const Tensor& g) {
   const Tensor &a = e.input(0), &b = e.input(1);
   return {wants_grad(e, 0) ? sum_to_shape(mul(g, b), a.shape()) : Tensor(),
           wants_grad(e, 1) ? sum_to_shape(mul(g, a), b.shape()) : Tensor()};
 }
+const OpKind Op::Mul{"mul", mul_backward};
 
 // ---- div ----
 Tensor div(const Tensor& a, const Tensor& b) {
   return tape().record(Op::Div, {a, b}, broadcast_binary(a, b, "div", [](float x, float y) { return x / y; }));
 }
 // da = g / b, db = -g * a / b^2
-std::vector<Tensor> div_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> div_backward(const Entry& e, const Tensor& g) {
   const Tensor &a = e.input(0), &b = e.input(1);
   return {wants_grad(e, 0) ? sum_to_shape(div(g, b), a.shape()) : Tensor(),
           wants_grad(e, 1) ? sum_to_shape(neg(div(mul(g, a), mul(b, b))), b.shape()) : Tensor()};
 }
+const OpKind Op::Div{"div", div_backward};
 
 // ---- neg ----
 Tensor neg(const Tensor& x) {
-  return tape().record(Op::Neg, {x}, map_unary(x, [](float v) { return -v; }));
+  return tape().record(Op::Neg, {x}, map(x, [](float v) { return -v; }));
 }
 // dx = -g
-std::vector<Tensor> neg_backward(const Entry&, const Tensor& g) { return {neg(g)}; }
+static std::vector<Tensor> neg_backward(const Entry&, const Tensor& g) { return {neg(g)}; }
+const OpKind Op::Neg{"neg", neg_backward};
 
 // ---- exp ----
 Tensor exp(const Tensor& x) {
-  return tape().record(Op::Exp, {x}, map_unary(x, [](float v) { return std::exp(v); }));
+  return tape().record(Op::Exp, {x}, map(x, [](float v) { return std::exp(v); }));
 }
 // dx = g * exp(x) = g * y
-std::vector<Tensor> exp_backward(const Entry& e, const Tensor& g) {
-  return {map_with(g, e.output, [](float gi, float y) { return gi * y; })};
+static std::vector<Tensor> exp_backward(const Entry& e, const Tensor& g) {
+  return {map(g, e.output, [](float gi, float y) { return gi * y; })};
 }
+const OpKind Op::Exp{"exp", exp_backward};
 
 // ---- log ----
 Tensor log(const Tensor& x) {
-  return tape().record(Op::Log, {x}, map_unary(x, [](float v) { return std::log(v); }));
+  return tape().record(Op::Log, {x}, map(x, [](float v) { return std::log(v); }));
 }
 // dx = g / x
-std::vector<Tensor> log_backward(const Entry& e, const Tensor& g) {
-  return {map_with(g, e.input(0), [](float gi, float x) { return gi / x; })};
+static std::vector<Tensor> log_backward(const Entry& e, const Tensor& g) {
+  return {map(g, e.input(0), [](float gi, float x) { return gi / x; })};
 }
+const OpKind Op::Log{"log", log_backward};
 
 // ---- pow (by a constant exponent) ----
+namespace {
+struct PowState : SavedState {
+  explicit PowState(float exponent_) : exponent(exponent_) {}
+  float exponent;
+  std::string describe() const override { return fmt::format("exponent={}", exponent); }
+};
+}  // namespace
 Tensor pow(const Tensor& x, float exponent) {
-  OpParams params;
-  params.scalar = exponent;
-  return tape().record(Op::Pow, {x}, map_unary(x, [exponent](float v) { return std::pow(v, exponent); }), params);
+  return tape().record(Op::Pow, {x}, map(x, [exponent](float v) { return std::pow(v, exponent); }), PowState(exponent));
 }
 // dx = g * p * x^(p-1)
-std::vector<Tensor> pow_backward(const Entry& e, const Tensor& g) {
-  const float p = e.params.scalar;
-  return {map_with(g, e.input(0), [p](float gi, float x) { return gi * p * std::pow(x, p - 1.f); })};
+static std::vector<Tensor> pow_backward(const Entry& e, const Tensor& g) {
+  const float p = e.saved<PowState>().exponent;
+  return {map(g, e.input(0), [p](float gi, float x) { return gi * p * std::pow(x, p - 1.f); })};
 }
+const OpKind Op::Pow{"pow", pow_backward};
 
 // ---- sqrt ----
 Tensor sqrt(const Tensor& x) {
-  return tape().record(Op::Sqrt, {x}, map_unary(x, [](float v) { return std::sqrt(v); }));
+  return tape().record(Op::Sqrt, {x}, map(x, [](float v) { return std::sqrt(v); }));
 }
 // dx = g / (2 sqrt(x)) = g / (2y)
-std::vector<Tensor> sqrt_backward(const Entry& e, const Tensor& g) {
-  return {map_with(g, e.output, [](float gi, float y) { return gi / (2.f * y); })};
+static std::vector<Tensor> sqrt_backward(const Entry& e, const Tensor& g) {
+  return {map(g, e.output, [](float gi, float y) { return gi / (2.f * y); })};
 }
+const OpKind Op::Sqrt{"sqrt", sqrt_backward};
 
 // ---- abs ----
 Tensor abs(const Tensor& x) {
-  return tape().record(Op::Abs, {x}, map_unary(x, [](float v) { return std::fabs(v); }));
+  return tape().record(Op::Abs, {x}, map(x, [](float v) { return std::fabs(v); }));
 }
 // dx = g * sign(x)   (0 at x = 0, as PyTorch)
-std::vector<Tensor> abs_backward(const Entry& e, const Tensor& g) {
-  return {map_with(g, e.input(0), [](float gi, float x) { return x > 0 ? gi : (x < 0 ? -gi : 0.f); })};
+static std::vector<Tensor> abs_backward(const Entry& e, const Tensor& g) {
+  return {map(g, e.input(0), [](float gi, float x) { return x > 0 ? gi : (x < 0 ? -gi : 0.f); })};
 }
+const OpKind Op::Abs{"abs", abs_backward};
 
 // ---- clamp ----
+namespace {
+struct ClampState : SavedState {
+  ClampState(float low_, float high_) : low(low_), high(high_) {}
+  float low, high;
+  std::string describe() const override { return fmt::format("low={} high={}", low, high); }
+};
+}  // namespace
 Tensor clamp(const Tensor& x, float low, float high) {
   if (!(low <= high)) throw Error(fmt::format("clamp: low {} is greater than high {}", low, high));
-  OpParams params;
-  params.low = low;
-  params.high = high;
-  return tape().record(Op::Clamp, {x}, map_unary(x, [=](float v) { return std::min(std::max(v, low), high); }), params);
+  return tape().record(Op::Clamp, {x}, map(x, [=](float v) { return std::min(std::max(v, low), high); }),
+                       ClampState(low, high));
 }
 // dx = g where low <= x <= high, else 0
-std::vector<Tensor> clamp_backward(const Entry& e, const Tensor& g) {
-  const float low = e.params.low, high = e.params.high;
-  return {map_with(g, e.input(0), [=](float gi, float x) { return (x >= low && x <= high) ? gi : 0.f; })};
+static std::vector<Tensor> clamp_backward(const Entry& e, const Tensor& g) {
+  const float low = e.saved<ClampState>().low, high = e.saved<ClampState>().high;
+  return {map(g, e.input(0), [=](float gi, float x) { return (x >= low && x <= high) ? gi : 0.f; })};
 }
+const OpKind Op::Clamp{"clamp", clamp_backward};
 
 // ---- operators ----
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "tinygrad-cpp/kernels/kernels.h"
-#include "tinygrad-cpp/ops/backward_rules.h"
+#include "tinygrad-cpp/ops/helpers.h"
 
 namespace tg {
 
@@ -24,7 +24,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return tape().record(Op::Matmul, {a, b}, out);
 }
 // dA = dY B^T, dB = A^T dY
-std::vector<Tensor> matmul_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> matmul_backward(const Entry& e, const Tensor& g) {
   const Tensor &a = e.input(0), &b = e.input(1);
   const int64_t M = a.dim(0), K = a.dim(1), N = b.dim(1);
   Tensor da, db;
@@ -38,6 +38,7 @@ std::vector<Tensor> matmul_backward(const Entry& e, const Tensor& g) {
   }
   return {da, db};
 }
+const OpKind Op::Matmul{"matmul", matmul_backward};
 
 // ---- linear ----
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -59,7 +60,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 }
 
 // dX = dY W, dW = dY^T X, db = sum over the batch of dY
-std::vector<Tensor> linear_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> linear_backward(const Entry& e, const Tensor& g) {
   // BEGIN SOLUTION(linear-backward)
   // HINT: dX = dY W ([N,out] x [out,in]), dW = dY^T X ([out,N] x [N,in]), db = dY summed over the batch;
   // HINT: use kernels::gemm with the right transposes and skip inputs that do not require grad.
@@ -82,5 +83,6 @@ std::vector<Tensor> linear_backward(const Entry& e, const Tensor& g) {
   return {dx, dw, db};
   // END SOLUTION
 }
+const OpKind Op::Linear{"linear", linear_backward};
 
 }  // namespace tg

@@ -1,14 +1,14 @@
 // Reductions over axes: sum, mean, max. Axes {} means every axis.
 //
-// Every reduction visits the input once and sends element i to output slot
-// reduced_index(i): the input's multi-index with the reduced axes set to 0.
+// Every reduction visits the input once and sends element i to its output slot: the
+// input's multi-index with the reduced axes set to 0 (for_each_reduced walks both).
 // Backward goes the other way: each input element reads the gradient of its slot.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <limits>
 
-#include "tinygrad-cpp/ops/backward_rules.h"
+#include "tinygrad-cpp/ops/helpers.h"
 
 namespace tg {
 namespace {
@@ -78,28 +78,34 @@ Tensor expand_gradient(const Tensor& g, const Shape& input_shape, const std::vec
   return out;
 }
 
-std::vector<bool> reduced_axes_of(const Entry& e) {
-  return plan_reduction(e.input(0), e.params.axes, e.params.keepdim, op_name(e.op)).reduced;
-}
-
-OpParams reduction_params(std::vector<int64_t> axes, bool keepdim) {
-  OpParams p;
-  p.axes = std::move(axes);
-  p.keepdim = keepdim;
-  return p;
-}
+// What sum, mean and max save: which input axes they reduced (and, for max, where the
+// maximum of each slot was).
+struct ReductionState : SavedState {
+  ReductionState(std::vector<bool> reduced_, bool keepdim_, Tensor first_maximum_ = Tensor())
+      : reduced(std::move(reduced_)), keepdim(keepdim_), first_maximum(std::move(first_maximum_)) {}
+  std::vector<bool> reduced;  // per input axis
+  bool keepdim;
+  Tensor first_maximum;       // max only: 1 at the first maximum of each slot, 0 elsewhere
+  std::string describe() const override {
+    std::vector<int64_t> axes;
+    for (size_t a = 0; a < reduced.size(); ++a)
+      if (reduced[a]) axes.push_back(static_cast<int64_t>(a));
+    return fmt::format("axes={}{}", shape_str(axes), keepdim ? " keepdim" : "");
+  }
+};
 
 }  // namespace
 
 // ---- sum ----
 Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   const Reduction r = plan_reduction(x, axes, keepdim, "sum");
-  return tape().record(Op::Sum, {x}, sum_kernel(x, r), reduction_params(std::move(axes), keepdim));
+  return tape().record(Op::Sum, {x}, sum_kernel(x, r), ReductionState(r.reduced, keepdim));
 }
 // dx[i] = g[slot(i)]
-std::vector<Tensor> sum_backward(const Entry& e, const Tensor& g) {
-  return {expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f)};
+static std::vector<Tensor> sum_backward(const Entry& e, const Tensor& g) {
+  return {expand_gradient(g, e.input(0).shape(), e.saved<ReductionState>().reduced, 1.f)};
 }
+const OpKind Op::Sum{"sum", sum_backward};
 
 // ---- mean ----
 Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
@@ -107,13 +113,14 @@ Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   Tensor out = sum_kernel(x, r);
   const int64_t count = std::max<int64_t>(1, x.numel() / std::max<int64_t>(1, out.numel()));
   for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] /= static_cast<float>(count);
-  return tape().record(Op::Mean, {x}, out, reduction_params(std::move(axes), keepdim));
+  return tape().record(Op::Mean, {x}, out, ReductionState(r.reduced, keepdim));
 }
 // dx[i] = g[slot(i)] / (elements per slot)
-std::vector<Tensor> mean_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> mean_backward(const Entry& e, const Tensor& g) {
   const int64_t count = std::max<int64_t>(1, e.input(0).numel() / std::max<int64_t>(1, g.numel()));
-  return {expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f / static_cast<float>(count))};
+  return {expand_gradient(g, e.input(0).shape(), e.saved<ReductionState>().reduced, 1.f / static_cast<float>(count))};
 }
+const OpKind Op::Mean{"mean", mean_backward};
 
 // ---- max ----
 Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
@@ -132,14 +139,16 @@ Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   // The mask marks the first maximum of each slot: the one element the gradient flows to.
   Tensor mask = Tensor::zeros(x.shape());
   for (int64_t w : winner) mask.data()[w] = 1.f;
-  return tape().record(Op::Max, {x}, out, reduction_params(std::move(axes), keepdim), {mask});
+  return tape().record(Op::Max, {x}, out, ReductionState(r.reduced, keepdim, mask));
 }
 // dx[i] = g[slot(i)] if i is its slot's (first) maximum, else 0
-std::vector<Tensor> max_backward(const Entry& e, const Tensor& g) {
-  Tensor dx = expand_gradient(g, e.input(0).shape(), reduced_axes_of(e), 1.f);
-  const float* mask = e.saved[0].data();
+static std::vector<Tensor> max_backward(const Entry& e, const Tensor& g) {
+  const ReductionState& state = e.saved<ReductionState>();
+  Tensor dx = expand_gradient(g, e.input(0).shape(), state.reduced, 1.f);
+  const float* mask = state.first_maximum.data();
   for (int64_t i = 0; i < dx.numel(); ++i) dx.data()[i] *= mask[i];
   return {dx};
 }
+const OpKind Op::Max{"max", max_backward};
 
 }  // namespace tg

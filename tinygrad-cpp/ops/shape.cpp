@@ -6,7 +6,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "tinygrad-cpp/ops/backward_rules.h"
+#include "tinygrad-cpp/ops/helpers.h"
 
 namespace tg {
 namespace {
@@ -54,6 +54,30 @@ std::vector<int64_t> axis_start(int nd, int axis, int64_t at) {
   return start;
 }
 
+// permute saves its order; slice its axis and range; cat its axis; pad the amounts.
+struct PermuteState : SavedState {
+  explicit PermuteState(std::vector<int64_t> order_) : order(std::move(order_)) {}
+  std::vector<int64_t> order;  // output axis i is input axis order[i]
+  std::string describe() const override { return fmt::format("order={}", shape_str(order)); }
+};
+struct SliceState : SavedState {
+  SliceState(int axis_, int64_t start_, int64_t stop_) : axis(axis_), start(start_), stop(stop_) {}
+  int axis;
+  int64_t start, stop;
+  std::string describe() const override { return fmt::format("axis={} range=[{},{})", axis, start, stop); }
+};
+struct CatState : SavedState {
+  explicit CatState(int axis_) : axis(axis_) {}
+  int axis;
+  std::string describe() const override { return fmt::format("axis={}", axis); }
+};
+struct PadState : SavedState {
+  PadState(std::vector<int64_t> pads_, float value_) : pads(std::move(pads_)), value(value_) {}
+  std::vector<int64_t> pads;  // before and after, per axis
+  float value;
+  std::string describe() const override { return fmt::format("pads={} value={}", shape_str(pads), value); }
+};
+
 }  // namespace
 
 // ---- reshape: a view of the same storage ----
@@ -82,7 +106,8 @@ Tensor reshape(const Tensor& x, Shape shape) {
   return tape().record(Op::Reshape, {x}, Tensor(std::move(view)));
 }
 // dx = g viewed in x's shape
-std::vector<Tensor> reshape_backward(const Entry& e, const Tensor& g) { return {reshape(g, e.input(0).shape())}; }
+static std::vector<Tensor> reshape_backward(const Entry& e, const Tensor& g) { return {reshape(g, e.input(0).shape())}; }
+const OpKind Op::Reshape{"reshape", reshape_backward};
 
 Tensor flatten(const Tensor& x, int start_axis) {
   const int nd = x.ndim();
@@ -126,16 +151,16 @@ Tensor permute(const Tensor& x, std::vector<int64_t> order) {
       index[a] = 0;
     }
   }
-  OpParams params;
-  params.axes = order;
-  return tape().record(Op::Permute, {x}, out, params);
+  return tape().record(Op::Permute, {x}, out, PermuteState(order));
 }
 // dx = permute(g, inverse order)
-std::vector<Tensor> permute_backward(const Entry& e, const Tensor& g) {
-  std::vector<int64_t> inverse(e.params.axes.size());
-  for (size_t i = 0; i < inverse.size(); ++i) inverse[e.params.axes[i]] = static_cast<int64_t>(i);
+static std::vector<Tensor> permute_backward(const Entry& e, const Tensor& g) {
+  const std::vector<int64_t>& order = e.saved<PermuteState>().order;
+  std::vector<int64_t> inverse(order.size());
+  for (size_t i = 0; i < inverse.size(); ++i) inverse[order[i]] = static_cast<int64_t>(i);
   return {permute(g, inverse)};
 }
+const OpKind Op::Permute{"permute", permute_backward};
 
 Tensor transpose(const Tensor& x, int axis0, int axis1) {
   std::vector<int64_t> order(x.ndim());
@@ -153,19 +178,18 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t stop) {
   out_shape[a] = stop - start;
   Tensor out = Tensor::empty(out_shape);
   copy_box(x.data(), x.shape(), axis_start(x.ndim(), a, start), out.data(), out_shape, axis_start(x.ndim(), a, 0), out_shape);
-  OpParams params;
-  params.axes = {a};
-  params.ints = {start, stop};
-  return tape().record(Op::Slice, {x}, out, params);
+  return tape().record(Op::Slice, {x}, out, SliceState(a, start, stop));
 }
 // dx = zeros with g placed back at [start, stop)
-std::vector<Tensor> slice_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> slice_backward(const Entry& e, const Tensor& g) {
   const Tensor& x = e.input(0);
-  const int a = static_cast<int>(e.params.axes[0]);
+  const SliceState& s = e.saved<SliceState>();
   Tensor dx = Tensor::zeros(x.shape());
-  copy_box(g.data(), g.shape(), axis_start(x.ndim(), a, 0), dx.data(), x.shape(), axis_start(x.ndim(), a, e.params.ints[0]), g.shape());
+  copy_box(g.data(), g.shape(), axis_start(x.ndim(), s.axis, 0), dx.data(), x.shape(), axis_start(x.ndim(), s.axis, s.start),
+           g.shape());
   return {dx};
 }
+const OpKind Op::Slice{"slice", slice_backward};
 
 // ---- cat along one axis ----
 Tensor cat(const std::vector<Tensor>& xs, int axis) {
@@ -187,13 +211,11 @@ Tensor cat(const std::vector<Tensor>& xs, int axis) {
     copy_box(t.data(), t.shape(), axis_start(nd, a, 0), out.data(), out_shape, axis_start(nd, a, at), t.shape());
     at += t.shape()[a];
   }
-  OpParams params;
-  params.axes = {a};
-  return tape().record(Op::Cat, xs, out, params);
+  return tape().record(Op::Cat, xs, out, CatState(a));
 }
 // dx_i = the slice of g that x_i filled
-std::vector<Tensor> cat_backward(const Entry& e, const Tensor& g) {
-  const int a = static_cast<int>(e.params.axes[0]);
+static std::vector<Tensor> cat_backward(const Entry& e, const Tensor& g) {
+  const int a = e.saved<CatState>().axis;
   std::vector<Tensor> grads;
   int64_t at = 0;
   for (const Tensor& x : e.inputs) {
@@ -204,6 +226,7 @@ std::vector<Tensor> cat_backward(const Entry& e, const Tensor& g) {
   }
   return grads;
 }
+const OpKind Op::Cat{"cat", cat_backward};
 
 // ---- pad with a constant ----
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
@@ -220,19 +243,18 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
   }
   Tensor out = Tensor::full(out_shape, value);
   copy_box(x.data(), x.shape(), std::vector<int64_t>(nd, 0), out.data(), out_shape, start, x.shape());
-  OpParams params;
-  params.ints = pads;
-  params.scalar = value;
-  return tape().record(Op::Pad, {x}, out, params);
+  return tape().record(Op::Pad, {x}, out, PadState(pads, value));
 }
 // dx = g cropped back to x's box
-std::vector<Tensor> pad_backward(const Entry& e, const Tensor& g) {
+static std::vector<Tensor> pad_backward(const Entry& e, const Tensor& g) {
   const Tensor& x = e.input(0);
+  const std::vector<int64_t>& pads = e.saved<PadState>().pads;
   std::vector<int64_t> start(x.ndim());
-  for (int a = 0; a < x.ndim(); ++a) start[a] = e.params.ints[2 * a];
+  for (int a = 0; a < x.ndim(); ++a) start[a] = pads[2 * a];
   Tensor dx = Tensor::empty(x.shape());
   copy_box(g.data(), g.shape(), start, dx.data(), x.shape(), std::vector<int64_t>(x.ndim(), 0), x.shape());
   return {dx};
 }
+const OpKind Op::Pad{"pad", pad_backward};
 
 }  // namespace tg

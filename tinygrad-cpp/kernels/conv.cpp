@@ -1,0 +1,122 @@
+// The engine's convolution of a batch: which fast path runs for which convolution.
+// ops/conv.cpp states the op and its textbook backward; this file only makes it fast.
+//
+//   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image
+//   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm
+//   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
+//   backward, stride 1                           dx: the direct kernel on dY with the weight flipped;
+//                                                dW: the direct weight-gradient kernel
+// conv2d_reference (im2col.cpp) is the seven-loop definition they are all tested against.
+#include <algorithm>
+#include <vector>
+
+#include "tinygrad-cpp/kernels/kernels.h"
+
+namespace tg::kernels {
+namespace {
+
+// Scratch memory of one thread, reused from call to call (a batch-64 column matrix is
+// megabytes: allocating it every step costs page faults).
+thread_local std::vector<float> columns_buffer, result_buffer;
+float* buffer(std::vector<float>& b, int64_t n) {
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+bool stride1(const ConvGeometry& g, int64_t groups) {
+  return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1;
+}
+
+// The forward convolution of one image as the direct kernel sees it.
+DirectConv direct_forward(const ConvGeometry& g, int64_t out_channels) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  return {g.channels, g.height, g.width, out_channels, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
+          g.channels * taps, taps, g.kernel_w, 1};
+}
+
+template <class F>
+void for_each_image(int64_t batch, F body) {
+  parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n) body(n);
+  });
+}
+
+}  // namespace
+
+void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const float* weight, const float* bias,
+                    int64_t out_channels, int64_t groups, float* out) {
+  const int64_t O = out_channels, P = g.out_h() * g.out_w();
+  const int64_t image_size = g.channels * g.height * g.width;
+  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;         // the column matrix's height
+  const int64_t patch = rows / groups, out_per_group = O / groups;
+  if (stride1(g, groups)) {
+    const DirectConv d = direct_forward(g, O);
+    for_each_image(batch, [&](int64_t n) { conv2d_stride1(x + n * image_size, d, weight, bias, out + n * O * P); });
+    return;
+  }
+  if (batch == 1 && groups == 1 && O * P * rows >= (int64_t{1} << 20) && num_threads() > 1 && !in_parallel_region()) {
+    // One image with a stride or dilation: the threads take bands of output rows, each
+    // with its own columns. The product is taken transposed, result^T [positions, O] =
+    // cols^T W^T, so the band's positions are the gemm's long side.
+    const int64_t out_w = g.out_w();
+    parallel_for(0, g.out_h(), 1, [&](int64_t oy0, int64_t oy1) {
+      const int64_t width = (oy1 - oy0) * out_w;
+      float* cols = buffer(columns_buffer, rows * width);
+      float* result = buffer(result_buffer, O * width);
+      im2col_rows(x, g, oy0, oy1, cols, width);
+      gemm(true, true, width, O, patch, 1.f, cols, width, weight, patch, 0.f, result, O);
+      for (int64_t o = 0; o < O; ++o) {
+        const float b = bias ? bias[o] : 0.f;
+        float* __restrict dst = out + o * P + oy0 * out_w;
+        for (int64_t k = 0; k < width; ++k) dst[k] = result[k * O + o] + b;
+      }
+    });
+    return;
+  }
+  // A batch: each thread takes a range of images, in chunks whose column matrix stays
+  // within about 4 MB: cols [C*kh*kw, nb*P], then Y_g = W_g cols_g for each group.
+  const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, rows * P), 1, std::max<int64_t>(1, batch));
+  parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n0 = lo; n0 < hi; n0 += chunk) {
+      const int64_t nb = std::min(chunk, hi - n0), width = nb * P;
+      float* cols = buffer(columns_buffer, rows * width);
+      float* result = buffer(result_buffer, O * width);
+      for (int64_t i = 0; i < nb; ++i) im2col(x + (n0 + i) * image_size, g, cols + i * P, width);
+      for (int64_t grp = 0; grp < groups; ++grp)
+        gemm(false, false, out_per_group, width, patch, 1.f, weight + grp * out_per_group * patch, patch,
+             cols + grp * patch * width, width, 0.f, result + grp * out_per_group * width, width);
+      // result is [O, nb*P]; out wants [nb, O, P]: scatter and add the bias.
+      for (int64_t i = 0; i < nb; ++i)
+        for (int64_t o = 0; o < O; ++o) {
+          const float b = bias ? bias[o] : 0.f;
+          const float* __restrict src = result + o * width + i * P;
+          float* __restrict dst = out + ((n0 + i) * O + o) * P;
+          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+        }
+    }
+  });
+}
+
+bool conv2d_backward_input_stride1(const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                   const float* weight, int64_t out_channels, int64_t groups, float* dx) {
+  if (!stride1(g, groups) || g.pad_h >= g.kernel_h || g.pad_w >= g.kernel_w) return false;
+  // dx is the convolution of dY (bordered by kernel-1-pad) with the weight transposed
+  // (out <-> in channels) and flipped (taps read backwards):
+  //     dx[c][y][x] = sum over (o, i, j) of w[o][c][kh-1-i][kw-1-j] * dYpadded[o][y+i][x+j]
+  const int64_t O = out_channels, P = g.out_h() * g.out_w(), taps = g.kernel_h * g.kernel_w;
+  const int64_t image_size = g.channels * g.height * g.width;
+  const DirectConv d{O, g.out_h(), g.out_w(), g.channels, g.kernel_h, g.kernel_w, g.kernel_h - 1 - g.pad_h,
+                     g.kernel_w - 1 - g.pad_w, taps, g.channels * taps, -g.kernel_w, -1};
+  for_each_image(batch, [&](int64_t n) {
+    conv2d_stride1(grad_output + n * O * P, d, weight + taps - 1, nullptr, dx + n * image_size);
+  });
+  return true;
+}
+
+bool conv2d_backward_weight_stride1(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                    int64_t out_channels, int64_t groups, float* dw) {
+  if (!stride1(g, groups)) return false;
+  return conv2d_stride1_weight_grad(x, grad_output, batch, direct_forward(g, out_channels), dw);
+}
+
+}  // namespace tg::kernels

@@ -20,12 +20,14 @@ OPT      := -O3 -g0
 LDOPT    :=
 endif
 
-CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -MMD -MP -pthread
+CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -MMD -MP -pthread
 LDLIBS   := -lfmt -lstb -lz -pthread
 
-PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist
+PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
+            libflatbuffers-dev flatbuffers-compiler
 
-LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp) tinygrad-cpp/cli/args.cpp)
+LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp) \
+              tinygrad-cpp/cli/args.cpp)
 TEST_SRC := $(sort $(wildcard tests/*.cpp))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
@@ -37,7 +39,7 @@ TOOLS    := $(BUILD)/bin/make_student $(BUILD)/bin/grade
 LESSON_SRC := $(sort $(wildcard lessons/*.cpp))
 LESSONS  := $(LESSON_SRC:lessons/%.cpp=$(BUILD)/bin/lessons/%)
 
-.PHONY: all test setup check-packages clean train sample lessons lesson student grade
+.PHONY: all test setup check-packages photo-model clean train sample lessons lesson student grade
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -46,6 +48,12 @@ all: $(LIB) $(TESTS) $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# The TFLite reader's accessors and Verifier, generated from our subset of the format.
+$(BUILD)/gen/tflite_generated.h: tinygrad-cpp/models/tflite.fbs
+	@mkdir -p $(dir $@)
+	flatc --cpp --scoped-enums -o $(BUILD)/gen $<
+$(BUILD)/obj/tinygrad-cpp/models/tflite.o $(BUILD)/obj/tests/test_models.o: $(BUILD)/gen/tflite_generated.h
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -85,13 +93,13 @@ $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 # `make lessons` runs every lesson, then writes out/index.html; `make lesson N=07` runs one.
-lessons: check-packages
+lessons: check-packages photo-model
 	@$(MAKE) --no-print-directory all
 	@set -e; for l in $(LESSONS); do echo; echo "=== $$(basename $$l)"; $$l; done
 	@$(GALLERY) out
 	@echo "open out/index.html in a browser"
 
-lesson: check-packages
+lesson: check-packages photo-model
 	@$(MAKE) --no-print-directory all
 	@l=$$(ls $(BUILD)/bin/lessons/$(N)_* 2>/dev/null | head -1); \
 	  if [ -z "$$l" ]; then echo "no lesson $(N): try one of $$(ls $(BUILD)/bin/lessons | tr '\n' ' ')"; exit 2; fi; \
@@ -100,7 +108,7 @@ lesson: check-packages
 # `make test` installs what is missing first, then builds and runs every suite.
 # The last line it prints is "N passed, N failed" (test cases); in a student copy it adds
 # how many tests wait for tasks that are not implemented yet.
-test: check-packages
+test: check-packages photo-model
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)
 	@set -o pipefail; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -115,7 +123,14 @@ check-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then echo "missing packages:$$missing -> make setup"; $(MAKE) --no-print-directory setup; fi
 
+# The photo model (assets/models/, ignored by git): npm pack, sha256 checks, cut out.
+photo-model:
+	@bash assets/get_photo_model.sh
+
 setup:
+	@command -v npm >/dev/null || { sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; echo "setup: installing npm"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq npm; }
+	@bash assets/get_photo_model.sh
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -z "$$missing" ]; then echo "setup: all packages present"; exit 0; fi; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \

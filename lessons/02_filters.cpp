@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/preprocess.h"
 #include "tinygrad-cpp/viz.h"
 
 using namespace tg;
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
     const io::Image photo = lesson.image();
     const int64_t height = width * photo.height / photo.width;
     // Gray, resized by area averaging; image_to_input does both (mean 0, std 1: no normalization).
-    Tensor gray = viz::image_to_input(photo, width, 0.f, 1.f, false);
+    Tensor gray = preprocess::image_to_input(photo, {1, width, width, {0.f}, {1.f}, false});
     gray = reshape(viz::upsample(reshape(gray, {1, width, width}), height, width, true), {1, 1, height, width});
     std::vector<io::Image> responses = {viz::to_image(reshape(gray, {1, height, width}))};
     for (const auto& [name, f] : filters) {

@@ -7,6 +7,7 @@
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/preprocess.h"
 #include "tinygrad-cpp/viz.h"
 
 using namespace tg;
@@ -19,7 +20,9 @@ int main(int argc, char** argv) {
   return lesson.run([&] {
     lesson.step("Load the model and the image");
     nn::Sequential& model = lesson.model();
-    const Tensor image = viz::image_to_input(lesson.image(), 28, data::kFashionMean, data::kFashionStd, false);
+    preprocess::InputSpec spec = model.info().input;
+    spec.invert_light_background = false;  // the lesson's images are Fashion-MNIST's own
+    const Tensor image = preprocess::image_to_input(lesson.image(), spec);
     const Tensor logits = explain::scores(model, image);
     const int64_t predicted = argmax(logits)[0];
     lesson.say("{}: predicted {} ({})", lesson.image_path(), predicted, data::kFashionClasses[predicted]);

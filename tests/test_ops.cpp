@@ -204,6 +204,10 @@ const std::vector<ConvCase> conv_cases = {
     {{2, 2, 7, 8}, {2, 2, 3, 3}, 1, 2, 2, 1},
     {{2, 4, 5, 6}, {6, 2, 3, 3}, 1, 1, 1, 2},
     {{1, 4, 6, 5}, {4, 1, 3, 3}, 2, 1, {1, 2}, 4},
+    // Depthwise (groups = channels, as MobileNet's), batch 2, stride 2, and with a depth
+    // multiplier of 2 (two output channels per input channel).
+    {{2, 5, 7, 6}, {5, 1, 3, 3}, 2, 1, 1, 5},
+    {{2, 3, 6, 7}, {6, 1, 3, 3}, 1, 1, 1, 3},
     // One image with stride 1 takes the direct path (kernels::conv2d_stride1): more than 8
     // output channels (two channel blocks), rows wider than 16 (two pieces), padding up to
     // kernel-1 (dx by the same kernel) and beyond it (dx by im2col again).
@@ -228,6 +232,25 @@ TEST_SUITE("conv2d-backward") {
 }
 
 TEST_SUITE("ops-conv") {
+  TEST_CASE("TensorFlow SAME on stride 2: pad bottom and right, then convolve, checked through the tape") {
+    NEEDS_TASKS("tape-reverse-walk", "conv2d-backward");
+    // A 3x3 kernel with stride 2: SAME gives ceil(side / 2) outputs and pads what that needs,
+    // the odd one at the bottom or right: side 7 pads (1, 1), side 8 and side 6 pad (0, 1).
+    struct Case { Shape input, weight; int64_t groups; std::vector<int64_t> pads; };
+    for (const Case& c : std::vector<Case>{{{2, 3, 7, 8}, {4, 3, 3, 3}, 1, {0, 0, 0, 0, 1, 1, 0, 1}},
+                                           {{2, 4, 6, 6}, {4, 1, 3, 3}, 4, {0, 0, 0, 0, 0, 1, 0, 1}}}) {
+      CAPTURE(shape_str(c.input));
+      Tensor x = random_normal(c.input, 91), w = random_normal(c.weight, 92), b = random_normal({c.weight[0]}, 93);
+      check_gradient("same-padded conv", [&](const std::vector<Tensor>& in) {
+        return conv2d(pad(in[0], c.pads), in[1], in[2], 2, 0, 1, c.groups);
+      }, {x, w, b});
+      const Tensor y = conv2d(pad(x, c.pads), w, b, 2, 0, 1, c.groups);
+      const Shape& input = c.input;
+      CHECK(y.dim(2) == (input[2] + 1) / 2);  // ceil(in / stride), as SAME promises
+      CHECK(y.dim(3) == (input[3] + 1) / 2);
+    }
+  }
+
   TEST_CASE("conv2d forward equals the direct seven-loop convolution") {
     uint64_t seed = 91;
     for (const ConvCase& c : conv_cases) {

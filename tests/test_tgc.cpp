@@ -186,3 +186,73 @@ TEST_SUITE("shipped-model") {
     CHECK(accuracy >= (have_full ? 0.915 : 0.9));
   }
 }
+
+TEST_SUITE("tgc-photo") {
+  const std::string kSsd = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
+
+  TEST_CASE("tgc predict and explain on the photo model: the cat, by label, in color") {
+    REQUIRE_MESSAGE(tg::io::file_exists(kSsd), "run make setup: it fetches the photo model");
+    Run r = tgc("predict --model " + kSsd + " --image assets/chelsea.png --top 3");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "\nCat: 0.85"));  // the first class line, best first
+    CHECK(lines(r.out) == 4);                // the input line and three classes
+    CHECK_FALSE(contains(r.out, "background"));
+    r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1");
+    CHECK(contains(r.out, "\nCoffee cup: "));
+    const test::TempDir dir;
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward");
+    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method guided_backprop --target cAt --npy " +
+            dir.file("g.npy") + " --png " + dir.file("g.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "explaining class 8 (Cat"));
+    CHECK(tg::io::load_npy(dir.file("g.npy")).shape() == tg::Shape{3, 300, 300});
+    const tg::io::Image png = tg::io::load_image(dir.file("g.png"));
+    CHECK(png.channels == 3);
+    CHECK(png.width > 900);  // photo, map and overlay side by side
+    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method gradcam --npy " + dir.file("c.npy"));
+    REQUIRE(r.status == 0);
+    CHECK(tg::io::load_npy(dir.file("c.npy")).ndim() == 2);  // [h, w] at the default layer
+    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method saliency --target Unicorn");
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "no class 'Unicorn'"));
+    CHECK(lines(r.err) == 1);
+  }
+
+  TEST_CASE("tgc info lists the photo model's layers; a bad TFLite file is one line and no output") {
+    REQUIRE(tg::io::file_exists(kSsd));
+    Run r = tgc("info --model " + kSsd);
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "55 conv2d"));
+    CHECK(contains(r.out, "17 depthwise_conv2d"));
+    CHECK(contains(r.out, "24 classes"));
+    CHECK(contains(r.out, "Cat"));
+    const test::TempDir dir;
+    std::ifstream in(kSsd, std::ios::binary);
+    std::vector<char> bytes(200000);
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(dir.file("cut.tflite"), std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    for (const std::string command : {"info --model ", "predict --image assets/chelsea.png --model "}) {
+      r = tgc(command + dir.file("cut.tflite"));
+      CHECK(r.status == 1);
+      CHECK(lines(r.err) == 1);
+      CHECK(contains(r.err, "error: " + dir.file("cut.tflite") + ": corrupt TFLite file"));
+      CHECK(r.out.empty());
+    }
+    r = tgc("explain --model " + dir.file("cut.tflite") + " --image assets/chelsea.png --method saliency --npy " + dir.file("x.npy"));
+    CHECK(r.status == 1);
+    CHECK_FALSE(fs::exists(dir.file("x.npy")));
+  }
+
+  TEST_CASE("the setup step refuses a package whose sha256 is wrong, with one line and no model") {
+    const test::TempDir dir;
+    const std::string command = "TG_MODEL_DIR=" + dir.path.string() + " TG_PACKAGE_SHA256=" + std::string(64, '0') +
+                                " bash assets/get_photo_model.sh >" + dir.file("out") + " 2>" + dir.file("err");
+    const int raw = std::system(command.c_str());
+    std::ifstream err(dir.file("err"));
+    const std::string message(std::istreambuf_iterator<char>(err), {});
+    CHECK(WEXITSTATUS(raw) == 1);
+    CHECK(lines(message) == 1);
+    CHECK(contains(message, "sha256"));
+    CHECK_FALSE(fs::exists(dir.file("ssd_mobilenetv2_oidv4_fp16.tflite")));
+  }
+}

@@ -67,14 +67,6 @@ TEST_SUITE("viz") {
     CHECK(test::contains(test::error_message([&] { overlay(img, scale_nearest(heat, 2), 0.5f); }), "overlay: base 2x2"));
   }
 
-  TEST_CASE("image_to_input: gray, area resize, inversion, normalization") {
-    io::Image white{56, 56, 3, std::vector<uint8_t>(56 * 56 * 3, 255)};
-    const Tensor x = image_to_input(white, 28, 0.5f, 0.25f, false);
-    CHECK(x.shape() == Shape{1, 1, 28, 28});
-    CHECK(x.data()[0] == doctest::Approx(2.f));
-    CHECK(image_to_input(white, 28, 0.5f, 0.25f, true).data()[0] == doctest::Approx(-2.f));
-  }
-
   TEST_CASE("SVG charts are whole documents with their labels") {
     const std::string line = line_chart({{"loss", {0, 1, 2}, {1.0, 0.5, 0.25}}, {"acc", {0, 1, 2}, {0.1, 0.6, 0.9}}},
                                         "training", "epoch", "value");

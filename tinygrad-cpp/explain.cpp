@@ -37,13 +37,12 @@ void check_input(const Tensor& input, const Targets& targets, const char* method
 
 // The class each image is explained for: its target, or where the target is -1 the
 // class with the highest score. Targets must be valid classes of scores [N, classes].
-Targets resolve_targets(const Targets& targets, const Tensor& scores, const char* method) {
+Targets resolve_targets(const nn::Model& model, const Targets& targets, const Tensor& scores, const char* method) {
   if (scores.ndim() != 2) throw Error(std::string(method) + ": the model's output " + shape_str(scores.shape()) + " is not [N, classes]");
   const int64_t classes = scores.dim(1);
-  const std::vector<int64_t> predicted = argmax(scores);
+  const std::vector<int64_t> predicted = model.predict(scores);
   Targets resolved = targets;
   for (int64_t n = 0; n < scores.dim(0); ++n) {
-    const float* row = scores.data() + n * classes;
     if (resolved[n] < 0) resolved[n] = predicted[n];
     if (resolved[n] >= classes)
       throw Error(fmt::format("{}: target {} out of range for {} classes", method, resolved[n], classes));
@@ -53,46 +52,46 @@ Targets resolve_targets(const Targets& targets, const Tensor& scores, const char
 
 }  // namespace
 
-Tensor scores(nn::Sequential& model, const Tensor& input) {
+Tensor scores(nn::Model& model, const Tensor& input) {
   NoGrad no_grad;
   return model(input);
 }
 
-Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets, const BackwardRule& rule,
+Tensor class_gradient(nn::Model& model, const Tensor& input, const Targets& targets, const BackwardRule& rule,
                       Targets* resolved) {
   check_input(input, targets, "class_gradient");
   FreezeParameters frozen(model);
   const Tensor x = input.detach().requires_grad_();
   const Tensor logits = model(x);
-  const Targets classes = resolve_targets(targets, logits, "class_gradient");
+  const Targets classes = resolve_targets(model, targets, logits, "class_gradient");
   // The seed is one-hot on each image's target score: d score / d score = 1, others 0.
   backward_with_rule(logits, one_hot(logits.shape(), classes), rule);
   if (resolved) *resolved = classes;
   return x.grad();
 }
 
-Tensor saliency(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+Tensor saliency(nn::Model& model, const Tensor& input, const Targets& targets) {
   // BEGIN SOLUTION(saliency)
   // HINT: the gradient of each image's target score with respect to its pixels (class_gradient, vanilla rule)
   return class_gradient(model, input, targets, rules::vanilla_relu);
   // END SOLUTION
 }
 
-Tensor input_x_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+Tensor input_x_gradient(nn::Model& model, const Tensor& input, const Targets& targets) {
   const Tensor gradient = class_gradient(model, input, targets, rules::vanilla_relu);
   NoGrad no_grad;
   return mul(input, gradient);
 }
 
-Tensor guided_backprop(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+Tensor guided_backprop(nn::Model& model, const Tensor& input, const Targets& targets) {
   return class_gradient(model, input, targets, rules::guided_relu);
 }
 
-Tensor deconvnet(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+Tensor deconvnet(nn::Model& model, const Tensor& input, const Targets& targets) {
   return class_gradient(model, input, targets, rules::deconvnet_relu);
 }
 
-Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const BackwardRule& rule) {
+Tensor neuron_gradient(nn::Model& model, const Tensor& input, const Neuron& neuron, const BackwardRule& rule) {
   if (input.ndim() != 4) throw Error("neuron_gradient: input " + shape_str(input.shape()) + " must be a batch [N,C,H,W]");
   FreezeParameters frozen(model);
   const Tensor x = input.detach().requires_grad_();
@@ -117,9 +116,9 @@ namespace {
 // The gradient of a fixed target (a class per image, or a neuron) at any point.
 using GradientAt = std::function<Tensor(const Tensor& point)>;
 
-GradientAt class_gradient_at(nn::Sequential& model, const Tensor& input, const Targets& targets) {
+GradientAt class_gradient_at(nn::Model& model, const Tensor& input, const Targets& targets) {
   // "The predicted class" is resolved once, on the clean input, so every point explains the same class.
-  const Targets classes = resolve_targets(targets, scores(model, input), "class_gradient");
+  const Targets classes = resolve_targets(model, targets, scores(model, input), "class_gradient");
   return [&model, classes](const Tensor& point) { return class_gradient(model, point, classes); };
 }
 
@@ -162,38 +161,38 @@ Tensor integrated_of(const GradientAt& gradient_at, const Tensor& input, const T
 }
 }  // namespace
 
-Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& targets, int samples, float sigma_fraction,
+Tensor smoothgrad(nn::Model& model, const Tensor& input, const Targets& targets, int samples, float sigma_fraction,
                   uint64_t seed) {
   check_input(input, targets, "smoothgrad");
   return smoothgrad_of(class_gradient_at(model, input, targets), input, samples, sigma_fraction, seed);
 }
 
-Tensor smoothgrad_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
+Tensor smoothgrad_neuron(nn::Model& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
                   uint64_t seed) {
   return smoothgrad_of([&](const Tensor& point) { return neuron_gradient(model, point, neuron); }, input, samples,
                        sigma_fraction, seed);
 }
 
-Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Targets& targets, const Tensor& baseline,
+Tensor integrated_gradients(nn::Model& model, const Tensor& input, const Targets& targets, const Tensor& baseline,
                             int steps) {
   check_input(input, targets, "integrated_gradients");
   return integrated_of(class_gradient_at(model, input, targets), input, baseline, steps);
 }
 
-Tensor integrated_gradients_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
+Tensor integrated_gradients_neuron(nn::Model& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
                             int steps) {
   return integrated_of([&](const Tensor& point) { return neuron_gradient(model, point, neuron); }, input, baseline, steps);
 }
 
 // ---------------------------------------------------------------------------------
 // Occlusion
-Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
+Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
                  float fill) {
   check_input(input, targets, "occlusion");
   if (window < 1 || stride < 1) throw Error(fmt::format("occlusion: window {} and stride {} must be >= 1", window, stride));
   const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3);
   const Tensor base = softmax(scores(model, input), 1);
-  const Targets classes = resolve_targets(targets, base, "occlusion");
+  const Targets classes = resolve_targets(model, targets, base, "occlusion");
   Tensor total = Tensor::zeros({N, 1, H, W}), count = Tensor::zeros({N, 1, H, W});
   // Every window position, all images of the batch at once.
   for (int64_t y0 = 0; y0 < H; y0 += stride)
@@ -222,36 +221,36 @@ Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targ
 // ---------------------------------------------------------------------------------
 // CAM family
 namespace {
-Tensor activation_4d(nn::Sequential& model, const std::string& layer, const char* method) {
+Tensor activation_4d(nn::Model& model, const std::string& layer, const char* method) {
   const Tensor a = model.activation(layer);
   if (a.ndim() != 4) throw Error(fmt::format("{}: layer '{}' has shape {}; a CAM needs a [N,K,h,w] feature map", method, layer, shape_str(a.shape())));
   return a;
 }
 }  // namespace
 
-Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer,
+Tensor cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer,
            const std::string& linear_layer) {
   check_input(input, targets, "cam");
   const Tensor logits = scores(model, input);
   const Tensor a = activation_4d(model, layer, "cam");
-  auto* head = dynamic_cast<nn::Linear*>(&model.layer(linear_layer));
-  if (!head) throw Error("cam: layer '" + linear_layer + "' is not a Linear layer");
+  const Tensor head = model.parameter(linear_layer + ".weight");
   const int64_t N = a.dim(0), K = a.dim(1), h = a.dim(2), w = a.dim(3);
-  if (head->weight.dim(1) != K)
-    throw Error(fmt::format("cam: '{}' takes {} features but '{}' has {} channels", linear_layer, head->weight.dim(1), layer, K));
-  const Targets classes = resolve_targets(targets, logits, "cam");
+  if (head.ndim() != 2 || head.dim(1) != K)
+    throw Error(fmt::format("cam: '{}' has weight {}, not [classes, {}] for the {} channels of '{}'", linear_layer,
+                            shape_str(head.shape()), K, K, layer));
+  const Targets classes = resolve_targets(model, targets, logits, "cam");
   Tensor out = Tensor::zeros({N, h, w});
   for (int64_t n = 0; n < N; ++n) {
     const int64_t c = classes[n];
     for (int64_t k = 0; k < K; ++k) {
-      const float weight = head->weight.at({c, k});
+      const float weight = head.at({c, k});
       for (int64_t i = 0; i < h * w; ++i) out.data()[n * h * w + i] += weight * a.data()[(n * K + k) * h * w + i];
     }
   }
   return out;
 }
 
-Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer) {
+Tensor grad_cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer) {
   check_input(input, targets, "grad_cam");
   FreezeParameters frozen(model);
   // The features A as a leaf, and the rest of the network run from them: backward
@@ -262,7 +261,7 @@ Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targe
                             shape_str(features.shape())));
   const Tensor a = features.detach().requires_grad_();
   const Tensor logits = model.forward_after(a, layer);
-  const Targets classes = resolve_targets(targets, logits, "grad_cam");
+  const Targets classes = resolve_targets(model, targets, logits, "grad_cam");
   logits.backward(one_hot(logits.shape(), classes));
   return grad_cam_map(a, a.grad());
 }
@@ -293,7 +292,7 @@ Tensor grad_cam_map(const Tensor& activations, const Tensor& gradients) {
   return out;
 }
 
-Tensor guided_grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer) {
+Tensor guided_grad_cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer) {
   const Tensor guided = guided_backprop(model, input, targets);
   const Tensor maps = grad_cam(model, input, targets, layer);
   const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3);
@@ -358,7 +357,7 @@ Tensor total_variation(const Tensor& x) {
   return add(sum(tg::abs(down)), sum(tg::abs(right)));
 }
 
-Objective class_score(nn::Sequential& model, int64_t target) {
+Objective class_score(nn::Model& model, int64_t target) {
   return [&model, target](const Tensor& x) {
     const Tensor logits = model(x);
     if (target < 0 || target >= logits.dim(1)) throw Error(fmt::format("class_score: class {} out of range", target));
@@ -366,7 +365,7 @@ Objective class_score(nn::Sequential& model, int64_t target) {
   };
 }
 
-Objective neuron_activation(nn::Sequential& model, const Neuron& n) {
+Objective neuron_activation(nn::Model& model, const Neuron& n) {
   return [&model, n](const Tensor& x) {
     const Tensor a = model.forward_until(x, n.layer);
     if (a.ndim() == 4) return sum(slice(slice(slice(a, 1, n.channel, n.channel + 1), 2, n.y, n.y + 1), 3, n.x, n.x + 1));
@@ -374,7 +373,7 @@ Objective neuron_activation(nn::Sequential& model, const Neuron& n) {
   };
 }
 
-Objective feature_match(nn::Sequential& model, const std::string& layer, const Tensor& target_features) {
+Objective feature_match(nn::Model& model, const std::string& layer, const Tensor& target_features) {
   double norm = 0;
   for (int64_t i = 0; i < target_features.numel(); ++i) norm += static_cast<double>(target_features.data()[i]) * target_features.data()[i];
   const float scale = 1.f / static_cast<float>(std::max(norm, 1e-12));

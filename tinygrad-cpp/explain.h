@@ -38,13 +38,13 @@ using Targets = std::vector<int64_t>;
 // 2013), rules::deconvnet_relu (Zeiler & Fergus 2014), rules::guided_relu (Springenberg et
 // al. 2014), or a rule of your own. `resolved` receives the classes used (predictions
 // where the target was -1).
-Tensor class_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets,
+Tensor class_gradient(nn::Model& model, const Tensor& input, const Targets& targets,
                       const BackwardRule& rule = rules::vanilla_relu, Targets* resolved = nullptr);
 
-Tensor saliency(nn::Sequential& model, const Tensor& input, const Targets& targets);
-Tensor input_x_gradient(nn::Sequential& model, const Tensor& input, const Targets& targets);
-Tensor guided_backprop(nn::Sequential& model, const Tensor& input, const Targets& targets);
-Tensor deconvnet(nn::Sequential& model, const Tensor& input, const Targets& targets);
+Tensor saliency(nn::Model& model, const Tensor& input, const Targets& targets);
+Tensor input_x_gradient(nn::Model& model, const Tensor& input, const Targets& targets);
+Tensor guided_backprop(nn::Model& model, const Tensor& input, const Targets& targets);
+Tensor deconvnet(nn::Model& model, const Tensor& input, const Targets& targets);
 
 // One neuron: the gradient of layer `layer`'s output at (channel, y, x) -- or
 // (feature) for a flat layer, with y = x = -1 -- with every other neuron of that layer
@@ -53,32 +53,32 @@ struct Neuron {
   std::string layer;
   int64_t channel = 0, y = -1, x = -1;
 };
-Tensor neuron_gradient(nn::Sequential& model, const Tensor& input, const Neuron& neuron,
+Tensor neuron_gradient(nn::Model& model, const Tensor& input, const Neuron& neuron,
                        const BackwardRule& rule = rules::vanilla_relu);
 
 // SmoothGrad (Smilkov et al. 2017): the mean gradient over `samples` noisy copies of
 // the input, noise ~ N(0, (sigma_fraction * (max - min of the input))^2), seeded.
-Tensor smoothgrad(nn::Sequential& model, const Tensor& input, const Targets& targets, int samples,
+Tensor smoothgrad(nn::Model& model, const Tensor& input, const Targets& targets, int samples,
                   float sigma_fraction, uint64_t seed);
-Tensor smoothgrad_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
+Tensor smoothgrad_neuron(nn::Model& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
                   uint64_t seed);
 
 // Integrated gradients (Sundararajan et al. 2017): (x - baseline) times the mean
 // gradient along the straight path from the baseline to x (midpoint rule, `steps`
 // points). The attributions of an image sum to about f(x) - f(baseline).
-Tensor integrated_gradients(nn::Sequential& model, const Tensor& input, const Targets& targets,
+Tensor integrated_gradients(nn::Model& model, const Tensor& input, const Targets& targets,
                             const Tensor& baseline, int steps);
-Tensor integrated_gradients_neuron(nn::Sequential& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
+Tensor integrated_gradients_neuron(nn::Model& model, const Tensor& input, const Neuron& neuron, const Tensor& baseline,
                             int steps);
 
 // The class scores (logits) of a batch, without recording.
-Tensor scores(nn::Sequential& model, const Tensor& input);
+Tensor scores(nn::Model& model, const Tensor& input);
 
 // Occlusion sensitivity (Zeiler & Fergus 2014): slide a window x window patch of
 // `fill` over the image with the given stride; each pixel gets the mean drop in the
 // target's probability over the windows that covered it (0 where none did).
 // Result [N,1,H,W].
-Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
+Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
                  float fill);
 
 // Class activation maps at layer `layer` (a 4-D activation A [N,K,h,w]), result [N,h,w]:
@@ -86,14 +86,14 @@ Tensor occlusion(nn::Sequential& model, const Tensor& input, const Targets& targ
 //             global-average-pool + linear head after `layer`; Zhou et al. 2016)
 //   grad_cam: ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of d score_c / d A_k
 //             (Selvaraju et al. 2017)
-Tensor cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer,
+Tensor cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer,
            const std::string& linear_layer);
-Tensor grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
+Tensor grad_cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer);
 // The Grad-CAM formula on its own: activations A [N,K,h,w] and their gradients dscore/dA
 // (same shape) -> ReLU(sum_k alpha[n,k] A[n,k]) [N,h,w], alpha[n,k] = mean of dA[n,k].
 Tensor grad_cam_map(const Tensor& activations, const Tensor& gradients);
 // Guided backprop times Grad-CAM upsampled (bilinear) to the input: [N,C,H,W].
-Tensor guided_grad_cam(nn::Sequential& model, const Tensor& input, const Targets& targets, const std::string& layer);
+Tensor guided_grad_cam(nn::Model& model, const Tensor& input, const Targets& targets, const std::string& layer);
 
 // ---- the gradient-ascent engine ----
 // Maximizes objective(x) - l2 * ||x||^2 - tv * TV(x) by gradient ascent from `start`.
@@ -125,10 +125,10 @@ Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptio
 void ascent_step(Tensor& x, const Tensor& gradient, float learning_rate, float l2);
 
 // Objectives for the engine.
-Objective class_score(nn::Sequential& model, int64_t target);       // score_c(x)
-Objective neuron_activation(nn::Sequential& model, const Neuron& n);  // one neuron's value
+Objective class_score(nn::Model& model, int64_t target);       // score_c(x)
+Objective neuron_activation(nn::Model& model, const Neuron& n);  // one neuron's value
 // -||phi(x) - phi0||^2 / ||phi0||^2 at `layer`: maximizing it inverts the representation.
-Objective feature_match(nn::Sequential& model, const std::string& layer, const Tensor& target_features);
+Objective feature_match(nn::Model& model, const std::string& layer, const Tensor& target_features);
 
 // Building blocks the engine uses, exposed for lessons and tests.
 Tensor roll(const Tensor& x, int64_t dy, int64_t dx);  // circular shift of the last two axes

@@ -45,6 +45,18 @@ std::vector<uint8_t> read_file(const std::string& path, uint64_t max_bytes) {
   return bytes;
 }
 
+std::vector<uint8_t> read_file_head(const std::string& path, size_t count) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw file_error(path, "not a regular file");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  std::vector<uint8_t> bytes(count);
+  bytes.resize(std::fread(bytes.data(), 1, count, f));
+  std::fclose(f);
+  return bytes;
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string temp = fmt::format("{}.tmp-{}", path, ::getpid());
   std::FILE* f = std::fopen(temp.c_str(), "wb");

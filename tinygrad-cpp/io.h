@@ -19,6 +19,8 @@ namespace tg::io {
 
 // The whole file, refusing files larger than max_bytes.
 std::vector<uint8_t> read_file(const std::string& path, uint64_t max_bytes = uint64_t{1} << 31);
+// The first `count` bytes of the file (fewer if it is shorter), to sniff its format.
+std::vector<uint8_t> read_file_head(const std::string& path, size_t count);
 // Writes `path` atomically (temporary file in the same folder, then rename).
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 bool file_exists(const std::string& path);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "tinygrad-cpp/data.h"
@@ -92,6 +94,40 @@ std::string AdaptiveAvgPool2d::describe() const { return "AdaptiveAvgPool2d(" + 
 std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p_); }
 
 // ---- Sequential ----
+Tensor Model::probabilities(const Tensor& scores) const {
+  NoGrad no_grad;
+  return info_.probability == ModelInfo::Probability::Sigmoid ? sigmoid(scores) : softmax(scores, 1);
+}
+
+std::vector<int64_t> Model::predict(const Tensor& scores) const {
+  if (info_.background < 0 || scores.ndim() != 2 || scores.dim(1) < 2) return argmax(scores);
+  Tensor without = scores.clone();
+  for (int64_t n = 0; n < scores.dim(0); ++n) without.data()[n * scores.dim(1) + info_.background] = -INFINITY;
+  return argmax(without);
+}
+
+int64_t Model::class_index(const std::string& name) const {
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  for (size_t i = 0; i < info_.classes.size(); ++i)
+    if (!name.empty() && lower(info_.classes[i]) == lower(name)) return static_cast<int64_t>(i);
+  const bool digits = !name.empty() && name.size() < 10 && std::all_of(name.begin(), name.end(), ::isdigit);
+  if (digits && std::stoll(name) < static_cast<int64_t>(info_.classes.size())) return std::stoll(name);
+  std::string known;
+  for (size_t i = 0; i < info_.classes.size() && i < 30; ++i)
+    if (!info_.classes[i].empty()) known += (known.empty() ? "" : ", ") + info_.classes[i];
+  if (info_.classes.size() > 30) known += ", ...";
+  throw Error(fmt::format("no class '{}': give a number below {} or a label ({})", name, info_.classes.size(), known));
+}
+
+Tensor Model::parameter(const std::string& name) const {
+  for (const auto& [n, t] : named_parameters())
+    if (n == name) return t;
+  throw Error("the model has no parameter named '" + name + "'");
+}
+
 Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> layer) {
   for (const auto& [existing, m] : layers_)
     if (existing == name) throw Error("Sequential: a layer named '" + name + "' already exists");
@@ -205,6 +241,12 @@ std::shared_ptr<Sequential> make_fashion_cnn(Generator& gen) {
       .add("fc1", std::make_shared<Linear>(32 * 7 * 7, 128, gen))
       .add("relu3", std::make_shared<ReLU>())
       .add("fc2", std::make_shared<Linear>(128, 10, gen));
+  ModelInfo info;
+  info.arch = "FashionCNN";
+  info.input = {1, data::kImageSide, data::kImageSide, {data::kFashionMean}, {data::kFashionStd}, true};
+  info.classes.assign(data::kFashionClasses.begin(), data::kFashionClasses.end());
+  info.cam_layer = "relu2";
+  model->set_info(info);
   return model;
 }
 

@@ -13,6 +13,7 @@
 
 #include "tinygrad-cpp/io.h"
 #include "tinygrad-cpp/ops.h"
+#include "tinygrad-cpp/preprocess.h"
 
 namespace tg::nn {
 
@@ -118,19 +119,62 @@ class Dropout : public Module {
   Generator gen_;
 };
 
-class Sequential : public Module {
+// What a model says about itself: what input it takes, what its outputs mean.
+struct ModelInfo {
+  std::string arch = "sequential";    // "fashion_cnn", "tflite", "alexnet", "vgg16"
+  preprocess::InputSpec input;         // channels, size, normalization
+  std::vector<std::string> classes;    // one name per score ("" where unnamed)
+  // How a score becomes a probability: softmax over the classes (a classifier), or the
+  // sigmoid of each score on its own (a detector: each class is "is there one anywhere").
+  enum class Probability { Softmax, Sigmoid } probability = Probability::Softmax;
+  // A detector's "nothing here" class (label 0 of the SSD): never the prediction. -1: none.
+  int64_t background = -1;
+  // The layer Grad-CAM uses when none is named: a late feature map with some resolution left.
+  std::string cam_layer;
+};
+
+// Every model -- FashionCNN, an imported TFLite graph, torchvision AlexNet or VGG16 --
+// offers this one interface; the explain methods, the ascent engine, tgc and the lessons
+// use nothing else. forward() gives class scores [N, classes] (logits, before any softmax
+// or sigmoid); named layers can be read (activation, forward_until) and restarted from
+// (forward_after), so any of them can be seeded.
+class Model : public Module {
+ public:
+  // Runs the model up to and including layer `last_layer`, and returns its output.
+  virtual Tensor forward_until(const Tensor& x, const std::string& last_layer) = 0;
+  // Runs the rest of the model after `layer` on h (which stands for that layer's output in
+  // the last forward pass), and returns the scores.
+  virtual Tensor forward_after(const Tensor& h, const std::string& layer) = 0;
+  // The output of layer `name` in the last forward pass.
+  virtual Tensor activation(const std::string& name) const = 0;
+  virtual std::vector<std::string> layer_names() const = 0;
+
+  const ModelInfo& info() const { return info_; }
+  void set_info(ModelInfo info) { info_ = std::move(info); }
+  // Scores [N, classes] -> probabilities, by the model's rule (softmax or sigmoid).
+  Tensor probabilities(const Tensor& scores) const;
+  // The predicted class of each row of scores [N, classes]: the highest score, skipping
+  // the background class.
+  std::vector<int64_t> predict(const Tensor& scores) const;
+  // The class named `name` (any case), or a number in range; a readable error otherwise.
+  int64_t class_index(const std::string& name) const;
+  // The parameter with this state_dict name ("fc2.weight"); throws naming what there is.
+  Tensor parameter(const std::string& name) const;
+
+ protected:
+  ModelInfo info_;
+};
+
+class Sequential : public Model {
  public:
   Sequential& add(const std::string& name, std::shared_ptr<Module> layer);
   Tensor forward(const Tensor& x) override;
-  // Runs the layers up to and including `last_layer`, and returns its output.
-  Tensor forward_until(const Tensor& x, const std::string& last_layer);
-  // Runs the layers after `layer` on h (an output of `layer`), and returns the model's output.
-  Tensor forward_after(const Tensor& h, const std::string& layer);
+  Tensor forward_until(const Tensor& x, const std::string& last_layer) override;
+  Tensor forward_after(const Tensor& h, const std::string& layer) override;
   std::string describe() const override;  // one line per layer
 
-  // The output of layer `name` in the last forward pass.
-  Tensor activation(const std::string& name) const;
-  std::vector<std::string> layer_names() const;
+  Tensor activation(const std::string& name) const override;
+  std::vector<std::string> layer_names() const override;
   Module& layer(const std::string& name) const;
   size_t size() const { return layers_.size(); }
 
@@ -149,7 +193,7 @@ class Sequential : public Module {
 void load_state_dict(Module& module, const io::NamedTensors& tensors, bool strict = true);
 void save_module(const std::string& path, const Module& module, const std::map<std::string, std::string>& metadata = {});
 
-// ---- the reference model (DESIGN.md) ----
+// ---- the reference model ----
 // conv1 1->16 5x5 pad 2, relu1, pool1, conv2 16->32 5x5 pad 2, relu2, pool2, flatten,
 // fc1 1568->128, relu3, fc2 128->10.
 std::shared_ptr<Sequential> make_fashion_cnn(Generator& gen);

@@ -194,31 +194,6 @@ io::Image grid(const std::vector<io::Image>& tiles, int columns, int spacing, ui
   return out;
 }
 
-Tensor image_to_input(const io::Image& image, int64_t side, float mean, float std, bool invert) {
-  if (side < 1) throw Error("image_to_input: side must be positive");
-  // Gray by luma, then each output pixel is the mean of the input pixels its cell covers.
-  std::vector<double> gray(static_cast<size_t>(image.width) * image.height);
-  for (int y = 0; y < image.height; ++y)
-    for (int x = 0; x < image.width; ++x) {
-      double v = image.at(y, x, 0);
-      if (image.channels >= 3) v = 0.299 * image.at(y, x, 0) + 0.587 * image.at(y, x, 1) + 0.114 * image.at(y, x, 2);
-      gray[static_cast<size_t>(y) * image.width + x] = v / 255.0;
-    }
-  Tensor out = Tensor::empty({1, 1, side, side});
-  for (int64_t oy = 0; oy < side; ++oy)
-    for (int64_t ox = 0; ox < side; ++ox) {
-      const int64_t y0 = oy * image.height / side, y1 = std::max(y0 + 1, (oy + 1) * image.height / side);
-      const int64_t x0 = ox * image.width / side, x1 = std::max(x0 + 1, (ox + 1) * image.width / side);
-      double sum = 0;
-      for (int64_t y = y0; y < y1; ++y)
-        for (int64_t x = x0; x < x1; ++x) sum += gray[static_cast<size_t>(y * image.width + x)];
-      double v = sum / static_cast<double>((y1 - y0) * (x1 - x0));
-      if (invert) v = 1.0 - v;
-      out.data()[oy * side + ox] = static_cast<float>((v - mean) / std);
-    }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------
 // SVG charts
 namespace {

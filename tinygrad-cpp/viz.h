@@ -47,11 +47,6 @@ io::Image overlay(const io::Image& base, const io::Image& heat, float alpha);
 // different sizes are placed in cells of the largest size.
 io::Image grid(const std::vector<io::Image>& tiles, int columns, int spacing = 2, uint8_t background = 255);
 
-// A photo or drawing as the reference model's input [1,1,28,28]: gray (luma), resized
-// by area averaging, optionally inverted (Fashion-MNIST objects are light on black),
-// normalized with the given mean and std.
-Tensor image_to_input(const io::Image& image, int64_t side, float mean, float std, bool invert);
-
 // ---- SVG charts (axes, ticks, labels; no dependencies) ----
 struct Series {
   std::string label;

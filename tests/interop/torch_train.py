@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch's side of the training-time comparison in the README (needs python3-torch).
 
-Trains the same FashionCNN with Adam 1e-3, batch 64 (BENCHMARKS.md) on 2 threads and
+Trains the same FashionCNN with Adam 1e-3, batch 64 (the train_step workload) on 2 threads and
 prints the test accuracy and wall time after every epoch.
 Usage: torch_train.py [DATA_DIR] [EPOCHS]
 """

@@ -2,6 +2,8 @@
 //
 //   tgc train   [--data DIR] [--epochs N] [--batch B] [--lr LR] [--seed S] [--out FILE] [--resume FILE]
 //   tgc eval    --model FILE [--data DIR]
+//   tgc explain --model FILE --image IMG --method M [...]
+//   tgc predict --model FILE --image IMG [--top K]
 //   tgc info    --model FILE
 //   tgc bench   [WORKLOAD...]
 //
@@ -18,11 +20,14 @@
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
-#include "tinygrad-cpp/viz.h"
 #include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/models/graph.h"
+#include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/nn.h"
 #include "tinygrad-cpp/optim.h"
+#include "tinygrad-cpp/preprocess.h"
 #include "tinygrad-cpp/train.h"
+#include "tinygrad-cpp/viz.h"
 
 using namespace tg;
 
@@ -34,7 +39,8 @@ const char* kUsage =
     "  train    train FashionCNN on Fashion-MNIST and write its weights\n"
     "  eval     per-class and overall test accuracy of a weights file\n"
     "  explain  an attribution map (saliency, guided backprop, Grad-CAM, ...) for one image\n"
-    "  info     tensors, shapes and metadata of a safetensors file\n"
+    "  predict  a model's top classes for one image\n"
+    "  info     a model file's tensors or layers, shapes and metadata\n"
     "  bench    time the benchmark workloads (NAME: X ms/iter)\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
 
@@ -48,7 +54,7 @@ std::string format_seconds(double s) {
 
 // ---- train ----
 int command_train(int argc, char** argv) {
-  cli::Args args("tgc train", "Train FashionCNN (DESIGN.md) with Adam and a cosine learning-rate decay. After every\n"
+  cli::Args args("tgc train", "Train FashionCNN with Adam and a cosine learning-rate decay. After every\n"
                               "epoch it evaluates on the test set and writes the weights and a checkpoint\n"
                               "(<out>.ckpt.safetensors) atomically. Ctrl-C stops, keeping the last checkpoint.");
   train::Options defaults;
@@ -131,62 +137,100 @@ int command_eval(int argc, char** argv) {
   return 0;
 }
 
-// ---- explain ----
-int command_explain(int argc, char** argv) {
-  cli::Args args("tgc explain", "Explain the model's score for one PNG/JPEG image with an attribution method. The\n"
-                                "image is made gray and resized to 28x28; when its border is bright it is inverted\n"
-                                "(Fashion-MNIST objects are light on black). --npy gets the raw attribution: [C,H,W]\n"
-                                "of the preprocessed input, or [h,w] at the layer (after ReLU) for gradcam. --png\n"
-                                "gets a figure: input, map, and the map over the input.");
-  args.option("model", "FILE", "weights file", true)
+// ---- explain and predict: any model ----
+const std::vector<std::string> kMethods = {"saliency",  "input_x_gradient", "guided_backprop", "deconvnet", "smoothgrad",
+                                           "integrated_gradients", "occlusion", "gradcam", "guided_gradcam"};
+
+// The photo as the model's input, with what was done to it said on one line.
+Tensor load_input(const nn::Model& model, const std::string& path, io::Image* photo_out = nullptr) {
+  const io::Image photo = io::load_image(path);
+  bool inverted = false;
+  const preprocess::InputSpec& spec = model.info().input;
+  const Tensor input = preprocess::image_to_input(photo, spec, &inverted);
+  fmt::print("{}: {}x{} image -> {}x{} {}{}\n", path, photo.width, photo.height, spec.width, spec.height,
+             spec.channels == 1 ? "gray" : "RGB", inverted ? " (inverted: light background)" : "");
+  if (photo_out) *photo_out = photo;
+  return input;
+}
+
+int command_predict(int argc, char** argv) {
+  cli::Args args("tgc predict", "Classify one PNG/JPEG image: the model's top classes, best first, one\n"
+                                "`LABEL: probability` line each. A detector's background class is left out.");
+  args.option("model", "FILE", "weights (safetensors) or a .tflite model", true)
       .option("image", "IMG", "PNG or JPEG image", true)
-      .option("method", "M", "saliency input_x_gradient guided_backprop deconvnet smoothgrad integrated_gradients "
-                              "occlusion gradcam guided_gradcam", true)
-      .option("target", "K", "class to explain (default: the predicted class)")
-      .option("layer", "NAME", "layer for gradcam and guided_gradcam", false, "relu2")
+      .option("top", "K", "how many classes to list", false, "5");
+  args.parse(argc, argv, 2);
+  const int64_t top = args.get_int("top", 1, 100000);
+  const std::shared_ptr<nn::Model> model = models::load_model(args.get("model"));
+  const Tensor input = load_input(*model, args.get("image"));
+  const Tensor probabilities = model->probabilities(explain::scores(*model, input));
+  std::vector<int64_t> order;
+  for (int64_t c = 0; c < probabilities.dim(1); ++c)
+    if (c != model->info().background) order.push_back(c);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return probabilities.data()[a] > probabilities.data()[b]; });
+  for (int64_t k = 0; k < std::min<int64_t>(top, static_cast<int64_t>(order.size())); ++k)
+    fmt::print("{}: {:.4f}\n", model->info().classes[order[k]], probabilities.data()[order[k]]);
+  return 0;
+}
+
+int command_explain(int argc, char** argv) {
+  cli::Args args("tgc explain", "Explain a model's score for one PNG/JPEG image with an attribution method. The\n"
+                                "image becomes the model's input (gray 28x28 for FashionCNN, inverted when its border\n"
+                                "is bright; RGB at the model's size for photo models). --npy gets the raw attribution:\n"
+                                "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam.\n"
+                                "--png gets a figure: input, map, and the map over the input (saliency and SmoothGrad\n"
+                                "as max |g| over the color channels).");
+  std::string method_list;
+  for (const std::string& m : kMethods) method_list += (method_list.empty() ? "" : " ") + m;
+  args.option("model", "FILE", "weights (safetensors) or a .tflite model", true)
+      .option("image", "IMG", "PNG or JPEG image", true)
+      .option("method", "M", method_list, true)
+      .option("target", "K", "class to explain, a number or a label (default: the predicted class)")
+      .option("layer", "NAME", "layer for gradcam and guided_gradcam (default: the model's usual one)")
       .option("npy", "OUT.npy", "write the raw attribution")
       .option("png", "OUT.png", "write the figure")
       .option("seed", "S", "seed for smoothgrad's noise", false, "0")
       .option("samples", "N", "smoothgrad samples", false, "50")
       .option("noise", "SIGMA", "smoothgrad noise, as a fraction of the input range", false, "0.15")
       .option("steps", "N", "integrated-gradients steps", false, "64")
-      .option("window", "W", "occlusion window", false, "4")
+      .option("window", "W", "occlusion window (pixels of the model's input)", false, "4")
       .option("stride", "S", "occlusion stride", false, "2");
   args.parse(argc, argv, 2);
   const std::string method = args.get("method");
-  const std::vector<std::string> methods = {"saliency",   "input_x_gradient",     "guided_backprop", "deconvnet", "smoothgrad",
-                                            "integrated_gradients", "occlusion", "gradcam", "guided_gradcam"};
-  if (std::find(methods.begin(), methods.end(), method) == methods.end()) args.fail("unknown method '" + method + "'");
-  const int64_t target_flag = args.has("target") ? args.get_int("target", 0, 9) : -1;
+  if (std::find(kMethods.begin(), kMethods.end(), method) == kMethods.end()) args.fail("unknown method '" + method + "'");
   const int samples = static_cast<int>(args.get_int("samples", 1, 100000));
   const int steps = static_cast<int>(args.get_int("steps", 1, 100000));
-  const int64_t window = args.get_int("window", 1, 28), stride = args.get_int("stride", 1, 28);
+  const int64_t window = args.get_int("window", 1, 4096), stride = args.get_int("stride", 1, 4096);
   const float noise = static_cast<float>(args.get_float("noise"));
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
 
-  const nn::LoadedModel loaded = nn::load_fashion_cnn(args.get("model"));
-  nn::Sequential& model = *loaded.model;
-  const io::Image photo = io::load_image(args.get("image"));
-  // Inverted when the border is bright: a product photo on white becomes light-on-black.
-  double border = 0;
-  int border_pixels = 0;
-  for (int y = 0; y < photo.height; ++y)
-    for (int x = 0; x < photo.width; ++x)
-      if (y == 0 || x == 0 || y == photo.height - 1 || x == photo.width - 1) {
-        border += photo.at(y, x, 0);
-        ++border_pixels;
-      }
-  const bool invert = border / border_pixels > 127.5;
-  const Tensor input = viz::image_to_input(photo, data::kImageSide, data::kFashionMean, data::kFashionStd, invert);
+  const std::shared_ptr<nn::Model> loaded = models::load_model(args.get("model"));
+  nn::Model& model = *loaded;
+  const nn::ModelInfo& info = model.info();
+  const std::string layer = args.has("layer") ? args.get("layer") : info.cam_layer;
+  if ((method == "gradcam" || method == "guided_gradcam") && layer.empty())
+    args.fail("this model names no default layer for " + method + "; give one with --layer");
+  const Tensor input = load_input(model, args.get("image"));
 
-  const Tensor probabilities = softmax(explain::scores(model, input), 1);
-  const int64_t predicted = argmax(probabilities)[0];
-  const int64_t target = target_flag >= 0 ? target_flag : predicted;
-  fmt::print("{}: {}x{} image{}, predicted {} ({}) with p = {:.4f}\n", args.get("image"), photo.width, photo.height,
-             invert ? " (inverted)" : "", predicted, data::kFashionClasses[predicted], probabilities.data()[predicted]);
-  fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", target, data::kFashionClasses[target],
-             probabilities.data()[target], method);
+  const Tensor probabilities = model.probabilities(explain::scores(model, input));
+  const int64_t predicted = model.predict(probabilities)[0];
+  const int64_t target = args.has("target") ? model.class_index(args.get("target")) : predicted;
+  fmt::print("predicted {} ({}) with p = {:.4f}\n", predicted, info.classes[predicted], probabilities.data()[predicted]);
+  fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", target, info.classes[target], probabilities.data()[target],
+             method);
 
+  // Reference inputs in the model's own normalization: black pixels for integrated gradients'
+  // baseline; the occluding patch is black on FashionCNN (its background) and mid-gray on photos.
+  const preprocess::InputSpec& spec = info.input;
+  auto constant_pixel = [&](float pixel) {
+    Tensor t = Tensor::empty(input.shape());
+    const int64_t plane = spec.height * spec.width;
+    for (int64_t c = 0; c < spec.channels; ++c)
+      for (int64_t i = 0; i < plane; ++i) t.data()[c * plane + i] = (pixel - spec.mean[c]) / spec.std[c];
+    return t;
+  };
+  const float occluder_pixel = spec.channels == 1 ? 0.f : 0.5f;
   const explain::Targets targets = {target};
   Tensor attribution;  // [C,H,W] for pixel methods, [h,w] for gradcam
   viz::Normalize policy = viz::Normalize::Signed;
@@ -206,15 +250,15 @@ int command_explain(int argc, char** argv) {
     policy = viz::Normalize::MaxAbs;
     colormap = viz::Colormap::Viridis;
   } else if (method == "integrated_gradients") {
-    attribution = explain::integrated_gradients(model, input, targets, Tensor::full(input.shape(), -data::kFashionMean / data::kFashionStd), steps);
+    attribution = explain::integrated_gradients(model, input, targets, constant_pixel(0.f), steps);
   } else if (method == "occlusion") {
-    attribution = explain::occlusion(model, input, targets, window, stride, -data::kFashionMean / data::kFashionStd);
+    attribution = explain::occlusion(model, input, targets, window, stride, constant_pixel(occluder_pixel).data()[0]);
   } else if (method == "gradcam") {
-    attribution = explain::grad_cam(model, input, targets, args.get("layer"));
+    attribution = explain::grad_cam(model, input, targets, layer);
     policy = viz::Normalize::MinMax;
     colormap = viz::Colormap::Viridis;
   } else {
-    attribution = explain::guided_grad_cam(model, input, targets, args.get("layer"));
+    attribution = explain::guided_grad_cam(model, input, targets, layer);
   }
   attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));  // drop the batch axis
 
@@ -222,13 +266,14 @@ int command_explain(int argc, char** argv) {
   std::vector<std::pair<std::string, std::vector<uint8_t>>> outputs;
   if (args.has("npy")) outputs.emplace_back(args.get("npy"), io::encode_npy(attribution));
   if (args.has("png")) {
-    const int scale = 8;
-    Tensor shown_input = viz::normalize(reshape(input, {1, 28, 28}), viz::Normalize::MinMax);
+    const int scale = static_cast<int>(std::max<int64_t>(1, 224 / std::max(spec.height, spec.width)));
+    const io::Image base = viz::scale_nearest(preprocess::input_to_image(input, spec), scale);
     Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
+    // Several color channels: saliency maps show max |g| over them (Simonyan et al.); signed
+    // maps show their sum, so colors that agree add up.
+    if (map.dim(0) > 1) map = policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
     Tensor unit = viz::normalize(map, policy);
-    if (unit.dim(0) > 1) unit = viz::normalize(map, viz::Normalize::MaxAbs);
-    if (unit.dim(1) != 28) unit = viz::upsample(unit, 28, 28, /*bilinear=*/true);
-    const io::Image base = viz::scale_nearest(viz::to_image(shown_input), scale);
+    if (unit.dim(1) != spec.height || unit.dim(2) != spec.width) unit = viz::upsample(unit, spec.height, spec.width, true);
     const io::Image heat = viz::scale_nearest(viz::colorize(unit, colormap), scale);
     outputs.emplace_back(args.get("png"), io::encode_png(viz::grid({base, heat, viz::overlay(base, heat, 0.5f)}, 3, 4), args.get("png")));
   }
@@ -251,12 +296,45 @@ int command_explain(int argc, char** argv) {
 
 // ---- info ----
 int command_info(int argc, char** argv) {
-  cli::Args args("tgc info", "List the tensors, shapes and metadata of a safetensors file.");
-  args.option("model", "FILE", "safetensors file", true);
+  cli::Args args("tgc info", "List what a model file holds: a safetensors file's tensors, shapes and metadata;\n"
+                             "a TFLite model's layers (kind, name, output shape), classes and input.");
+  args.option("model", "FILE", "safetensors file or .tflite model", true);
   args.parse(argc, argv, 2);
-  const io::NamedTensors file = io::load_safetensors(args.get("model"));
+  const std::string path = args.get("model");
+  const std::vector<uint8_t> head = io::read_file_head(path, 8);
+  if (head.size() == 8 && std::string(head.begin() + 4, head.end()) == "TFL3") {
+    const std::shared_ptr<nn::Model> model = models::load_model(path);
+    const nn::ModelInfo& info = model->info();
+    {
+      NoGrad no_grad;  // one forward pass fills in the output shapes
+      model->forward(Tensor::zeros({1, info.input.channels, info.input.height, info.input.width}));
+    }
+    fmt::print("{}\n{}", path, model->describe());
+    auto* graph = dynamic_cast<nn::Graph*>(model.get());
+    std::map<std::string, int> kinds;
+    if (graph)
+      for (const char* kind : {"conv2d", "depthwise_conv2d", "relu6", "relu", "add", "pad", "reshape", "concat", "to_nhwc",
+                               "sigmoid", "max_pool2d", "avg_pool2d", "mean", "linear", "softmax"})
+        if (const size_t n = graph->layers_of_kind(kind).size()) kinds[kind] = static_cast<int>(n);
+    std::string counts;  // by kind, alphabetical
+    for (const auto& [kind, n] : kinds) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, kind);
+    int64_t parameters = 0;
+    for (const Tensor& p : model->parameters()) parameters += p.numel();
+    fmt::print("  {} layers ({}); {} parameters\n", model->layer_names().size(), counts, parameters);
+    fmt::print("  input: {}x{}x{}, x = (pixel/255 - {}) / {}\n", info.input.channels, info.input.height, info.input.width,
+               info.input.mean[0], info.input.std[0]);
+    std::string classes;
+    for (const std::string& c : info.classes) classes += (classes.empty() ? "" : ", ") + c;
+    fmt::print("  {} classes ({}): {}\n", info.classes.size(),
+               info.probability == nn::ModelInfo::Probability::Sigmoid ? "score = best anchor's logit, p = sigmoid"
+                                                                       : "p = softmax of the scores",
+               classes);
+    if (!info.cam_layer.empty()) fmt::print("  Grad-CAM layer by default: {}\n", info.cam_layer);
+    return 0;
+  }
+  const io::NamedTensors file = io::load_safetensors(path);
   int64_t total = 0;
-  fmt::print("{}\n", args.get("model"));
+  fmt::print("{}\n", path);
   for (const auto& [name, t] : file.tensors) {
     fmt::print("  {:<24} {:<16} {:>10}\n", name, shape_str(t.shape()), t.numel());
     total += t.numel();
@@ -267,9 +345,9 @@ int command_info(int argc, char** argv) {
 }
 
 // ---- bench ----
-// The workloads of BENCHMARKS.md, on FashionCNN with random weights.
+// The benchmark workloads (README, "Speed"), on FashionCNN with random weights.
 int command_bench(int argc, char** argv) {
-  cli::Args args("tgc bench", "Time the benchmark workloads of BENCHMARKS.md on FashionCNN with random weights.\n"
+  cli::Args args("tgc bench", "Time the benchmark workloads (README, Speed) on FashionCNN with random weights.\n"
                               "Prints `NAME: X ms/iter` after one warm-up run. TG_NUM_THREADS sets the threads.");
   args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it sgemm_1024 (default: all)");
   args.parse(argc, argv, 2);
@@ -363,6 +441,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return command_eval(argc, argv);
     if (command == "info") return command_info(argc, argv);
     if (command == "explain") return command_explain(argc, argv);
+    if (command == "predict") return command_predict(argc, argv);
     if (command == "bench") return command_bench(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::fputs(kUsage, stdout);

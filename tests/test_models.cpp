@@ -1,0 +1,267 @@
+// Models beyond FashionCNN: the TFLite importer (on files built here and on the shipped
+// photo model), TensorFlow's SAME padding, the graph model, and torchvision AlexNet/VGG16
+// built from small state dicts.
+#include <flatbuffers/flatbuffers.h>
+
+#include <cstring>
+
+#include "tests/helpers.h"
+#include "tflite_generated.h"
+#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/models/models.h"
+#include "tinygrad-cpp/models/tflite.h"
+#include "tinygrad-cpp/preprocess.h"
+
+using namespace tg;
+
+namespace {
+
+const char* kPhotoModel = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
+
+// A tiny TFLite file: input [1,4,4,1] -> CONV_2D 3x3 of ones, bias 0.5, stride 2, SAME
+// -> [1,2,2,1] -> RESHAPE -> scores [1,4]. The knobs make the hostile variants.
+struct Tiny {
+  int first_op_code = 3;  // CONV_2D
+  tflite::TensorType filter_type = tflite::TensorType::FLOAT32;
+  tflite::Padding padding = tflite::Padding::SAME;
+  int stride = 2;
+};
+
+std::vector<uint8_t> tiny_tflite(const Tiny& o) {
+  flatbuffers::FlatBufferBuilder b;
+  auto bytes_of = [](const void* p, size_t n) {
+    const auto* u = static_cast<const uint8_t*>(p);
+    return std::vector<uint8_t>(u, u + n);
+  };
+  const std::vector<float> filter(9, 1.f), bias = {0.5f};
+  const std::vector<int32_t> shape = {1, 4};
+  const std::vector<uint8_t> filter_bytes = bytes_of(filter.data(), 36), bias_bytes = bytes_of(bias.data(), 4),
+                             shape_bytes = bytes_of(shape.data(), 8);
+  std::vector<flatbuffers::Offset<tflite::Buffer>> buffers = {
+      tflite::CreateBuffer(b), tflite::CreateBufferDirect(b, &filter_bytes), tflite::CreateBufferDirect(b, &bias_bytes),
+      tflite::CreateBufferDirect(b, &shape_bytes)};
+  auto tensor = [&](std::vector<int32_t> dims, tflite::TensorType type, uint32_t buffer, const char* name) {
+    return tflite::CreateTensor(b, b.CreateVector(dims), type, buffer, b.CreateString(name));
+  };
+  std::vector<flatbuffers::Offset<tflite::Tensor>> tensors = {
+      tensor({1, 4, 4, 1}, tflite::TensorType::FLOAT32, 0, "input"),
+      tensor({1, 3, 3, 1}, o.filter_type, 1, "conv/filter"),
+      tensor({1}, tflite::TensorType::FLOAT32, 2, "conv/bias"),
+      tensor({1, 2, 2, 1}, tflite::TensorType::FLOAT32, 0, "conv/Conv2D"),
+      tensor({2}, tflite::TensorType::INT32, 3, "reshape/shape"),
+      tensor({1, 4}, tflite::TensorType::FLOAT32, 0, "scores")};
+  auto options = tflite::CreateConv2DOptions(b, o.padding, o.stride, o.stride, tflite::Activation::NONE);
+  std::vector<flatbuffers::Offset<tflite::Operator>> operators = {
+      tflite::CreateOperator(b, 0, b.CreateVector<int32_t>({0, 1, 2}), b.CreateVector<int32_t>({3}),
+                             tflite::BuiltinOptions::Conv2DOptions, options.Union()),
+      tflite::CreateOperator(b, 1, b.CreateVector<int32_t>({3, 4}), b.CreateVector<int32_t>({5}))};
+  std::vector<flatbuffers::Offset<tflite::OperatorCode>> codes = {
+      tflite::CreateOperatorCode(b, static_cast<int8_t>(o.first_op_code), 0, 1, o.first_op_code),
+      tflite::CreateOperatorCode(b, 22, 0, 1, 22)};
+  auto graph = tflite::CreateSubGraph(b, b.CreateVector(tensors), b.CreateVector<int32_t>({0}), b.CreateVector<int32_t>({5}),
+                                      b.CreateVector(operators));
+  auto model = tflite::CreateModel(b, 3, b.CreateVector(codes), b.CreateVector(std::vector{graph}), 0, b.CreateVector(buffers));
+  tflite::FinishModelBuffer(b, model);
+  return {b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()};
+}
+
+std::string import_error(const std::vector<uint8_t>& bytes) {
+  return test::error_message([&] { models::parse_tflite(bytes.data(), bytes.size(), "bad.tflite"); });
+}
+
+}  // namespace
+
+TEST_SUITE("models-tflite") {
+  TEST_CASE("TensorFlow's SAME padding, by hand: the odd row and column go after") {
+    using models::same_padding;
+    CHECK(same_padding(300, 3, 2, 1) == std::pair<int64_t, int64_t>{0, 1});  // out 150: (149*2 + 3) - 300 = 1
+    CHECK(same_padding(150, 3, 1, 1) == std::pair<int64_t, int64_t>{1, 1});
+    CHECK(same_padding(19, 3, 2, 1) == std::pair<int64_t, int64_t>{1, 1});   // out 10: 9*2 + 3 - 19 = 2
+    CHECK(same_padding(4, 3, 2, 1) == std::pair<int64_t, int64_t>{0, 1});    // out 2: 1*2 + 3 - 4 = 1
+    CHECK(same_padding(10, 1, 1, 1) == std::pair<int64_t, int64_t>{0, 0});
+    CHECK(same_padding(7, 3, 1, 2) == std::pair<int64_t, int64_t>{2, 2});    // span 5
+    CHECK(same_padding(3, 5, 4, 1) == std::pair<int64_t, int64_t>{1, 1});    // out 1: 5 - 3 = 2
+  }
+
+  TEST_CASE("a stride-2 SAME convolution pads bottom and right, as the hand computation says") {
+    const std::vector<uint8_t> bytes = tiny_tflite({});
+    const auto model = models::parse_tflite(bytes.data(), bytes.size(), "tiny.tflite");
+    const Tensor x = reshape(Tensor::arange(1, 17), {1, 1, 4, 4});
+    NoGrad no_grad;
+    const Tensor scores = model->forward(x);
+    // Windows: rows 0-2 x cols 0-2; rows 0-2 x cols 2-3 (+pad); rows 2-3 (+pad) x cols 0-2; rows 2-3 x cols 2-3.
+    CHECK(scores.to_vector() == std::vector<float>{54.5f, 45.5f, 72.5f, 54.5f});
+    // Symmetric padding would have started the first window at (-1, -1): 1+2+5+6 = 14.
+    CHECK(model->layers_of_kind("pad").size() == 1);
+    CHECK(model->layers_of_kind("conv2d").size() == 1);
+    // VALID with stride 1: no padding, windows at rows and columns 0-2 and 1-3.
+    Tiny valid;
+    valid.padding = tflite::Padding::VALID;
+    valid.stride = 1;
+    const std::vector<uint8_t> v = tiny_tflite(valid);
+    const auto model_valid = models::parse_tflite(v.data(), v.size(), "valid.tflite");
+    CHECK(model_valid->forward(x).to_vector() == std::vector<float>{54.5f, 63.5f, 90.5f, 99.5f});
+    CHECK(model_valid->layers_of_kind("pad").empty());
+  }
+
+  TEST_CASE("hostile files: each is one line naming the file and what is wrong") {
+    const std::vector<uint8_t> good = tiny_tflite({});
+    std::vector<uint8_t> truncated(good.begin(), good.begin() + static_cast<long>(good.size() / 2));
+    std::vector<uint8_t> bad_offset = good;
+    const uint32_t far = 0x7ffffff0u;
+    std::memcpy(bad_offset.data(), &far, 4);  // the root table "at" 2 GB
+    Tiny mul;
+    mul.first_op_code = 18;
+    Tiny int8;
+    int8.filter_type = tflite::TensorType::INT8;
+    const std::vector<std::pair<std::vector<uint8_t>, std::vector<const char*>>> cases = {
+        {truncated, {"bad.tflite:", "corrupt"}},
+        {bad_offset, {"bad.tflite:", "corrupt"}},
+        {tiny_tflite(mul), {"bad.tflite:", "MUL", "not supported"}},
+        {tiny_tflite(int8), {"bad.tflite:", "INT8"}},
+        {std::vector<uint8_t>(good.begin(), good.begin() + 6), {"bad.tflite:", "not a TFLite model"}},
+    };
+    for (const auto& [bytes, words] : cases) {
+      const std::string message = import_error(bytes);
+      CAPTURE(message);
+      for (const char* w : words) CHECK(test::contains(message, w));
+      CHECK(message.find('\n') == std::string::npos);
+    }
+    // Every prefix of the file, and every single-byte change in its first 256 bytes, gives a
+    // model or an error, never a crash (run under SANITIZE=1 too).
+    for (size_t n = 0; n < good.size(); n += 7) {
+      std::vector<uint8_t> prefix(good.begin(), good.begin() + static_cast<long>(n));
+      try { models::parse_tflite(prefix.data(), prefix.size(), "p"); } catch (const Error&) {}
+    }
+    for (size_t i = 0; i < std::min<size_t>(256, good.size()); ++i) {
+      std::vector<uint8_t> flipped = good;
+      flipped[i] ^= 0xA5;
+      try {
+        auto m = models::parse_tflite(flipped.data(), flipped.size(), "f");
+        NoGrad no_grad;
+        m->forward(Tensor::zeros({1, 1, 4, 4}));
+      } catch (const Error&) {
+      }
+    }
+  }
+}
+
+TEST_SUITE("models-photo") {
+  TEST_CASE("the shipped SSD-MobileNetV2: operators, shapes, and a cat on chelsea.png") {
+    REQUIRE_MESSAGE(io::file_exists(kPhotoModel), "run make setup: it fetches the photo model");
+    const auto model = std::dynamic_pointer_cast<nn::Graph>(models::load_model(kPhotoModel));
+    REQUIRE(model);
+    // The file's 55 CONV_2D and 17 DEPTHWISE_CONV_2D, 10 ADD, 13 RESHAPE, 2 CONCATENATION;
+    // its fused ReLU6 become layers of their own.
+    CHECK(model->layers_of_kind("conv2d").size() == 55);
+    CHECK(model->layers_of_kind("depthwise_conv2d").size() == 17);
+    CHECK(model->layers_of_kind("add").size() == 10);
+    CHECK(model->layers_of_kind("reshape").size() == 13);
+    CHECK(model->layers_of_kind("concat").size() == 2);
+    CHECK(model->layers_of_kind("relu6").size() > 40);
+    const nn::ModelInfo& info = model->info();
+    CHECK(info.classes.size() == 24);
+    CHECK(info.classes[8] == "Cat");
+    CHECK(info.classes[13] == "Coffee cup");
+    CHECK(info.input.height == 300);
+    CHECK(info.input.channels == 3);
+    const Tensor x = preprocess::image_to_input(io::load_image("assets/chelsea.png"), info.input);
+    CHECK(x.shape() == Shape{1, 3, 300, 300});
+    NoGrad no_grad;
+    const Tensor scores = model->forward(x);
+    CHECK(scores.shape() == Shape{1, 24});
+    CHECK(model->activation("raw_outputs/class_predictions").shape() == Shape{1, 1917, 24});  // every anchor's class logits
+    CHECK(model->activation("concat").shape() == Shape{1, 1917, 1, 4});  // the box encodings
+    const Tensor p = model->probabilities(scores);
+    CHECK(model->predict(scores)[0] == 8);
+    CHECK(p.data()[8] >= 0.8f);
+    MESSAGE("Cat on chelsea.png: p = " << p.data()[8]);
+  }
+
+  TEST_CASE("one guard on ReLU and ReLU6 reaches every rectifier of the imported graph") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward");
+    REQUIRE(io::file_exists(kPhotoModel));
+    const auto model = std::dynamic_pointer_cast<nn::Graph>(models::load_model(kPhotoModel));
+    const size_t relu6_layers = model->layers_of_kind("relu6").size();
+    Tensor x = Tensor::zeros({1, 3, 300, 300});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>((i * 7919) % 255) / 127.5f - 1.f;
+    x.requires_grad_();
+    explain::FreezeParameters frozen(*model);
+    const Tensor scores = model->forward(x);
+    int guided_calls = 0;
+    {
+      OverrideBackward guard(Op::ReLU6, [&](const Entry& e, const Tensor& g) {
+        ++guided_calls;
+        return rules::guided_relu(e, g);
+      });
+      // Every anchor and class: a seed of ones reaches every rectifier of the backbone and heads.
+      scores.backward(Tensor::ones(scores.shape()));
+    }
+    CHECK(guided_calls == static_cast<int>(relu6_layers));
+    // The guided map of the input differs from the plain gradient.
+    const Tensor guided = x.grad();
+    x.zero_grad();
+    model->forward(x).backward(Tensor::ones({1, 24}));
+    CHECK(guided.to_vector() != x.grad().to_vector());
+  }
+}
+
+TEST_SUITE("models-torchvision") {
+  // A state dict with torchvision's names and small widths: the same network, narrower.
+  io::NamedTensors small_state_dict(const std::string& arch, const std::vector<int64_t>& widths, int64_t hidden, int64_t classes) {
+    Generator gen(3);
+    io::NamedTensors t;
+    t.metadata = {{"arch", arch}};
+    const bool alexnet = arch == "alexnet";
+    const std::vector<int64_t> kernels = alexnet ? std::vector<int64_t>{11, 5, 3, 3, 3} : std::vector<int64_t>(13, 3);
+    const std::vector<int> conv_at = alexnet ? std::vector<int>{0, 3, 6, 8, 10}
+                                             : std::vector<int>{0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28};
+    int64_t in = 3;
+    for (size_t k = 0; k < conv_at.size(); ++k) {
+      const std::string name = "features." + std::to_string(conv_at[k]);
+      t.tensors.emplace_back(name + ".weight", Tensor::randn({widths[k], in, kernels[k], kernels[k]}, gen, 0.f, 0.05f));
+      t.tensors.emplace_back(name + ".bias", Tensor::randn({widths[k]}, gen, 0.f, 0.05f));
+      in = widths[k];
+    }
+    const int64_t pooled = alexnet ? 6 : 7;
+    const std::vector<int> linear_at = alexnet ? std::vector<int>{1, 4, 6} : std::vector<int>{0, 3, 6};
+    const std::vector<int64_t> sizes = {in * pooled * pooled, hidden, hidden, classes};
+    for (size_t k = 0; k < 3; ++k) {
+      const std::string name = "classifier." + std::to_string(linear_at[k]);
+      t.tensors.emplace_back(name + ".weight", Tensor::randn({sizes[k + 1], sizes[k]}, gen, 0.f, 0.05f));
+      t.tensors.emplace_back(name + ".bias", Tensor::randn({sizes[k + 1]}, gen, 0.f, 0.05f));
+    }
+    std::sort(t.tensors.begin(), t.tensors.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return t;
+  }
+
+  TEST_CASE("AlexNet and VGG16 from state dicts with torchvision's names") {
+    NEEDS_TASKS("relu");
+    for (const std::string arch : {"alexnet", "vgg16"}) {
+      CAPTURE(arch);
+      const std::vector<int64_t> widths = arch == "alexnet" ? std::vector<int64_t>{4, 6, 8, 8, 6}
+                                                            : std::vector<int64_t>{2, 2, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5};
+      const io::NamedTensors dict = small_state_dict(arch, widths, 16, 7);
+      const auto model = models::torchvision_from_state_dict(dict, arch + ".safetensors");
+      // Every tensor landed under its own name.
+      for (const auto& [name, t] : dict.tensors) CHECK(model->parameter(name).to_vector() == t.to_vector());
+      const std::vector<std::string> names = model->layer_names();
+      CHECK(names.front() == "features.0");
+      CHECK(names.back() == "classifier.6");
+      CHECK(std::find(names.begin(), names.end(), "avgpool") != names.end());
+      CHECK(model->info().input.height == 224);
+      CHECK(model->info().input.mean == std::vector<float>{0.485f, 0.456f, 0.406f});
+      NoGrad no_grad;
+      const Tensor scores = model->forward(Tensor::zeros({2, 3, 224, 224}));
+      CHECK(scores.shape() == Shape{2, 7});
+      CHECK(model->activation("avgpool").shape() == Shape{2, widths.back(), arch == "alexnet" ? 6 : 7, arch == "alexnet" ? 6 : 7});
+    }
+    // A tensor of the wrong shape is named.
+    io::NamedTensors wrong = small_state_dict("alexnet", {4, 6, 8, 8, 6}, 16, 7);
+    for (auto& [name, t] : wrong.tensors)
+      if (name == "features.3.weight") t = Tensor::zeros({6, 5, 5, 5});
+    const std::string message = test::error_message([&] { models::torchvision_from_state_dict(wrong, "w.safetensors"); });
+    CHECK(test::contains(message, "w.safetensors"));
+    CHECK(test::contains(message, "features.3.weight"));
+  }
+}

@@ -30,7 +30,8 @@ Tensor relu6(const Tensor& x) {
   return tape().record(Op::ReLU6, {x}, map(x, [](float v) { return v > 0.f ? (v < 6.f ? v : 6.f) : 0.f; }));
 }
 
-// The rules serve both rectifiers: x passed through where 0 < x < upper_limit.
+// The rules serve both rectifiers: x passed through where 0 < x < upper_limit. (The masks
+// below use & rather than &&: with no branch in it, the loop is vectorized.)
 static float upper_limit(const Entry& e) {
   return e.op == &Op::ReLU6 ? 6.f : std::numeric_limits<float>::infinity();
 }
@@ -42,7 +43,7 @@ std::vector<Tensor> vanilla_relu(const Entry& e, const Tensor& g) {
   const float upper = upper_limit(e);
   // BEGIN SOLUTION(relu)
   // HINT: the gradient passes only where the forward input passed: above 0 and below `upper`
-  return {map(e.input(0), g, [upper](float x, float gi) { return (x > 0.f && x < upper) ? gi : 0.f; })};
+  return {map(e.input(0), g, [upper](float x, float gi) { return ((x > 0.f) & (x < upper)) ? gi : 0.f; })};
   // END SOLUTION
 }
 
@@ -59,7 +60,7 @@ std::vector<Tensor> guided_relu(const Entry& e, const Tensor& g) {
   const float upper = upper_limit(e);
   // BEGIN SOLUTION(relu-rules)
   // HINT: guided backprop keeps a gradient only where both the forward mask and the gradient's sign allow it
-  return {map(e.input(0), g, [upper](float x, float gi) { return (x > 0.f && x < upper && gi > 0.f) ? gi : 0.f; })};
+  return {map(e.input(0), g, [upper](float x, float gi) { return ((x > 0.f) & (x < upper) & (gi > 0.f)) ? gi : 0.f; })};
   // END SOLUTION
 }
 

@@ -26,8 +26,7 @@ LDLIBS   := -lfmt -lstb -lz -pthread
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
             libflatbuffers-dev flatbuffers-compiler
 
-LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp) \
-              tinygrad-cpp/cli/args.cpp)
+LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp))
 TEST_SRC := $(sort $(wildcard tests/*.cpp))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)

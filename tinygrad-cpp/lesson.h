@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/args.h"
 #include "tinygrad-cpp/io.h"
 #include "tinygrad-cpp/nn.h"
 

@@ -17,7 +17,7 @@
 #include <cstdio>
 #include <map>
 
-#include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/args.h"
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/kernels/kernels.h"

@@ -1,4 +1,4 @@
-#include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/args.h"
 
 #include <fmt/format.h>
 

@@ -84,7 +84,7 @@ student: $(BUILD)/bin/make_student
 	$(BUILD)/bin/make_student build/student
 
 grade: check-packages
-	@$(MAKE) --no-print-directory $(TESTS) $(BUILD)/bin/grade
+	@$(MAKE) --no-print-directory -j$$(nproc) $(TESTS) $(BUILD)/bin/grade
 	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt
 
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
@@ -93,13 +93,13 @@ $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 
 # `make lessons` runs every lesson, then writes out/index.html; `make lesson N=07` runs one.
 lessons: check-packages photo-model
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@set -e; for l in $(LESSONS); do echo; echo "=== $$(basename $$l)"; $$l; done
 	@$(GALLERY) out
 	@echo "open out/index.html in a browser"
 
 lesson: check-packages photo-model
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@l=$$(ls $(BUILD)/bin/lessons/$(N)_* 2>/dev/null | head -1); \
 	  if [ -z "$$l" ]; then echo "no lesson $(N): try one of $$(ls $(BUILD)/bin/lessons | tr '\n' ' ')"; exit 2; fi; \
 	  $$l && $(GALLERY) out
@@ -108,7 +108,7 @@ lesson: check-packages photo-model
 # The last line it prints is "N passed, N failed" (test cases); in a student copy it adds
 # how many tests wait for tasks that are not implemented yet.
 test: check-packages photo-model
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@mkdir -p $(BUILD)
 	@set -o pipefail; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(TESTS) --no-intro=true 2>&1 | tee $(BUILD)/test.log; status=$$?; \

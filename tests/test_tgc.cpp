@@ -256,3 +256,21 @@ TEST_SUITE("tgc-photo") {
     CHECK_FALSE(fs::exists(dir.file("ssd_mobilenetv2_oidv4_fp16.tflite")));
   }
 }
+
+TEST_SUITE("threads") {
+  TEST_CASE("TG_NUM_THREADS that is not a whole number is a one-line warning, not a silent guess") {
+    NEEDS_TASKS("relu");
+    const test::TempDir dir;
+    const std::string command = "TG_NUM_THREADS=8abc " + std::string(TG_BIN_DIR) +
+                                "/tgc eval --model assets/fashion_cnn.safetensors --data assets/fashion-sample >" +
+                                dir.file("out") + " 2>" + dir.file("err");
+    const int raw = std::system(command.c_str());
+    std::ifstream err(dir.file("err")), out(dir.file("out"));
+    const std::string warning(std::istreambuf_iterator<char>(err), {});
+    const std::string result(std::istreambuf_iterator<char>(out), {});
+    CHECK(WEXITSTATUS(raw) == 0);
+    CHECK(lines(warning) == 1);
+    CHECK(contains(warning, "warning: TG_NUM_THREADS='8abc' is not a whole number"));
+    CHECK(contains(result, "accuracy: "));
+  }
+}

@@ -1,20 +1,27 @@
 // A small fixed thread pool behind parallel_for.
 //
-// The pool has num_threads()-1 workers; the calling thread runs the first chunk
-// itself. One parallel_for runs at a time: a call made while the pool is busy (from
-// another thread, or nested inside a chunk) simply runs serially, which keeps the
-// pool free of deadlocks and of work stealing.
+// The pool has num_threads()-1 workers; the calling thread works too. One parallel_for
+// runs at a time: a call made while the pool is busy (from another thread, or nested
+// inside a chunk) simply runs serially, which keeps the pool free of deadlocks.
 //
-// A training step makes hundreds of parallel_for calls of well under a millisecond
-// each, so waking a sleeping thread (a futex round trip through the kernel) would cost
-// more than the work. Workers therefore spin for a short while on an atomic counter
-// before going to sleep on a condition variable, and the caller spins while it waits.
+// It must never be slower than one thread, also on a busy laptop where the scheduler
+// may stop any worker for milliseconds. So no chunk belongs to a thread: the caller and
+// the workers claim chunks from one counter until none is left, and the caller waits only
+// for chunks that were claimed and are running. A worker the scheduler preempted simply
+// finds nothing left when it wakes. Workers spin for a few microseconds (a training step
+// makes hundreds of short calls; waking a sleeping thread costs a futex round trip), then
+// sleep on a condition variable.
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -23,13 +30,27 @@
 namespace tg::kernels {
 namespace {
 
-int threads_from_environment() {
-  if (const char* env = std::getenv("TG_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1 && n <= 256) return n;
-  }
-  unsigned cores = std::thread::hardware_concurrency();
+// The cores this process may run on (its affinity mask, as taskset or a container sets it).
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  const unsigned cores = std::thread::hardware_concurrency();
   return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+// TG_NUM_THREADS if it is a whole number from 1 up, capped at the usable cores; otherwise
+// the usable cores, with a one-line warning for a value that is not a number.
+int threads_from_environment() {
+  const int cores = usable_cores();
+  const char* env = std::getenv("TG_NUM_THREADS");
+  if (!env || !*env) return cores;
+  char* end = nullptr;
+  const long n = std::strtol(env, &end, 10);
+  if (end == env || *end != '\0' || n < 1) {
+    std::fprintf(stderr, "warning: TG_NUM_THREADS='%.40s' is not a whole number >= 1; using %d threads\n", env, cores);
+    return cores;
+  }
+  return static_cast<int>(std::min<long>(n, cores));
 }
 
 inline void cpu_relax() {
@@ -38,9 +59,17 @@ inline void cpu_relax() {
 #endif
 }
 
-constexpr int kSpinIterations = 1 << 14;  // roughly 50-100 microseconds of spinning
+constexpr int kWorkerSpins = 2000;   // a few microseconds of pause instructions, then sleep
+constexpr int kCallerSpins = 1 << 12;
 
 thread_local bool inside_parallel_region = false;
+
+// The claim counter: which run (generation, high 32 bits) and how many of its chunks were
+// claimed (next 16) out of how many (low 16). One atomic word, so a worker still holding
+// an old generation can never claim a chunk of a newer run.
+constexpr uint64_t pack(uint64_t generation, uint64_t claimed, uint64_t total) {
+  return (generation << 32) | (claimed << 16) | total;
+}
 
 class ThreadPool {
  public:
@@ -52,27 +81,25 @@ class ThreadPool {
   void resize(int threads) {
     stop_workers();
     stopping_ = false;
-    // Workers start from the current generation: work published after this point is theirs.
-    const uint64_t start = generation_.load();
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
   }
 
-  // Runs task(chunk) for chunk in [0, chunks); chunk 0 on the caller.
+  // Runs task(chunk) for chunk in [0, chunks), chunks < 65536, on whoever claims each.
   void run(int chunks, const std::function<void(int)>& task) {
     task_ = &task;
-    chunks_ = chunks;
     error_ = nullptr;
-    // Every worker acknowledges every generation, even one with no chunk for it, so no
-    // worker can still be reading task_ or chunks_ when the next run writes them.
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    completed_.store(0, std::memory_order_relaxed);
+    generation_ = (generation_ + 1) & 0xffffffffu;
+    claims_.store(pack(generation_, 0, static_cast<uint64_t>(chunks)), std::memory_order_release);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (sleepers_ > 0) wake_.notify_all();
     }
-    run_chunk(task, 0);
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < kSpinIterations) cpu_relax();
+    // The caller works too, and takes whatever the workers have not claimed yet.
+    while (claim_and_run(generation_)) {
+    }
+    for (int spins = 0; completed_.load(std::memory_order_acquire) != chunks; ++spins) {
+      if (spins < kCallerSpins) cpu_relax();
       else std::this_thread::yield();
     }
     task_ = nullptr;
@@ -82,37 +109,48 @@ class ThreadPool {
   std::mutex busy;  // held by the thread currently using the pool
 
  private:
-  void run_chunk(const std::function<void(int)>& task, int chunk) {
-    inside_parallel_region = true;
-    try {
-      task(chunk);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    inside_parallel_region = false;
-  }
-
-  // Waits until the generation moves past `seen` (or the pool stops); returns the new one.
-  uint64_t wait_for_work(uint64_t seen) {
-    for (int spins = 0; spins < kSpinIterations; ++spins) {
-      const uint64_t g = generation_.load(std::memory_order_acquire);
-      if (g != seen || stopping_.load(std::memory_order_acquire)) return g;
-      cpu_relax();
-    }
-    std::unique_lock<std::mutex> lock(mutex_);
-    ++sleepers_;
-    wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen || stopping_.load(); });
-    --sleepers_;
-    return generation_.load(std::memory_order_acquire);
-  }
-
-  void worker_loop(int index, uint64_t seen) {
+  // Claims one chunk of run `generation` and runs it; false when none is left.
+  bool claim_and_run(uint64_t generation) {
+    uint64_t c = claims_.load(std::memory_order_acquire);
     for (;;) {
-      seen = wait_for_work(seen);
+      const uint64_t claimed = (c >> 16) & 0xffff, total = c & 0xffff;
+      if ((c >> 32) != generation || claimed >= total) return false;
+      if (claims_.compare_exchange_weak(c, c + (uint64_t{1} << 16), std::memory_order_acq_rel)) {
+        // The run cannot end before this chunk completes, so task_ is still this run's.
+        inside_parallel_region = true;
+        try {
+          (*task_)(static_cast<int>(claimed));
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (!error_) error_ = std::current_exception();
+        }
+        inside_parallel_region = false;
+        completed_.fetch_add(1, std::memory_order_acq_rel);
+        return true;
+      }
+    }
+  }
+
+  // True when the claim word shows a run with chunks left to claim.
+  static bool has_work(uint64_t c) { return ((c >> 16) & 0xffff) < (c & 0xffff); }
+
+  void worker_loop() {
+    for (;;) {
+      uint64_t c = claims_.load(std::memory_order_acquire);
+      for (int spins = 0; !has_work(c) && spins < kWorkerSpins && !stopping_.load(std::memory_order_relaxed); ++spins) {
+        cpu_relax();
+        c = claims_.load(std::memory_order_acquire);
+      }
+      if (!has_work(c)) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ++sleepers_;
+        wake_.wait(lock, [&] { return has_work(claims_.load(std::memory_order_acquire)) || stopping_.load(); });
+        --sleepers_;
+        c = claims_.load(std::memory_order_acquire);
+      }
       if (stopping_.load(std::memory_order_acquire)) return;
-      if (index < chunks_) run_chunk(*task_, index);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      while (claim_and_run(c >> 32)) {
+      }
     }
   }
 
@@ -131,9 +169,9 @@ class ThreadPool {
   std::condition_variable wake_;
   int sleepers_ = 0;
   const std::function<void(int)>* task_ = nullptr;
-  int chunks_ = 0;
-  std::atomic<int> pending_{0};
-  std::atomic<uint64_t> generation_{0};
+  uint64_t generation_ = 0;  // written by the caller only
+  std::atomic<uint64_t> claims_{0};
+  std::atomic<int> completed_{0};
   std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
@@ -150,7 +188,7 @@ int num_threads() { return pool().size(); }
 bool in_parallel_region() { return inside_parallel_region; }
 
 void set_num_threads(int n) {
-  n = std::clamp(n, 1, 256);
+  n = std::clamp(n, 1, usable_cores());
   std::lock_guard<std::mutex> lock(pool().busy);
   pool().resize(n);
 }
@@ -170,7 +208,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     fn(begin, end);
     return;
   }
-  int chunks = static_cast<int>(max_chunks);
+  int chunks = static_cast<int>(std::min<int64_t>(max_chunks, 0xffff));
   pool().run(chunks, [&](int chunk) {
     int64_t lo = begin + count * chunk / chunks;
     int64_t hi = begin + count * (chunk + 1) / chunks;

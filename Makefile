@@ -24,7 +24,7 @@ CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-paramet
 LDLIBS   := -lfmt -lstb -lz -pthread
 
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
-            libflatbuffers-dev flatbuffers-compiler
+            libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core
 
 LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp))
 TEST_SRC := $(sort $(wildcard tests/*.cpp))

@@ -5,9 +5,13 @@
 // along the path. We compute it by hand on a network small enough to list every
 // path, check it against the tape, print the tape itself, and then take the same
 // gradient through the trained CNN -- for one neuron and for a class score.
+#include <algorithm>
+#include <cmath>
+
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/preprocess.h"
 #include "tinygrad-cpp/viz.h"
 
 using namespace tg;
@@ -101,5 +105,56 @@ int main(int argc, char** argv) {
     lesson.say("every pixel's gradient is a sum over thousands of paths with signs that mostly cancel;");
     lesson.say("it says how the score changes for a tiny change of that pixel alone, not what the object is.");
     lesson.say("Lessons 7 and 8 make it readable: take magnitudes (saliency), or change the ReLU's rule.");
+
+    lesson.step("The lecture's figure on a photo: the same two gradients through a real CNN (lecture 96)");
+    nn::Model& photo_model = lesson.photo_model();
+    const preprocess::InputSpec& spec = photo_model.info().input;
+    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const int64_t cat_class = photo_model.class_index("Cat");
+    // A hidden neuron of a mid-depth layer (38x38) at the cat's left eye: the channel most
+    // active there that is not at the ReLU6's ceiling of 6 (which would pass no gradient).
+    const std::string layer = "expanded_conv_6/expand/relu6";
+    const Tensor features = photo_model.forward_until(cat, layer);
+    const int64_t fy = 115 * features.dim(2) / 300, fx = 110 * features.dim(3) / 300;
+    int64_t channel = 0;
+    for (int64_t c = 0; c < features.dim(1); ++c)
+      if (features.at({0, c, fy, fx}) < 6.f && features.at({0, c, fy, fx}) > features.at({0, channel, fy, fx})) channel = c;
+    const Tensor photo_neuron = explain::neuron_gradient(photo_model, cat, {layer, channel, fy, fx});
+    const Tensor photo_score = explain::class_gradient(photo_model, cat, {cat_class});
+    // How spread out is each map? The share of the pixels it takes to hold half of its total |g|.
+    auto half_mass = [](const Tensor& g) {
+      std::vector<float> magnitude(static_cast<size_t>(g.numel()));
+      for (int64_t i = 0; i < g.numel(); ++i) magnitude[i] = std::fabs(g.data()[i]);
+      std::sort(magnitude.rbegin(), magnitude.rend());
+      double total = 0, running = 0;
+      for (float v : magnitude) total += v;
+      size_t k = 0;
+      while (k < magnitude.size() && running < total / 2) running += magnitude[k++];
+      return static_cast<double>(k) / static_cast<double>(magnitude.size());
+    };
+    lesson.say("neuron: {} channel {} at ({}, {}); its gradient is nonzero on {:.1f}% of the input values", layer,
+               channel, fy, fx, [&] {
+                 int64_t nonzero_values = 0;
+                 for (int64_t i = 0; i < photo_neuron.numel(); ++i) nonzero_values += photo_neuron.data()[i] != 0.f;
+                 return 100.0 * static_cast<double>(nonzero_values) / static_cast<double>(photo_neuron.numel());
+               }());
+    lesson.number("d score(Cat)/d pixels: share of values holding half of its |g|", half_mass(photo_score), "{:.3f}");
+    lesson.number("d neuron/d pixels: share of values holding half of its |g|", half_mass(photo_neuron), "{:.4f}");
+    // 0 as gray in every color channel: positive lighter, negative darker, per channel.
+    auto signed_rgb = [&](const Tensor& g, const std::string& title) {
+      return viz::titled(viz::to_image(viz::normalize(reshape(g, {3, spec.height, spec.width}), viz::Normalize::Signed)),
+                         title);
+    };
+    lesson.figure("cat_gradients.png",
+                  viz::stack({viz::grid({viz::titled(preprocess::input_to_image(cat, spec), "chelsea.png"),
+                                         signed_rgb(photo_neuron, "d neuron / d pixels"),
+                                         signed_rgb(photo_score, "d score(Cat) / d pixels")}, 3, 6),
+                              viz::color_bar(viz::Colormap::Gray, 300, "-max |g|", "0", "+max |g|")}),
+                  fmt::format("The lecture's figure (lecture 96), through the photo model. Middle: the gradient of one "
+                              "hidden neuron ({} channel {}, at the left eye) with respect to the pixels, drawn with 0 "
+                              "as gray in each color channel: gray outside its receptive field. Right: the gradient of "
+                              "the Cat score: murky over the whole photo -- half of its |g| is spread over {:.0f}% of "
+                              "the values, and nothing stands out as the cat.",
+                              layer, channel, 100 * half_mass(photo_score)));
   });
 }

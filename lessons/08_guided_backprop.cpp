@@ -4,6 +4,8 @@
 // Zeiler & Fergus's deconvnet instead passes whatever part of the signal is positive;
 // Springenberg et al.'s guided backprop does both. None of this edits the model: the
 // rule is swapped for the length of one backward pass with a scoped override.
+#include <cmath>
+
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/lesson.h"
@@ -15,7 +17,9 @@ using namespace tg;
 int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {"08_guided_backprop", "Guided backprop: changing the ReLU's backward rule",
                                      "The same image explained with the vanilla, deconvnet and guided ReLU rules, for a "
-                                     "class score and for one neuron of conv2 with the rest of its layer zeroed.",
+                                     "class score and for one neuron of conv2 with the rest of its layer zeroed; then "
+                                     "the lecture's cat through the photo model, where guided backprop is sharp on "
+                                     "the eyes.",
                                      true, true, "assets/fashion-png/9_ankle_boot.png"});
   return lesson.run([&] {
     lesson.step("Load the model and the image");
@@ -105,5 +109,71 @@ int main(int argc, char** argv) {
                               data::kFashionClasses[predicted], best));
     lesson.say("vanilla is murky (lesson 6); deconvnet ignores where the input was off; guided is both: sharp but");
     lesson.say("no longer a gradient of anything (lesson 12 shows it barely depends on the weights).");
+
+    lesson.step("The lecture's cat: the photo model (SSD-MobileNetV2), where every rectifier is a ReLU6");
+    nn::Model& photo_model = lesson.photo_model();
+    const preprocess::InputSpec& photo_spec = photo_model.info().input;
+    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), photo_spec);
+    const int64_t cat_class = photo_model.class_index("Cat");
+    const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
+    lesson.number("p(Cat) on chelsea.png", cat_p, "{:.4f}");
+    // One neuron, as in the lecture: a deep layer (19x19), at the cat's left eye, the channel
+    // most active there (below 6: a ReLU6 at its ceiling passes no gradient at all).
+    const std::string layer = "expanded_conv_13/expand/relu6";
+    const Tensor features = photo_model.forward_until(cat, layer);
+    const int64_t fy = 115 * features.dim(2) / 300, fx = 110 * features.dim(3) / 300;
+    int64_t channel = 0;
+    float strongest = 0.f;
+    for (int64_t c = 0; c < features.dim(1); ++c) {
+      const float v = features.at({0, c, fy, fx});
+      if (v < 6.f && v > strongest) strongest = v, channel = c;
+    }
+    lesson.say("neuron: layer {} channel {} at ({}, {}), value {:.2f}; every other neuron of the layer is seeded 0",
+               layer, channel, fy, fx, strongest);
+    // Two boxes around the eyes (10% of the image): how much of each map's |g| lands there.
+    auto eye_share = [](const Tensor& g) {
+      const int64_t H = g.dim(2), W = g.dim(3);
+      double inside = 0, total = 0;
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+          double v = 0;
+          for (int64_t c = 0; c < g.dim(1); ++c) v = std::max<double>(v, std::fabs(g.at({0, c, y, x})));
+          total += v;
+          if ((x >= 75 && x < 145 && y >= 80 && y < 150) || (x >= 175 && x < 240 && y >= 100 && y < 165)) inside += v;
+        }
+      return total > 0 ? inside / total : 0.0;
+    };
+    std::vector<io::Image> cat_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec),
+                                                    fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p))};
+    std::vector<io::Image> neuron_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec), "the same input")};
+    std::vector<double> cat_shares, neuron_shares;
+    for (const auto& [name, rule] : relu_rules) {
+      const std::string rule_name = std::string(name).substr(0, std::string(name).find(' '));
+      // max |g| over the color channels, each map scaled to its own largest value (Simonyan et al.)
+      auto show_magnitude = [&](const Tensor& g, const std::string& title) {
+        return viz::titled(viz::picture(g, viz::Normalize::MaxAbs, viz::Colormap::Gray), title);
+      };
+      const Tensor g_cat = explain::class_gradient(photo_model, cat, {cat_class}, rule);
+      const Tensor g_neuron = explain::neuron_gradient(photo_model, cat, {layer, channel, fy, fx}, rule);
+      cat_shares.push_back(eye_share(g_cat));
+      neuron_shares.push_back(eye_share(g_neuron));
+      lesson.say("{:<10} Cat score: {:.0f}% of |g| in the eye boxes | the neuron: {:.0f}%", rule_name, 100 * cat_shares.back(),
+                 100 * neuron_shares.back());
+      cat_tiles.push_back(show_magnitude(g_cat, fmt::format("{}: d score(Cat)/d pixels", rule_name)));
+      neuron_tiles.push_back(show_magnitude(g_neuron, fmt::format("{}: d neuron/d pixels", rule_name)));
+    }
+    lesson.number("guided, Cat score: share of |g| in the eye boxes", cat_shares[2], "{:.3f}");
+    lesson.number("vanilla, Cat score: share of |g| in the eye boxes", cat_shares[0], "{:.3f}");
+    std::vector<io::Image> rows = cat_tiles;
+    rows.insert(rows.end(), neuron_tiles.begin(), neuron_tiles.end());
+    lesson.figure("cat_rules.png",
+                  viz::stack({viz::grid(rows, 4, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "", "max |g| (per map)")}),
+                  fmt::format("The lecture's figure (lecture 97). Top: d score(Cat) / d pixels of chelsea.png through "
+                              "the photo model, max |g| over R, G, B, white = the largest. Bottom: one neuron of {} "
+                              "at the left eye, the rest of its layer seeded 0. The eye boxes (10% of the image) hold "
+                              "{:.0f}% of the vanilla map's |g| and {:.0f}% of the guided one's for the Cat score, "
+                              "{:.0f}% and {:.0f}% for the neuron: guided backprop is sharp on the eyes.",
+                              layer, 100 * cat_shares[0], 100 * cat_shares[2], 100 * neuron_shares[0],
+                              100 * neuron_shares[2]));
   });
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/viz.h"
 
 namespace tg::lesson {
@@ -72,6 +73,15 @@ void Lesson::chart(const std::string& file, const std::string& svg, const std::s
 nn::Sequential& Lesson::model() {
   if (!model_) model_ = nn::load_fashion_cnn(model_path_);
   return *model_->model;
+}
+
+nn::Model& Lesson::photo_model() {
+  if (!photo_model_) {
+    if (!io::file_exists(kPhotoModelPath))
+      throw Error(std::string(kPhotoModelPath) + ": the photo model is not installed; run `make setup` (it uses npm once)");
+    photo_model_ = models::load_model(kPhotoModelPath);
+  }
+  return *photo_model_;
 }
 
 io::Image Lesson::image() { return io::load_image(image_path_); }

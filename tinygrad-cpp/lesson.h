@@ -58,6 +58,10 @@ class Lesson {
   const std::string& out() const { return out_; }
   bool smoke() const { return smoke_; }  // a fast run for the tests: fewer steps and images
   nn::Sequential& model();               // --model, loaded on first use
+  // The photo model (make setup installs it), loaded on first use: the lectures' figures
+  // of photos come from it. A missing file is an error that says to run make setup.
+  nn::Model& photo_model();
+  static constexpr const char* kPhotoModelPath = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
   const std::string& model_path() const { return model_path_; }
   io::Image image();                     // --image
   const std::string& image_path() const { return image_path_; }
@@ -69,6 +73,7 @@ class Lesson {
   bool smoke_ = false;
   int steps_ = 0;
   std::optional<nn::LoadedModel> model_;
+  std::shared_ptr<nn::Model> photo_model_;
   struct Figure {
     std::string file, caption;
     int width, height;

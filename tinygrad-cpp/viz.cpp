@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 
+#include <stb/stb_truetype.h>
+
 #include "tinygrad-cpp/ops.h"
 
 namespace tg::viz {
@@ -192,6 +194,148 @@ io::Image grid(const std::vector<io::Image>& tiles, int columns, int spacing, ui
         for (int c = 0; c < channels; ++c) out.at(oy + y, ox + x, c) = t.at(y, x, t.channels >= 3 ? c : 0);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------
+// Words in figures
+namespace {
+
+constexpr const char* kFontPath = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+// The font, read once: a missing font is an error that says how to get it.
+const stbtt_fontinfo& font() {
+  static const std::vector<uint8_t> bytes = [] {
+    if (!io::file_exists(kFontPath))
+      throw Error(std::string(kFontPath) + ": font missing; `make setup` installs it (Debian package fonts-dejavu-core)");
+    return io::read_file(kFontPath, 16 << 20);
+  }();
+  static const stbtt_fontinfo info = [] {
+    stbtt_fontinfo f;
+    if (!stbtt_InitFont(&f, bytes.data(), stbtt_GetFontOffsetForIndex(bytes.data(), 0)))
+      throw Error(std::string(kFontPath) + ": not a TrueType font stb_truetype can read");
+    return f;
+  }();
+  return info;
+}
+
+// The next code point of UTF-8 text (a byte that does not start one is taken as Latin-1).
+uint32_t next_code_point(const std::string& s, size_t& i) {
+  const auto byte = [&](size_t k) { return static_cast<uint8_t>(s[k]); };
+  const uint8_t b = byte(i);
+  int extra = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : b >= 0xc0 ? 1 : 0;
+  if (extra == 0 || i + extra >= s.size()) {
+    ++i;
+    return b;
+  }
+  uint32_t cp = b & (0x3f >> extra);
+  for (int k = 1; k <= extra; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) {
+      ++i;
+      return b;
+    }
+    cp = (cp << 6) | (byte(i + k) & 0x3f);
+  }
+  i += extra + 1;
+  return cp;
+}
+
+io::Image blank(int width, int height, int channels) {
+  io::Image out{std::max(width, 1), std::max(height, 1), channels, {}};
+  out.pixels.assign(static_cast<size_t>(out.width) * out.height * channels, 255);
+  return out;
+}
+
+// Copies `tile` into `out` with its top-left corner at (x0, y0); gray tiles fill all channels.
+void paste(io::Image& out, const io::Image& tile, int x0, int y0) {
+  for (int y = 0; y < tile.height; ++y)
+    for (int x = 0; x < tile.width; ++x)
+      for (int c = 0; c < out.channels; ++c)
+        if (y0 + y >= 0 && y0 + y < out.height && x0 + x >= 0 && x0 + x < out.width)
+          out.at(y0 + y, x0 + x, c) = tile.at(y, x, tile.channels >= 3 ? std::min(c, 2) : 0);
+}
+
+}  // namespace
+
+io::Image text(const std::string& words, int pixel_height) {
+  const stbtt_fontinfo& f = font();
+  pixel_height = std::clamp(pixel_height, 6, 200);
+  const float scale = stbtt_ScaleForPixelHeight(&f, static_cast<float>(pixel_height));
+  int ascent, descent, gap;
+  stbtt_GetFontVMetrics(&f, &ascent, &descent, &gap);
+  const int baseline = static_cast<int>(std::ceil(ascent * scale));
+  const int height = baseline + static_cast<int>(std::ceil(-descent * scale)) + 1;
+  std::vector<uint32_t> code_points;
+  for (size_t i = 0; i < words.size();) code_points.push_back(next_code_point(words, i));
+  // First the width, then the glyphs, each blended darker into white paper.
+  float x = 1.f;
+  for (size_t k = 0; k < code_points.size(); ++k) {
+    int advance, bearing;
+    stbtt_GetCodepointHMetrics(&f, static_cast<int>(code_points[k]), &advance, &bearing);
+    x += advance * scale;
+    if (k + 1 < code_points.size())
+      x += scale * stbtt_GetCodepointKernAdvance(&f, static_cast<int>(code_points[k]), static_cast<int>(code_points[k + 1]));
+  }
+  io::Image out = blank(static_cast<int>(std::ceil(x)) + 2, height, 1);
+  x = 1.f;
+  for (size_t k = 0; k < code_points.size(); ++k) {
+    const int cp = static_cast<int>(code_points[k]);
+    int advance, bearing, x0, y0, x1, y1;
+    stbtt_GetCodepointHMetrics(&f, cp, &advance, &bearing);
+    stbtt_GetCodepointBitmapBox(&f, cp, scale, scale, &x0, &y0, &x1, &y1);
+    const int w = x1 - x0, h = y1 - y0;
+    if (w > 0 && h > 0) {
+      std::vector<uint8_t> glyph(static_cast<size_t>(w) * h);
+      stbtt_MakeCodepointBitmap(&f, glyph.data(), w, h, w, scale, scale, cp);
+      const int left = static_cast<int>(std::lround(x)) + x0, top = baseline + y0;
+      for (int gy = 0; gy < h; ++gy)
+        for (int gx = 0; gx < w; ++gx) {
+          const int px = left + gx, py = top + gy;
+          if (px < 0 || py < 0 || px >= out.width || py >= out.height) continue;
+          uint8_t& dst = out.at(py, px, 0);
+          dst = static_cast<uint8_t>(std::min<int>(dst, 255 - glyph[static_cast<size_t>(gy) * w + gx] * 7 / 8));
+        }
+    }
+    x += advance * scale;
+    if (k + 1 < code_points.size()) x += scale * stbtt_GetCodepointKernAdvance(&f, cp, static_cast<int>(code_points[k + 1]));
+  }
+  return out;
+}
+
+io::Image stack(const std::vector<io::Image>& rows, int spacing) {
+  if (rows.empty()) throw Error("stack: needs at least one image");
+  int width = 0, height = 0, channels = 1;
+  for (const io::Image& r : rows) {
+    width = std::max(width, r.width);
+    height += r.height;
+    channels = std::max(channels, r.channels >= 3 ? 3 : 1);
+  }
+  height += spacing * static_cast<int>(rows.size() - 1);
+  io::Image out = blank(width, height, channels);
+  int y = 0;
+  for (const io::Image& r : rows) {
+    paste(out, r, (width - r.width) / 2, y);
+    y += r.height + spacing;
+  }
+  return out;
+}
+
+io::Image titled(const io::Image& tile, const std::string& title, int pixel_height) {
+  return stack({text(title, pixel_height), tile}, 2);
+}
+
+io::Image color_bar(Colormap colormap, int width, const std::string& low, const std::string& middle,
+                    const std::string& high) {
+  width = std::max(width, 16);
+  Tensor ramp = Tensor::empty({1, 10, width});
+  for (int y = 0; y < 10; ++y)
+    for (int x = 0; x < width; ++x) ramp.data()[y * width + x] = static_cast<float>(x) / static_cast<float>(width - 1);
+  const io::Image bar = colorize(ramp, colormap);
+  const io::Image l = text(low, 12), m = text(middle, 12), h = text(high, 12);
+  io::Image labels = blank(width, std::max({l.height, m.height, h.height}), 1);
+  if (!low.empty()) paste(labels, l, 0, 0);
+  if (!middle.empty()) paste(labels, m, (width - m.width) / 2, 0);
+  if (!high.empty()) paste(labels, h, width - h.width, 0);
+  return stack({bar, labels}, 1);
 }
 
 // ---------------------------------------------------------------------------------

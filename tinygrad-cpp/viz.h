@@ -47,6 +47,18 @@ io::Image overlay(const io::Image& base, const io::Image& heat, float alpha);
 // different sizes are placed in cells of the largest size.
 io::Image grid(const std::vector<io::Image>& tiles, int columns, int spacing = 2, uint8_t background = 255);
 
+// ---- words in figures: DejaVu Sans (Debian's fonts-dejavu-core) drawn with stb_truetype ----
+// `text` as an image: one line, `pixel_height` pixels tall, dark ink on white.
+io::Image text(const std::string& text, int pixel_height = 14);
+// The tile with its title centered above it (as wide as the wider of the two).
+io::Image titled(const io::Image& tile, const std::string& title, int pixel_height = 14);
+// A horizontal bar of `colormap` from 0 to 1, `width` wide, with the values its left end,
+// middle and right end stand for printed under it ("" leaves one out).
+io::Image color_bar(Colormap colormap, int width, const std::string& low, const std::string& middle,
+                    const std::string& high);
+// Images one above the other, centered, `spacing` pixels apart on white.
+io::Image stack(const std::vector<io::Image>& rows, int spacing = 4);
+
 // ---- SVG charts (axes, ticks, labels; no dependencies) ----
 struct Series {
   std::string label;

@@ -133,6 +133,21 @@ TEST_SUITE("optim") {
     CHECK(p.item() == doctest::Approx(0.800412).epsilon(1e-5));
   }
 
+  TEST_CASE("Adam's bias correction counts each parameter's own steps, as PyTorch's does") {
+    // b gets its first gradient at step 5: its first update is the usual first Adam step,
+    // lr * g / |g| = 0.1 (PyTorch moves it 0.1; counting the optimizer's steps moved it 0.0545).
+    Tensor a = Tensor::full({1}, 1.f, true), b = Tensor::full({1}, 1.f, true);
+    optim::Adam adam({{"a", a}, {"b", b}}, 0.1f);
+    for (int step = 1; step <= 5; ++step) {
+      adam.zero_grad();
+      a.set_grad(Tensor::full({1}, 0.5f));
+      if (step == 5) b.set_grad(Tensor::full({1}, 2.f));
+      adam.step();
+    }
+    CHECK(b.item() == doctest::Approx(0.9f).epsilon(1e-5));
+    CHECK(a.item() == doctest::Approx(0.5f).epsilon(1e-4));  // five steps of 0.1 on a constant gradient
+  }
+
   TEST_CASE("learning-rate schedules") {
     Tensor p = Tensor::full({1}, 1.f, true);
     optim::SGD sgd({{"p", p}}, 1.f);

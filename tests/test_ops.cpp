@@ -1,5 +1,7 @@
 // Gradient checks for every differentiable op: each op alone, on several shapes with
 // batch > 1, channels > 1 and non-square inputs; then through a whole small network.
+#include <limits>
+
 #include "tests/helpers.h"
 
 using namespace tg;
@@ -231,6 +233,33 @@ TEST_SUITE("conv2d-backward") {
   }
 }
 
+TEST_SUITE("conv2d-backward") {
+  TEST_CASE("dW is the same on one thread and on all of them: images summed in parallel do not race") {
+    // A stride-2 convolution takes the im2col + gemm path, images shared over the threads.
+    // Threads adding into one dW at once lose updates: whole images' terms go missing. Many
+    // images with few output positions each make every image's gemm mostly a read-modify-write
+    // of all of dW, so a race shows up on every run.
+    Tensor x = random_normal({256, 16, 7, 7}, 71), w = random_normal({64, 16, 3, 3}, 72), b = random_normal({64}, 73);
+    const Tensor seed = random_normal({256, 64, 3, 3}, 74, false);
+    const int threads = kernels::num_threads();
+    auto weight_gradient = [&](int n) {
+      kernels::set_num_threads(n);
+      const Tensor y = conv2d(x, w, b, 2, 0, 1, 1);
+      const Entry entry = *tape().producer(y);
+      tape().discard_last();
+      return resolve_rule(entry)(entry, seed).at(1);
+    };
+    const Tensor one = weight_gradient(1);
+    for (int round = 0; round < 3; ++round) {
+      const Tensor many = weight_gradient(threads);
+      for (int64_t i = 0; i < one.numel(); ++i)
+        REQUIRE(many.data()[i] == doctest::Approx(one.data()[i]).epsilon(1e-4).scale(1.0));
+    }
+    kernels::set_num_threads(threads);
+    MESSAGE("compared 1 thread with " << threads);
+  }
+}
+
 TEST_SUITE("ops-conv") {
   TEST_CASE("TensorFlow SAME on stride 2: pad bottom and right, then convolve, checked through the tape") {
     NEEDS_TASKS("tape-reverse-walk", "conv2d-backward");
@@ -391,5 +420,45 @@ TEST_SUITE("ops-network") {
       h = max_pool2d(h, 3, 2);
       return cross_entropy(linear(flatten(h), in[3], in[4]), {1, 4});
     }, {x, w1, b1, w2, b2});
+  }
+}
+
+TEST_SUITE("ops-numerics") {
+  // Values PyTorch 1.13 gives for the same calls (float32).
+  TEST_CASE("softmax and cross-entropy with large logits keep their small differences") {
+    const Tensor p = softmax(Tensor::from_vector({1000.f, 1000.f, 1000.f}, {1, 3}), 1);
+    for (int64_t c = 0; c < 3; ++c) CHECK(p.data()[c] == doctest::Approx(1.f / 3.f).epsilon(1e-6));
+    CHECK(log_softmax(Tensor::from_vector({1000.f, 1000.f, 1000.f}, {1, 3}), 1).data()[0] ==
+          doctest::Approx(-1.0986123f).epsilon(1e-6));
+    // cross_entropy([1e4, 9988], class 0) = log(1 + e^-12) = 6.144e-6, not 0.
+    Tensor logits = Tensor::from_vector({1e4f, 9988.f}, {1, 2}, true);
+    const Tensor loss = cross_entropy(logits, {0});
+    CHECK(loss.item() == doctest::Approx(6.144e-6).epsilon(0.02));
+    NEEDS_TASKS("tape-reverse-walk");
+    loss.backward();
+    CHECK(logits.grad().data()[0] == doctest::Approx(-6.144e-6).epsilon(0.02));  // softmax - 1, not 0
+    CHECK(logits.grad().data()[1] == doctest::Approx(6.144e-6).epsilon(0.02));
+  }
+
+  TEST_CASE("d/dx x^0 is 0, also at x = 0") {
+    Tensor x = Tensor::from_vector({0.f, 2.f}, {2}, true);
+    const Tensor y = tg::pow(x, 0.f);
+    CHECK(y.to_vector() == std::vector<float>{1.f, 1.f});
+    const Entry entry = *tape().producer(y);
+    tape().discard_last();
+    CHECK(resolve_rule(entry)(entry, Tensor::ones({2})).at(0).to_vector() == std::vector<float>{0.f, 0.f});
+  }
+
+  TEST_CASE("NaN is never hidden: relu, relu6 and max give NaN where PyTorch does") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(relu6(Tensor::from_vector({nan}, {1})).item()));
+    CHECK(std::isnan(tg::max(Tensor::from_vector({1.f, nan, 3.f}, {3})).item()));
+    CHECK(std::isnan(tg::max(Tensor::from_vector({nan, 1.f, 3.f}, {3})).item()));
+    CHECK(tg::max(Tensor::from_vector({1.f, 5.f, 3.f}, {3})).item() == 5.f);
+    NEEDS_TASKS("relu");
+    const Tensor r = relu(Tensor::from_vector({nan, -1.f, 2.f}, {3}));
+    CHECK(std::isnan(r.data()[0]));
+    CHECK(r.data()[1] == 0.f);
+    CHECK(r.data()[2] == 2.f);
   }
 }

@@ -22,12 +22,29 @@ Schedule cosine(float base_lr, int64_t total_steps, int64_t warmup_steps) {
 void Optimizer::step() {
   if (schedule_) lr_ = schedule_(steps_);
   ++steps_;
+  param_steps_.resize(params_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    ++param_steps_[i];
     update(i, p, g);
   }
+}
+
+void Optimizer::add_step_counts(nn::NamedParameters& out) const {
+  out.emplace_back("optimizer.steps", Tensor::scalar(static_cast<float>(steps_)));
+  for (size_t i = 0; i < params_.size(); ++i)
+    out.emplace_back("optimizer.steps." + params_[i].first,
+                     Tensor::scalar(static_cast<float>(i < param_steps_.size() ? param_steps_[i] : 0)));
+}
+
+void Optimizer::load_step_counts(const io::NamedTensors& tensors) {
+  steps_ = static_cast<int64_t>(tensors.at("optimizer.steps").item());
+  // Checkpoints from before per-parameter counts: every parameter had every step.
+  param_steps_.assign(params_.size(), steps_);
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (const Tensor* t = tensors.find("optimizer.steps." + params_[i].first)) param_steps_[i] = static_cast<int64_t>(t->item());
 }
 
 void Optimizer::zero_grad() {
@@ -61,7 +78,7 @@ void SGD::update(size_t index, Tensor& param, const Tensor& grad) {
   float* p = param.data();
   const float* g = grad.data();
   float* buf = velocity_[index].data();
-  const bool first = steps_ == 1;
+  const bool first = param_steps_[index] == 1;
   for (int64_t i = 0; i < param.numel(); ++i) {
     float d = g[i] + weight_decay_ * p[i];
     if (momentum_ != 0.f) {
@@ -75,13 +92,13 @@ void SGD::update(size_t index, Tensor& param, const Tensor& grad) {
 nn::NamedParameters SGD::state() const {
   nn::NamedParameters out;
   for (size_t i = 0; i < params_.size(); ++i) out.emplace_back("optimizer.velocity." + params_[i].first, velocity_[i]);
-  out.emplace_back("optimizer.steps", Tensor::scalar(static_cast<float>(steps_)));
+  add_step_counts(out);
   return out;
 }
 
 void SGD::load_state(const io::NamedTensors& tensors) {
   load_buffers(tensors, "optimizer.velocity.", params_, velocity_);
-  steps_ = static_cast<int64_t>(tensors.at("optimizer.steps").item());
+  load_step_counts(tensors);
 }
 
 // ---- Adam ----
@@ -94,8 +111,9 @@ void Adam::update(size_t index, Tensor& param, const Tensor& grad) {
   const float* g = grad.data();
   float* m = m_[index].data();
   float* v = v_[index].data();
-  const float correction1 = 1.f - std::pow(beta1_, static_cast<float>(steps_));
-  const float correction2 = 1.f - std::pow(beta2_, static_cast<float>(steps_));
+  const float t = static_cast<float>(param_steps_[index]);  // this parameter's own step count
+  const float correction1 = 1.f - std::pow(beta1_, t);
+  const float correction2 = 1.f - std::pow(beta2_, t);
   const float step_size = lr_ / correction1;
   const float root_correction2 = std::sqrt(correction2);
   for (int64_t i = 0; i < param.numel(); ++i) {
@@ -112,14 +130,14 @@ nn::NamedParameters Adam::state() const {
     out.emplace_back("optimizer.m." + params_[i].first, m_[i]);
     out.emplace_back("optimizer.v." + params_[i].first, v_[i]);
   }
-  out.emplace_back("optimizer.steps", Tensor::scalar(static_cast<float>(steps_)));
+  add_step_counts(out);
   return out;
 }
 
 void Adam::load_state(const io::NamedTensors& tensors) {
   load_buffers(tensors, "optimizer.m.", params_, m_);
   load_buffers(tensors, "optimizer.v.", params_, v_);
-  steps_ = static_cast<int64_t>(tensors.at("optimizer.steps").item());
+  load_step_counts(tensors);
 }
 
 }  // namespace tg::optim

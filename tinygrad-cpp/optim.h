@@ -37,9 +37,14 @@ class Optimizer {
 
  protected:
   virtual void update(size_t index, Tensor& param, const Tensor& grad) = 0;
+  void add_step_counts(nn::NamedParameters& out) const;     // for state()
+  void load_step_counts(const io::NamedTensors& tensors);  // for load_state()
   nn::NamedParameters params_;
   float lr_;
   int64_t steps_ = 0;
+  // How many updates each parameter has had: a parameter whose first gradient comes late
+  // starts its momentum and Adam's bias correction from its own first step, as PyTorch does.
+  std::vector<int64_t> param_steps_;
   Schedule schedule_;
 };
 

@@ -17,17 +17,17 @@
 
 namespace tg {
 
-// ---- relu: y = max(x, 0) ----
+// ---- relu: y = max(x, 0) (NaN stays NaN, as in PyTorch: a NaN must not be hidden) ----
 Tensor relu(const Tensor& x) {
   // BEGIN SOLUTION(relu)
-  // HINT: out[i] = max(x[i], 0): map(x, f) applies f to every element; record the result as Op::ReLU
-  return tape().record(Op::ReLU, {x}, map(x, [](float v) { return v > 0.f ? v : 0.f; }));
+  // HINT: out[i] = max(x[i], 0), and NaN stays NaN: map(x, f) applies f to every element; record it as Op::ReLU
+  return tape().record(Op::ReLU, {x}, map(x, [](float v) { return v < 0.f ? 0.f : v; }));
   // END SOLUTION
 }
 
 // ---- relu6: y = min(max(x, 0), 6) ----
 Tensor relu6(const Tensor& x) {
-  return tape().record(Op::ReLU6, {x}, map(x, [](float v) { return v > 0.f ? (v < 6.f ? v : 6.f) : 0.f; }));
+  return tape().record(Op::ReLU6, {x}, map(x, [](float v) { return v < 0.f ? 0.f : (v > 6.f ? 6.f : v); }));
 }
 
 // The rules serve both rectifiers: x passed through where 0 < x < upper_limit. (The masks

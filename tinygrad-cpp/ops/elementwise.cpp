@@ -189,6 +189,8 @@ Tensor pow(const Tensor& x, float exponent) {
 // dx = g * p * x^(p-1)
 static std::vector<Tensor> pow_backward(const Entry& e, const Tensor& g) {
   const float p = e.saved<PowState>().exponent;
+  // p = 0: x^0 is constant, so the gradient is 0 everywhere (0 * 0^-1 would be NaN at x = 0).
+  if (p == 0.f) return {Tensor::zeros(g.shape())};
   return {map(g, e.input(0), [p](float gi, float x) { return gi * p * std::pow(x, p - 1.f); })};
 }
 const OpKind Op::Pow{"pow", pow_backward};

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "tinygrad-cpp/ops/helpers.h"
@@ -131,7 +132,8 @@ Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   const float* px = x.data();
   float* po = out.data();
   for_each_reduced(x.shape(), r.reduced, [&](int64_t i, int64_t o) {
-    if (winner[o] < 0 || px[i] > po[o]) {
+    // The first maximum wins; a NaN beats every number (PyTorch's max propagates NaN).
+    if (winner[o] < 0 || px[i] > po[o] || (std::isnan(px[i]) && !std::isnan(po[o]))) {
       po[o] = px[i];
       winner[o] = i;
     }

@@ -21,10 +21,10 @@ LDOPT    :=
 endif
 
 CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -MMD -MP -pthread
-LDLIBS   := -lfmt -lstb -lz -pthread
+LDLIBS   := -lfmt -lstb -ljpeg -lz -pthread
 
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
-            libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core
+            libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev
 
 LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp))
 TEST_SRC := $(sort $(wildcard tests/*.cpp))

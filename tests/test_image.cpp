@@ -39,6 +39,50 @@ TEST_SUITE("image") {
     CHECK(std::abs(static_cast<int>(image.at(8, 8, 0)) - 200) < 12);  // lossy, but close
   }
 
+  TEST_CASE("hostile JPEGs: a Huffman table with too many codes, a huge declared size, a cut file") {
+    test::TempDir dir;
+    const std::string path = dir.file("bad.jpg");
+    // SOI, then a DHT segment whose 16 code counts add up to 2,040 codes (a table holds at most
+    // 256): stb_image 2.27 wrote the extra symbols past its table. It must be refused.
+    std::vector<uint8_t> dht = {0xff, 0xd8, 0xff, 0xc4};
+    const size_t length = 2 + 1 + 16 + 2040;
+    dht.push_back(static_cast<uint8_t>(length >> 8));
+    dht.push_back(static_cast<uint8_t>(length & 0xff));
+    dht.push_back(0x00);  // DC table 0
+    for (int i = 0; i < 16; ++i) dht.push_back(i < 8 ? 0 : 255);
+    for (int i = 0; i < 2040; ++i) dht.push_back(static_cast<uint8_t>(i));
+    dht.insert(dht.end(), {0xff, 0xd9});
+    test::write_bytes(path, dht);
+    std::string message = error_message([&] { io::load_image(path); });
+    CHECK(contains(message, path + ": corrupt JPEG"));
+    CHECK(message.find('\n') == std::string::npos);
+    // A 40-byte JPEG header declaring 16384 x 16384 RGB: refused before any pixel is decoded.
+    const std::vector<uint8_t> huge = {0xff, 0xd8,                                                   // SOI
+                                       0xff, 0xc0, 0, 17, 8, 0x40, 0x00, 0x40, 0x00, 3,               // SOF0 16384x16384
+                                       1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0,
+                                       0xff, 0xda, 0, 12, 3, 1, 0, 2, 0, 3, 0, 0, 63, 0,              // SOS
+                                       0x00, 0x00, 0xff, 0xd9};
+    test::write_bytes(path, huge);
+    message = error_message([&] { io::load_image(path); });
+    CHECK(contains(message, path + ": image is 16384x16384"));
+    CHECK(contains(message, "million pixels"));
+    // A real JPEG cut in half decodes what is there or is refused, but never crashes.
+    std::vector<uint8_t> pixels(64 * 48 * 3, 90), jpeg;
+    auto append = [](void* context, void* data, int size) {
+      auto* out = static_cast<std::vector<uint8_t>*>(context);
+      out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+    };
+    REQUIRE(stbi_write_jpg_to_func(append, &jpeg, 64, 48, 3, pixels.data(), 90));
+    jpeg.resize(jpeg.size() / 2);
+    test::write_bytes(path, jpeg);
+    try {
+      const io::Image cut = io::load_image(path);
+      CHECK(cut.width == 64);
+    } catch (const Error& e) {
+      CHECK(contains(e.what(), path + ": corrupt JPEG"));
+    }
+  }
+
   TEST_CASE("the shipped photos load") {
     const io::Image cat = io::load_image("assets/chelsea.png");
     CHECK(cat.width > 100);

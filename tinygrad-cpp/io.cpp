@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+// jpeglib.h needs FILE from <cstdio> first.
+#include <jpeglib.h>
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 #include <sys/stat.h>
@@ -303,17 +306,83 @@ std::string refused_format(const std::vector<uint8_t>& b) {
 }
 }  // namespace
 
+namespace {
+
+// libjpeg reports errors through a callback that must not return: jump back to the caller
+// with the library's message.
+struct JpegErrors {
+  jpeg_error_mgr manager;
+  std::jmp_buf back;
+  char message[JMSG_LENGTH_MAX];
+};
+extern "C" void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, errors->message);
+  std::longjmp(errors->back, 1);
+}
+extern "C" void jpeg_quiet(j_common_ptr, int) {}  // warnings (corrupt data it can live with) stay quiet
+
+void check_size(const std::string& path, int64_t width, int64_t height) {
+  if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels)
+    throw file_error(path, fmt::format("image is {}x{}; sides must be 1 to {} and at most {} million pixels", width,
+                                       height, kMaxImageSide, kMaxImagePixels / 1'000'000));
+}
+
+// JPEG through libjpeg-turbo (fuzzed upstream; stb_image 2.27 writes past a Huffman table
+// on a crafted file): the header is read and the size checked before anything is decoded,
+// and the pixels come out as gray or RGB directly.
+Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
+  jpeg_decompress_struct cinfo{};
+  JpegErrors errors{};
+  cinfo.err = jpeg_std_error(&errors.manager);
+  errors.manager.error_exit = jpeg_error_exit;
+  errors.manager.emit_message = jpeg_quiet;
+  Image image;
+  // Everything after setjmp that must survive a longjmp lives outside this frame's locals.
+  if (setjmp(errors.back)) {
+    jpeg_destroy_decompress(&cinfo);
+    throw file_error(path, std::string("corrupt JPEG (") + errors.message + ")");
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  const int64_t width = cinfo.image_width, height = cinfo.image_height;
+  const int components = cinfo.num_components;
+  if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels ||
+      (components != 1 && components != 3)) {
+    jpeg_destroy_decompress(&cinfo);
+    if (components != 1 && components != 3)
+      throw file_error(path, fmt::format("a JPEG with {} color components; gray and RGB are supported", components));
+    check_size(path, width, height);
+  }
+  cinfo.out_color_space = components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  image.width = static_cast<int>(cinfo.output_width);
+  image.height = static_cast<int>(cinfo.output_height);
+  image.channels = static_cast<int>(cinfo.output_components);
+  image.pixels.resize(static_cast<size_t>(image.width) * image.height * image.channels);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * image.channels;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return image;
+}
+
+}  // namespace
+
 Image load_image(const std::string& path) {
   const std::vector<uint8_t> bytes = read_file(path, uint64_t{256} << 20);
   const std::string other = refused_format(bytes);
   if (!other.empty()) throw file_error(path, other + "; only PNG and JPEG are supported");
+  if (bytes[0] == 0xff) return decode_jpeg(bytes, path);  // never handed to stb_image
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw file_error(path, "file is too large");
   int width = 0, height = 0, channels = 0;
   const int size = static_cast<int>(bytes.size());
   if (!stbi_info_from_memory(bytes.data(), size, &width, &height, &channels))
     throw file_error(path, std::string("corrupt image header (") + stbi_failure_reason() + ")");
-  if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide)
-    throw file_error(path, fmt::format("image is {}x{}; sides must be 1 to {}", width, height, kMaxImageSide));
+  check_size(path, width, height);
   int w = 0, h = 0, c = 0;
   uint8_t* data = stbi_load_from_memory(bytes.data(), size, &w, &h, &c, 0);
   if (!data) throw file_error(path, std::string("corrupt image data (") + stbi_failure_reason() + ")");

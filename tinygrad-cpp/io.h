@@ -48,7 +48,7 @@ std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::stri
 void save_npy(const std::string& path, const Tensor& t);
 Tensor load_npy(const std::string& path);
 
-// ---- images: PNG and JPEG in (sniffed by magic, through stb_image), PNG out ----
+// ---- images: PNG and JPEG in (sniffed by magic; stb_image and libjpeg-turbo), PNG out ----
 // 8-bit pixels, row-major, channels interleaved (1 = gray, 3 = RGB, 4 = RGBA).
 struct Image {
   int width = 0, height = 0, channels = 0;
@@ -56,10 +56,11 @@ struct Image {
   uint8_t& at(int y, int x, int c) { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
   uint8_t at(int y, int x, int c) const { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
 };
-constexpr int kMaxImageSide = 16384;  // larger declared sizes are refused before decoding
+constexpr int kMaxImageSide = 16384;             // larger declared sizes are refused before decoding,
+constexpr int64_t kMaxImagePixels = 40'000'000;  // and so are more pixels than this (120 MB as RGB)
 
-// Loads a PNG or JPEG file. Other formats are refused by name ("a GIF image"); the
-// declared size is checked with stbi_info_from_memory before anything is decoded.
+// Loads a PNG (stb_image) or JPEG (libjpeg-turbo) file. Other formats are refused by name
+// ("a GIF image"); the declared size is checked before anything is decoded.
 Image load_image(const std::string& path);
 // Writes a PNG atomically.
 void save_png(const std::string& path, const Image& image);

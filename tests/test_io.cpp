@@ -1,5 +1,7 @@
 // safetensors, .npy and atomic writes, including the files a reader must refuse:
 // each refusal is a tg::Error that names the file and the problem.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -119,5 +121,35 @@ TEST_SUITE("io") {
     const std::string bad = dir.file("no/such/folder/x.bin");
     CHECK(contains(error_message([&] { io::write_file_atomic(bad, data.data(), data.size()); }), bad + ": cannot write"));
     CHECK_FALSE(io::file_exists(bad));
+  }
+}
+
+TEST_SUITE("io-writes") {
+  TEST_CASE("a write never follows a planted link, never replaces a device, and cleans a killed run's leftovers") {
+    test::TempDir dir;
+    const std::string victim = dir.file("victim.txt"), out = dir.file("out.npy");
+    test::write_bytes(victim, {'k', 'e', 'e', 'p'});
+    std::filesystem::create_symlink(victim, out);
+    const Tensor t = Tensor::from_vector({1.f, 2.f}, {2});
+    CHECK(test::contains(test::error_message([&] { io::save_npy(out, t); }), out + ": exists and is not a regular file"));
+    CHECK(io::read_file(victim) == std::vector<uint8_t>{'k', 'e', 'e', 'p'});
+    CHECK(std::filesystem::is_symlink(out));
+    // A device is refused, and stays a device.
+    CHECK(test::contains(test::error_message([&] { io::save_npy("/dev/null", t); }), "/dev/null: exists and is not a regular file"));
+    struct stat st {};
+    REQUIRE(::stat("/dev/null", &st) == 0);
+    CHECK(S_ISCHR(st.st_mode));
+    // A temporary file a killed run left behind (its process is gone) is removed by the next
+    // write to the same target; the write itself lands whole.
+    const std::string good = dir.file("good.npy");
+    const std::string stale = dir.file(".good.npy.tmp-4194303-AbCdEf");
+    test::write_bytes(stale, {1, 2, 3});
+    io::save_npy(good, t);
+    CHECK_FALSE(std::filesystem::exists(stale));
+    CHECK(io::load_npy(good).to_vector() == std::vector<float>{1.f, 2.f});
+    int leftovers = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+      leftovers += entry.path().filename().string().find(".tmp-") != std::string::npos;
+    CHECK(leftovers == 0);
   }
 }

@@ -8,12 +8,15 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 // jpeglib.h needs FILE from <cstdio> first.
 #include <jpeglib.h>
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 namespace tg::io {
@@ -60,20 +63,63 @@ std::vector<uint8_t> read_file_head(const std::string& path, size_t count) {
   return bytes;
 }
 
+namespace {
+
+// Temporary files are "<folder>/.<name>.tmp-<pid>-XXXXXX": a file left by a process that no
+// longer runs (killed mid-write) is removed by the next write to the same target.
+void remove_stale_temporaries(const std::filesystem::path& folder, const std::string& name) {
+  std::error_code ec;
+  const std::string prefix = "." + name + ".tmp-";
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (file.compare(0, prefix.size(), prefix) != 0) continue;
+    const long pid = std::strtol(file.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  const std::string temp = fmt::format("{}.tmp-{}", path, ::getpid());
-  std::FILE* f = std::fopen(temp.c_str(), "wb");
-  if (!f) throw file_error(path, std::string("cannot write: ") + std::strerror(errno));
-  const bool ok = (size == 0 || std::fwrite(data, 1, size, f) == size) && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  namespace fs = std::filesystem;
+  // Only a regular file (or nothing) may be replaced: not a device, a FIFO, a folder or a link.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw file_error(path, "exists and is not a regular file; not overwritten");
+  const fs::path target(path);
+  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string name = target.filename().string();
+  remove_stale_temporaries(folder, name);
+  // Created exclusively with an unpredictable name: an existing file or link there makes it
+  // fail instead of being followed.
+  std::string temp = (folder / fmt::format(".{}.tmp-{}-XXXXXX", name, ::getpid())).string();
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) throw file_error(path, std::string("cannot write: ") + std::strerror(errno));
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  size_t written = 0;
+  bool ok = true;
+  while (ok && written < size) {
+    const ssize_t n = ::write(fd, bytes + written, size - written);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) written += static_cast<size_t>(n);
+  }
+  ok = ok && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
   const int saved_errno = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(temp.c_str());
+  if (::close(fd) != 0 || !ok) {
+    ::unlink(temp.c_str());
     throw file_error(path, std::string("cannot write: ") + std::strerror(ok ? errno : saved_errno));
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const int rename_errno = errno;
-    std::remove(temp.c_str());
+    ::unlink(temp.c_str());
     throw file_error(path, std::string("cannot rename into place: ") + std::strerror(rename_errno));
+  }
+  // The rename itself lasts once the folder's entry is on disk.
+  const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
   }
 }
 

@@ -63,12 +63,24 @@ TEST_SUITE("io") {
     CHECK(contains(load_error(dir, {1, 2, 3}), path + ": 3 bytes is too short"));
     CHECK(contains(load_error(dir, safetensors_bytes("{}", 0)), "") );  // an empty header is a valid, empty file
     std::vector<uint8_t> huge(16, 0);
-    huge[0] = 0x01; huge[3] = 0x10;  // header length 0x10000001 > 100 MB
-    CHECK(contains(load_error(dir, huge), "exceeds the 100000000-byte cap"));
+    huge[0] = 0x01; huge[3] = 0x10;  // header length 0x10000001, past the end of a 16-byte file
+    CHECK(contains(load_error(dir, huge), path + ": not a safetensors file"));
     std::vector<uint8_t> past_end = safetensors_bytes("{}", 0);
     past_end[0] = 200;
-    CHECK(contains(load_error(dir, past_end), "header length 200 runs past the end of the 10-byte file"));
-    CHECK(contains(load_error(dir, safetensors_bytes("[1,2] ", 0)), "header does not start with '{'"));
+    CHECK(contains(load_error(dir, past_end), "not a safetensors file"));
+    CHECK(contains(load_error(dir, safetensors_bytes("[1,2] ", 0)), "not a safetensors file"));
+    // A text file (the README) is not a safetensors file, whatever its first bytes add up to.
+    CHECK(contains(error_message([] { io::load_safetensors("README.md"); }), "README.md: not a safetensors file"));
+    // A real length beyond the 16 MB cap, in a file that long: refused before any parsing.
+    std::vector<uint8_t> long_header(8 + (size_t{17} << 20), ' ');
+    const uint64_t n = size_t{17} << 20;
+    for (int i = 0; i < 8; ++i) long_header[i] = static_cast<uint8_t>(n >> (8 * i));
+    long_header[8] = '{';
+    CHECK(contains(load_error(dir, long_header), "exceeds the 16777216-byte cap"));
+    // Nested brackets are refused when they pass 8 levels, before the parser builds the rest.
+    std::string nested = "{\"a\":";
+    for (int i = 0; i < 100000; ++i) nested += '[';
+    CHECK(contains(load_error(dir, safetensors_bytes(nested, 0)), "header nests deeper than 8 levels"));
     CHECK(contains(load_error(dir, safetensors_bytes("{\"a\": ", 0)), "header is not valid JSON"));
     const std::string two = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
     CHECK(contains(load_error(dir, safetensors_bytes(two, 12)), "tensor 'b': data_offsets [4,12] overlap the previous tensor"));

@@ -141,14 +141,24 @@ NamedTensors parse_safetensors(const uint8_t* bytes, size_t size, const std::str
   if (size < 8) throw file_error(label, fmt::format("{} bytes is too short for a safetensors file (needs an 8-byte header length)", size));
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
+  // A file whose first 8 bytes are not a plausible header length followed by '{' is not a
+  // safetensors file at all (a text file, an image): say that, not a byte count.
+  if (header_size == 0 || header_size > size - 8 || bytes[8] != '{') {
+    if (header_size > kSafetensorsMaxHeader || header_size > size - 8 || (size > 8 && bytes[8] != '{'))
+      throw file_error(label, "not a safetensors file (it must start with an 8-byte header length and a JSON object)");
+    throw file_error(label, "header does not start with '{'");
+  }
   if (header_size > kSafetensorsMaxHeader)
     throw file_error(label, fmt::format("header length {} exceeds the {}-byte cap", header_size, kSafetensorsMaxHeader));
-  if (header_size > size - 8)
-    throw file_error(label, fmt::format("header length {} runs past the end of the {}-byte file", header_size, size));
-  if (header_size == 0 || bytes[8] != '{') throw file_error(label, "header does not start with '{'");
   json header;
   try {
-    header = json::parse(bytes + 8, bytes + 8 + header_size);
+    // Nesting is refused as it is met, before the parser builds anything deeper.
+    header = json::parse(bytes + 8, bytes + 8 + header_size, [](int depth, json::parse_event_t, json&) {
+      if (depth > kSafetensorsMaxNesting) throw std::length_error("nesting");
+      return true;
+    });
+  } catch (const std::length_error&) {
+    throw file_error(label, fmt::format("header nests deeper than {} levels", kSafetensorsMaxNesting));
   } catch (const json::exception& e) {
     throw file_error(label, std::string("header is not valid JSON: ") + e.what());
   }

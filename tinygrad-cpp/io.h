@@ -34,7 +34,10 @@ struct NamedTensors {
   const Tensor& at(const std::string& name) const;  // throws naming the missing tensor
 };
 
-constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;  // the reference implementation's cap
+// Real headers are a few kilobytes (tens of thousands of tensors fit in 16 MB); the reference
+// implementation allows 100 MB, which a hostile file turns into gigabytes of parsed JSON.
+constexpr uint64_t kSafetensorsMaxHeader = uint64_t{16} << 20;
+constexpr int kSafetensorsMaxNesting = 8;  // a real header nests 3 deep: {name: {shape: [..]}}
 
 NamedTensors load_safetensors(const std::string& path);
 // `label` names the data in error messages (a path, or "<memory>").

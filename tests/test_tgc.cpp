@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 
 #include "tests/helpers.h"
 #include "tinygrad-cpp/data.h"
@@ -272,5 +274,62 @@ TEST_SUITE("threads") {
     CHECK(lines(warning) == 1);
     CHECK(contains(warning, "warning: TG_NUM_THREADS='8abc' is not a whole number"));
     CHECK(contains(result, "accuracy: "));
+  }
+}
+
+TEST_SUITE("tgc-hardening") {
+  TEST_CASE("usage errors: one error line, the usage line, a pointer to --help, exit 2; --help shows real defaults") {
+    for (const std::string args : {"train --lr 1e39", "train --lr nan", "explain --model m --image i --method nope",
+                                   "explain --model m --image i --method saliency --noise -1",
+                                   "explain --model m --image i --method saliency --samples 0"}) {
+      CAPTURE(args);
+      const Run r = tgc(args);
+      CHECK(r.status == 2);
+      CHECK(lines(r.err) == 3);
+      CHECK(contains(r.err, "error: "));
+      CHECK(contains(r.err, "--help` for every flag"));
+      CHECK(r.out.empty());
+    }
+    const Run help = tgc("explain --method nope --samples 7 --help");
+    CHECK(help.status == 0);
+    CHECK(contains(help.out, "(default: 50)"));
+    CHECK_FALSE(contains(help.out, "nope"));
+  }
+
+  TEST_CASE("what a file says is escaped; non-finite weights and checkpoint numbers are refused by name") {
+    const test::TempDir dir;
+    // A tensor name with a newline and an escape sequence that would clear the terminal.
+    tg::io::save_safetensors(dir.file("odd.safetensors"), {{"a\nb\x1b[2J", tg::Tensor::ones({2})}}, {{"note", "x\ry"}});
+    Run r = tgc("info --model " + dir.file("odd.safetensors"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "a\\x0ab\\x1b[2J"));
+    CHECK(r.out.find('\x1b') == std::string::npos);
+    CHECK(contains(r.out, "note: x\\x0dy"));
+    // FashionCNN weights with a NaN: refused, naming the tensor.
+    tg::io::NamedTensors weights = tg::io::load_safetensors("assets/fashion_cnn.safetensors");
+    std::vector<std::pair<std::string, tg::Tensor>> tensors = weights.tensors;
+    for (auto& [name, t] : tensors)
+      if (name == "fc1.bias") {
+        t = t.clone();
+        t.data()[3] = std::numeric_limits<float>::quiet_NaN();
+      }
+    tg::io::save_safetensors(dir.file("nan.safetensors"), tensors, weights.metadata);
+    r = tgc("eval --model " + dir.file("nan.safetensors") + " --data assets/fashion-sample");
+    CHECK(r.status == 1);
+    CHECK(lines(r.err) == 1);
+    CHECK(contains(r.err, "tensor 'fc1.bias' holds nan"));
+    CHECK_FALSE(contains(r.out, "accuracy"));
+    // A checkpoint whose learning rate is NaN: refused before any training.
+    std::map<std::string, std::string> meta = weights.metadata;
+    meta["seed"] = "0";
+    meta["batch"] = "64";
+    meta["lr"] = "nan";
+    meta["epoch"] = "1";
+    tg::io::save_safetensors(dir.file("bad.ckpt.safetensors"), weights.tensors, meta);
+    r = tgc("train --data assets/fashion-sample --epochs 2 --out " + dir.file("w.safetensors") + " --resume " +
+            dir.file("bad.ckpt.safetensors"));
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "checkpoint metadata lr = 'nan' is not a number"));
+    CHECK_FALSE(fs::exists(dir.file("w.safetensors")));
   }
 }

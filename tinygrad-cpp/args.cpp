@@ -17,12 +17,12 @@ Args::Args(std::string usage_name, std::string summary) : usage_name_(std::move(
 
 Args& Args::option(const std::string& name, const std::string& value_name, const std::string& help, bool required,
                    const std::string& default_value) {
-  specs_.push_back({name, value_name, help, default_value, required, false, false});
+  specs_.push_back({name, value_name, help, default_value, "", required, false, false});
   return *this;
 }
 
 Args& Args::toggle(const std::string& name, const std::string& help) {
-  specs_.push_back({name, "", help, "", false, true, false});
+  specs_.push_back({name, "", help, "", "", false, true, false});
   return *this;
 }
 
@@ -32,27 +32,34 @@ Args& Args::positional(const std::string& value_name, const std::string& help) {
   return *this;
 }
 
-std::string Args::usage() const {
+std::string Args::usage_line() const {
   std::string line = "usage: " + usage_name_;
+  for (const Spec& s : specs_) {
+    if (s.name == "help") continue;
+    const std::string flag = "--" + s.name + (s.is_toggle ? "" : " " + s.value_name);
+    line += s.required ? " " + flag : " [" + flag + "]";
+  }
+  if (!positional_name_.empty()) line += " [" + positional_name_ + "...]";
+  return line;
+}
+
+std::string Args::usage() const {
   std::string details;
   for (const Spec& s : specs_) {
     if (s.name == "help") continue;
-    std::string flag = "--" + s.name + (s.is_toggle ? "" : " " + s.value_name);
-    line += s.required ? " " + flag : " [" + flag + "]";
+    const std::string flag = "--" + s.name + (s.is_toggle ? "" : " " + s.value_name);
     std::string help = s.help;
-    if (!s.value.empty() && !s.is_toggle) help += " (default: " + s.value + ")";
+    if (!s.fallback.empty() && !s.is_toggle) help += " (default: " + s.fallback + ")";
     details += fmt::format("  {:<24} {}\n", flag, help);
   }
-  if (!positional_name_.empty()) {
-    line += " [" + positional_name_ + "...]";
-    details += fmt::format("  {:<24} {}\n", positional_name_, positional_help_);
-  }
+  if (!positional_name_.empty()) details += fmt::format("  {:<24} {}\n", positional_name_, positional_help_);
   details += fmt::format("  {:<24} {}\n", "--help", "show this help and exit");
-  return line + "\n\n" + summary_ + "\n\n" + details;
+  return usage_line() + "\n\n" + summary_ + "\n\n" + details;
 }
 
 void Args::fail(const std::string& message) const {
-  std::fprintf(stderr, "error: %s\n%s", message.c_str(), usage().c_str());
+  std::fprintf(stderr, "error: %s\n%s\nrun `%s --help` for every flag\n", printable(message).c_str(), usage_line().c_str(),
+               usage_name_.c_str());
   std::exit(2);
 }
 
@@ -103,15 +110,18 @@ const Args::Spec& Args::spec(const std::string& name) const {
 
 bool Args::has(const std::string& name) const {
   const Spec& s = spec(name);
-  return s.given || !s.value.empty();
+  return s.given || !s.fallback.empty();
 }
 
-std::string Args::get(const std::string& name) const { return spec(name).value; }
+std::string Args::get(const std::string& name) const {
+  const Spec& s = spec(name);
+  return s.given ? s.value : s.fallback;
+}
 
 bool Args::on(const std::string& name) const { return spec(name).given; }
 
 int64_t Args::get_int(const std::string& name, int64_t min, int64_t max) const {
-  const std::string& text = spec(name).value;
+  const std::string text = get(name);
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(text.c_str(), &end, 10);
@@ -120,13 +130,16 @@ int64_t Args::get_int(const std::string& name, int64_t min, int64_t max) const {
   return v;
 }
 
-double Args::get_float(const std::string& name) const {
-  const std::string& text = spec(name).value;
+float Args::get_float(const std::string& name, double min, double max) const {
+  const std::string text = get(name);
   char* end = nullptr;
   errno = 0;
   const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(v)) fail(fmt::format("--{}: '{}' is not a number", name, text));
-  return v;
+  // Finite as the float it becomes: 1e39 parses as a double but is infinity as a float.
+  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(static_cast<float>(v)))
+    fail(fmt::format("--{}: '{}' is not a finite number", name, text));
+  if (v < min || v > max) fail(fmt::format("--{}: {} is outside [{}, {}]", name, v, min, max));
+  return static_cast<float>(v);
 }
 
 }  // namespace tg::cli

@@ -28,16 +28,20 @@ class Args {
   bool has(const std::string& name) const;  // given, or has a default
   std::string get(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t min, int64_t max) const;
-  double get_float(const std::string& name) const;
+  // A float within [min, max], finite as a float (1e39 is not): a usage error otherwise.
+  float get_float(const std::string& name, double min, double max) const;
   bool on(const std::string& name) const;  // for toggles
   const std::vector<std::string>& rest() const { return rest_; }
 
-  std::string usage() const;
-  [[noreturn]] void fail(const std::string& message) const;  // usage error: exit 2
+  std::string usage() const;       // the whole help: usage line, summary, every flag with its default
+  std::string usage_line() const;  // "usage: tgc eval --model FILE [--data DIR]"
+  // A usage error: "error: <message>", the usage line and a pointer to --help on stderr, exit 2.
+  [[noreturn]] void fail(const std::string& message) const;
 
  private:
   struct Spec {
-    std::string name, value_name, help, value;
+    std::string name, value_name, help, fallback;  // fallback: the default, what --help shows
+    std::string value;                              // what was given
     bool required = false, is_toggle = false, given = false;
   };
   const Spec& spec(const std::string& name) const;

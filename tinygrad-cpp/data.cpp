@@ -141,6 +141,7 @@ Dataset load_fashion_mnist(const std::string& dir, Split split) {
   if (labels.dims.size() != 1) throw Error(label_path + ": labels must be one-dimensional, the file declares " + shape_str(labels.dims));
   if (labels.dims[0] != images.dims[0])
     throw Error(fmt::format("{}: {} labels for {} images in {}", label_path, labels.dims[0], images.dims[0], image_path));
+  if (images.dims[0] == 0) throw Error(image_path + ": the file holds no images (an empty data set trains and tests nothing)");
   Dataset d;
   d.labels.reserve(labels.bytes.size());
   for (size_t i = 0; i < labels.bytes.size(); ++i) {

@@ -42,7 +42,7 @@ int Lesson::run(const std::function<void()>& body) {
     return 1;
   } catch (const std::exception& e) {  // tg::Error, and anything from the standard library
     std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
     return 1;
   }
 }

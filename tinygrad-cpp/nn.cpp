@@ -218,6 +218,13 @@ void load_state_dict(Module& module, const io::NamedTensors& tensors, bool stric
       if (!known) throw Error("unexpected tensor '" + name + "' (the model has no such parameter)");
     }
   for (const auto& [name, param] : params) {
+    const Tensor& src = tensors.at(name);
+    for (int64_t i = 0; i < src.numel(); ++i)
+      if (!std::isfinite(src.data()[i]))
+        throw Error(fmt::format("tensor '{}' holds {} at element {}; weights must be finite numbers", name,
+                                src.data()[i], i));
+  }
+  for (const auto& [name, param] : params) {
     Tensor dst = param;
     const Tensor& src = tensors.at(name);
     std::copy(src.data(), src.data() + src.numel(), dst.data());

@@ -36,6 +36,11 @@ struct NotImplemented : Error {
 };
 
 std::string shape_str(const Shape& shape);  // "[2,3,4]"
+
+// Text from a file or the command line made safe for a terminal: control characters and
+// bytes that are not valid UTF-8 become \xNN. A name with a newline cannot split a one-line
+// error, and an escape sequence in a file cannot reach the terminal.
+std::string printable(const std::string& text);
 int64_t shape_numel(const Shape& shape);     // product of the dimensions (1 for [])
 
 // A seedable random generator. mt19937_64 is standardized, and the normal

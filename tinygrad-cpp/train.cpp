@@ -93,6 +93,9 @@ bool train_fashion_cnn(const Options& options, const data::Dataset& train, const
       const data::Batch batch = data::make_batch(train, order, begin, end);
       const Tensor logits = (*model)(batch.images);
       const Tensor loss = cross_entropy(logits, batch.labels);
+      if (!std::isfinite(loss.item()))
+        throw Error(fmt::format("training: the loss became {} at epoch {}, step {}; stopped before writing this epoch's "
+                                "weights (a smaller --lr may help)", loss.item(), epoch, step + 1));
       adam.zero_grad();
       loss.backward();
       adam.step();

@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
     tg::lesson::write_gallery(argc > 1 ? argv[1] : "out");
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", tg::printable(e.what()).c_str());
     return 1;
   }
 }

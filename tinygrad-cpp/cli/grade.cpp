@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tinygrad-cpp/assignment.h"
+#include "tinygrad-cpp/tensor.h"
 
 namespace {
 
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
     fmt::print("score: {}/{}\n", earned, total);
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", tg::printable(e.what()).c_str());
     return 1;
   }
 }

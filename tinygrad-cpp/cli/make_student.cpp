@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "tinygrad-cpp/assignment.h"
+#include "tinygrad-cpp/tensor.h"
 
 int main(int argc, char** argv) {
   const std::string destination = argc > 1 ? argv[1] : "build/student";
@@ -15,7 +16,7 @@ int main(int argc, char** argv) {
                destination, tasks.size());
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", tg::printable(e.what()).c_str());
     return 1;
   }
 }

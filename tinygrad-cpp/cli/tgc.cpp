@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -69,22 +71,30 @@ int command_train(int argc, char** argv) {
   train::Options options;
   options.epochs = static_cast<int>(args.get_int("epochs", 1, 1000));
   options.batch = args.get_int("batch", 1, 65536);
-  options.lr = static_cast<float>(args.get_float("lr"));
-  if (!(options.lr > 0.f)) args.fail("--lr must be greater than 0");
+  options.lr = args.get_float("lr", 1e-8, 10.0);
   options.seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
   options.out = args.get("out");
   if (args.has("resume")) {
     options.resume = args.get("resume");
     const io::NamedTensors checkpoint = io::load_safetensors(options.resume);
     const auto& m = checkpoint.metadata;
-    try {
-      options.seed = std::stoull(m.at("seed"));
-      options.batch = std::stoll(m.at("batch"));
-      options.lr = std::stof(m.at("lr"));
-      if (!args.on("epochs") && m.count("epochs")) options.epochs = std::stoi(m.at("epochs"));
-    } catch (const std::exception&) {
-      throw Error(options.resume + ": not a training checkpoint (metadata seed/batch/lr missing)");
-    }
+    // The checkpoint's numbers pass the same checks as the flags: whole, finite, in range.
+    auto number = [&](const char* key, double low, double high) {
+      auto it = m.find(key);
+      if (it == m.end()) throw Error(options.resume + ": not a training checkpoint (metadata '" + key + "' missing)");
+      char* end = nullptr;
+      errno = 0;
+      const double v = std::strtod(it->second.c_str(), &end);
+      if (it->second.empty() || *end != '\0' || errno != 0 || !std::isfinite(static_cast<float>(v)) || v < low || v > high)
+        throw Error(fmt::format("{}: checkpoint metadata {} = '{}' is not a number in [{}, {}]", options.resume, key,
+                                printable(it->second), low, high));
+      return v;
+    };
+    options.seed = static_cast<uint64_t>(number("seed", 0, static_cast<double>(int64_t{1} << 52)));
+    options.batch = static_cast<int64_t>(number("batch", 1, 65536));
+    options.lr = static_cast<float>(number("lr", 1e-8, 10.0));
+    number("epoch", 0, 1000);
+    if (!args.on("epochs") && m.count("epochs")) options.epochs = static_cast<int>(number("epochs", 1, 1000));
   }
 
   const std::string dir = args.get("data");
@@ -105,15 +115,22 @@ int command_train(int argc, char** argv) {
                live ? "" : "\n");
     std::fflush(stdout);
   };
+  int epochs_done = 0;
   auto on_epoch = [&](const train::EpochResult& r) {
+    ++epochs_done;
     fmt::print("{}epoch {} done: train loss {:.4f} acc {:.4f} | test loss {:.4f} accuracy {:.4f} | {:.1f}s | wrote {} and {}\n",
                live ? "\n" : "", r.epoch, r.train_loss, r.train_accuracy, r.test.loss, r.test.accuracy(), r.seconds,
                options.out, train::checkpoint_path(options.out));
   };
   const bool finished = train::train_fashion_cnn(options, train_set, test_set, on_progress, on_epoch, &interrupted);
   if (!finished) {
-    fmt::print("\ninterrupted: stopped cleanly; {} holds the last completed epoch (resume with --resume {})\n",
-               train::checkpoint_path(options.out), train::checkpoint_path(options.out));
+    // Only a run that finished an epoch (or resumed from one) has a checkpoint to offer.
+    const std::string offered = epochs_done > 0 ? train::checkpoint_path(options.out) : options.resume;
+    if (!offered.empty())
+      fmt::print("\ninterrupted: stopped cleanly; {} holds the last completed epoch (resume with --resume {})\n", offered,
+                 offered);
+    else
+      fmt::print("\ninterrupted: stopped cleanly before the first epoch ended; nothing was written\n");
     return 130;
   }
   return 0;
@@ -202,7 +219,7 @@ int command_explain(int argc, char** argv) {
   const int samples = static_cast<int>(args.get_int("samples", 1, 100000));
   const int steps = static_cast<int>(args.get_int("steps", 1, 100000));
   const int64_t window = args.get_int("window", 1, 4096), stride = args.get_int("stride", 1, 4096);
-  const float noise = static_cast<float>(args.get_float("noise"));
+  const float noise = args.get_float("noise", 0.0, 10.0);
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
 
   const std::shared_ptr<nn::Model> loaded = models::load_model(args.get("model"));
@@ -309,7 +326,7 @@ int command_info(int argc, char** argv) {
       NoGrad no_grad;  // one forward pass fills in the output shapes
       model->forward(Tensor::zeros({1, info.input.channels, info.input.height, info.input.width}));
     }
-    fmt::print("{}\n{}", path, model->describe());
+    fmt::print("{}\n{}", printable(path), printable(model->describe()));
     auto* graph = dynamic_cast<nn::Graph*>(model.get());
     std::map<std::string, int> kinds;
     if (graph)
@@ -324,23 +341,23 @@ int command_info(int argc, char** argv) {
     fmt::print("  input: {}x{}x{}, x = (pixel/255 - {}) / {}\n", info.input.channels, info.input.height, info.input.width,
                info.input.mean[0], info.input.std[0]);
     std::string classes;
-    for (const std::string& c : info.classes) classes += (classes.empty() ? "" : ", ") + c;
+    for (const std::string& c : info.classes) classes += (classes.empty() ? "" : ", ") + printable(c);
     fmt::print("  {} classes ({}): {}\n", info.classes.size(),
                info.probability == nn::ModelInfo::Probability::Sigmoid ? "score = best anchor's logit, p = sigmoid"
                                                                        : "p = softmax of the scores",
                classes);
-    if (!info.cam_layer.empty()) fmt::print("  Grad-CAM layer by default: {}\n", info.cam_layer);
+    if (!info.cam_layer.empty()) fmt::print("  Grad-CAM layer by default: {}\n", printable(info.cam_layer));
     return 0;
   }
   const io::NamedTensors file = io::load_safetensors(path);
   int64_t total = 0;
-  fmt::print("{}\n", path);
+  fmt::print("{}\n", printable(path));
   for (const auto& [name, t] : file.tensors) {
-    fmt::print("  {:<24} {:<16} {:>10}\n", name, shape_str(t.shape()), t.numel());
+    fmt::print("  {:<24} {:<16} {:>10}\n", printable(name), shape_str(t.shape()), t.numel());
     total += t.numel();
   }
   fmt::print("  {} tensors, {} parameters\n", file.tensors.size(), total);
-  for (const auto& [key, value] : file.metadata) fmt::print("  {}: {}\n", key, value);
+  for (const auto& [key, value] : file.metadata) fmt::print("  {}: {}\n", printable(key), printable(value));
   return 0;
 }
 
@@ -447,16 +464,17 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    std::fprintf(stderr, "error: unknown command '%s'\n%s", command.c_str(), kUsage);
+    std::fprintf(stderr, "error: unknown command '%s'\nusage: tgc <command> [flags]\nrun `tgc --help` for the commands\n",
+                 printable(command).c_str());
     return 2;
   } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
     return 1;
   }
 }

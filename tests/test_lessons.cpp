@@ -117,5 +117,20 @@ TEST_SUITE("lessons") {
     CHECK(std::count(err.begin(), err.end(), '\n') == 1);
     CHECK(WEXITSTATUS(std::system((program.string() + " --bogus > /dev/null 2>&1").c_str())) == 2);
     CHECK(WEXITSTATUS(std::system((program.string() + " --help > /dev/null 2>&1").c_str())) == 0);
+    CHECK_FALSE(fs::exists(out.path / "o"));  // no output folder for a lesson whose inputs did not load
+  }
+
+  TEST_CASE("a lesson run from another folder finds the repository; one copied elsewhere says where to run it") {
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "maxpool-backward", "linear-backward");
+    const test::TempDir dir;
+    const fs::path program = fs::absolute(fs::path(TG_BIN_DIR) / "lessons" / "05_occlusion");
+    const std::string log = (dir.path / "log").string();
+    int raw = std::system(("cd " + dir.path.string() + " && " + program.string() + " --smoke --out here > " + log + " 2>&1").c_str());
+    CHECK(WEXITSTATUS(raw) == 0);
+    CHECK(fs::exists(dir.path / "here" / "lesson.json"));  // the user's --out, relative to where they ran it
+    fs::copy_file(program, dir.path / "lone");
+    raw = std::system(("cd " + dir.path.string() + " && ./lone --smoke > /dev/null 2> " + log).c_str());
+    CHECK(WEXITSTATUS(raw) == 1);
+    CHECK(contains(slurp(log), "run the lesson from the repository root"));
   }
 }

@@ -455,6 +455,24 @@ TEST_SUITE("ops-numerics") {
     CHECK(std::isnan(tg::max(Tensor::from_vector({1.f, nan, 3.f}, {3})).item()));
     CHECK(std::isnan(tg::max(Tensor::from_vector({nan, 1.f, 3.f}, {3})).item()));
     CHECK(tg::max(Tensor::from_vector({1.f, 5.f, 3.f}, {3})).item() == 5.f);
+    // max_pool2d: the usual 2x2 layer (fast kernel) and overlapping 3x3 windows (general loop)
+    // both give NaN for a window with a NaN in any position, and send its gradient there.
+    for (int position = 0; position < 4; ++position) {
+      Tensor x = Tensor::from_vector({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, {1, 1, 4, 4});
+      const int64_t at = (position / 2) * 4 + position % 2;  // inside the top-left window
+      x.data()[at] = nan;
+      const Tensor pooled = max_pool2d(x, 2);
+      CAPTURE(position);
+      CHECK(std::isnan(pooled.data()[0]));
+      CHECK(pooled.data()[3] == 16.f);
+      CHECK(std::isnan(max_pool2d(x, 3, 1).data()[0]));
+      Tensor leaf = x.clone().requires_grad_();
+      const Tensor y = max_pool2d(leaf, 2);
+      const Entry entry = *tape().producer(y);
+      tape().discard_last();
+      const Tensor dx = resolve_rule(entry)(entry, Tensor::ones({1, 1, 2, 2})).at(0);
+      CHECK(dx.data()[at] == 1.f);
+    }
     NEEDS_TASKS("relu");
     const Tensor r = relu(Tensor::from_vector({nan, -1.f, 2.f}, {3}));
     CHECK(std::isnan(r.data()[0]));

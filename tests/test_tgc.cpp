@@ -290,6 +290,9 @@ TEST_SUITE("tgc-hardening") {
       CHECK(contains(r.err, "--help` for every flag"));
       CHECK(r.out.empty());
     }
+    const Run jpg = tgc("explain --model assets/fashion_cnn.safetensors --image assets/chelsea.png --method saliency --png x.jpg");
+    CHECK(jpg.status == 2);
+    CHECK(contains(jpg.err, "--png: 'x.jpg' must end in .png"));
     const Run help = tgc("explain --method nope --samples 7 --help");
     CHECK(help.status == 0);
     CHECK(contains(help.out, "(default: 50)"));

@@ -18,17 +18,38 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
   if (info_.uses_image) args.option("image", "IMG", "PNG or JPEG image", false, info_.default_image);
   args.toggle("smoke", "a fast run (fewer steps and images), as the tests do");
   args.parse(argc, argv, 1);
-  out_ = args.get("out");
-  if (info_.uses_model) model_path_ = args.get("model");
-  if (info_.uses_image) image_path_ = args.get("image");
+  // Paths the user gave are theirs (relative to where they ran the lesson); the lesson's own
+  // assets are the repository's. Run from elsewhere, the lesson moves to the repository
+  // (found from its own executable, build/bin/lessons/NN_name) after making the user's
+  // paths absolute.
+  auto user_path = [&](const std::string& flag) {
+    const std::string value = args.get(flag);
+    return args.on(flag) && !value.empty() ? fs::absolute(value).string() : value;
+  };
+  out_ = user_path("out");
+  if (info_.uses_model) model_path_ = user_path("model");
+  if (info_.uses_image) image_path_ = user_path("image");
   smoke_ = args.on("smoke");
+  if (!fs::exists("assets/fashion_cnn.safetensors")) {
+    std::error_code ec;
+    const fs::path root = fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path().parent_path().parent_path();
+    if (!ec && fs::exists(root / "assets/fashion_cnn.safetensors")) fs::current_path(root, ec);
+    if (ec || !fs::exists("assets/fashion_cnn.safetensors")) {
+      std::fprintf(stderr, "error: cannot find the repository's assets/ from here; run the lesson from the repository root\n");
+      std::exit(1);
+    }
+  }
+}
+
+void Lesson::ensure_out() const {
+  std::error_code ec;
+  fs::create_directories(out_, ec);
+  if (ec) throw Error(out_ + ": cannot create the output folder (" + ec.message() + ")");
 }
 
 int Lesson::run(const std::function<void()>& body) {
   try {
-    std::error_code ec;
-    fs::create_directories(out_, ec);
-    if (ec) throw Error(out_ + ": cannot create the output folder (" + ec.message() + ")");
+    // The output folder appears with the first figure, after the inputs have loaded.
     fmt::print("Lesson {}: {}\n\n", info_.id, info_.title);
     body();
     write_manifest();
@@ -59,12 +80,14 @@ void Lesson::number(const std::string& name, double value, const std::string& fo
 }
 
 void Lesson::figure(const std::string& file, const io::Image& image, const std::string& caption) {
+  ensure_out();
   io::save_png(out_ + "/" + file, image);
   figures_.push_back({file, caption, image.width, image.height});
   fmt::print("    wrote {}/{} ({}x{})\n", out_, file, image.width, image.height);
 }
 
 void Lesson::chart(const std::string& file, const std::string& svg, const std::string& caption) {
+  ensure_out();
   viz::save_text(out_ + "/" + file, svg);
   figures_.push_back({file, caption, 0, 0});
   fmt::print("    wrote {}/{}\n", out_, file);
@@ -87,6 +110,7 @@ nn::Model& Lesson::photo_model() {
 io::Image Lesson::image() { return io::load_image(image_path_); }
 
 void Lesson::write_manifest() const {
+  ensure_out();
   nlohmann::json manifest = {{"id", info_.id}, {"title", info_.title}, {"summary", info_.summary}};
   manifest["figures"] = nlohmann::json::array();
   for (const Figure& f : figures_)

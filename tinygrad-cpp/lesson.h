@@ -68,6 +68,7 @@ class Lesson {
 
  private:
   void write_manifest() const;
+  void ensure_out() const;  // creates the output folder (at the first figure, not before)
   Info info_;
   std::string out_, model_path_, image_path_;
   bool smoke_ = false;

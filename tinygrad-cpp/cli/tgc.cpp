@@ -216,6 +216,12 @@ int command_explain(int argc, char** argv) {
   args.parse(argc, argv, 2);
   const std::string method = args.get("method");
   if (std::find(kMethods.begin(), kMethods.end(), method) == kMethods.end()) args.fail("unknown method '" + method + "'");
+  // The file gets what its name says: a PNG under .png, a NumPy array under .npy.
+  for (const auto& [flag, extension] : {std::pair<const char*, const char*>{"png", ".png"}, {"npy", ".npy"}}) {
+    const std::string name = args.has(flag) ? args.get(flag) : "";
+    if (!name.empty() && (name.size() < 4 || name.compare(name.size() - 4, 4, extension) != 0))
+      args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
+  }
   const int samples = static_cast<int>(args.get_int("samples", 1, 100000));
   const int steps = static_cast<int>(args.get_int("steps", 1, 100000));
   const int64_t window = args.get_int("window", 1, 4096), stride = args.get_int("stride", 1, 4096);

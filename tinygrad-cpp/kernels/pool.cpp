@@ -3,7 +3,9 @@
 // fast path that works on pairs of input rows, 16 windows at a time with AVX-512.
 // ops/pool.cpp takes these for that one case and its own window loops for every other.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -14,15 +16,20 @@
 namespace tg::kernels {
 namespace {
 
-// One window (a, b / c, d in reading order): which pixel is its first maximum.
+// One window (a, b / c, d in reading order): which pixel is its first maximum. A NaN is
+// larger than everything (PyTorch's max-pool propagates NaN): the first NaN wins.
 inline int first_maximum(float a, float b, float c, float d) {
+  if (std::isnan(a) || std::isnan(b) || std::isnan(c) || std::isnan(d))
+    return std::isnan(a) ? 0 : std::isnan(b) ? 1 : std::isnan(c) ? 2 : 3;
   const float m = std::max(std::max(a, b), std::max(c, d));
   return a == m ? 0 : b == m ? 1 : c == m ? 2 : 3;
 }
 
 void forward_row_naive(const float* top, const float* bottom, float* out, int64_t out_w) {
-  for (int64_t ox = 0; ox < out_w; ++ox)
-    out[ox] = std::max(std::max(top[2 * ox], top[2 * ox + 1]), std::max(bottom[2 * ox], bottom[2 * ox + 1]));
+  for (int64_t ox = 0; ox < out_w; ++ox) {
+    const float window[4] = {top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]};
+    out[ox] = window[first_maximum(window[0], window[1], window[2], window[3])];
+  }
 }
 
 void backward_row_naive(const float* top, const float* bottom, const float* grad, float* dtop, float* dbottom,
@@ -63,7 +70,13 @@ inline Windows16 load_windows(const float* top, const float* bottom, int64_t cou
 }
 // (the masked form of max: GCC 12's plain _mm512_max_ps trips -Wmaybe-uninitialized)
 inline __m512 max16(__m512 x, __m512 y) { return _mm512_mask_max_ps(x, 0xffff, x, y); }
-inline __m512 window_max(const Windows16& w) { return max16(max16(w.a, w.b), max16(w.c, w.d)); }
+inline __mmask16 is_nan(__m512 x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q); }
+// The window's maximum; a window holding a NaN gives NaN (vmaxps alone would drop some).
+inline __m512 window_max(const Windows16& w) {
+  const __m512 m = max16(max16(w.a, w.b), max16(w.c, w.d));
+  const __mmask16 nan = is_nan(w.a) | is_nan(w.b) | is_nan(w.c) | is_nan(w.d);
+  return _mm512_mask_mov_ps(m, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+}
 
 void forward_row_fast(const float* top, const float* bottom, float* out, int64_t out_w) {
   for (int64_t ox = 0; ox < out_w; ox += 16) {
@@ -81,9 +94,10 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
   for (int64_t ox = 0; ox < out_w; ox += 16) {
     const Windows16 w = load_windows(top + 2 * ox, bottom + 2 * ox, out_w - ox);
     const __m512 m = window_max(w);
-    const __mmask16 a_wins = _mm512_cmp_ps_mask(w.a, m, _CMP_EQ_OQ);
-    const __mmask16 b_wins = _mm512_cmp_ps_mask(w.b, m, _CMP_EQ_OQ) & ~a_wins;
-    const __mmask16 c_wins = _mm512_cmp_ps_mask(w.c, m, _CMP_EQ_OQ) & ~(a_wins | b_wins);
+    // Equal to the maximum, or a NaN (which is the maximum of its window): the first one wins.
+    const __mmask16 a_wins = _mm512_cmp_ps_mask(w.a, m, _CMP_EQ_OQ) | is_nan(w.a);
+    const __mmask16 b_wins = (_mm512_cmp_ps_mask(w.b, m, _CMP_EQ_OQ) | is_nan(w.b)) & ~a_wins;
+    const __mmask16 c_wins = (_mm512_cmp_ps_mask(w.c, m, _CMP_EQ_OQ) | is_nan(w.c)) & ~(a_wins | b_wins);
     const __mmask16 d_wins = ~(a_wins | b_wins | c_wins);
     const __m512 window_grad = _mm512_maskz_loadu_ps(w.windows, grad + ox);
     const __m512 ga = _mm512_maskz_mov_ps(a_wins, window_grad), gb = _mm512_maskz_mov_ps(b_wins, window_grad);

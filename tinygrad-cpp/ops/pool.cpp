@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -49,7 +50,8 @@ PoolPlan plan_pool(const Tensor& x, const PoolState& s, const char* op) {
   return plan;
 }
 
-// Index (within its plane) of the first maximum of window (oy, ox); padding never wins.
+// Index (within its plane) of the first maximum of window (oy, ox); padding never wins;
+// a NaN beats every number.
 int64_t window_argmax(const float* plane, const PoolPlan& p, int64_t oy, int64_t ox) {
   int64_t best = -1;
   float best_value = -std::numeric_limits<float>::infinity();
@@ -60,7 +62,7 @@ int64_t window_argmax(const float* plane, const PoolPlan& p, int64_t oy, int64_t
       const int64_t x = ox * p.sw - p.pw + j;
       if (x < 0 || x >= p.width) continue;
       const float v = plane[y * p.width + x];
-      if (best < 0 || v > best_value) {
+      if (best < 0 || v > best_value || (std::isnan(v) && !std::isnan(best_value))) {  // NaN wins, as in PyTorch
         best = y * p.width + x;
         best_value = v;
       }

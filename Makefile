@@ -4,6 +4,7 @@
 #   make test            install missing Debian packages, build, run every test suite
 #   make test SANITIZE=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make setup           install the Debian packages the project needs (no-op when present)
+#   make fuzz            libFuzzer (clang, ASan + UBSan) on every reader, FUZZ_SECONDS each
 #   make clean           remove build/ and out/
 
 CXX      ?= g++
@@ -23,6 +24,7 @@ endif
 CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -MMD -MP -pthread
 LDLIBS   := -lfmt -lstb -ljpeg -lz -pthread
 
+FUZZ_PACKAGES := clang
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
             libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev
 
@@ -38,7 +40,7 @@ TOOLS    := $(BUILD)/bin/make_student $(BUILD)/bin/grade
 LESSON_SRC := $(sort $(wildcard lessons/*.cpp))
 LESSONS  := $(LESSON_SRC:lessons/%.cpp=$(BUILD)/bin/lessons/%)
 
-.PHONY: all test setup check-packages photo-model clean train sample lessons lesson student grade
+.PHONY: all test setup check-packages photo-model clean train sample lessons lesson student grade fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -90,6 +92,43 @@ grade: check-packages
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+
+# `make fuzz` builds one libFuzzer target per reader (tests/fuzz/*.cpp) with clang, ASan and
+# UBSan, and runs each for FUZZ_SECONDS on its seeds (tests/fuzz/seeds/) and the hostile files
+# found so far (tests/fuzz/regressions/). Any crash, sanitizer report, leak, timeout or input
+# using more than 1 GB fails it. New inputs are kept in build/fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := safetensors idx npy image tflite
+FUZZ_DIR     := build/fuzz
+FUZZ_FLAGS   := -std=c++20 -O1 -g -fno-omit-frame-pointer $(ARCH) -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -I. -Ibuild/gen -pthread
+FUZZ_OBJ     := $(LIB_SRC:%.cpp=$(FUZZ_DIR)/obj/%.o)
+$(FUZZ_DIR)/obj/%.o: %.cpp build/gen/tflite_generated.h
+	@mkdir -p $(dir $@)
+	@echo "  CXX (fuzz) $<"
+	@clang++ $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/bin/%: tests/fuzz/%.cpp tests/fuzz/harness.h $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK (fuzz) $@"
+	@clang++ $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
+ifneq ($(BUILD),build)
+build/gen/tflite_generated.h: tinygrad-cpp/models/tflite.fbs
+	@mkdir -p $(dir $@)
+	flatc --cpp --scoped-enums -o build/gen $<
+endif
+fuzz: check-packages
+	@command -v clang++ >/dev/null || { sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; echo "fuzz: installing clang"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(FUZZ_PACKAGES); }
+	@$(MAKE) --no-print-directory -j$$(nproc) $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  extra=""; [ -d tests/fuzz/regressions/$$t ] && extra=tests/fuzz/regressions/$$t; \
+	  ASAN_OPTIONS=detect_leaks=1 $(FUZZ_DIR)/bin/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -timeout=10 \
+	    -max_len=65536 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/seeds/$$t $$extra > $(FUZZ_DIR)/$$t.log 2>&1 || \
+	    { tail -30 $(FUZZ_DIR)/$$t.log; echo "fuzz: $$t FAILED (log $(FUZZ_DIR)/$$t.log)"; exit 1; }; \
+	  grep -E "stat::number_of_executed_runs|cov: " $(FUZZ_DIR)/$$t.log | tail -2 | tr '\n' ' '; echo; \
+	done
 
 # `make lessons` runs every lesson, then writes out/index.html; `make lesson N=07` runs one.
 lessons: check-packages photo-model

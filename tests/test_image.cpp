@@ -1,6 +1,8 @@
 // PNG/JPEG loading and PNG writing: good images round-trip, bad files are refused.
 #include <stb/stb_image_write.h>
 
+#include <filesystem>
+
 #include "tests/helpers.h"
 #include "tinygrad-cpp/io.h"
 
@@ -83,6 +85,25 @@ TEST_SUITE("image") {
     }
   }
 
+  TEST_CASE("the hostile files under tests/fuzz/regressions are each refused in one line, quickly") {
+    int files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("tests/fuzz/regressions/image")) {
+      const std::string path = entry.path().string();
+      CAPTURE(path);
+      const std::string message = error_message([&] { io::load_image(path); });
+      CHECK(contains(message, path + ": "));
+      CHECK(message.find('\n') == std::string::npos);
+      ++files;
+    }
+    for (const auto& entry : std::filesystem::directory_iterator("tests/fuzz/regressions/safetensors")) {
+      const std::string path = entry.path().string();
+      CAPTURE(path);
+      CHECK(contains(error_message([&] { io::load_safetensors(path); }), path + ": "));
+      ++files;
+    }
+    CHECK(files >= 5);
+  }
+
   TEST_CASE("the shipped photos load") {
     const io::Image cat = io::load_image("assets/chelsea.png");
     CHECK(cat.width > 100);
@@ -105,7 +126,7 @@ TEST_SUITE("image") {
     std::vector<uint8_t> bytes = io::read_file(dir.file("good.png"));
     bytes.resize(bytes.size() / 2);
     test::write_bytes(path, bytes);
-    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": corrupt image"));
+    CHECK(contains(error_message([&] { io::load_image(path); }), path + ": corrupt PNG"));
     // A PNG whose header declares 100000 x 100000 pixels is refused before decoding.
     bytes = io::read_file(dir.file("good.png"));
     const uint8_t huge[8] = {0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0};  // IHDR width and height

@@ -4,6 +4,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "tests/helpers.h"
 #include "tflite_generated.h"
@@ -143,6 +144,21 @@ TEST_SUITE("models-tflite") {
       } catch (const Error&) {
       }
     }
+  }
+}
+
+TEST_SUITE("models-tflite") {
+  TEST_CASE("the fuzzer's TFLite findings under tests/fuzz/regressions are refused in one line") {
+    int files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("tests/fuzz/regressions/tflite")) {
+      const std::vector<uint8_t> bytes = io::read_file(entry.path().string());
+      const std::string message = import_error(bytes);
+      CAPTURE(entry.path().string());
+      CHECK(test::contains(message, "bad.tflite: "));
+      CHECK(message.find('\n') == std::string::npos);
+      ++files;
+    }
+    CHECK(files >= 2);
   }
 }
 

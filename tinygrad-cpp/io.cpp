@@ -426,6 +426,24 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
   return image;
 }
 
+// Every PNG chunk (length, type, data, CRC) must lie inside the file. stb_image grows its
+// buffer to a chunk's declared length before it finds the bytes missing, so a 100-byte file
+// declaring a 1 GB chunk would cost 2 GB.
+void check_png_chunks(const std::vector<uint8_t>& bytes, const std::string& path) {
+  size_t pos = 8;
+  while (pos < bytes.size()) {
+    if (bytes.size() - pos < 12) throw file_error(path, "corrupt PNG: the last chunk is cut short");
+    const uint32_t length = (uint32_t{bytes[pos]} << 24) | (uint32_t{bytes[pos + 1]} << 16) |
+                            (uint32_t{bytes[pos + 2]} << 8) | uint32_t{bytes[pos + 3]};
+    const std::string type(bytes.begin() + static_cast<long>(pos) + 4, bytes.begin() + static_cast<long>(pos) + 8);
+    if (length > bytes.size() - pos - 12)
+      throw file_error(path, fmt::format("corrupt PNG: chunk '{}' declares {} bytes, more than the file holds",
+                                         printable(type), length));
+    pos += 12 + length;
+    if (type == "IEND") return;
+  }
+}
+
 }  // namespace
 
 Image load_image(const std::string& path) {
@@ -434,6 +452,7 @@ Image load_image(const std::string& path) {
   if (!other.empty()) throw file_error(path, other + "; only PNG and JPEG are supported");
   if (bytes[0] == 0xff) return decode_jpeg(bytes, path);  // never handed to stb_image
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw file_error(path, "file is too large");
+  check_png_chunks(bytes, path);
   int width = 0, height = 0, channels = 0;
   const int size = static_cast<int>(bytes.size());
   if (!stbi_info_from_memory(bytes.data(), size, &width, &height, &channels))

@@ -335,7 +335,8 @@ void Importer::pool(const tflite::Operator& op, bool max_pool) {
 void Importer::operation(const tflite::Operator& op, int code) {
   const auto* inputs = op.inputs();
   const auto* outputs = op.outputs();
-  if (!inputs || !outputs || outputs->size() != 1) fail(fmt::format("operator {} must have inputs and one output", code));
+  if (!inputs || inputs->size() < 1 || !outputs || outputs->size() != 1)
+    fail(fmt::format("operator {} must have inputs and one output", builtin_name(code)));
   const int output = outputs->Get(0);
   switch (code) {
     case 3: return convolution(op, false);                  // CONV_2D
@@ -472,8 +473,8 @@ void Importer::operation(const tflite::Operator& op, int code) {
       std::vector<int64_t> pads(2 * rank);
       for (size_t a = 0; a < rank; ++a) {
         const size_t to = x.nchw ? static_cast<size_t>(nchw_axis(static_cast<int64_t>(a))) : a;
-        if (p.ints[2 * a] < 0 || p.ints[2 * a + 1] < 0 || p.ints[2 * a] > 4096 || p.ints[2 * a + 1] > 4096)
-          fail("PAD: paddings must be between 0 and 4096");
+        if (p.ints[2 * a] < 0 || p.ints[2 * a + 1] < 0 || p.ints[2 * a] > 64 || p.ints[2 * a + 1] > 64)
+          fail("PAD: paddings must be between 0 and 64");
         pads[2 * to] = p.ints[2 * a];
         pads[2 * to + 1] = p.ints[2 * a + 1];
       }
@@ -559,6 +560,8 @@ std::shared_ptr<nn::Graph> Importer::run() {
   } else {
     fail(fmt::format("the class output {} is neither [N, classes] nor [N, anchors, classes]", shape_str(s.shape)));
   }
+  if (s.shape.back() < 1 || s.shape.back() > 100000)
+    fail(fmt::format("the class output {} declares {} classes (1 to 100,000 are read)", shape_str(s.shape), s.shape.back()));
   info.classes.assign(static_cast<size_t>(s.shape.back()), "");
   info.cam_layer = cam_layer_;
   out_->set_info(info);

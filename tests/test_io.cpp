@@ -137,6 +137,23 @@ TEST_SUITE("io") {
 }
 
 TEST_SUITE("io-writes") {
+  TEST_CASE("two files written as one: if the second cannot be written, the first is not replaced") {
+    test::TempDir dir;
+    const std::string weights = dir.file("w.safetensors");
+    test::write_bytes(weights, {'o', 'l', 'd'});
+    const std::string message = test::error_message([&] {
+      io::write_files_atomic({{weights, {'n', 'e', 'w'}}, {dir.file("no/such/dir/w.ckpt.safetensors"), {1}}});
+    });
+    CHECK(test::contains(message, "w.ckpt.safetensors: cannot write"));
+    CHECK(io::read_file(weights) == std::vector<uint8_t>{'o', 'l', 'd'});
+    int leftovers = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+      leftovers += entry.path().filename().string().find(".tmp-") != std::string::npos;
+    CHECK(leftovers == 0);
+    io::write_files_atomic({{weights, {'n', 'e', 'w'}}, {dir.file("w.ckpt.safetensors"), {1}}});
+    CHECK(io::read_file(weights) == std::vector<uint8_t>{'n', 'e', 'w'});
+  }
+
   TEST_CASE("a write never follows a planted link, never replaces a device, and cleans a killed run's leftovers") {
     test::TempDir dir;
     const std::string victim = dir.file("victim.txt"), out = dir.file("out.npy");

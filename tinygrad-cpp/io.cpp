@@ -80,7 +80,11 @@ void remove_stale_temporaries(const std::filesystem::path& folder, const std::st
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const void* data, size_t size) {
+namespace {
+
+// Writes `bytes` to a new temporary file beside `path` (created exclusively, synced) and
+// returns its name; nothing is at `path` yet.
+std::string write_temporary(const std::string& path, const void* data, size_t size) {
   namespace fs = std::filesystem;
   // Only a regular file (or nothing) may be replaced: not a device, a FIFO, a folder or a link.
   struct stat st {};
@@ -110,17 +114,40 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     ::unlink(temp.c_str());
     throw file_error(path, std::string("cannot write: ") + std::strerror(ok ? errno : saved_errno));
   }
+  return temp;
+}
+
+// Renames the temporary into place, then syncs the folder so the rename itself lasts.
+void move_into_place(const std::string& temp, const std::string& path) {
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const int rename_errno = errno;
     ::unlink(temp.c_str());
     throw file_error(path, std::string("cannot rename into place: ") + std::strerror(rename_errno));
   }
-  // The rename itself lasts once the folder's entry is on disk.
+  const std::filesystem::path target(path);
+  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
   const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     ::fsync(dir);
     ::close(dir);
   }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  move_into_place(write_temporary(path, data, size), path);
+}
+
+void write_files_atomic(const std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
+  std::vector<std::string> temps;
+  try {
+    for (const auto& [path, bytes] : files) temps.push_back(write_temporary(path, bytes.data(), bytes.size()));
+  } catch (...) {
+    for (const std::string& t : temps) ::unlink(t.c_str());
+    throw;
+  }
+  for (size_t i = 0; i < files.size(); ++i) move_into_place(temps[i], files[i].first);
 }
 
 // ---------------------------------------------------------------------------------

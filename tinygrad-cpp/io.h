@@ -21,6 +21,10 @@ namespace tg::io {
 std::vector<uint8_t> read_file(const std::string& path, uint64_t max_bytes = uint64_t{1} << 31);
 // The first `count` bytes of the file (fewer if it is shorter), to sniff its format.
 std::vector<uint8_t> read_file_head(const std::string& path, size_t count);
+// Writes several files as one: every file is written and synced to a temporary first, and
+// only then are they renamed into place, one right after the other (the weights and the
+// checkpoint of one epoch: a crash while writing leaves the previous pair).
+void write_files_atomic(const std::vector<std::pair<std::string, std::vector<uint8_t>>>& files);
 // Writes `path` atomically (temporary file in the same folder, then rename).
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 bool file_exists(const std::string& path);

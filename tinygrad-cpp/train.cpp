@@ -129,10 +129,12 @@ bool train_fashion_cnn(const Options& options, const data::Dataset& train, const
 
     metadata["epoch"] = std::to_string(epoch);
     metadata["test_accuracy"] = fmt::format("{:.4f}", result.test.accuracy());
-    nn::save_module(options.out, *model, metadata);
+    // The weights and the checkpoint of this epoch as one write: both files are complete on
+    // disk before either replaces the previous epoch's (both carry "epoch" in their metadata).
     nn::NamedParameters everything = model->named_parameters();
     for (auto& entry : adam.state()) everything.push_back(entry);
-    io::save_safetensors(checkpoint_path(options.out), everything, metadata);
+    io::write_files_atomic({{options.out, io::serialize_safetensors(model->named_parameters(), metadata)},
+                            {checkpoint_path(options.out), io::serialize_safetensors(everything, metadata)}});
     if (on_epoch) on_epoch(result);
   }
   return true;

@@ -20,8 +20,7 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
   args.parse(argc, argv, 1);
   // Paths the user gave are theirs (relative to where they ran the lesson); the lesson's own
   // assets are the repository's. Run from elsewhere, the lesson moves to the repository
-  // (found from its own executable, build/bin/lessons/NN_name) after making the user's
-  // paths absolute.
+  // (found from its own executable) after making the user's paths absolute.
   auto user_path = [&](const std::string& flag) {
     const std::string value = args.get(flag);
     return args.on(flag) && !value.empty() ? fs::absolute(value).string() : value;
@@ -31,8 +30,11 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
   if (info_.uses_image) image_path_ = user_path("image");
   smoke_ = args.on("smoke");
   if (!fs::exists("assets/fashion_cnn.safetensors")) {
+    // The executable is build/bin/lessons/NN (or build/sanitize/bin/lessons/NN): walk up
+    // from it to the folder that holds the assets.
     std::error_code ec;
-    const fs::path root = fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path().parent_path().parent_path();
+    fs::path root = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    for (int up = 0; !ec && up < 6 && !fs::exists(root / "assets/fashion_cnn.safetensors"); ++up) root = root.parent_path();
     if (!ec && fs::exists(root / "assets/fashion_cnn.safetensors")) fs::current_path(root, ec);
     if (ec || !fs::exists("assets/fashion_cnn.safetensors")) {
       std::fprintf(stderr, "error: cannot find the repository's assets/ from here; run the lesson from the repository root\n");

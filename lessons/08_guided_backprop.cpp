@@ -93,15 +93,19 @@ int main(int argc, char** argv) {
 
     lesson.step("Figures: top row the class score, bottom row the conv2 neuron; 0 is white, red positive, blue negative");
     const int scale = 8;
-    auto show = [&](const Tensor& g) {
-      return viz::picture(g, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
+    const std::vector<std::string> rule_names = {"vanilla", "deconvnet", "guided"};
+    auto show = [&](const Tensor& g, const std::string& title) {  // each map scaled to its own max |g|
+      return viz::titled(viz::picture(g, viz::Normalize::Signed, viz::Colormap::Diverging, scale), title);
     };
     const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-    std::vector<io::Image> tiles = {input};
-    for (const Tensor& g : class_maps) tiles.push_back(show(g));
-    tiles.push_back(input);
-    for (const Tensor& g : neuron_maps) tiles.push_back(show(g));
-    lesson.figure("rules.png", viz::grid(tiles, 4, 4),
+    std::vector<io::Image> tiles = {viz::titled(input, data::kFashionClasses[predicted])};
+    for (size_t i = 0; i < class_maps.size(); ++i) tiles.push_back(show(class_maps[i], rule_names[i] + ": d score"));
+    tiles.push_back(viz::titled(input, "the same input"));
+    for (size_t i = 0; i < neuron_maps.size(); ++i)
+      tiles.push_back(show(neuron_maps[i], fmt::format("{}: d conv2[{},7,7]", rule_names[i], best)));
+    lesson.figure("rules.png",
+                  viz::stack({viz::grid(tiles, 4, 4), viz::color_bar(viz::Colormap::Diverging, 300, "-max |g|", "0",
+                                                                     "+max |g| (per map)")}),
                   fmt::format("Columns: input, vanilla, deconvnet, guided. Top: d score({}) / d pixels. Bottom: d "
                               "conv2[{},7,7] / d pixels. Red is positive, blue negative. Under the guided rule no "
                               "negative signal passes a ReLU, yet pixels still get negative values: the last step, "

@@ -431,12 +431,13 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
   jpeg_read_header(&cinfo, TRUE);
   const int64_t width = cinfo.image_width, height = cinfo.image_height;
   const int components = cinfo.num_components;
-  if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels ||
-      (components != 1 && components != 3)) {
-    jpeg_destroy_decompress(&cinfo);
+  try {
     if (components != 1 && components != 3)
       throw file_error(path, fmt::format("a JPEG with {} color components; gray and RGB are supported", components));
     check_size(path, width, height);
+  } catch (...) {
+    jpeg_destroy_decompress(&cinfo);
+    throw;
   }
   cinfo.out_color_space = components == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);

@@ -63,23 +63,6 @@ std::vector<double> to_planes(const io::Image& image, int channels) {
 
 }  // namespace
 
-io::Image resize(const io::Image& image, int width, int height) {
-  if (width < 1 || height < 1 || image.width < 1 || image.height < 1)
-    throw Error(fmt::format("resize: cannot resize a {}x{} image to {}x{}", image.width, image.height, width, height));
-  const int channels = image.channels >= 3 ? 3 : 1;
-  const std::vector<double> sized = area_resize(to_planes(image, channels), channels, image.height, image.width, height, width);
-  io::Image out;
-  out.width = width;
-  out.height = height;
-  out.channels = channels;
-  out.pixels.resize(sized.size());
-  const size_t plane = static_cast<size_t>(width) * height;
-  for (int c = 0; c < channels; ++c)
-    for (size_t i = 0; i < plane; ++i)
-      out.pixels[i * channels + c] = static_cast<uint8_t>(std::clamp(std::lround(sized[c * plane + i] * 255.0), 0L, 255L));
-  return out;
-}
-
 namespace {
 void check_spec(const InputSpec& spec) {
   if ((spec.channels != 1 && spec.channels != 3) || spec.height < 1 || spec.width < 1 ||

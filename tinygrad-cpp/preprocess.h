@@ -31,7 +31,5 @@ Tensor image_to_input(const io::Image& image, const InputSpec& spec, bool* inver
 io::Image input_to_image(const Tensor& input, const InputSpec& spec);
 // The mean of the border pixels is above half brightness (a product photo on white).
 bool light_background(const io::Image& image);
-// The image resized to width x height by area averaging, channels kept.
-io::Image resize(const io::Image& image, int width, int height);
 
 }  // namespace tg::preprocess

@@ -66,21 +66,20 @@ Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
 // backward: no root can lead to it. Dropping it releases its inputs, which may leave an
 // older entry in the same state, so one pass from the newest entry to the oldest finds all.
 void Tape::drop_unreachable() {
-  std::vector<bool> drop(entries_.size(), false);
+  std::vector<uint64_t> unreachable;
   for (size_t i = entries_.size(); i-- > 0;) {
     Entry& entry = entries_[i];
     if (entry.output.impl_ptr().use_count() != 1) continue;
-    drop[i] = true;
-    entry.inputs.clear();
+    unreachable.push_back(entry.seq);
+    entry.inputs.clear();  // may leave an older entry's output held by nobody: found as the loop goes on
     entry.state.reset();
   }
-  size_t kept = 0;
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    if (drop[i]) continue;
-    if (kept != i) entries_[kept] = std::move(entries_[i]);
-    ++kept;
-  }
-  entries_.resize(kept);
+  erase(std::move(unreachable));
+}
+
+void Tape::erase(std::vector<uint64_t> seqs) {
+  std::sort(seqs.begin(), seqs.end());
+  std::erase_if(entries_, [&](const Entry& e) { return std::binary_search(seqs.begin(), seqs.end(), e.seq); });
 }
 
 Entry* Tape::find(uint64_t seq) {
@@ -223,19 +222,8 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
     throw;
   }
 
-  if (retain_graph || walked.empty()) return;
   // Free exactly the walked entries; every other graph on the tape stays as it was.
-  std::reverse(walked.begin(), walked.end());  // oldest first, like the tape
-  size_t kept = 0, next = 0;
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    if (next < walked.size() && entries_[i].seq == walked[next]) {
-      ++next;
-      continue;
-    }
-    if (kept != i) entries_[kept] = std::move(entries_[i]);
-    ++kept;
-  }
-  entries_.resize(kept);
+  if (!retain_graph) erase(std::move(walked));
 }
 
 // ---------------------------------------------------------------------------------

@@ -115,6 +115,7 @@ class Tape {
  private:
   Entry* find(uint64_t seq);
   void drop_unreachable();
+  void erase(std::vector<uint64_t> seqs);  // removes these entries, keeping the others in order
   std::vector<Entry> entries_;  // oldest first, sequence numbers increasing (with gaps)
   uint64_t next_seq_ = 1;
   size_t next_sweep_ = 1024;    // drop_unreachable() when the tape grows past this

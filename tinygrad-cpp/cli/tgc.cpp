@@ -324,8 +324,7 @@ int command_info(int argc, char** argv) {
   args.option("model", "FILE", "safetensors file or .tflite model", true);
   args.parse(argc, argv, 2);
   const std::string path = args.get("model");
-  const std::vector<uint8_t> head = io::read_file_head(path, 8);
-  if (head.size() == 8 && std::string(head.begin() + 4, head.end()) == "TFL3") {
+  if (models::is_tflite(path)) {
     const std::shared_ptr<nn::Model> model = models::load_model(path);
     const nn::ModelInfo& info = model->info();
     {

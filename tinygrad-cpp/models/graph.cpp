@@ -84,12 +84,9 @@ Tensor Graph::forward_after(const Tensor& h, const std::string& layer) {
     throw Error(fmt::format("forward_after '{}': run forward_until that layer first, and pass a tensor of its shape",
                             nodes_[at].name));
   values_[at + 1] = h;
-  // Nodes after `layer` recompute; the earlier ones keep their values from the last pass.
-  if (static_cast<size_t>(output_) <= at + 1) return scores_from(values_[output_]);
+  // Nodes after `layer` recompute; the earlier ones keep their values from the last pass (a
+  // node after `layer` may read one of them: a residual branch).
   for (size_t i = at + 1; i < static_cast<size_t>(output_); ++i) values_[i + 1] = Tensor();
-  // A node after `layer` may read a value from before it (a residual branch): those stay.
-  for (size_t i = 0; i <= at; ++i)
-    if (!values_[i + 1].defined()) throw Error("forward_after: run forward_until first");
   run(at + 1, static_cast<size_t>(output_ - 1));
   return scores_from(values_[output_]);
 }

@@ -125,10 +125,13 @@ std::shared_ptr<nn::Sequential> torchvision_from_state_dict(const io::NamedTenso
   return model;
 }
 
-std::shared_ptr<nn::Model> load_model(const std::string& path) {
-  // A TFLite FlatBuffer has "TFL3" at byte 4; a safetensors file starts with a length.
+bool is_tflite(const std::string& path) {
   const std::vector<uint8_t> head = io::read_file_head(path, 8);
-  if (head.size() == 8 && std::memcmp(head.data() + 4, "TFL3", 4) == 0) return load_tflite(path);
+  return head.size() == 8 && std::memcmp(head.data() + 4, "TFL3", 4) == 0;
+}
+
+std::shared_ptr<nn::Model> load_model(const std::string& path) {
+  if (is_tflite(path)) return load_tflite(path);  // else safetensors, which starts with a length
   const io::NamedTensors tensors = io::load_safetensors(path);
   auto arch = tensors.metadata.find("arch");
   if (arch != tensors.metadata.end() && (arch->second == "alexnet" || arch->second == "vgg16"))

@@ -13,6 +13,8 @@
 namespace tg::models {
 
 std::shared_ptr<nn::Model> load_model(const std::string& path);
+// Whether the file is a TFLite FlatBuffer ("TFL3" at byte 4), whatever its name.
+bool is_tflite(const std::string& path);
 
 // torchvision's AlexNet and VGG16, layer for layer ("features.0" ... "classifier.6"),
 // built from a state dict: the architecture fixes kernels, strides and pools, and the

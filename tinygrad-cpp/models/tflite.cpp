@@ -205,17 +205,14 @@ int Importer::file_layout(int index, const char* op) {
 int Importer::fused(int value, tflite::Activation activation, const std::string& name, bool nchw, int output_tensor) {
   switch (activation) {
     case tflite::Activation::NONE: return value;
-    case tflite::Activation::RELU: {
-      const std::string layer = unique(name + "/relu");
-      const Shape& shape = slots_[output_tensor].shape;
-      if (nchw && shape.size() == 4 && shape[1] * 16 >= input_height_) cam_layer_ = layer;
-      return out_->add(layer, "relu", {value}, [](const std::vector<Tensor>& in) { return relu(in[0]); });
-    }
+    case tflite::Activation::RELU:
     case tflite::Activation::RELU6: {
-      const std::string layer = unique(name + "/relu6");
+      const bool six = activation == tflite::Activation::RELU6;
+      const std::string layer = unique(name + (six ? "/relu6" : "/relu"));
       const Shape& shape = slots_[output_tensor].shape;
       if (nchw && shape.size() == 4 && shape[1] * 16 >= input_height_) cam_layer_ = layer;
-      return out_->add(layer, "relu6", {value}, [](const std::vector<Tensor>& in) { return relu6(in[0]); });
+      return out_->add(layer, six ? "relu6" : "relu", {value},
+                       [six](const std::vector<Tensor>& in) { return six ? relu6(in[0]) : relu(in[0]); });
     }
     default:
       fail(fmt::format("tensor {}: fused activation {} is not supported", output_tensor,

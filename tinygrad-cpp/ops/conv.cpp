@@ -92,7 +92,8 @@ static std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_ou
   // two threads ever add into the same memory; the partial sums are added in a fixed order.
   std::vector<std::vector<float>> dw_partial(static_cast<size_t>(batch));
   if (need_x || need_w) kernels::parallel_for(0, batch, 1, [&](int64_t first, int64_t end) {
-    std::vector<float> cols(static_cast<size_t>(patch * groups * positions)), dcols(cols.size());
+    const size_t column_floats = static_cast<size_t>(patch * groups * positions);
+    std::vector<float> cols(need_w ? column_floats : 0), dcols(need_x ? column_floats : 0);  // only what is wanted
     std::vector<float>& my_dw = dw_partial[first];
     if (need_w) my_dw.assign(static_cast<size_t>(weight.numel()), 0.f);
     for (int64_t n = first; n < end; ++n) {

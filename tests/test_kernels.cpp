@@ -183,6 +183,114 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("depthwise convolution: the naive kernels are the seven-loop convolution and its adjoints") {
+    // With symmetric padding the naive depthwise forward is conv2d_reference with groups =
+    // channels; its gradients satisfy <conv(x), dy> = <x, dx(dy)> = <w, dw(x, dy)> (the
+    // convolution is linear in x and in w).
+    Generator gen(21);
+    struct Case { int64_t N, C, m, H, W, kh, kw, s, p; };
+    for (const Case& c : {Case{2, 3, 1, 7, 9, 3, 3, 1, 1}, Case{1, 5, 2, 8, 5, 3, 3, 2, 1}, Case{3, 2, 3, 6, 11, 5, 3, 2, 2}}) {
+      CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.s); CAPTURE(c.W);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, c.kh, c.kw, c.s, c.s, c.p, c.p, 1, 1};
+      const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.s, c.s, c.p, c.p, g.out_h(), g.out_w()};
+      const int64_t O = c.C * c.m, out_count = c.N * O * d.out_h * d.out_w;
+      std::vector<float> x(c.N * c.C * c.H * c.W), w(O * c.kh * c.kw), dy(out_count);
+      for (std::vector<float>* v : {&x, &w, &dy})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      std::vector<float> expected(out_count), out(out_count);
+      kernels::conv2d_reference(x.data(), c.N, g, w.data(), nullptr, O, c.C, expected.data());
+      kernels::depthwise_conv2d_naive(x.data(), c.N, d, w.data(), nullptr, out.data());
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+      std::vector<float> dx(x.size()), dw(w.size(), 0.f);
+      kernels::depthwise_conv2d_backward_input_naive(dy.data(), c.N, d, w.data(), dx.data());
+      kernels::depthwise_conv2d_backward_weight_naive(x.data(), dy.data(), c.N, d, dw.data());
+      const double y_dot_dy = std::inner_product(out.begin(), out.end(), dy.begin(), 0.0);
+      CHECK(std::inner_product(x.begin(), x.end(), dx.begin(), 0.0) == doctest::Approx(y_dot_dy).epsilon(1e-4));
+      CHECK(std::inner_product(w.begin(), w.end(), dw.begin(), 0.0) == doctest::Approx(y_dot_dy).epsilon(1e-4));
+    }
+  }
+
+  TEST_CASE("depthwise convolution: the fast kernels equal the naive ones (strides, asymmetric padding, odd sizes)") {
+    // TensorFlow's SAME padding with stride 2 on an even size pads 0 before and 1 after:
+    // pad_top/pad_left and the output size are given separately. Channel counts that are not
+    // a multiple of the vector width, widths from 1 to 151, batch 1 and 8, multipliers 1 and 2.
+    Generator gen(22);
+    struct Case { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
+    const auto same = [](int64_t N, int64_t C, int64_t m, int64_t H, int64_t W, int64_t k, int64_t s) {
+      const int64_t oh = (H + s - 1) / s, ow = (W + s - 1) / s;
+      const int64_t ph = std::max<int64_t>(0, (oh - 1) * s + k - H), pw = std::max<int64_t>(0, (ow - 1) * s + k - W);
+      return Case{N, C, m, H, W, k, k, s, s, ph / 2, pw / 2, oh, ow};
+    };
+    for (const Case& c : {same(1, 17, 1, 150, 150, 3, 2), same(8, 3, 1, 19, 38, 3, 2), same(1, 5, 1, 75, 75, 3, 1),
+                          same(8, 19, 2, 10, 7, 3, 1), same(2, 4, 1, 1, 1, 3, 2), same(1, 2, 1, 9, 151, 5, 2),
+                          Case{2, 3, 1, 8, 13, 3, 3, 2, 2, 1, 0, 4, 7}, Case{1, 6, 3, 7, 20, 3, 2, 1, 2, 2, 1, 9, 11},
+                          Case{3, 1, 1, 5, 33, 1, 1, 1, 1, 0, 0, 5, 33}, Case{1, 9, 1, 12, 12, 3, 3, 3, 3, 1, 1, 4, 4}}) {
+      CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);
+      CAPTURE(c.sh); CAPTURE(c.sw); CAPTURE(c.top); CAPTURE(c.left); CAPTURE(c.out_h); CAPTURE(c.out_w);
+      const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.sh, c.sw, c.top, c.left, c.out_h, c.out_w};
+      REQUIRE(kernels::depthwise_supported(d));
+      const int64_t O = c.C * c.m, out_count = c.N * O * c.out_h * c.out_w;
+      std::vector<float> x(c.N * c.C * c.H * c.W), w(O * c.kh * c.kw), bias(O), dy(out_count);
+      for (std::vector<float>* v : {&x, &w, &bias, &dy})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+      kernels::depthwise_conv2d_naive(x.data(), c.N, d, w.data(), bias.data(), expected.data());
+      kernels::depthwise_conv2d(x.data(), c.N, d, w.data(), bias.data(), out.data());
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+      std::vector<float> dx_expected(x.size()), dx(x.size(), std::nanf(""));
+      kernels::depthwise_conv2d_backward_input_naive(dy.data(), c.N, d, w.data(), dx_expected.data());
+      kernels::depthwise_conv2d_backward_input(dy.data(), c.N, d, w.data(), dx.data());
+      for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-5));
+      std::vector<float> dw_expected(w.size(), 0.5f), dw(w.size(), 0.5f);  // both add to what is there
+      kernels::depthwise_conv2d_backward_weight_naive(x.data(), dy.data(), c.N, d, dw_expected.data());
+      kernels::depthwise_conv2d_backward_weight(x.data(), dy.data(), c.N, d, dw.data());
+      for (size_t i = 0; i < dw.size(); ++i)
+        REQUIRE(dw[i] == doctest::Approx(dw_expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * c.out_h * c.out_w)));
+    }
+  }
+
+  TEST_CASE("the engine's conv2d paths (1x1 as a gemm, depthwise, stride 1, im2col) equal the references") {
+    // conv2d_forward against conv2d_reference; the backward fast paths against the textbook
+    // dx = col2im(W^T dY) and dW = sum over images of dY cols^T, image by image.
+    Generator gen(23);
+    struct Case { int64_t N, C, H, W, O, k, s, p, groups; };
+    for (const Case& c : {Case{1, 19, 9, 13, 21, 1, 1, 0, 1}, Case{8, 32, 10, 10, 17, 1, 1, 0, 1},
+                          Case{8, 17, 11, 6, 17, 3, 2, 1, 17}, Case{1, 16, 15, 15, 32, 3, 1, 1, 16},
+                          Case{2, 3, 9, 8, 5, 3, 1, 1, 1}}) {
+      CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.O); CAPTURE(c.k); CAPTURE(c.s); CAPTURE(c.groups);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1};
+      const int64_t P = g.out_h() * g.out_w(), image = c.C * c.H * c.W, patch = c.C / c.groups * c.k * c.k;
+      const int64_t out_per_group = c.O / c.groups;
+      std::vector<float> x(c.N * image), w(c.O * patch), bias(c.O), dy(c.N * c.O * P);
+      for (std::vector<float>* v : {&x, &w, &bias, &dy})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      std::vector<float> expected(dy.size()), out(dy.size(), std::nanf(""));
+      kernels::conv2d_reference(x.data(), c.N, g, w.data(), bias.data(), c.O, c.groups, expected.data());
+      kernels::conv2d_forward(x.data(), c.N, g, w.data(), bias.data(), c.O, c.groups, out.data());
+      for (size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-4));
+      std::vector<float> dx_expected(x.size(), 0.f), dw_expected(w.size(), 0.f), cols(c.C * c.k * c.k * P), dcols(cols.size());
+      for (int64_t n = 0; n < c.N; ++n) {
+        kernels::im2col(x.data() + n * image, g, cols.data(), P);
+        for (int64_t grp = 0; grp < c.groups; ++grp) {
+          const float* dy_g = dy.data() + (n * c.O + grp * out_per_group) * P;
+          kernels::gemm_naive(true, false, patch, P, out_per_group, 1.f, w.data() + grp * out_per_group * patch, patch,
+                              dy_g, P, 0.f, dcols.data() + grp * patch * P, P);
+          kernels::gemm_naive(false, true, out_per_group, patch, P, 1.f, dy_g, P, cols.data() + grp * patch * P, P, 1.f,
+                              dw_expected.data() + grp * out_per_group * patch, patch);
+        }
+        kernels::col2im(dcols.data(), g, dx_expected.data() + n * image, P);
+      }
+      std::vector<float> dx(x.size(), std::nanf("")), dw(w.size(), 0.f);
+      REQUIRE(kernels::conv2d_backward_input_fast(dy.data(), c.N, g, w.data(), c.O, c.groups, dx.data()));
+      for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-4));
+      if (kernels::conv2d_backward_weight_fast(x.data(), dy.data(), c.N, g, c.O, c.groups, dw.data()))
+        for (size_t i = 0; i < dw.size(); ++i)
+          REQUIRE(dw[i] == doctest::Approx(dw_expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * P)));
+      else
+        CHECK((c.groups == 1 && c.k > 1));  // only the direct stride-1 weight gradient may decline (no AVX-512)
+    }
+  }
+
   TEST_CASE("2x2 max-pool: the fast kernels equal the naive ones on odd widths, with ties") {
     // Widths around the 16-window vector, odd heights and widths (a last row or column that no
     // window covers), and values drawn from 3 levels so most windows have ties.

@@ -367,12 +367,42 @@ int command_info(int argc, char** argv) {
 }
 
 // ---- bench ----
-// The benchmark workloads (README, "Speed"), on FashionCNN with random weights.
+// torchvision's VGG16 with random weights (He-scaled, so activations stay in range).
+std::shared_ptr<nn::Sequential> random_vgg16(Generator& gen) {
+  io::NamedTensors state;
+  state.metadata["arch"] = "vgg16";
+  int64_t channels = 3, index = 0;
+  auto add = [&](const std::string& name, Shape shape, int64_t fan_in) {
+    const int64_t out = shape[0];
+    state.tensors.emplace_back(name + ".weight", Tensor::randn(shape, gen, 0.f, std::sqrt(2.f / static_cast<float>(fan_in))));
+    state.tensors.emplace_back(name + ".bias", Tensor::zeros({out}));
+  };
+  for (int64_t width : {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0}) {
+    if (width == 0) { ++index; continue; }  // a max-pool
+    add(fmt::format("features.{}", index), {width, channels, 3, 3}, channels * 9);
+    channels = width;
+    index += 2;
+  }
+  add("classifier.0", {4096, 512 * 7 * 7}, 512 * 7 * 7);
+  add("classifier.3", {4096, 4096}, 4096);
+  add("classifier.6", {1000, 4096}, 4096);
+  std::sort(state.tensors.begin(), state.tensors.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return models::torchvision_from_state_dict(state, "random vgg16");
+}
+
+// The benchmark workloads (README, "Speed"): FashionCNN with random weights, the photo
+// model of assets/models/, and VGG16 with random weights.
 int command_bench(int argc, char** argv) {
-  cli::Args args("tgc bench", "Time the benchmark workloads (README, Speed) on FashionCNN with random weights.\n"
-                              "Prints `NAME: X ms/iter` after one warm-up run. TG_NUM_THREADS sets the threads.");
-  args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it sgemm_1024 (default: all)");
+  cli::Args args("tgc bench", "Time the benchmark workloads (README, Speed): FashionCNN and VGG16 with random weights,\n"
+                              "the photo model from --photo-model. Prints `NAME: X ms/iter` after one warm-up run.\n"
+                              "TG_NUM_THREADS sets the threads.");
+  args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it sgemm_1024 photo_infer_b8\n"
+                              "photo_saliency_b1 photo_guided_b1 photo_ascent_10it vgg16_saliency_b1 (default: all; the\n"
+                              "photo_* ones are skipped, with a note, when the photo model is not installed)");
+  args.option("photo-model", "FILE", "the SSD-MobileNetV2 the photo_* workloads run (make setup installs it)", false,
+              "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite");
   args.parse(argc, argv, 2);
+  const std::string photo_path = args.get("photo-model");
 
   Generator gen(0);
   auto model = nn::make_fashion_cnn(gen);
@@ -392,6 +422,26 @@ int command_bench(int argc, char** argv) {
   auto input_gradient = [&](const Tensor& x) {
     Tensor leaf = x.detach().requires_grad_();
     (*model)(leaf).backward(class3);
+    return leaf.grad();
+  };
+
+  // The photo model, loaded when a photo workload first runs; the Cat score's gradient.
+  std::shared_ptr<nn::Model> photo_model, vgg;
+  auto photo = [&]() -> nn::Model& {
+    if (!photo_model) {
+      photo_model = models::load_model(photo_path);
+      for (Tensor p : photo_model->parameters()) p.requires_grad_(false);
+    }
+    return *photo_model;
+  };
+  const Tensor photo_x1 = Tensor::uniform({1, 3, 300, 300}, gen, -1.f, 1.f);
+  const Tensor photo_x8 = Tensor::uniform({8, 3, 300, 300}, gen, -1.f, 1.f);
+  const Tensor vgg_x1 = Tensor::randn({1, 3, 224, 224}, gen);
+  auto photo_gradient = [&](const Tensor& x) {
+    nn::Model& net = photo();
+    Tensor leaf = x.detach().requires_grad_();
+    const int64_t cat = net.class_index("Cat");
+    net(leaf).backward(one_hot({1, static_cast<int64_t>(net.info().classes.size())}, {cat}));
     return leaf.grad();
   };
 
@@ -432,6 +482,31 @@ int command_bench(int argc, char** argv) {
       {"sgemm_1024", 20, [&] {
          kernels::gemm(false, false, 1024, 1024, 1024, 1.f, a.data(), 1024, b.data(), 1024, 0.f, c.data(), 1024);
        }},
+      {"photo_infer_b8", 3, [&] {
+         NoGrad no_grad;
+         photo()(photo_x8);
+       }},
+      {"photo_saliency_b1", 5, [&] { photo_gradient(photo_x1); }},
+      {"photo_guided_b1", 5, [&] {
+         OverrideBackward guided(Op::ReLU6, rules::guided_relu);
+         photo_gradient(photo_x1);
+       }},
+      {"photo_ascent_10it", 1, [&] {
+         Tensor x = Tensor::zeros({1, 3, 300, 300});
+         for (int it = 0; it < 10; ++it) {
+           // objective = Cat score - 1e-3 ||x||^2; step 0.1 g
+           const Tensor g = photo_gradient(x);
+           for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] += 0.1f * (g.data()[i] - 2e-3f * x.data()[i]);
+         }
+       }},
+      {"vgg16_saliency_b1", 3, [&] {
+         if (!vgg) {
+           vgg = random_vgg16(gen);
+           for (Tensor p : vgg->parameters()) p.requires_grad_(false);
+         }
+         Tensor leaf = vgg_x1.detach().requires_grad_();
+         (*vgg)(leaf).backward(one_hot({1, 1000}, {281}));
+       }},
   };
   for (const std::string& name : args.rest()) {
     bool known = false;
@@ -439,7 +514,12 @@ int command_bench(int argc, char** argv) {
     if (!known) args.fail("unknown workload '" + name + "'");
   }
   for (const Workload& w : workloads) {
-    if (!args.rest().empty() && std::find(args.rest().begin(), args.rest().end(), w.name) == args.rest().end()) continue;
+    const bool named = std::find(args.rest().begin(), args.rest().end(), w.name) != args.rest().end();
+    if (!args.rest().empty() && !named) continue;
+    if (std::string_view(w.name).starts_with("photo_") && !named && !io::file_exists(photo_path)) {
+      fmt::print(stderr, "{}: skipped ({} is not installed; make setup installs it)\n", w.name, printable(photo_path));
+      continue;
+    }
     w.run();  // warm-up
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < w.iterations; ++i) w.run();

@@ -1,6 +1,9 @@
 // The engine's convolution of a batch: which fast path runs for which convolution.
 // ops/conv.cpp states the op and its textbook backward; this file only makes it fast.
 //
+//   1x1, stride 1, no padding                    one gemm per image, no columns: Y = W X,
+//                                                dX = W^T dY, dW += dY X^T
+//   depthwise (groups = channels)                 depthwise.cpp, forward and both gradients
 //   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image
 //   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm
 //   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
@@ -8,6 +11,7 @@
 //                                                dW: the direct weight-gradient kernel
 // conv2d_reference (im2col.cpp) is the seven-loop definition they are all tested against.
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -25,6 +29,21 @@ float* buffer(std::vector<float>& b, int64_t n) {
 
 bool stride1(const ConvGeometry& g, int64_t groups) {
   return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1;
+}
+
+bool pointwise(const ConvGeometry& g, int64_t groups) {
+  return groups == 1 && g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
+         g.pad_w == 0;
+}
+
+// A depthwise convolution as depthwise.cpp sees it, or nothing when it is not one.
+std::optional<Depthwise> depthwise(const ConvGeometry& g, int64_t out_channels, int64_t groups) {
+  if (groups == 1 || groups != g.channels || out_channels % groups != 0 || g.dilation_h != 1 || g.dilation_w != 1)
+    return std::nullopt;
+  const Depthwise d{g.channels, g.height, g.width, out_channels / groups, g.kernel_h, g.kernel_w, g.stride_h,
+                    g.stride_w, g.pad_h, g.pad_w, g.out_h(), g.out_w()};
+  if (!depthwise_supported(d)) return std::nullopt;
+  return d;
 }
 
 // The forward convolution of one image as the direct kernel sees it.
@@ -49,6 +68,20 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
   const int64_t image_size = g.channels * g.height * g.width;
   const int64_t rows = g.channels * g.kernel_h * g.kernel_w;         // the column matrix's height
   const int64_t patch = rows / groups, out_per_group = O / groups;
+  if (pointwise(g, groups)) {  // Y_n = W X_n, the gemm using the threads
+    for (int64_t n = 0; n < batch; ++n) {
+      float* y = out + n * O * P;
+      gemm(false, false, O, P, g.channels, 1.f, weight, g.channels, x + n * image_size, P, 0.f, y, P);
+      if (bias)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t p = 0; p < P; ++p) y[o * P + p] += bias[o];
+    }
+    return;
+  }
+  if (const auto d = depthwise(g, O, groups)) {
+    depthwise_conv2d(x, batch, *d, weight, bias, out);
+    return;
+  }
   if (stride1(g, groups)) {
     const DirectConv d = direct_forward(g, O);
     for_each_image(batch, [&](int64_t n) { conv2d_stride1(x + n * image_size, d, weight, bias, out + n * O * P); });
@@ -97,14 +130,23 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
   });
 }
 
-bool conv2d_backward_input_stride1(const float* grad_output, int64_t batch, const ConvGeometry& g,
-                                   const float* weight, int64_t out_channels, int64_t groups, float* dx) {
+bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const ConvGeometry& g, const float* weight,
+                                int64_t out_channels, int64_t groups, float* dx) {
+  const int64_t O = out_channels, P = g.out_h() * g.out_w(), taps = g.kernel_h * g.kernel_w;
+  const int64_t image_size = g.channels * g.height * g.width;
+  if (pointwise(g, groups)) {  // dX_n = W^T dY_n
+    for (int64_t n = 0; n < batch; ++n)
+      gemm(true, false, g.channels, P, O, 1.f, weight, g.channels, grad_output + n * O * P, P, 0.f, dx + n * image_size, P);
+    return true;
+  }
+  if (const auto d = depthwise(g, O, groups)) {
+    depthwise_conv2d_backward_input(grad_output, batch, *d, weight, dx);
+    return true;
+  }
   if (!stride1(g, groups) || g.pad_h >= g.kernel_h || g.pad_w >= g.kernel_w) return false;
   // dx is the convolution of dY (bordered by kernel-1-pad) with the weight transposed
   // (out <-> in channels) and flipped (taps read backwards):
   //     dx[c][y][x] = sum over (o, i, j) of w[o][c][kh-1-i][kw-1-j] * dYpadded[o][y+i][x+j]
-  const int64_t O = out_channels, P = g.out_h() * g.out_w(), taps = g.kernel_h * g.kernel_w;
-  const int64_t image_size = g.channels * g.height * g.width;
   const DirectConv d{O, g.out_h(), g.out_w(), g.channels, g.kernel_h, g.kernel_w, g.kernel_h - 1 - g.pad_h,
                      g.kernel_w - 1 - g.pad_w, taps, g.channels * taps, -g.kernel_w, -1};
   for_each_image(batch, [&](int64_t n) {
@@ -113,8 +155,18 @@ bool conv2d_backward_input_stride1(const float* grad_output, int64_t batch, cons
   return true;
 }
 
-bool conv2d_backward_weight_stride1(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
-                                    int64_t out_channels, int64_t groups, float* dw) {
+bool conv2d_backward_weight_fast(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                 int64_t out_channels, int64_t groups, float* dw) {
+  const int64_t O = out_channels, P = g.out_h() * g.out_w();
+  if (pointwise(g, groups)) {  // dW += dY_n X_n^T
+    for (int64_t n = 0; n < batch; ++n)
+      gemm(false, true, O, g.channels, P, 1.f, grad_output + n * O * P, P, x + n * g.channels * P, P, 1.f, dw, g.channels);
+    return true;
+  }
+  if (const auto d = depthwise(g, O, groups)) {
+    depthwise_conv2d_backward_weight(x, grad_output, batch, *d, dw);
+    return true;
+  }
   if (!stride1(g, groups)) return false;
   return conv2d_stride1_weight_grad(x, grad_output, batch, direct_forward(g, out_channels), dw);
 }

@@ -67,14 +67,39 @@ bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t
 // by whichever fast path fits (direct kernels for stride 1, im2col + gemm otherwise).
 void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const float* weight, const float* bias,
                     int64_t out_channels, int64_t groups, float* out);
-// The stride-1 shortcuts of conv2d's backward: dx = (dY convolved with the flipped,
-// transposed weight), written over dx; dW += the weight gradient of the batch. Each
-// returns false, doing nothing, where it does not apply (a stride, dilation or groups;
-// padding as wide as the kernel; no AVX-512 for dW), and the caller takes im2col + gemm.
-bool conv2d_backward_input_stride1(const float* grad_output, int64_t batch, const ConvGeometry& g,
-                                   const float* weight, int64_t out_channels, int64_t groups, float* dx);
-bool conv2d_backward_weight_stride1(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
-                                    int64_t out_channels, int64_t groups, float* dw);
+// The fast paths of conv2d's backward: dx = the input gradient, written over dx; dW += the
+// weight gradient of the batch. Each returns false, doing nothing, where no fast path
+// applies, and the caller takes im2col + gemm. The paths: a 1x1 convolution as a gemm;
+// depthwise convolution (depthwise.cpp); stride 1 by the direct kernel (dx: dY convolved
+// with the flipped, transposed weight; dW needs AVX-512 and padding narrower than the kernel).
+bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                const float* weight, int64_t out_channels, int64_t groups, float* dx);
+bool conv2d_backward_weight_fast(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,
+                                 int64_t out_channels, int64_t groups, float* dw);
+
+// Depthwise convolution (depthwise.cpp): groups = channels, each input channel c convolved
+// with `multiplier` kernels into output channels c*m ... c*m+m-1. x [N,C,H,W], weight
+// [C*m, 1, kh, kw], out [N, C*m, out_h, out_w]. Padding may differ before and after (pad_top,
+// pad_left are the zeros before; the output size fixes the rest), as TensorFlow's SAME
+// padding does with a stride of 2. No dilation. The naive and fast versions agree; the
+// input gradient is written over dx, the weight gradient added into dw.
+struct Depthwise {
+  int64_t channels, height, width, multiplier;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w;
+};
+bool depthwise_supported(const Depthwise& d);  // the fast versions' limits (at most 64 taps)
+void depthwise_conv2d_naive(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                            float* out);
+void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                      float* out);
+void depthwise_conv2d_backward_input_naive(const float* grad_output, int64_t batch, const Depthwise& d,
+                                           const float* weight, float* dx);
+void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, const Depthwise& d, const float* weight,
+                                     float* dx);
+void depthwise_conv2d_backward_weight_naive(const float* x, const float* grad_output, int64_t batch,
+                                            const Depthwise& d, float* dw);
+void depthwise_conv2d_backward_weight(const float* x, const float* grad_output, int64_t batch, const Depthwise& d,
+                                      float* dw);
 
 // 2x2 max-pooling with stride 2 and no padding (pool.cpp), planes [planes, H, W] ->
 // [planes, H/2, W/2]. Backward sends each window's gradient to its first maximum: it

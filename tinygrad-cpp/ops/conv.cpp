@@ -9,8 +9,8 @@
 //               dcols_g = W_g^T dY_g ; dx = col2im(dcols)   (col2im is im2col's adjoint)
 //               db[o] = dY[., o] summed over images and positions
 // The forward pass runs on the engine (kernels::conv2d_forward picks direct kernels or
-// im2col + gemm); the backward below is the textbook version, with the engine's stride-1
-// shortcut first.
+// im2col + gemm); the backward below is the textbook version, with the engine's fast paths
+// first.
 #include <fmt/format.h>
 
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -84,9 +84,9 @@ static std::vector<Tensor> conv2d_backward(const Entry& e, const Tensor& grad_ou
   // HINT: for each image n: cols = im2col(x[n]); per group dW_g += dY_g cols_g^T and dcols_g = W_g^T dY_g;
   // HINT: dx[n] = col2im(dcols); db[o] += dY[n,o] summed over positions. Images may run in parallel
   // HINT: (kernels::parallel_for), but then dW must be summed per thread in partial sums, added at the end.
-  // The engine's shortcut for stride 1 (FashionCNN's convs): direct kernels, no column matrix.
-  const bool dx_done = want_x && kernels::conv2d_backward_input_stride1(dy, batch, geometry, weight.data(), O, groups, dx.data());
-  const bool dw_done = want_w && kernels::conv2d_backward_weight_stride1(x.data(), dy, batch, geometry, O, groups, dw.data());
+  // The engine's fast paths first (stride 1, 1x1, depthwise): direct kernels, no column matrix.
+  const bool dx_done = want_x && kernels::conv2d_backward_input_fast(dy, batch, geometry, weight.data(), O, groups, dx.data());
+  const bool dw_done = want_w && kernels::conv2d_backward_weight_fast(x.data(), dy, batch, geometry, O, groups, dw.data());
   const bool need_x = want_x && !dx_done, need_w = want_w && !dw_done;
   // Each range of images a thread takes sums its own dW (indexed by its first image), so no
   // two threads ever add into the same memory; the partial sums are added in a fixed order.

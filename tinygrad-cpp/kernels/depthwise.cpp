@@ -1,0 +1,282 @@
+// Depthwise convolution (groups = channels): each input channel c is convolved on its own
+// with `multiplier` kernels, giving output channels c*multiplier ... c*multiplier + m-1.
+// MobileNetV2 is mostly these (3x3, stride 1 and 2) and 1x1 convolutions.
+//
+//   out[n,o,y,x] = b[o] + sum over (i,j) of w[o,i,j] * x[n, o/m, y*sh + i - pad_top, x*sw + j - pad_left]
+//
+// The naive versions below are that formula. The fast ones copy one channel into a zeroed,
+// padded plane first, so no tap ever tests a border, and split its columns by phase
+// (column k goes to plane k % sw at k / sw): with stride 2 the taps of consecutive outputs
+// then sit side by side in memory, as they do with stride 1. A run of outputs keeps its
+// sums in registers over all taps.
+#include <algorithm>
+#include <vector>
+
+#include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/kernels/vector.h"
+
+namespace tg::kernels {
+
+// ---- the naive references ----
+
+void depthwise_conv2d_naive(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                            float* out) {
+  const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      const float* plane = x + (n * d.channels + o / d.multiplier) * d.height * d.width;
+      for (int64_t y = 0; y < d.out_h; ++y)
+        for (int64_t xo = 0; xo < d.out_w; ++xo) {
+          float sum = bias ? bias[o] : 0.f;
+          for (int64_t i = 0; i < d.kernel_h; ++i)
+            for (int64_t j = 0; j < d.kernel_w; ++j) {
+              const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
+              if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
+                sum += weight[o * taps + i * d.kernel_w + j] * plane[iy * d.width + ix];
+            }
+          out[((n * O + o) * d.out_h + y) * d.out_w + xo] = sum;
+        }
+    }
+}
+
+void depthwise_conv2d_backward_input_naive(const float* grad_output, int64_t batch, const Depthwise& d,
+                                           const float* weight, float* dx) {
+  const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
+  std::fill(dx, dx + batch * d.channels * d.height * d.width, 0.f);
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      float* plane = dx + (n * d.channels + o / d.multiplier) * d.height * d.width;
+      for (int64_t y = 0; y < d.out_h; ++y)
+        for (int64_t xo = 0; xo < d.out_w; ++xo) {
+          const float g = grad_output[((n * O + o) * d.out_h + y) * d.out_w + xo];
+          for (int64_t i = 0; i < d.kernel_h; ++i)
+            for (int64_t j = 0; j < d.kernel_w; ++j) {
+              const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
+              if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
+                plane[iy * d.width + ix] += weight[o * taps + i * d.kernel_w + j] * g;
+            }
+        }
+    }
+}
+
+void depthwise_conv2d_backward_weight_naive(const float* x, const float* grad_output, int64_t batch,
+                                            const Depthwise& d, float* dw) {
+  const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      const float* plane = x + (n * d.channels + o / d.multiplier) * d.height * d.width;
+      for (int64_t y = 0; y < d.out_h; ++y)
+        for (int64_t xo = 0; xo < d.out_w; ++xo) {
+          const float g = grad_output[((n * O + o) * d.out_h + y) * d.out_w + xo];
+          for (int64_t i = 0; i < d.kernel_h; ++i)
+            for (int64_t j = 0; j < d.kernel_w; ++j) {
+              const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
+              if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
+                dw[o * taps + i * d.kernel_w + j] += g * plane[iy * d.width + ix];
+            }
+        }
+    }
+}
+
+// ---- the fast versions ----
+namespace {
+
+thread_local std::vector<float> plane_buffer, grad_buffer, row_buffer;
+
+float* zeroed(std::vector<float>& b, int64_t n) {
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  std::fill(b.begin(), b.begin() + n, 0.f);
+  return b.data();
+}
+
+int64_t round_up(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
+
+// The padded, phase-split plane of one channel. Padded coordinates (y, k) hold
+// x[y - pad_top][k - pad_left] (0 outside the image); phase r = k % sw holds its columns
+// at q = k / sw. Phase r, row y starts at r * rows * row_length + y * row_length.
+struct SplitPlane {
+  int64_t rows, row_length;  // row_length: whole vectors covering every output column plus the kernel's reach
+  SplitPlane(const Depthwise& d)
+      : rows((d.out_h - 1) * d.stride_h + d.kernel_h),
+        row_length(round_up(round_up(d.out_w, VW) + (d.kernel_w - 1) / d.stride_w, VW)) {}
+  int64_t size(const Depthwise& d) const { return d.stride_w * rows * row_length; }
+  // Where tap (i, j) of output row y, column 0 reads.
+  int64_t tap(const Depthwise& d, int64_t y, int64_t i, int64_t j) const {
+    return (j % d.stride_w) * rows * row_length + (y * d.stride_h + i) * row_length + j / d.stride_w;
+  }
+  // padded coordinates (y, k) -> index
+  int64_t at(const Depthwise& d, int64_t y, int64_t k) const {
+    return (k % d.stride_w) * rows * row_length + y * row_length + k / d.stride_w;
+  }
+};
+
+void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
+  std::fill(plane, plane + s.size(d), 0.f);
+  const int64_t first_row = std::max<int64_t>(0, d.pad_top), last_row = std::min(s.rows, d.pad_top + d.height);
+  for (int64_t r = 0; r < d.stride_w; ++r) {
+    // phase r holds padded columns k = q*sw + r, image column k - pad_left, for q in [q_begin, q_end)
+    int64_t q_begin = 0;
+    while (q_begin * d.stride_w + r < d.pad_left) ++q_begin;
+    int64_t q_end = q_begin;
+    while (q_end < s.row_length && q_end * d.stride_w + r - d.pad_left < d.width) ++q_end;
+    for (int64_t y = first_row; y < last_row; ++y) {
+      const float* __restrict src = image + (y - d.pad_top) * d.width + r - d.pad_left;
+      float* __restrict dst = plane + s.at(d, y, r);
+      if (d.stride_w == 1) {
+        std::copy(src + q_begin, src + q_end, dst + q_begin);
+      } else {
+        for (int64_t q = q_begin; q < q_end; ++q) dst[q] = src[q * d.stride_w];
+      }
+    }
+  }
+}
+
+// out[0..width) = start + sum over taps of w[t] * src[t][0..width), where start is `bias`, or
+// out's own values when `accumulate`; `width` a multiple of VW, four vectors at a time in registers.
+inline void sum_of_taps(const float* const* src, const float* w, int64_t taps, float bias, bool accumulate,
+                        int64_t width, float* out) {
+  int64_t x = 0;
+  auto start = [&](int64_t at) { return accumulate ? load_unaligned(out + at) : vfloat{} + bias; };
+  for (; x + 4 * VW <= width; x += 4 * VW) {
+    vfloat a0 = start(x), a1 = start(x + VW), a2 = start(x + 2 * VW), a3 = start(x + 3 * VW);
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* p = src[t] + x;
+      const float wt = w[t];
+      a0 += wt * load_unaligned(p);
+      a1 += wt * load_unaligned(p + VW);
+      a2 += wt * load_unaligned(p + 2 * VW);
+      a3 += wt * load_unaligned(p + 3 * VW);
+    }
+    *reinterpret_cast<vfloat_unaligned*>(out + x) = a0;
+    *reinterpret_cast<vfloat_unaligned*>(out + x + VW) = a1;
+    *reinterpret_cast<vfloat_unaligned*>(out + x + 2 * VW) = a2;
+    *reinterpret_cast<vfloat_unaligned*>(out + x + 3 * VW) = a3;
+  }
+  for (; x < width; x += VW) {
+    vfloat a = start(x);
+    for (int64_t t = 0; t < taps; ++t) a += w[t] * load_unaligned(src[t] + x);
+    *reinterpret_cast<vfloat_unaligned*>(out + x) = a;
+  }
+}
+
+constexpr int64_t kMaxTaps = 64;
+
+}  // namespace
+
+bool depthwise_supported(const Depthwise& d) {
+  return d.kernel_h * d.kernel_w <= kMaxTaps && d.stride_h >= 1 && d.stride_w >= 1 && d.out_h >= 1 && d.out_w >= 1;
+}
+
+void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                      float* out) {
+  const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  const SplitPlane s(d);
+  const int64_t block = round_up(d.out_w, VW);
+  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* plane = zeroed(plane_buffer, s.size(d));
+    float* row = zeroed(row_buffer, block);
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const int64_t n = nc / d.channels, c = nc % d.channels;
+      fill_plane(x + nc * d.height * d.width, d, s, plane);
+      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+        float* dst = out + (n * O + o) * d.out_h * d.out_w;
+        for (int64_t y = 0; y < d.out_h; ++y) {
+          const float* src[kMaxTaps];
+          for (int64_t i = 0; i < d.kernel_h; ++i)
+            for (int64_t j = 0; j < d.kernel_w; ++j) src[i * d.kernel_w + j] = plane + s.tap(d, y, i, j);
+          sum_of_taps(src, weight + o * taps, taps, bias ? bias[o] : 0.f, false, block, row);
+          std::copy(row, row + d.out_w, dst + y * d.out_w);
+        }
+      }
+    }
+  });
+}
+
+// dx is the transposed operation: padded-split dx at (y, k) gathers w[i][j] * dy[oy][ox] over
+// the taps with oy*sh + i = y and ox*sw + j = k. For phase r = k % sw, the taps j = r, r+sw, ...
+// reach q = k / sw from ox = q - j / sw, so with dY bordered by `reach` zero columns on the
+// left (and rows checked) each phase row is again a sum of shifted contiguous rows.
+void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, const Depthwise& d, const float* weight,
+                                     float* dx) {
+  const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  const SplitPlane s(d);
+  const int64_t reach = (d.kernel_w - 1) / d.stride_w;                      // columns of dY left of ox = 0
+  const int64_t grad_row = round_up(s.row_length + reach, VW) + VW;        // a bordered dY row
+  const int64_t block = s.row_length;                                        // a multiple of VW
+  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* plane = zeroed(plane_buffer, s.size(d));
+    float* grads = zeroed(grad_buffer, d.out_h * grad_row);
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const int64_t n = nc / d.channels, c = nc % d.channels;
+      std::fill(plane, plane + s.size(d), 0.f);
+      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+        const float* dy = grad_output + (n * O + o) * d.out_h * d.out_w;
+        for (int64_t y = 0; y < d.out_h; ++y) std::copy(dy + y * d.out_w, dy + (y + 1) * d.out_w, grads + y * grad_row + reach);
+        const float* w = weight + o * taps;
+        for (int64_t r = 0; r < d.stride_w; ++r)
+          for (int64_t y = 0; y < s.rows; ++y) {
+            const float* src[kMaxTaps];
+            float wt[kMaxTaps];
+            int64_t used = 0;
+            for (int64_t i = 0; i < d.kernel_h; ++i) {
+              if ((y - i) % d.stride_h != 0 || y < i || (y - i) / d.stride_h >= d.out_h) continue;
+              for (int64_t j = r; j < d.kernel_w; j += d.stride_w) {
+                src[used] = grads + ((y - i) / d.stride_h) * grad_row + reach - j / d.stride_w;
+                wt[used++] = w[i * d.kernel_w + j];
+              }
+            }
+            if (used == 0) continue;  // the plane was zeroed
+            sum_of_taps(src, wt, used, 0.f, o > c * m, block, plane + r * s.rows * s.row_length + y * s.row_length);
+          }
+      }
+      // crop: dx[yy][xx] = plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached
+      float* out = dx + nc * d.height * d.width;
+      const int64_t columns = s.row_length * d.stride_w;
+      for (int64_t yy = 0; yy < d.height; ++yy) {
+        const int64_t y = yy + d.pad_top;
+        for (int64_t xx = 0; xx < d.width; ++xx) {
+          const int64_t k = xx + d.pad_left;
+          out[yy * d.width + xx] = (y >= 0 && y < s.rows && k >= 0 && k < columns) ? plane[s.at(d, y, k)] : 0.f;
+        }
+      }
+    }
+  });
+}
+
+// dw[o][i][j] += sum over images and outputs of dy[oy][ox] * padded x at (oy*sh + i, ox*sw + j):
+// one dot product per tap between a dY row and a shifted plane row.
+void depthwise_conv2d_backward_weight(const float* x, const float* grad_output, int64_t batch, const Depthwise& d,
+                                      float* dw) {
+  const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  const SplitPlane s(d);
+  const int64_t block = round_up(d.out_w, VW);
+  parallel_for(0, d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* plane = zeroed(plane_buffer, s.size(d));
+    float* row = zeroed(row_buffer, block);  // one dY row, zero past out_w
+    for (int64_t c = lo; c < hi; ++c)
+      for (int64_t n = 0; n < batch; ++n) {
+        fill_plane(x + (n * d.channels + c) * d.height * d.width, d, s, plane);
+        for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+          vfloat sums[kMaxTaps] = {};
+          const float* dy = grad_output + (n * O + o) * d.out_h * d.out_w;
+          for (int64_t y = 0; y < d.out_h; ++y) {
+            std::copy(dy + y * d.out_w, dy + (y + 1) * d.out_w, row);
+            for (int64_t i = 0; i < d.kernel_h; ++i)
+              for (int64_t j = 0; j < d.kernel_w; ++j) {
+                const float* p = plane + s.tap(d, y, i, j);
+                vfloat acc = sums[i * d.kernel_w + j];
+                for (int64_t xo = 0; xo < block; xo += VW) acc += load_unaligned(row + xo) * load_unaligned(p + xo);
+                sums[i * d.kernel_w + j] = acc;
+              }
+          }
+          for (int64_t t = 0; t < taps; ++t) {
+            float total = 0.f;
+            for (int64_t l = 0; l < VW; ++l) total += sums[t][l];
+            dw[o * taps + t] += total;
+          }
+        }
+      }
+  });
+}
+
+}  // namespace tg::kernels

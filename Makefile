@@ -24,6 +24,20 @@ endif
 CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -MMD -MP -pthread
 LDLIBS   := -lfmt -lstb -ljpeg -lz -pthread
 
+# One short line per file ("CXX tinygrad-cpp/tape.cpp"); `make V=1` prints the full commands.
+# Builds use every core unless -j is given.
+V ?= 0
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-5s %s\n' $(1) $(2)
+endif
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc)
+endif
+
 FUZZ_PACKAGES := clang
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
             libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev
@@ -48,36 +62,43 @@ all: $(LIB) $(TESTS) $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(call say,CXX,$<)
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # The TFLite reader's accessors and Verifier, generated from our subset of the format.
 $(BUILD)/gen/tflite_generated.h: tinygrad-cpp/models/tflite.fbs
 	@mkdir -p $(dir $@)
-	flatc --cpp --scoped-enums -o $(BUILD)/gen $<
+	$(call say,FLATC,$<)
+	$(Q)flatc --cpp --scoped-enums -o $(BUILD)/gen $<
 $(BUILD)/obj/tinygrad-cpp/models/tflite.o $(BUILD)/obj/tests/test_models.o: $(BUILD)/gen/tflite_generated.h
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
 $(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
 
 $(TGC): $(BUILD)/obj/tinygrad-cpp/cli/tgc.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 $(GALLERY): $(BUILD)/obj/tinygrad-cpp/cli/gallery.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/obj/tinygrad-cpp/cli/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 # Assignments: `make student` writes the student copy to build/student/; `make grade`
 # prints the score table (in this tree or in a student copy).
@@ -91,7 +112,8 @@ grade: check-packages
 
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $< $(LIB) $(LDLIBS)
 
 # `make fuzz` builds one libFuzzer target per reader (tests/fuzz/*.cpp) with clang, ASan and
 # UBSan, and runs each for FUZZ_SECONDS on its seeds (tests/fuzz/seeds/) and the hostile files

@@ -150,11 +150,17 @@ struct Workspace {
 };
 thread_local Workspace workspace;
 
-// Tiles are numbered channel block by channel block, each block cut into runs of
-// pieces_for(its channels) pieces.
-int64_t tiles_in_block(int64_t channels, int64_t pieces) {
-  const int64_t run = pieces_for(channels);
-  return (pieces + run - 1) / run;
+// Tiles are numbered band by band: a band is kBand pieces (a multiple of every run
+// length), and within it every channel block in turn, each cut into runs of
+// pieces_for(its channels) pieces. So consecutive tiles read the same input rows, which
+// stay in cache while all output channels use them (numbered channel block by channel
+// block, a 224x224 image with 64 channels was read from memory once per block, and ran at
+// a third of the speed of smaller ones).
+constexpr int64_t kBand = 8;
+int64_t tiles_per_band(int64_t out_channels) {
+  int64_t tiles = 0;
+  for (int64_t o0 = 0; o0 < out_channels; o0 += 8) tiles += kBand / pieces_for(std::min<int64_t>(8, out_channels - o0));
+  return tiles;
 }
 
 // Runs tiles [first, last) of the sweep, on the calling thread.
@@ -162,13 +168,14 @@ void run_tiles(const float* image, const DirectConv& d, const float* weight, con
                int64_t first, int64_t last) {
   Workspace& w = workspace;
   w.prepare(image, d, out);
-  const int64_t pieces = static_cast<int64_t>(w.pieces.size());
-  int64_t t = 0;
-  for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += 8) {
-    const int64_t channels = std::min<int64_t>(8, d.out_channels - o0), run = pieces_for(channels);
-    for (int64_t p0 = 0; p0 < pieces && t < last; p0 += run, ++t)
-      if (t >= first) run_tile(channels, w.sweep, w.pieces.data() + p0, std::min(run, pieces - p0), o0, weight, bias);
-  }
+  const int64_t pieces = static_cast<int64_t>(w.pieces.size()), per_band = tiles_per_band(d.out_channels);
+  for (int64_t band = first / per_band, t = band * per_band; band * kBand < pieces && t < last; ++band)
+    for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += 8) {
+      const int64_t channels = std::min<int64_t>(8, d.out_channels - o0), run = pieces_for(channels);
+      for (int64_t p0 = band * kBand; p0 < (band + 1) * kBand && t < last; p0 += run, ++t)
+        if (t >= first && p0 < pieces)
+          run_tile(channels, w.sweep, w.pieces.data() + p0, std::min(run, pieces - p0), o0, weight, bias);
+    }
 }
 
 }  // namespace
@@ -177,16 +184,15 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
   const int64_t out_h = d.height + 2 * d.pad_h - d.kernel_h + 1, out_w = d.width + 2 * d.pad_w - d.kernel_w + 1;
   if (out_h < 1 || out_w < 1 || d.out_channels < 1) return;
   const int64_t pieces = out_h * ((out_w + VW - 1) / VW);
-  int64_t tiles = 0;
-  for (int64_t o0 = 0; o0 < d.out_channels; o0 += 8) tiles += tiles_in_block(std::min<int64_t>(8, d.out_channels - o0), pieces);
+  const int64_t tiles = (pieces + kBand - 1) / kBand * tiles_per_band(d.out_channels);
   // Below about a million multiply-adds a second thread costs more than it saves.
   const int64_t multiply_adds = d.out_channels * out_h * out_w * d.channels * d.kernel_h * d.kernel_w;
   if (num_threads() == 1 || multiply_adds < (int64_t{1} << 20) || in_parallel_region() || tiles < 2) {
     run_tiles(image, d, weight, bias, out, 0, tiles);
     return;
   }
-  // Each thread takes one contiguous range of tiles: whole channel blocks where the count
-  // allows, so the threads seldom write the same cache line.
+  // Each thread takes one contiguous range of tiles: a range of whole rows where the
+  // count allows, so the threads seldom write the same cache line.
   parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); });
 }
 

@@ -110,25 +110,28 @@ struct SplitPlane {
   }
 };
 
-void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
-  std::fill(plane, plane + s.size(d), 0.f);
-  const int64_t first_row = std::max<int64_t>(0, d.pad_top), last_row = std::min(s.rows, d.pad_top + d.height);
+// For each phase r, the run of its columns q in [q_begin, q_end) that hold image columns
+// (k = q*sw + r, image column k - pad_left in [0, width)).
+template <class F>
+void for_each_column_run(const Depthwise& d, const SplitPlane& s, F f) {
   for (int64_t r = 0; r < d.stride_w; ++r) {
-    // phase r holds padded columns k = q*sw + r, image column k - pad_left, for q in [q_begin, q_end)
     int64_t q_begin = 0;
     while (q_begin * d.stride_w + r < d.pad_left) ++q_begin;
     int64_t q_end = q_begin;
     while (q_end < s.row_length && q_end * d.stride_w + r - d.pad_left < d.width) ++q_end;
-    for (int64_t y = first_row; y < last_row; ++y) {
+    f(r, q_begin, q_end);
+  }
+}
+
+void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
+  std::fill(plane, plane + s.size(d), 0.f);
+  for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
+    for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
       const float* __restrict src = image + (y - d.pad_top) * d.width + r - d.pad_left;
       float* __restrict dst = plane + s.at(d, y, r);
-      if (d.stride_w == 1) {
-        std::copy(src + q_begin, src + q_end, dst + q_begin);
-      } else {
-        for (int64_t q = q_begin; q < q_end; ++q) dst[q] = src[q * d.stride_w];
-      }
+      for (int64_t q = q_begin; q < q_end; ++q) dst[q] = src[q * d.stride_w];
     }
-  }
+  });
 }
 
 // out[0..width) = start + sum over taps of w[t] * src[t][0..width), where start is `bias`, or
@@ -229,16 +232,16 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
             sum_of_taps(src, wt, used, 0.f, o > c * m, block, plane + r * s.rows * s.row_length + y * s.row_length);
           }
       }
-      // crop: dx[yy][xx] = plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached
+      // crop: dx[yy][xx] = the plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached
       float* out = dx + nc * d.height * d.width;
-      const int64_t columns = s.row_length * d.stride_w;
-      for (int64_t yy = 0; yy < d.height; ++yy) {
-        const int64_t y = yy + d.pad_top;
-        for (int64_t xx = 0; xx < d.width; ++xx) {
-          const int64_t k = xx + d.pad_left;
-          out[yy * d.width + xx] = (y >= 0 && y < s.rows && k >= 0 && k < columns) ? plane[s.at(d, y, k)] : 0.f;
+      std::fill(out, out + d.height * d.width, 0.f);
+      for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
+        for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
+          const float* __restrict src = plane + s.at(d, y, r);
+          float* __restrict dst = out + (y - d.pad_top) * d.width + r - d.pad_left;
+          for (int64_t q = q_begin; q < q_end; ++q) dst[q * d.stride_w] = src[q];
         }
-      }
+      });
     }
   });
 }

@@ -340,6 +340,16 @@ TEST_SUITE("explain") {
     CHECK(sparse.at({0, 0, 1, 1}) == 0.f);
     CHECK(sparse.at({1, 0, 4, 5}) == 0.f);
     CHECK(tg::max(tg::abs(sparse)).item() > 0.f);
+    // The windows go through the model in batches (8 copies of one image, 4 of each of two):
+    // each image's map is the same alone and in a batch, with a last batch part-filled (12 windows).
+    const Tensor both = occlusion(*model, x, {0, 2}, 3, 2, 0.f);
+    for (int64_t n = 0; n < 2; ++n) {
+      const Tensor alone = occlusion(*model, slice(x, 0, n, n + 1), {n == 0 ? 0 : 2}, 3, 2, 0.f);
+      for (int64_t i = 0; i < alone.numel(); ++i) {
+        CAPTURE(n); CAPTURE(i);
+        REQUIRE(both.data()[n * alone.numel() + i] == doctest::Approx(alone.data()[i]).epsilon(1e-5));
+      }
+    }
   }
 }
 

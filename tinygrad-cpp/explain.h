@@ -76,7 +76,8 @@ Tensor scores(nn::Model& model, const Tensor& input);
 
 // Occlusion sensitivity (Zeiler & Fergus 2014): slide a window x window patch of
 // `fill` over the image with the given stride; each pixel gets the mean drop in the
-// target's probability over the windows that covered it (0 where none did).
+// target's probability (the model's softmax or sigmoid) over the windows that covered it
+// (0 where none did). The occluded copies go through the model about 8 at a time.
 // Result [N,1,H,W].
 Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
                  float fill);

@@ -331,7 +331,14 @@ int command_info(int argc, char** argv) {
       NoGrad no_grad;  // one forward pass fills in the output shapes
       model->forward(Tensor::zeros({1, info.input.channels, info.input.height, info.input.width}));
     }
-    fmt::print("{}\n{}", printable(path), printable(model->describe()));
+    // describe() is one line per layer: each line escaped on its own (names come from the file)
+    fmt::print("{}\n", printable(path));
+    const std::string layers = model->describe();
+    for (size_t start = 0; start < layers.size();) {
+      const size_t end = std::min(layers.find('\n', start), layers.size());
+      fmt::print("{}\n", printable(layers.substr(start, end - start)));
+      start = end + 1;
+    }
     auto* graph = dynamic_cast<nn::Graph*>(model.get());
     std::map<std::string, int> kinds;
     if (graph)

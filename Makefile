@@ -34,7 +34,7 @@ else
 Q := @
 say = @printf '  %-5s %s\n' $(1) $(2)
 endif
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
 MAKEFLAGS += -j$(shell nproc)
 endif
 
@@ -107,7 +107,7 @@ student: $(BUILD)/bin/make_student
 	$(BUILD)/bin/make_student build/student
 
 grade: check-packages
-	@$(MAKE) --no-print-directory -j$$(nproc) $(TESTS) $(BUILD)/bin/grade
+	@$(MAKE) --no-print-directory $(TESTS) $(BUILD)/bin/grade
 	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt
 
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
@@ -141,7 +141,7 @@ endif
 fuzz: check-packages
 	@command -v clang++ >/dev/null || { sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; echo "fuzz: installing clang"; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(FUZZ_PACKAGES); }
-	@$(MAKE) --no-print-directory -j$$(nproc) $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t; echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  extra=""; [ -d tests/fuzz/regressions/$$t ] && extra=tests/fuzz/regressions/$$t; \
@@ -154,13 +154,13 @@ fuzz: check-packages
 
 # `make lessons` runs every lesson, then writes out/index.html; `make lesson N=07` runs one.
 lessons: check-packages photo-model
-	@$(MAKE) --no-print-directory -j$$(nproc) all
+	@$(MAKE) --no-print-directory all
 	@set -e; for l in $(LESSONS); do echo; echo "=== $$(basename $$l)"; $$l; done
 	@$(GALLERY) out
 	@echo "open out/index.html in a browser"
 
 lesson: check-packages photo-model
-	@$(MAKE) --no-print-directory -j$$(nproc) all
+	@$(MAKE) --no-print-directory all
 	@l=$$(ls $(BUILD)/bin/lessons/$(N)_* 2>/dev/null | head -1); \
 	  if [ -z "$$l" ]; then echo "no lesson $(N): try one of $$(ls $(BUILD)/bin/lessons | tr '\n' ' ')"; exit 2; fi; \
 	  $$l && $(GALLERY) out
@@ -169,7 +169,7 @@ lesson: check-packages photo-model
 # The last line it prints is "N passed, N failed" (test cases); in a student copy it adds
 # how many tests wait for tasks that are not implemented yet.
 test: check-packages photo-model
-	@$(MAKE) --no-print-directory -j$$(nproc) all
+	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)
 	@set -o pipefail; ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(TESTS) --no-intro=true 2>&1 | tee $(BUILD)/test.log; status=$$?; \

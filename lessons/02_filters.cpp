@@ -91,5 +91,57 @@ int main(int argc, char** argv) {
                   "weighs a map of edges, not pixels, so the drawings do not show what the unit detects: lessons 4 and "
                   "9 ask the data and gradient ascent instead.");
     lesson.number("conv2 weights per filter", static_cast<double>(16 * 25), "{:.0f}");
+
+    // The lecture's first-layer filters come from a network trained on photos: colour.
+    nn::Model& photo_model = lesson.photo_model();
+    const std::string first = "FeatureExtractor/MobilenetV2/Conv";
+    const Tensor rgb = photo_model.parameter(first + ".weight");  // [32, 3, 3, 3]
+    lesson.step(fmt::format("The photo model's first layer ({}): {} filters of shape {}x{}x{} on R, G, B", first,
+                            rgb.dim(0), rgb.dim(1), rgb.dim(2), rgb.dim(3)));
+    // Each filter as a colour picture on its own scale (gray = 0, its largest |weight| at 0 or
+    // 255 in some channel), with that largest |weight| in its title: one shared scale would
+    // leave most of them flat gray next to the strongest.
+    const float largest = tg::max(tg::abs(rgb)).item();
+    std::vector<io::Image> rgb_tiles;
+    int64_t colour_opponent = 0, faint = 0;
+    for (int64_t k = 0; k < rgb.dim(0); ++k) {
+      const Tensor filter = slice(rgb, 0, k, k + 1);
+      const float own = std::max(1e-12f, tg::max(tg::abs(filter)).item());
+      io::Image tile{static_cast<int>(rgb.dim(3)), static_cast<int>(rgb.dim(2)), 3, {}};
+      tile.pixels.resize(static_cast<size_t>(tile.width * tile.height * 3));
+      float channel_sum[3] = {0, 0, 0};
+      for (int y = 0; y < tile.height; ++y)
+        for (int x = 0; x < tile.width; ++x)
+          for (int c = 0; c < 3; ++c) {
+            const float w = rgb.at({k, c, y, x});
+            channel_sum[c] += w;
+            tile.at(y, x, c) = static_cast<uint8_t>(std::clamp(127.5f + 127.5f * w / own, 0.f, 255.f));
+          }
+      // A faint filter (largest |weight| under 1% of the strongest) is drawn flat gray: its
+      // output is its bias alone, nearly the same at every pixel.
+      if (own < 0.01f * largest) {
+        ++faint;
+        std::fill(tile.pixels.begin(), tile.pixels.end(), uint8_t{128});
+        rgb_tiles.push_back(viz::titled(viz::scale_nearest(tile, 24), fmt::format("{}: ~0", k)));
+        continue;
+      }
+      // colour-opponent: the channels' sums do not all have one sign (e.g. red against green)
+      const bool opponent = *std::min_element(channel_sum, channel_sum + 3) < 0.f && *std::max_element(channel_sum, channel_sum + 3) > 0.f;
+      colour_opponent += opponent;
+      rgb_tiles.push_back(viz::titled(viz::scale_nearest(tile, 24), fmt::format("{}{}: {:.2g}", k, opponent ? "*" : "", own)));
+    }
+    lesson.say("largest |weight| {:.3f}; {} of {} filters are faint (largest |weight| under 1% of the strongest's): their",
+               largest, faint, rgb.dim(0));
+    lesson.say("output is their bias, nearly constant; of the {} others, {} are colour-opponent (R, G, B sums differ in sign)",
+               rgb.dim(0) - faint, colour_opponent);
+    lesson.figure("photo_first_layer.png", viz::grid(rgb_tiles, 8, 4),
+                  fmt::format("The {} first-layer filters of the photo model (3x3 on R, G, B, stride 2), each drawn as a "
+                              "colour picture enlarged 24x on its own scale: mid-gray is 0 and the filter's largest |weight| "
+                              "(in its title, after the index) reaches 0 or 255 in some channel. {} filters are faint "
+                              "(largest |weight| under 1% of the strongest, {:.1f}; titled ~0, drawn flat gray): their "
+                              "output is their bias, nearly the same everywhere. A * marks the {} colour-opponent filters, "
+                              "whose R, G and B weights sum to different signs. Unlike FashionCNN's gray 5x5 filters, "
+                              "these see colour: edges between colours, not only between light and dark.",
+                              rgb.dim(0), faint, largest, colour_opponent));
   });
 }

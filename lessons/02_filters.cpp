@@ -4,7 +4,8 @@
 // so they can be drawn as tiny images. Hand-made filters (Sobel, Gabor) show what
 // matching a filter does to a photo. Deeper filters act on 16 feature maps at once,
 // so as images they say little -- which is why later lessons look at what excites
-// them instead.
+// them instead. Last, the photo model's first layer: 3x3 filters on R, G and B, drawn
+// in colour as the lecture draws them.
 #include <algorithm>
 #include <cmath>
 

@@ -1,9 +1,10 @@
 // Lesson 5: occlusion -- hide part of the image and watch the probability.
 //
 // The most direct question: if this patch were not there, would the model still
-// recognize the object? Slide a gray... here black (the background) square over the
-// image and record how much the true class's probability drops (Zeiler & Fergus 2014).
-// No gradients at all -- only forward passes.
+// recognize the object? Slide a square over the image -- black on Fashion-MNIST, whose
+// background is black -- and record how much the true class's probability drops (Zeiler &
+// Fergus 2014). Then the lecture's version: a 32x32 gray patch over the cat photo,
+// through the photo model. No gradients at all -- only forward passes.
 #include <chrono>
 
 #include "tinygrad-cpp/data.h"

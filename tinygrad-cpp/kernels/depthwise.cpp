@@ -18,64 +18,49 @@
 namespace tg::kernels {
 
 // ---- the naive references ----
-
-void depthwise_conv2d_naive(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
-                            float* out) {
+// The formula's sum read three ways. Every term w[o,i,j] * x[n,c,iy,ix] with the input pixel
+// inside the image is visited once, with the indices of its output, weight and input:
+//   forward          out[out_at] += w[w_at] * x[x_at]
+//   input gradient   dx[x_at]    += w[w_at] * dy[out_at]
+//   weight gradient  dw[w_at]    += dy[out_at] * x[x_at]
+namespace {
+template <class F>
+void for_each_term(int64_t batch, const Depthwise& d, F term) {
   const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
   for (int64_t n = 0; n < batch; ++n)
     for (int64_t o = 0; o < O; ++o) {
-      const float* plane = x + (n * d.channels + o / d.multiplier) * d.height * d.width;
+      const int64_t plane = (n * d.channels + o / d.multiplier) * d.height * d.width;
       for (int64_t y = 0; y < d.out_h; ++y)
         for (int64_t xo = 0; xo < d.out_w; ++xo) {
-          float sum = bias ? bias[o] : 0.f;
+          const int64_t out_at = ((n * O + o) * d.out_h + y) * d.out_w + xo;
           for (int64_t i = 0; i < d.kernel_h; ++i)
             for (int64_t j = 0; j < d.kernel_w; ++j) {
               const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
               if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
-                sum += weight[o * taps + i * d.kernel_w + j] * plane[iy * d.width + ix];
+                term(out_at, o * taps + i * d.kernel_w + j, plane + iy * d.width + ix);
             }
-          out[((n * O + o) * d.out_h + y) * d.out_w + xo] = sum;
         }
     }
+}
+}  // namespace
+
+void depthwise_conv2d_naive(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                            float* out) {
+  const int64_t O = d.channels * d.multiplier, plane = d.out_h * d.out_w;
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < O; ++o) std::fill_n(out + (n * O + o) * plane, plane, bias ? bias[o] : 0.f);
+  for_each_term(batch, d, [&](int64_t out_at, int64_t w_at, int64_t x_at) { out[out_at] += weight[w_at] * x[x_at]; });
 }
 
 void depthwise_conv2d_backward_input_naive(const float* grad_output, int64_t batch, const Depthwise& d,
                                            const float* weight, float* dx) {
-  const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
   std::fill(dx, dx + batch * d.channels * d.height * d.width, 0.f);
-  for (int64_t n = 0; n < batch; ++n)
-    for (int64_t o = 0; o < O; ++o) {
-      float* plane = dx + (n * d.channels + o / d.multiplier) * d.height * d.width;
-      for (int64_t y = 0; y < d.out_h; ++y)
-        for (int64_t xo = 0; xo < d.out_w; ++xo) {
-          const float g = grad_output[((n * O + o) * d.out_h + y) * d.out_w + xo];
-          for (int64_t i = 0; i < d.kernel_h; ++i)
-            for (int64_t j = 0; j < d.kernel_w; ++j) {
-              const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
-              if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
-                plane[iy * d.width + ix] += weight[o * taps + i * d.kernel_w + j] * g;
-            }
-        }
-    }
+  for_each_term(batch, d, [&](int64_t out_at, int64_t w_at, int64_t x_at) { dx[x_at] += weight[w_at] * grad_output[out_at]; });
 }
 
 void depthwise_conv2d_backward_weight_naive(const float* x, const float* grad_output, int64_t batch,
                                             const Depthwise& d, float* dw) {
-  const int64_t O = d.channels * d.multiplier, taps = d.kernel_h * d.kernel_w;
-  for (int64_t n = 0; n < batch; ++n)
-    for (int64_t o = 0; o < O; ++o) {
-      const float* plane = x + (n * d.channels + o / d.multiplier) * d.height * d.width;
-      for (int64_t y = 0; y < d.out_h; ++y)
-        for (int64_t xo = 0; xo < d.out_w; ++xo) {
-          const float g = grad_output[((n * O + o) * d.out_h + y) * d.out_w + xo];
-          for (int64_t i = 0; i < d.kernel_h; ++i)
-            for (int64_t j = 0; j < d.kernel_w; ++j) {
-              const int64_t iy = y * d.stride_h + i - d.pad_top, ix = xo * d.stride_w + j - d.pad_left;
-              if (iy >= 0 && iy < d.height && ix >= 0 && ix < d.width)
-                dw[o * taps + i * d.kernel_w + j] += g * plane[iy * d.width + ix];
-            }
-        }
-    }
+  for_each_term(batch, d, [&](int64_t out_at, int64_t w_at, int64_t x_at) { dw[w_at] += grad_output[out_at] * x[x_at]; });
 }
 
 // ---- the fast versions ----
@@ -83,10 +68,15 @@ namespace {
 
 thread_local std::vector<float> plane_buffer, grad_buffer, row_buffer;
 
-float* zeroed(std::vector<float>& b, int64_t n) {
+// Thread-local scratch of at least n floats; `zeroed` also clears it (where the zeros are read).
+float* scratch(std::vector<float>& b, int64_t n) {
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
-  std::fill(b.begin(), b.begin() + n, 0.f);
   return b.data();
+}
+float* zeroed(std::vector<float>& b, int64_t n) {
+  float* p = scratch(b, n);
+  std::fill(p, p + n, 0.f);
+  return p;
 }
 
 int64_t round_up(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
@@ -176,8 +166,8 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
   const SplitPlane s(d);
   const int64_t block = round_up(d.out_w, VW);
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = zeroed(plane_buffer, s.size(d));
-    float* row = zeroed(row_buffer, block);
+    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+    float* row = scratch(row_buffer, block);
     for (int64_t nc = lo; nc < hi; ++nc) {
       const int64_t n = nc / d.channels, c = nc % d.channels;
       fill_plane(x + nc * d.height * d.width, d, s, plane);
@@ -207,7 +197,7 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
   const int64_t grad_row = round_up(s.row_length + reach, VW) + VW;        // a bordered dY row
   const int64_t block = s.row_length;                                        // a multiple of VW
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = zeroed(plane_buffer, s.size(d));
+    float* plane = scratch(plane_buffer, s.size(d));  // cleared for each channel below
     float* grads = zeroed(grad_buffer, d.out_h * grad_row);
     for (int64_t nc = lo; nc < hi; ++nc) {
       const int64_t n = nc / d.channels, c = nc % d.channels;
@@ -254,7 +244,7 @@ void depthwise_conv2d_backward_weight(const float* x, const float* grad_output, 
   const SplitPlane s(d);
   const int64_t block = round_up(d.out_w, VW);
   parallel_for(0, d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = zeroed(plane_buffer, s.size(d));
+    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
     float* row = zeroed(row_buffer, block);  // one dY row, zero past out_w
     for (int64_t c = lo; c < hi; ++c)
       for (int64_t n = 0; n < batch; ++n) {

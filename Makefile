@@ -21,8 +21,8 @@ OPT      := -O3 -g0
 LDOPT    :=
 endif
 
-CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -MMD -MP -pthread
-LDLIBS   := -lfmt -lstb -ljpeg -lz -pthread
+CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -isystem /usr/include/opencv4 -MMD -MP -pthread
+LDLIBS   := -lfmt -lstb -ljpeg -lz -lopencv_imgproc -lopencv_core -pthread
 
 # One short line per file ("CXX tinygrad-cpp/tape.cpp"); `make V=1` prints the full commands.
 # Builds use every core unless -j is given.
@@ -40,7 +40,8 @@ endif
 
 FUZZ_PACKAGES := clang
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
-            libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev
+            libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev \
+            libopencv-imgproc-dev
 
 LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp))
 TEST_SRC := $(sort $(wildcard tests/*.cpp))
@@ -123,7 +124,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := safetensors idx npy image tflite
 FUZZ_DIR     := build/fuzz
 FUZZ_FLAGS   := -std=c++20 -O1 -g -fno-omit-frame-pointer $(ARCH) -fsanitize=address,undefined \
-                -fno-sanitize-recover=undefined -I. -Ibuild/gen -pthread
+                -fno-sanitize-recover=undefined -I. -Ibuild/gen -isystem /usr/include/opencv4 -pthread
 FUZZ_OBJ     := $(LIB_SRC:%.cpp=$(FUZZ_DIR)/obj/%.o)
 $(FUZZ_DIR)/obj/%.o: %.cpp build/gen/tflite_generated.h
 	@mkdir -p $(dir $@)

@@ -1,101 +1,248 @@
 // Lesson 7: saliency maps (Simonyan, Vedaldi & Zisserman 2013).
 //
 // The gradient of a class score with respect to the pixels, taken in magnitude (the
-// largest |gradient| over the channels), says which pixels the score is most
-// sensitive to. SmoothGrad averages it over noisy copies to quiet the noise. Simonyan
-// et al. used it for weakly supervised segmentation: seeds from the most and least
-// salient pixels, grown into a foreground mask -- here by region growing.
-#include <deque>
+// largest |gradient| over the color channels), says which pixels the score is most
+// sensitive to. SmoothGrad (Smilkov et al. 2017) averages it over noisy copies of the
+// input to quiet the noise; how much noise and how many copies is a choice we sweep.
+// Simonyan et al. also used the map for weakly supervised segmentation: the most salient
+// pixels are surely the object, the least salient surely background, and GrabCut (color
+// models plus a graph cut, iterated) decides the rest.
+#include <chrono>
 
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/preprocess.h"
+#include "tinygrad-cpp/segment.h"
 #include "tinygrad-cpp/viz.h"
 
 using namespace tg;
 
+namespace {
+
+// The image where the mask is on; outside it, the image dimmed to a quarter over dark blue.
+io::Image show_mask(const io::Image& image, const std::vector<uint8_t>& mask) {
+  io::Image out{image.width, image.height, 3, std::vector<uint8_t>(static_cast<size_t>(image.width) * image.height * 3)};
+  for (size_t i = 0; i < mask.size(); ++i)
+    for (int c = 0; c < 3; ++c) {
+      const uint8_t v = image.pixels[i * image.channels + (image.channels == 3 ? c : 0)];
+      out.pixels[i * 3 + c] = mask[i] ? v : static_cast<uint8_t>(v / 4 + (c == 2 ? 50 : 10));
+    }
+  return out;
+}
+
+// Seeds as colors: surely the object red, surely background blue, undecided gray.
+io::Image show_seeds(const std::vector<uint8_t>& seeds, int width, int height) {
+  io::Image out{width, height, 3, std::vector<uint8_t>(seeds.size() * 3)};
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const std::array<uint8_t, 3> color = seeds[i] == segment::kForeground   ? std::array<uint8_t, 3>{215, 40, 40}
+                                         : seeds[i] == segment::kBackground ? std::array<uint8_t, 3>{40, 80, 200}
+                                                                            : std::array<uint8_t, 3>{200, 200, 200};
+    std::copy(color.begin(), color.end(), out.pixels.begin() + static_cast<std::ptrdiff_t>(i * 3));
+  }
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"07_saliency", "Saliency maps, SmoothGrad, and a mask grown from them",
-                                     "For several test images: the image, |d score / d pixel| (Simonyan), SmoothGrad "
-                                     "(50 noisy copies), and a foreground mask grown from the most salient pixels."});
+  lesson::Lesson lesson(argc, argv, {"07_saliency", "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
+                                     "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
+                                     "SmoothGrad's noise level and sample count swept on the cat; object masks by "
+                                     "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did."});
   return lesson.run([&] {
     lesson.step("Load the model and one test image of each of several classes");
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
     const std::vector<int64_t> picks = lesson.smoke() ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{0, 1, 2, 4, 9, 18};
     const int samples = lesson.smoke() ? 5 : 50;
+    // Simonyan et al.'s seeds: the top 5% of the saliency map is the object, the bottom 30%
+    // background.
+    const double object_quantile = 0.95, background_quantile = 0.30;
+    // At 28x28 neighbouring pixels' gradients differ a lot, so the seeds come from the map
+    // blurred over about 2 pixels (unblurred, the bottom 30% is scattered over the object and
+    // the mean IoU below is 0.14).
+    const float seed_blur = 2.f;
 
     const int scale = 6;
     std::vector<io::Image> tiles;
-    double mean_overlap = 0;
+    double mean_iou = 0, lowest_iou = 1, highest_iou = 0;
     for (int64_t index : picks) {
       const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
       const int64_t label = sample.labels[index];
+      const std::string name = data::kFashionClasses[label];
 
-      lesson.step(fmt::format("Test image {}: a {}", index, data::kFashionClasses[label]));
+      lesson.step(fmt::format("Test image {}: a {}", index, name));
       const Tensor p = softmax(explain::scores(model, image), 1);
-      lesson.say("p({}) = {:.4f}", data::kFashionClasses[label], p.at({0, label}));
+      lesson.say("p({}) = {:.4f}", name, p.at({0, label}));
       const Tensor gradient = explain::saliency(model, image, {label});
       const Tensor smooth = explain::smoothgrad(model, image, {label}, samples, 0.15f, 7);
       const Tensor saliency = viz::normalize(reshape(gradient, {1, 28, 28}), viz::Normalize::MaxAbs);
       const Tensor smooth_map = viz::normalize(reshape(smooth, {1, 28, 28}), viz::Normalize::MaxAbs);
 
-      // Saliency is speckled at this size, so blur it first; then seeds: the top 10% of the
-      // blurred map is foreground, everything below its 60th percentile background.
-      const Tensor blurred = explain::gaussian_blur(smooth_map, 1.f);
-      std::vector<float> sorted(blurred.data(), blurred.data() + 784);
-      std::sort(sorted.begin(), sorted.end());
-      const float high = sorted[static_cast<size_t>(0.90 * 783)], low = sorted[static_cast<size_t>(0.60 * 783)];
-      // Region growing: from the foreground seeds, add 4-neighbours above the background level.
-      std::vector<uint8_t> mask(784, 0);
-      std::deque<int> frontier;
-      for (int i = 0; i < 784; ++i)
-        if (blurred.data()[i] >= high) mask[i] = 1, frontier.push_back(i);
-      while (!frontier.empty()) {
-        const int i = frontier.front();
-        frontier.pop_front();
-        const int y = i / 28, x = i % 28;
-        for (const auto& [dy, dx] : {std::pair{1, 0}, {-1, 0}, {0, 1}, {0, -1}}) {
-          const int ny = y + dy, nx = x + dx;
-          if (ny < 0 || ny >= 28 || nx < 0 || nx >= 28) continue;
-          const int j = ny * 28 + nx;
-          if (!mask[j] && blurred.data()[j] > low) mask[j] = 1, frontier.push_back(j);
-        }
-      }
-      // How well does the mask cover the object (pixels brighter than 10%)?
-      int both = 0, either = 0, masked = 0;
-      for (int i = 0; i < 784; ++i) {
-        const bool object = sample.pixels[index * 784 + i] > 25;
-        both += mask[i] && object;
-        either += mask[i] || object;
-        masked += mask[i];
-      }
-      const double overlap = either ? static_cast<double>(both) / either : 0.0;
-      lesson.say("mask: {} of 784 pixels; intersection over union with the object's pixels: {:.2f}", masked, overlap);
-      mean_overlap += overlap / static_cast<double>(picks.size());
+      // GrabCut from the saliency map's seeds, on the image itself.
+      const io::Image pixels{28, 28, 1, std::vector<uint8_t>(sample.pixels.begin() + index * 784,
+                                                             sample.pixels.begin() + (index + 1) * 784)};
+      const std::vector<uint8_t> seeds =
+          segment::seeds_from_saliency(explain::gaussian_blur(saliency, seed_blur), object_quantile, background_quantile);
+      const std::vector<uint8_t> mask = segment::grabcut(pixels, seeds, 5);
+      // The object: every pixel that is not the black background.
+      std::vector<uint8_t> object(784);
+      for (int i = 0; i < 784; ++i) object[i] = pixels.pixels[i] > 0;
+      const double iou = segment::intersection_over_union(mask, object);
+      const auto count = [](const std::vector<uint8_t>& m) { return std::count_if(m.begin(), m.end(), [](uint8_t v) { return v != 0; }); };
+      lesson.say("seeds: {} object pixels (top 5% of saliency), {} background (bottom 30%)",
+                 std::count(seeds.begin(), seeds.end(), segment::kForeground),
+                 std::count(seeds.begin(), seeds.end(), segment::kBackground));
+      lesson.say("GrabCut mask: {} of 784 pixels; the object has {}; intersection over union {:.3f}", count(mask),
+                 count(object), iou);
+      mean_iou += iou / static_cast<double>(picks.size());
+      lowest_iou = std::min(lowest_iou, iou);
+      highest_iou = std::max(highest_iou, iou);
 
-      const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-      // The mask shown as the image where it is on, dark blue where it is off.
-      io::Image masked_view{28, 28, 3, std::vector<uint8_t>(784 * 3)};
-      for (int i = 0; i < 784; ++i) {
-        const uint8_t v = sample.pixels[index * 784 + i];
-        masked_view.pixels[i * 3 + 0] = mask[i] ? v : 10;
-        masked_view.pixels[i * 3 + 1] = mask[i] ? v : 20;
-        masked_view.pixels[i * 3 + 2] = mask[i] ? std::max<uint8_t>(v, 60) : 70;
-      }
-      tiles.push_back(input);
-      tiles.push_back(viz::scale_nearest(viz::colorize(saliency, viz::Colormap::Viridis), scale));
-      tiles.push_back(viz::scale_nearest(viz::colorize(smooth_map, viz::Colormap::Viridis), scale));
-      tiles.push_back(viz::scale_nearest(masked_view, scale));
+      tiles.push_back(viz::titled(viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale),
+                                  fmt::format("{} {:.2f}", name, p.at({0, label}))));
+      tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(saliency, viz::Colormap::Viridis), scale), "saliency"));
+      tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(smooth_map, viz::Colormap::Viridis), scale), "SmoothGrad"));
+      tiles.push_back(viz::titled(viz::scale_nearest(show_seeds(seeds, 28, 28), scale), "seeds"));
+      tiles.push_back(viz::titled(viz::scale_nearest(show_mask(pixels, mask), scale), fmt::format("GrabCut, IoU {:.2f}", iou)));
     }
 
-    lesson.step("All images: input | saliency | SmoothGrad | grown mask over the input");
-    lesson.number("mean IoU of the grown mask with the object", mean_overlap, "{:.3f}");
-    lesson.figure("saliency.png", viz::grid(tiles, 4, 4),
-                  "Rows: test images. Columns: input, saliency max|d score/d pixel|, SmoothGrad (mean over noisy "
-                  "copies, sigma = 15% of the range), and the foreground mask grown from the top 10% of blurred SmoothGrad "
-                  "(outside the mask: dark blue).");
+    lesson.step("All images: input | saliency | SmoothGrad | seeds | GrabCut mask");
+    lesson.number("mean IoU of the GrabCut mask with the object (pixel > 0)", mean_iou, "{:.3f}");
+    lesson.figure("saliency.png",
+                  viz::stack({viz::grid(tiles, 5, 4),
+                              viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max |d score/d pixel| (per map)")}),
+                  fmt::format("Rows: test images, titled with the class and its probability. Columns: input; saliency "
+                              "max|d score/d pixel|; SmoothGrad (mean over {} noisy copies, sigma = 15% of the range); "
+                              "GrabCut's seeds (red: top 5% of saliency, surely the object; blue: bottom 30%, surely "
+                              "background; gray: left to GrabCut), from saliency blurred over {:.0f} pixels; the GrabCut "
+                              "mask (outside it dimmed). Intersection over union with the object's pixels (pixel > 0): "
+                              "mean {:.2f}, from {:.2f} to {:.2f}. GrabCut keeps what has the colors of the red seeds, "
+                              "so where they sit on one shade of a garment of several shades, the mask is that shade.",
+                              samples, seed_blur, mean_iou, lowest_iou, highest_iou));
     lesson.say("saliency is speckled: neighbouring pixels' gradients differ a lot. SmoothGrad's average over");
-    lesson.say("noisy copies keeps what is consistent -- edges and the object's distinctive parts.");
+    lesson.say("noisy copies keeps what is consistent. Saliency alone is no mask (it is high on some background");
+    lesson.say("pixels too); GrabCut uses it only for seeds and lets the image's own colors draw the boundary.");
+
+    lesson.step("The cat photo through the photo model: the data gradient, max |g| over R, G, B");
+    nn::Model& photo_model = lesson.photo_model();
+    const preprocess::InputSpec& spec = photo_model.info().input;
+    const int64_t cat_class = photo_model.class_index("Cat");
+    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const io::Image cat_photo = preprocess::input_to_image(cat, spec);
+    const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
+    lesson.say("p(Cat) = {:.4f}", cat_p);
+    auto start = std::chrono::steady_clock::now();
+    const Tensor cat_gradient = explain::saliency(photo_model, cat, {cat_class});
+    lesson.say("one saliency map: {:.0f} ms", 1000 * seconds_since(start));
+    const Tensor cat_map = viz::normalize(cat_gradient, viz::Normalize::MaxAbs);  // [1,300,300]
+
+    lesson.step("SmoothGrad on the cat: the noise level sigma (a fraction of the input's range) and the sample count");
+    // How concentrated each map is: the share of its |g| inside two boxes around the eyes
+    // (10% of the photo).
+    auto eyes = [](const Tensor& map) { return lesson::share_in_boxes(map, lesson::kChelseaEyes); };
+    const double gradient_eyes = eyes(cat_map);
+    std::vector<io::Image> sweep = {
+        viz::titled(viz::colorize(cat_map, viz::Colormap::Gray), fmt::format("gradient: eyes {:.0f}%", 100 * gradient_eyes))};
+    const std::vector<float> sigmas = {0.05f, 0.10f, 0.20f, 0.25f};
+    const int sweep_samples = lesson.smoke() ? 2 : 25;
+    std::vector<double> sigma_eyes;
+    start = std::chrono::steady_clock::now();
+    for (float sigma : sigmas) {
+      const Tensor map = viz::normalize(explain::smoothgrad(photo_model, cat, {cat_class}, sweep_samples, sigma, 11),
+                                        viz::Normalize::MaxAbs);
+      sigma_eyes.push_back(eyes(map));
+      lesson.say("sigma {:>2.0f}%, {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma, sweep_samples, 100 * sigma_eyes.back());
+      sweep.push_back(viz::titled(viz::colorize(map, viz::Colormap::Gray),
+                                  fmt::format("sigma {:.0f}%, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
+                                              100 * sigma_eyes.back())));
+    }
+    lesson.say("{} noise levels x {} samples: {:.1f} s", sigmas.size(), sweep_samples, seconds_since(start));
+    const float sweep_sigma = 0.20f;
+    const std::vector<int> counts = lesson.smoke() ? std::vector<int>{1, 2} : std::vector<int>{1, 5, 50};
+    std::vector<double> count_eyes;
+    start = std::chrono::steady_clock::now();
+    for (int n : counts) {
+      const Tensor map = viz::normalize(explain::smoothgrad(photo_model, cat, {cat_class}, n, sweep_sigma, 11),
+                                        viz::Normalize::MaxAbs);
+      count_eyes.push_back(eyes(map));
+      lesson.say("sigma {:.0f}%, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
+      sweep.push_back(viz::titled(viz::colorize(map, viz::Colormap::Gray),
+                                  fmt::format("sigma {:.0f}%, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n,
+                                              n == 1 ? "" : "s", 100 * count_eyes.back())));
+    }
+    lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, fmt::join(counts, ", "), seconds_since(start));
+    lesson.number("share of |g| in the eye boxes: the gradient", gradient_eyes, "{:.3f}");
+    lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 20%, 25 samples", sigma_eyes[2], "{:.3f}");
+    sweep.insert(sweep.begin() + 5, viz::titled(cat_photo, fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p)));
+    lesson.figure("cat_smoothgrad.png",
+                  viz::stack({viz::grid(sweep, 5, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "", "max |g| (per map)")}),
+                  fmt::format("SmoothGrad for Cat on chelsea.png, max |g| over R, G, B, each map scaled to its own "
+                              "largest value; each title gives the share of the map's |g| inside two boxes around the "
+                              "eyes (10% of the photo). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 "
+                              "and 25% of the input's range with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). "
+                              "Bottom row: the photo, then sigma = {:.0f}% with {} samples ({:.0f}% to {:.0f}%). The noise "
+                              "level is what moves the map onto the eyes; more samples change the share little but "
+                              "average the speckle away.",
+                              100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1],
+                              100 * sigma_eyes[2], 100 * sigma_eyes[3], 100 * sweep_sigma, fmt::join(counts, ", "),
+                              100 * count_eyes.front(), 100 * count_eyes.back()));
+
+    lesson.step("GrabCut on the photos, seeded from the data gradient (top 5% object, bottom 30% background)");
+    const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
+    std::vector<io::Image> cut_tiles;
+    double cat_mask_share = 0, cat_mask_in_eyes = 0, cup_mask_share = 0;
+    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{"assets/chelsea.png", "Cat"},
+                                                                                      {"assets/coffee.png", "Coffee cup"}}) {
+      const Tensor x = preprocess::image_to_input(io::load_image(file), spec);
+      const io::Image photo = preprocess::input_to_image(x, spec);
+      const int64_t target = photo_model.class_index(label);
+      const Tensor map = viz::normalize(explain::saliency(photo_model, x, {target}), viz::Normalize::MaxAbs);
+      const std::vector<uint8_t> seeds =
+          segment::seeds_from_saliency(explain::gaussian_blur(map, photo_seed_blur), object_quantile, background_quantile);
+      start = std::chrono::steady_clock::now();
+      const std::vector<uint8_t> mask = segment::grabcut(photo, seeds, 5);
+      const double cut_seconds = seconds_since(start);
+      const double share = static_cast<double>(std::count(mask.begin(), mask.end(), 1)) / static_cast<double>(mask.size());
+      // How salient is what GrabCut kept, against what it dropped?
+      double inside = 0, outside = 0;
+      for (size_t i = 0; i < mask.size(); ++i) (mask[i] ? inside : outside) += map.data()[i];
+      const double kept = inside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 1)));
+      const double dropped = outside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 0)));
+      lesson.say("{} ({}): the mask covers {:.0f}% of the photo; mean saliency inside {:.3f}, outside {:.3f}; GrabCut {:.2f} s",
+                 file.substr(7), label, 100 * share, kept, dropped, cut_seconds);
+      if (label == "Cat") {
+        Tensor mask_map = Tensor::zeros({300, 300});
+        for (size_t i = 0; i < mask.size(); ++i) mask_map.data()[i] = mask[i];
+        cat_mask_share = share;
+        cat_mask_in_eyes = lesson::share_in_boxes(mask_map, lesson::kChelseaEyes);
+        lesson.say("{:.0f}% of the cat's mask lies in the two eye boxes (10% of the photo)", 100 * cat_mask_in_eyes);
+      } else {
+        cup_mask_share = share;
+      }
+      cut_tiles.push_back(viz::titled(photo, fmt::format("{}: {}", file.substr(7), label)));
+      cut_tiles.push_back(viz::titled(viz::colorize(map, viz::Colormap::Viridis), fmt::format("max |d score({})/d pixel|", label)));
+      cut_tiles.push_back(viz::titled(show_seeds(seeds, photo.width, photo.height), "seeds"));
+      cut_tiles.push_back(viz::titled(show_mask(photo, mask), fmt::format("GrabCut: {:.0f}% of the photo", 100 * share)));
+    }
+    lesson.number("GrabCut on the cat: share of the photo in the mask", cat_mask_share, "{:.2f}");
+    lesson.number("GrabCut on the coffee cup: share of the photo in the mask", cup_mask_share, "{:.2f}");
+    lesson.figure("photo_grabcut.png",
+                  viz::stack({viz::grid(cut_tiles, 4, 6),
+                              viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max |g| (per map)")}),
+                  fmt::format("Simonyan et al.'s segmentation on the photo model (lecture 39 (c)). Columns: the photo; "
+                              "the data gradient of the class score, max |g| over R, G, B; the seeds from that map "
+                              "blurred over {:.0f} pixels (red: its top 5%, surely the object; blue: bottom 30%, surely "
+                              "background; gray: left to GrabCut); GrabCut's mask (outside it dimmed over blue). On the "
+                              "coffee photo the mask is the cup and the coffee ({:.0f}% of the photo). The cat fills the "
+                              "whole photo, so its least salient 30% lies on fur and GrabCut cannot keep the cat: the "
+                              "mask ({:.0f}% of the photo, {:.0f}% of it in the eye boxes) is the eyes and the nose -- "
+                              "where the Cat score is most sensitive.",
+                              photo_seed_blur, 100 * cup_mask_share, 100 * cat_mask_share, 100 * cat_mask_in_eyes));
   });
 }

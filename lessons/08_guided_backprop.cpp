@@ -135,18 +135,7 @@ int main(int argc, char** argv) {
     lesson.say("neuron: layer {} channel {} at ({}, {}), value {:.2f}; every other neuron of the layer is seeded 0",
                layer, channel, fy, fx, strongest);
     // Two boxes around the eyes (10% of the image): how much of each map's |g| lands there.
-    auto eye_share = [](const Tensor& g) {
-      const int64_t H = g.dim(2), W = g.dim(3);
-      double inside = 0, total = 0;
-      for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x) {
-          double v = 0;
-          for (int64_t c = 0; c < g.dim(1); ++c) v = std::max<double>(v, std::fabs(g.at({0, c, y, x})));
-          total += v;
-          if ((x >= 75 && x < 145 && y >= 80 && y < 150) || (x >= 175 && x < 240 && y >= 100 && y < 165)) inside += v;
-        }
-      return total > 0 ? inside / total : 0.0;
-    };
+    auto eye_share = [](const Tensor& g) { return lesson::share_in_boxes(g, lesson::kChelseaEyes); };
     std::vector<io::Image> cat_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec),
                                                     fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p))};
     std::vector<io::Image> neuron_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec), "the same input")};

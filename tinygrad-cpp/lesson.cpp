@@ -1,5 +1,7 @@
 #include "tinygrad-cpp/lesson.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -173,6 +175,22 @@ void write_gallery(const std::string& out_dir) {
   html += "</body></html>\n";
   viz::save_text(out_dir + "/index.html", html);
   fmt::print("wrote {}/index.html ({} lessons)\n", out_dir, manifests.size());
+}
+
+double share_in_boxes(const Tensor& map, const std::vector<Box>& boxes) {
+  if (map.ndim() < 2 || map.ndim() > 4 || (map.ndim() == 4 && map.dim(0) != 1) || map.numel() == 0)
+    throw Error("share_in_boxes: map " + shape_str(map.shape()) + " must be [H,W], [C,H,W] or [1,C,H,W]");
+  const int64_t H = map.dim(map.ndim() - 2), W = map.dim(map.ndim() - 1);
+  const int64_t C = map.numel() / (H * W);
+  double inside = 0, total = 0;
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x) {
+      double v = 0;
+      for (int64_t c = 0; c < C; ++c) v = std::max<double>(v, std::fabs(map.data()[(c * H + y) * W + x]));
+      total += v;
+      if (std::any_of(boxes.begin(), boxes.end(), [&](const Box& b) { return b.contains(x, y); })) inside += v;
+    }
+  return total > 0 ? inside / total : 0.0;
 }
 
 }  // namespace tg::lesson

@@ -83,6 +83,17 @@ class Lesson {
   std::vector<std::pair<std::string, std::string>> numbers_;
 };
 
+// A rectangle of pixels, [x0, x1) x [y0, y1).
+struct Box {
+  int64_t x0, y0, x1, y1;
+  bool contains(int64_t x, int64_t y) const { return x >= x0 && x < x1 && y >= y0 && y < y1; }
+};
+// The cat's two eyes in chelsea.png as the photo model sees it (300x300): 10% of the image.
+inline const std::vector<Box> kChelseaEyes = {{75, 80, 145, 150}, {175, 100, 240, 165}};
+// The share of a map's total that lies inside the boxes. The map is [H,W], [C,H,W] or
+// [1,C,H,W]; each pixel counts with its largest |value| over the channels.
+double share_in_boxes(const Tensor& map, const std::vector<Box>& boxes);
+
 // Writes out_dir/index.html from every out_dir/*/lesson.json, in lesson order.
 void write_gallery(const std::string& out_dir);
 

@@ -14,14 +14,15 @@ namespace tg::viz {
 
 namespace {
 
-// A [C,H,W] view of a [C,H,W] or [H,W] tensor.
+// A [C,H,W] view of a [C,H,W] or [H,W] tensor, or of a batch of one [1,C,H,W].
 struct Planes {
   int64_t channels, height, width;
 };
 Planes planes_of(const Tensor& t, const char* what) {
   if (t.ndim() == 2) return {1, t.dim(0), t.dim(1)};
   if (t.ndim() == 3) return {t.dim(0), t.dim(1), t.dim(2)};
-  throw Error(std::string(what) + ": map " + shape_str(t.shape()) + " must be [C,H,W] or [H,W]");
+  if (t.ndim() == 4 && t.dim(0) == 1) return {t.dim(1), t.dim(2), t.dim(3)};
+  throw Error(std::string(what) + ": map " + shape_str(t.shape()) + " must be [C,H,W], [H,W] or [1,C,H,W]");
 }
 
 float clamp01(float v) { return std::min(1.f, std::max(0.f, v)); }

@@ -11,7 +11,7 @@
 
 namespace tg::viz {
 
-// How an attribution map [C,H,W] (or [H,W]) becomes values in [0, 1].
+// How an attribution map [C,H,W] (or [H,W], or a batch of one [1,C,H,W]) becomes values in [0, 1].
 enum class Normalize {
   MaxAbs,      // max over channels of |a|, divided by its maximum: 1 channel (Simonyan et al.)
   Signed,      // a / max|a| mapped so that 0 -> 0.5: negative below, positive above mid-gray

@@ -105,6 +105,17 @@ TEST_SUITE("lessons") {
     CHECK(std::count(html.begin(), html.end(), '<') > 20);
   }
 
+  TEST_CASE("share_in_boxes: the share of a map's largest |value| over channels inside boxes") {
+    tg::Tensor map = tg::Tensor::zeros({1, 2, 4, 4});
+    map.data()[0] = -3.f;       // channel 0, (0,0): inside the box
+    map.data()[16 + 0] = 1.f;   // channel 1, (0,0): smaller than |-3|, does not count
+    map.data()[16 + 15] = 1.f;  // channel 1, (3,3): outside
+    const std::vector<tg::lesson::Box> box = {{0, 0, 2, 2}};
+    CHECK(tg::lesson::share_in_boxes(map, box) == doctest::Approx(0.75));
+    CHECK(tg::lesson::share_in_boxes(tg::Tensor::zeros({4, 4}), box) == 0.0);
+    CHECK_THROWS_WITH_AS(tg::lesson::share_in_boxes(tg::Tensor::zeros({2, 1, 4, 4}), box), doctest::Contains("[2,1,4,4]"), tg::Error);
+  }
+
   TEST_CASE("a lesson given a bad path says so in one line") {
     const test::TempDir out;
     const fs::path program = fs::path(TG_BIN_DIR) / "lessons" / "02_filters";  // loads the model first

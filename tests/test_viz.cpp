@@ -19,6 +19,9 @@ TEST_SUITE("viz") {
     CHECK(minmax.at({0, 0, 0}) == 0.f);
     CHECK(minmax.at({1, 0, 0}) == 1.f);
     CHECK(normalize(Tensor::zeros({1, 2, 2}), Normalize::Signed).to_vector() == std::vector<float>(4, 0.5f));
+    // A batch of one is its one map; a larger batch is refused.
+    CHECK(normalize(reshape(a, {1, 2, 1, 3}), Normalize::MaxAbs).to_vector() == maxabs.to_vector());
+    CHECK_THROWS_WITH_AS(normalize(reshape(a, {2, 1, 1, 3}), Normalize::MaxAbs), doctest::Contains("[2,1,1,3]"), Error);
     // One outlier does not wash out a percentile-clipped map.
     Tensor spiky = Tensor::arange(0, 1000);
     spiky.data()[500] = 1e6f;

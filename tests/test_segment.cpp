@@ -1,0 +1,103 @@
+// Segmentation from a saliency map: seeds at quantiles, GrabCut through OpenCV, IoU.
+#include "tests/helpers.h"
+#include "tinygrad-cpp/segment.h"
+
+using namespace tg;
+using namespace tg::segment;
+
+namespace {
+// A 40x30 RGB image: a reddish 14x10 block (x 12..25, y 8..17) on a bluish background,
+// both with a little deterministic texture so each color model has some spread.
+io::Image block_image() {
+  io::Image image{40, 30, 3, std::vector<uint8_t>(40 * 30 * 3)};
+  for (int y = 0; y < 30; ++y)
+    for (int x = 0; x < 40; ++x) {
+      const bool inside = x >= 12 && x < 26 && y >= 8 && y < 18;
+      const int texture = (x * 7 + y * 13) % 21;
+      image.at(y, x, 0) = static_cast<uint8_t>(inside ? 200 + texture : 30 + texture);
+      image.at(y, x, 1) = static_cast<uint8_t>(inside ? 60 + texture : 80 + texture);
+      image.at(y, x, 2) = static_cast<uint8_t>(inside ? 40 + texture : 190 + texture);
+    }
+  return image;
+}
+std::vector<uint8_t> block_mask() {
+  std::vector<uint8_t> mask(40 * 30);
+  for (int y = 8; y < 18; ++y)
+    for (int x = 12; x < 26; ++x) mask[y * 40 + x] = 1;
+  return mask;
+}
+}  // namespace
+
+TEST_SUITE("segment") {
+  TEST_CASE("seeds: the top quantile is the object, the bottom one background, the rest left to GrabCut") {
+    const Tensor map = reshape(Tensor::arange(0, 100), {10, 10});  // 0..99
+    const std::vector<uint8_t> seeds = seeds_from_saliency(map, 0.95, 0.30);
+    REQUIRE(seeds.size() == 100);
+    // lround(0.95 * 99) = 94 and lround(0.30 * 99) = 30: values >= 94 and <= 30.
+    CHECK(std::count(seeds.begin(), seeds.end(), kForeground) == 6);
+    CHECK(std::count(seeds.begin(), seeds.end(), kBackground) == 31);
+    CHECK(std::count(seeds.begin(), seeds.end(), kProbablyForeground) == 63);
+    CHECK(seeds[99] == kForeground);
+    CHECK(seeds[0] == kBackground);
+    CHECK(seeds[50] == kProbablyForeground);
+    // [1,H,W] is the same map.
+    CHECK(seeds_from_saliency(reshape(map, {1, 10, 10}), 0.95, 0.30) == seeds);
+  }
+
+  TEST_CASE("seeds: bad maps and quantiles are refused with the reason") {
+    const Tensor map = Tensor::zeros({4, 4});
+    CHECK_THROWS_WITH_AS(seeds_from_saliency(Tensor::zeros({2, 4, 4})), doctest::Contains("[2,4,4]"), Error);
+    CHECK_THROWS_WITH_AS(seeds_from_saliency(map, 0.3, 0.5), doctest::Contains("quantiles"), Error);
+    Tensor nan_map = Tensor::zeros({2, 2});
+    nan_map.data()[3] = std::nanf("");
+    CHECK_THROWS_WITH_AS(seeds_from_saliency(nan_map), doctest::Contains("not finite"), Error);
+  }
+
+  TEST_CASE("GrabCut finds a colored block from a few seeds inside it and a border outside") {
+    const io::Image image = block_image();
+    const std::vector<uint8_t> truth = block_mask();
+    std::vector<uint8_t> seeds(40 * 30, kProbablyForeground);
+    for (int y = 0; y < 30; ++y)
+      for (int x = 0; x < 40; ++x)
+        if (x < 3 || x >= 37 || y < 3 || y >= 27) seeds[y * 40 + x] = kBackground;
+    for (int y = 11; y < 14; ++y)
+      for (int x = 17; x < 20; ++x) seeds[y * 40 + x] = kForeground;
+    const std::vector<uint8_t> mask = grabcut(image, seeds, 5);
+    REQUIRE(mask.size() == truth.size());
+    // Without GrabCut the guess "everything not surely background" is far off...
+    std::vector<uint8_t> guess(seeds.size());
+    for (size_t i = 0; i < seeds.size(); ++i) guess[i] = seeds[i] != kBackground;
+    CHECK(intersection_over_union(guess, truth) < 0.3);
+    // ...and GrabCut recovers the block.
+    CHECK(intersection_over_union(mask, truth) > 0.95);
+    // Surely-background seeds stay background.
+    CHECK(mask[0] == 0);
+  }
+
+  TEST_CASE("GrabCut on a gray image and with wrong inputs") {
+    io::Image gray{40, 30, 1, std::vector<uint8_t>(40 * 30, 20)};
+    const std::vector<uint8_t> truth = block_mask();
+    for (size_t i = 0; i < truth.size(); ++i)
+      if (truth[i]) gray.pixels[i] = static_cast<uint8_t>(220 + i % 7);
+    std::vector<uint8_t> seeds(40 * 30, kProbablyForeground);
+    seeds[0] = seeds[1] = seeds[40] = kBackground;
+    seeds[13 * 40 + 18] = kForeground;
+    CHECK(intersection_over_union(grabcut(gray, seeds, 3), truth) > 0.95);
+
+    CHECK_THROWS_WITH_AS(grabcut(gray, std::vector<uint8_t>(10, kForeground)), doctest::Contains("10 seeds for a 40x30"), Error);
+    CHECK_THROWS_WITH_AS(grabcut(gray, std::vector<uint8_t>(1200, kForeground)), doctest::Contains("both"), Error);
+    std::vector<uint8_t> bad = seeds;
+    bad[5] = 7;
+    CHECK_THROWS_WITH_AS(grabcut(gray, bad), doctest::Contains("seed value 7"), Error);
+    CHECK_THROWS_WITH_AS(grabcut(gray, seeds, 0), doctest::Contains("iterations"), Error);
+    io::Image broken = gray;
+    broken.pixels.resize(10);
+    CHECK_THROWS_WITH_AS(grabcut(broken, seeds), doctest::Contains("40x30x1 with 10 bytes"), Error);
+  }
+
+  TEST_CASE("intersection over union") {
+    CHECK(intersection_over_union({1, 1, 0, 0}, {0, 1, 1, 0}) == doctest::Approx(1.0 / 3));
+    CHECK(intersection_over_union({0, 0}, {0, 0}) == 1.0);
+    CHECK_THROWS_WITH_AS(intersection_over_union({1}, {1, 0}), doctest::Contains("1 and 2"), Error);
+  }
+}

@@ -446,6 +446,48 @@ TEST_SUITE("explain") {
     }
   }
 
+  TEST_CASE("the decorrelated image: zero is gray, one DC coefficient is one flat color, pixels stay in (-1, 1)") {
+    const DecorrelatedImage image(6, 5);
+    CHECK(tg::max(tg::abs(image(Tensor::zeros({2, 3, 6, 5})))).item() == 0.f);
+    Tensor z = Tensor::zeros({1, 3, 6, 5});
+    z.data()[0] = 2.f;  // channel 0's DC coefficient
+    const Tensor x = image(z);
+    for (int c = 0; c < 3; ++c)
+      for (int i = 1; i < 30; ++i) REQUIRE(x.data()[c * 30 + i] == doctest::Approx(x.data()[c * 30]).epsilon(1e-5));
+    CHECK(x.data()[0] > 0.f);  // the first color direction is bright in R, G and B alike
+    CHECK(x.data()[0] == doctest::Approx(x.data()[30]).epsilon(0.05));
+    const Tensor big = image(mul(test::random_normal({1, 3, 6, 5}, 71, false), Tensor::scalar(100.f)));
+    CHECK(tg::max(tg::abs(big)).item() <= 1.f);
+    CHECK_THROWS_WITH_AS(image(Tensor::zeros({1, 3, 5, 6})), doctest::Contains("[N,3,6,5]"), Error);
+  }
+
+  TEST_CASE("the decorrelated image and random transforms carry gradients (through the tape)") {
+    NEEDS_TASKS("tape-reverse-walk");
+    const DecorrelatedImage image(5, 7);
+    test::check_gradient("decorrelated image", [&](const std::vector<Tensor>& in) { return image(in[0]); },
+                   {test::random_normal({2, 3, 5, 7}, 72)});
+    // A transformed objective with no freedom is the objective itself.
+    const Objective total = [](const Tensor& x) { return sum(mul(x, x)); };
+    const Tensor x = test::random_normal({1, 3, 5, 7}, 73, false);
+    CHECK(transformed(total, {0.f, 0.f, 0.f}, 1)(x).item() == doctest::Approx(total(x).item()));
+    // With freedom, each call draws a new transform (seeded: two wrappers with one seed agree).
+    const Objective a = transformed(total, {}, 5), b = transformed(total, {}, 5);
+    const float first = a(x).item();
+    CHECK(b(x).item() == first);
+    CHECK(a(x).item() != first);
+    CHECK_THROWS_WITH_AS(transformed(total, {10.f, 1.5f, 0.f}, 1), doctest::Contains("scale 1.5"), Error);
+  }
+
+  TEST_CASE("class_scores: each image of the batch climbs toward its own class") {
+    auto model = small_cnn(31);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 74, false);
+    const Tensor logits = scores(*model, x);
+    const float expected = logits.at({0, 1}) + logits.at({1, 2});
+    NoGrad no_grad;
+    CHECK(class_scores(*model, {1, 2})(x).item() == doctest::Approx(expected));
+    CHECK_THROWS_WITH_AS(class_scores(*model, {1})(x), doctest::Contains("1 targets for a batch of 2"), Error);
+  }
+
   TEST_CASE("feature inversion moves a random start toward the target's features") {
     NEEDS_TASKS(CNN_TASKS, "ascent-step");
     auto model = small_cnn(28);

@@ -122,6 +122,46 @@ TEST_SUITE("ops-matmul-shape") {
   }
 }
 
+TEST_SUITE("ops-resample") {
+  TEST_CASE("affine_resample: identity, whole-pixel shifts and a half turn move values exactly") {
+    const Tensor x = reshape(Tensor::arange(0, 12), {1, 1, 3, 4});
+    CHECK(affine_resample(x, {}).to_vector() == x.to_vector());
+    // Shifted one pixel right: column 0 reads outside the image (0), column 1 reads column 0.
+    AffineParams right;
+    right.shift_x = 1.f;
+    CHECK(affine_resample(x, right).to_vector() == std::vector<float>{0, 0, 1, 2, 0, 4, 5, 6, 0, 8, 9, 10});
+    // A half turn about the center reverses both axes.
+    AffineParams half_turn;
+    half_turn.angle = static_cast<float>(M_PI);
+    const std::vector<float> turned = affine_resample(x, half_turn).to_vector();
+    for (int i = 0; i < 12; ++i) CHECK(turned[i] == doctest::Approx(11 - i).epsilon(1e-5));
+    // Scaling by 2 about the center of a 3x3 image keeps the center and spreads the rest.
+    AffineParams zoom;
+    zoom.scale = 2.f;
+    const Tensor y = reshape(Tensor::arange(0, 9), {1, 1, 3, 3});
+    const std::vector<float> zoomed = affine_resample(y, zoom).to_vector();
+    CHECK(zoomed[4] == 4.f);
+    CHECK(zoomed[0] == doctest::Approx(0.25 * (0 + 1 + 3 + 4)));  // reads (0.5, 0.5)
+    CHECK_THROWS_WITH_AS(affine_resample(Tensor::zeros({3, 3}), {}), doctest::Contains("[3,3]"), Error);
+    AffineParams bad;
+    bad.scale = 0.f;
+    CHECK_THROWS_WITH_AS(affine_resample(x, bad), doctest::Contains("scale 0"), Error);
+  }
+
+  TEST_CASE("affine_resample gradients: batch, channels, non-square, turned, scaled and shifted") {
+    for (const auto& [shape, params] : std::vector<std::pair<Shape, AffineParams>>{
+             {{2, 3, 5, 7}, {1.2f, 0.3f, 0.7f, -1.3f}},
+             {{1, 2, 6, 4}, {0.8f, -0.5f, 0.f, 0.4f}},
+             {{3, 1, 4, 4}, {1.f, 0.f, 0.25f, 0.f}}}) {
+      const Tensor x = random_normal(shape, 61);
+      test::check_rule("affine_resample", [p = params](const std::vector<Tensor>& in) { return affine_resample(in[0], p); }, {x});
+      check_gradient("affine_resample", [p = params](const std::vector<Tensor>& in) {
+        return mul(affine_resample(in[0], p), affine_resample(in[0], p));
+      }, {x});
+    }
+  }
+}
+
 TEST_SUITE("ops-activation") {
   TEST_CASE("sigmoid, tanh") {
     for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {

@@ -115,6 +115,9 @@ struct AscentOptions {
   float blur_sigma = 0.5f;
   bool clip = false;
   float clip_low = 0.f, clip_high = 1.f;
+  // Divide each step's gradient by its mean |value| first, so the learning rate is a step
+  // size in x's own units whatever the objective's scale (as DeepDream does).
+  bool normalize_gradient = false;
   uint64_t seed = 0;
   // Called after each step with the step number (from 1), the image and the objective.
   std::function<void(int step, const Tensor& x, float objective)> on_step;
@@ -127,9 +130,36 @@ void ascent_step(Tensor& x, const Tensor& gradient, float learning_rate, float l
 
 // Objectives for the engine.
 Objective class_score(nn::Model& model, int64_t target);       // score_c(x)
+// A batch that climbs toward a class per image: sum over n of score[n, targets[n]].
+Objective class_scores(nn::Model& model, const Targets& targets);
 Objective neuron_activation(nn::Model& model, const Neuron& n);  // one neuron's value
 // -||phi(x) - phi0||^2 / ||phi0||^2 at `layer`: maximizing it inverts the representation.
 Objective feature_match(nn::Model& model, const std::string& layer, const Tensor& target_features);
+
+// ---- making ascent produce pictures (Olah, Mordvintsev & Schubert 2017, "Feature
+// Visualization"): climb in a better-conditioned space, and demand robustness ----
+// The image as a function of a parameter tensor z of the same shape [N,3,H,W]: z holds
+// DCT coefficients scaled by 1/frequency (natural images have about that spectrum, so one
+// step moves coarse structure as easily as fine detail, instead of mostly pixel noise), the
+// colors are mixed by the square root of ImageNet's RGB covariance (so channels move the
+// way real colors co-vary), and tanh keeps every pixel in (-1, 1): the photo model's input
+// range. All of it is recorded ops, so the tape carries the gradient to z. z = 0 is gray.
+class DecorrelatedImage {
+ public:
+  DecorrelatedImage(int64_t height, int64_t width, float decay = 1.f);
+  Tensor operator()(const Tensor& z) const;
+
+ private:
+  int64_t height_, width_;
+  Tensor dct_h_, dct_w_, frequency_scale_, color_;
+};
+// Transformation robustness: before each evaluation the image is turned, scaled and shifted
+// at random (uniform in +-degrees, 1 +- scale, +-shift pixels; seeded), so only what
+// survives small changes of view can raise the objective.
+struct RandomTransforms {
+  float degrees = 10.f, scale = 0.1f, shift = 8.f;
+};
+Objective transformed(const Objective& objective, const RandomTransforms& transforms, uint64_t seed);
 
 // Building blocks the engine uses, exposed for lessons and tests.
 Tensor roll(const Tensor& x, int64_t dy, int64_t dx);  // circular shift of the last two axes

@@ -76,6 +76,17 @@ namespace Op {
 extern const OpKind Reshape, Permute, Slice, Cat, Pad;
 }
 
+// ---- resampling (ops/resample.cpp) ----
+// Turn by `angle` (radians), scale by `scale` about the image's center, then shift by
+// (shift_y, shift_x) pixels; bilinear, zero outside. [N,C,H,W] -> the same shape.
+struct AffineParams {
+  float scale = 1.f, angle = 0.f, shift_y = 0.f, shift_x = 0.f;
+};
+Tensor affine_resample(const Tensor& x, const AffineParams& params);
+namespace Op {
+extern const OpKind AffineResample;
+}
+
 // ---- activations (ops/activation.cpp) ----
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);  // clamp(x, 0, 6), MobileNet's rectifier

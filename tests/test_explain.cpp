@@ -479,6 +479,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("class_scores: each image of the batch climbs toward its own class") {
+    NEEDS_TASKS(CNN_TASKS);
     auto model = small_cnn(31);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 74, false);
     const Tensor logits = scores(*model, x);

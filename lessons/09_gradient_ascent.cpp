@@ -182,9 +182,9 @@ int main(int argc, char** argv) {
                               "objective, score - lambda ||x||^2 from a gray image, {} steps clipped to the valid range "
                               "({:.1f} s for all {}): high-frequency patterns a person cannot read, which the network "
                               "scores as its class. Bottom: the recipe, {} steps ({:.1f} s): the decorrelated 1/frequency "
-                              "parameterization with random turns, zooms and shifts: smooth images in which parts of the "
-                              "class can be found (a bicycle's wheels and frame, a car's wheel, a dog's face), washed "
-                              "out in places after only {} steps (published renders take hundreds). Mean probability: "
+                              "parameterization with random turns, zooms and shifts: smooth images in which parts of a "
+                              "class can be found (a bicycle's two wheels, an eye in the dog's image), but no whole "
+                              "object after only {} steps (published renders take hundreds). Mean probability: "
                               "{:.2f} on top, {:.2f} below.",
                               paper.steps, paper_seconds, count, recipe.steps, recipe_seconds, recipe.steps,
                               std::accumulate(paper_p.begin(), paper_p.end(), 0.0) / static_cast<double>(count),

@@ -430,12 +430,16 @@ Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptio
     const float objective_value = value.item();
     value.backward();
     Tensor gradient = (dy || dx) ? roll(leaf.grad(), -dy, -dx) : leaf.grad().clone();
-    if (options.normalize_gradient) {
-      double mean_abs = 0;
-      for (int64_t i = 0; i < gradient.numel(); ++i) mean_abs += std::fabs(gradient.data()[i]);
-      mean_abs /= static_cast<double>(std::max<int64_t>(1, gradient.numel()));
-      const float inverse = mean_abs > 0 ? static_cast<float>(1.0 / mean_abs) : 0.f;
-      for (int64_t i = 0; i < gradient.numel(); ++i) gradient.data()[i] *= inverse;
+    if (options.normalize_gradient && gradient.numel() > 0) {  // each image of the batch on its own
+      const int64_t images = gradient.ndim() > 0 ? gradient.dim(0) : 1, per_image = gradient.numel() / images;
+      for (int64_t n = 0; n < images; ++n) {
+        float* g = gradient.data() + n * per_image;
+        double mean_abs = 0;
+        for (int64_t i = 0; i < per_image; ++i) mean_abs += std::fabs(g[i]);
+        mean_abs /= static_cast<double>(std::max<int64_t>(1, per_image));
+        const float inverse = mean_abs > 0 ? static_cast<float>(1.0 / mean_abs) : 0.f;
+        for (int64_t i = 0; i < per_image; ++i) g[i] *= inverse;
+      }
     }
     ascent_step(x, gradient, options.learning_rate, options.l2);
     if (options.blur_every > 0 && step % options.blur_every == 0) x = gaussian_blur(x, options.blur_sigma);

@@ -115,8 +115,9 @@ struct AscentOptions {
   float blur_sigma = 0.5f;
   bool clip = false;
   float clip_low = 0.f, clip_high = 1.f;
-  // Divide each step's gradient by its mean |value| first, so the learning rate is a step
-  // size in x's own units whatever the objective's scale (as DeepDream does).
+  // Divide each step's gradient by its mean |value| first (each image of the batch by its
+  // own), so the learning rate is a step size in x's own units whatever the objective's
+  // scale (as DeepDream does), and one image's large gradient cannot drown another's.
   bool normalize_gradient = false;
   uint64_t seed = 0;
   // Called after each step with the step number (from 1), the image and the objective.

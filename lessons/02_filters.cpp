@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
                               "output is their bias, nearly the same everywhere. A * marks the {} colour-opponent filters, "
                               "whose R, G and B weights sum to different signs. Unlike FashionCNN's gray 5x5 filters, "
                               "these see colour: edges between colours, not only between light and dark.",
-                              rgb.dim(0), faint, largest, colour_opponent));
+                              rgb.dim(0), faint, largest, colour_opponent),
+                  "Mopuri 10.1: the first layer's filters as RGB images");
   });
 }

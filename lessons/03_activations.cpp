@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
                   "to the photo's size. Top: expanded_conv_1 (150x150): brightness, color and edges -- the eyes, the "
                   "whiskers, the stripes. Middle: expanded_conv_6 (38x38): the eyes and the nose stand out in several "
                   "maps. Bottom: expanded_conv_13 (19x19): coarse maps, several strongest in the lower left (the white "
-                  "fur of cheek and chest); #233 sits near ReLU6's ceiling of 6 almost everywhere.");
+                  "fur of cheek and chest); #233 sits near ReLU6's ceiling of 6 almost everywhere.",
+                  "Mopuri 10.1: activation maps at several depths");
 
     lesson.step("Distributions over the two photos: zeros, the ReLU6 ceiling, and the rest");
     for (const std::string& layer : depths) {
@@ -141,7 +142,8 @@ int main(int argc, char** argv) {
                    fmt::format("{} of the photo model over chelsea.png and coffee.png: the histogram of the values "
                                "strictly between 0 and 6; {:.1f}% are exactly 0 and {:.2f}% sit at ReLU6's ceiling of 6 "
                                "(where, like at 0, no gradient passes).",
-                               short_name, 100.0 * zeros / total, 100.0 * ceiling / total));
+                               short_name, 100.0 * zeros / total, 100.0 * ceiling / total),
+                  "Mopuri 10.1: the distribution of activations over a population of samples");
     }
   });
 }

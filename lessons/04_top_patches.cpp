@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
                   "the larger the region it shapes and the more complex the pattern: a bright yellow dot for "
                   "expanded_conv_1 (the tint elsewhere is the parameterization's lowest frequencies, which the "
                   "neuron also nudges), a dark blob in a bright rim for expanded_conv_6, a structured pattern about "
-                  "a third of the photo wide for expanded_conv_13.");
+                  "a third of the photo wide for expanded_conv_13.",
+                  "Balasubramanian 39 (b): intermediate neurons at three depths");
   });
 }

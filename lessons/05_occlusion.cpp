@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
                               "most by {:.3f}; {:.0f}% of the pixels are blue). No window changes p(Cat) by more than a few "
                               "hundredths: the patch hides 1% of the photo. The color scale is symmetric about 0, set by the larger extreme.",
                               photo_stride, p_cat, worst, drop_x, drop_y, -best,
-                              100.0 * static_cast<double>(raised) / static_cast<double>(cat_map.numel())));
+                              100.0 * static_cast<double>(raised) / static_cast<double>(cat_map.numel())),
+                  "Mopuri 10.1: occlusion sensitivity, a 32x32 gray patch");
   });
 }

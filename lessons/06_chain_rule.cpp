@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
                               "as gray in each color channel: gray outside its receptive field. Right: the gradient of "
                               "the Cat score: murky over the whole photo -- half of its |g| is spread over {:.0f}% of "
                               "the values, and nothing stands out as the cat.",
-                              layer, channel, 100 * half_mass(photo_score)));
+                              layer, channel, 100 * half_mass(photo_score)),
+                  "Khapra 96: the gradient of a hidden neuron and of the Cat score w.r.t. the pixels");
   });
 }

@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
                               "average the speckle away.",
                               100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1],
                               100 * sigma_eyes[2], 100 * sigma_eyes[3], 100 * sweep_sigma, fmt::join(counts, ", "),
-                              100 * count_eyes.front(), 100 * count_eyes.back()));
+                              100 * count_eyes.front(), 100 * count_eyes.back()),
+                  "Mopuri 10.1: the gradient as saliency, and SmoothGrad");
 
     lesson.step("GrabCut on the photos, seeded from the data gradient (top 5% object, bottom 30% background)");
     const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
@@ -243,6 +244,7 @@ int main(int argc, char** argv) {
                               "whole photo, so its least salient 30% lies on fur and GrabCut cannot keep the cat: the "
                               "mask ({:.0f}% of the photo, {:.0f}% of it in the eye boxes) is the eyes and the nose -- "
                               "where the Cat score is most sensitive.",
-                              photo_seed_blur, 100 * cup_mask_share, 100 * cat_mask_share, 100 * cat_mask_in_eyes));
+                              photo_seed_blur, 100 * cup_mask_share, 100 * cat_mask_share, 100 * cat_mask_in_eyes),
+                  "Balasubramanian 39 (c): the data gradient, max |g| over RGB, and a GrabCut mask from it");
   });
 }

@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
                               "{:.0f}% of the vanilla map's |g| and {:.0f}% of the guided one's for the Cat score, "
                               "{:.0f}% and {:.0f}% for the neuron: guided backprop is sharp on the eyes.",
                               layer, 100 * cat_shares[0], 100 * cat_shares[2], 100 * neuron_shares[0],
-                              100 * neuron_shares[2]));
+                              100 * neuron_shares[2]),
+                  "Khapra 97: one neuron back-propagated three ways; Balasubramanian 39 (e): deconvnet next to guided backprop");
   });
 }

@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
                               "{:.2f} on top, {:.2f} below.",
                               paper.steps, paper_seconds, count, recipe.steps, recipe_seconds, recipe.steps,
                               std::accumulate(paper_p.begin(), paper_p.end(), 0.0) / static_cast<double>(count),
-                              std::accumulate(recipe_p.begin(), recipe_p.end(), 0.0) / static_cast<double>(count)));
+                              std::accumulate(recipe_p.begin(), recipe_p.end(), 0.0) / static_cast<double>(count)),
+                  "Balasubramanian 39 (a): class model visualizations, plain and with a recipe");
   });
 }

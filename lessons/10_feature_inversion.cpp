@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
                               "pixels) seen through random shifts of up to 4 pixels. Every start brings back the eyes, "
                               "the nose and the stripes of the fur at their places; colors and fine texture differ from "
                               "start to start: the code fixes where the parts are, not the exact pixels.",
-                              layer, cat_code.numel(), photo_starts, options.steps, worst));
+                              layer, cat_code.numel(), photo_starts, options.steps, worst),
+                  "Balasubramanian 39 (d): feature inversion from five random starts");
   });
 }

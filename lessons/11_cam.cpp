@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
                   "the face. On the coffee cup the mid-depth map follows the rim and the spoon, but the deep map's "
                   "largest values sit in the top-left corner, off the cup, and guided Grad-CAM is dark on the cup: "
                   "the detector scores the cup with one box of its coarse 3x3 head, and Grad-CAM's channel weights "
-                  "(spatial means of the gradient) can point away from the object.");
+                  "(spatial means of the gradient) can point away from the object.",
+                  "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat and the coffee cup at two depths");
   });
 }

@@ -103,6 +103,14 @@ TEST_SUITE("lessons") {
       previous = at;
     }
     CHECK(std::count(html.begin(), html.end(), '<') > 20);
+    // It opens with the lectures' figures, each linked to the lesson and file that shows it.
+    if (std::find(ran.begin(), ran.end(), "08_guided_backprop") != ran.end()) {
+      const size_t map = html.find("The lectures' figures");
+      REQUIRE(map != std::string::npos);
+      CHECK(map < html.find("<h2 id="));
+      CHECK(test::contains(html, "Khapra 97: one neuron back-propagated three ways"));
+      CHECK(test::contains(html, "<a href=\"08_guided_backprop/cat_rules.png\">cat_rules.png</a>"));
+    }
   }
 
   TEST_CASE("share_in_boxes: the share of a map's largest |value| over channels inside boxes") {

@@ -83,17 +83,19 @@ void Lesson::number(const std::string& name, double value, const std::string& fo
   numbers_.emplace_back(name, text);
 }
 
-void Lesson::figure(const std::string& file, const io::Image& image, const std::string& caption) {
+void Lesson::figure(const std::string& file, const io::Image& image, const std::string& caption,
+                    const std::string& lecture) {
   ensure_out();
   io::save_png(out_ + "/" + file, image);
-  figures_.push_back({file, caption, image.width, image.height});
+  figures_.push_back({file, caption, lecture, image.width, image.height});
   fmt::print("    wrote {}/{} ({}x{})\n", out_, file, image.width, image.height);
 }
 
-void Lesson::chart(const std::string& file, const std::string& svg, const std::string& caption) {
+void Lesson::chart(const std::string& file, const std::string& svg, const std::string& caption,
+                   const std::string& lecture) {
   ensure_out();
   viz::save_text(out_ + "/" + file, svg);
-  figures_.push_back({file, caption, 0, 0});
+  figures_.push_back({file, caption, lecture, 0, 0});
   fmt::print("    wrote {}/{}\n", out_, file);
 }
 
@@ -118,7 +120,8 @@ void Lesson::write_manifest() const {
   nlohmann::json manifest = {{"id", info_.id}, {"title", info_.title}, {"summary", info_.summary}};
   manifest["figures"] = nlohmann::json::array();
   for (const Figure& f : figures_)
-    manifest["figures"].push_back({{"file", f.file}, {"caption", f.caption}, {"width", f.width}, {"height", f.height}});
+    manifest["figures"].push_back(
+        {{"file", f.file}, {"caption", f.caption}, {"lecture", f.lecture}, {"width", f.width}, {"height", f.height}});
   manifest["numbers"] = nlohmann::json::array();
   for (const auto& [name, value] : numbers_) manifest["numbers"].push_back({{"name", name}, {"value", value}});
   viz::save_text(out_ + "/lesson.json", manifest.dump(2) + "\n");
@@ -148,18 +151,35 @@ void write_gallery(const std::string& out_dir) {
       "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}h2{border-top:1px solid #ccc;padding-top:1em}"
       "figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:100%}img{max-width:100%;image-rendering:pixelated;"
       "border:1px solid #ddd}figcaption{font-size:0.9em;max-width:640px}table{border-collapse:collapse}"
-      "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace}\n</style></head><body>\n"
+      "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace}table.map td{font-family:sans-serif}"
+      "th{text-align:left;padding:2px 10px}\n</style></head><body>\n"
       "<h1>tinygrad-cpp: looking inside a CNN</h1>\n<p>Every lesson's figures, in order. Each lesson is a program in "
       "<code>lessons/</code>; run one with <code>make lesson N=07</code>.</p>\n";
+  std::vector<nlohmann::json> lessons;
   for (const fs::path& path : manifests) {
     const std::vector<uint8_t> bytes = io::read_file(path.string(), 1 << 24);
-    nlohmann::json m;
     try {
-      m = nlohmann::json::parse(bytes.begin(), bytes.end());
+      lessons.push_back(nlohmann::json::parse(bytes.begin(), bytes.end()));
+      lessons.back()["folder"] = path.parent_path().filename().string();
     } catch (const nlohmann::json::exception& e) {
       throw Error(path.string() + ": not a lesson manifest (" + e.what() + ")");
     }
-    const std::string folder = path.parent_path().filename().string();
+  }
+  // The lectures' figures and where each is reproduced, in lesson order.
+  std::string map;
+  for (const nlohmann::json& m : lessons)
+    for (const auto& f : m["figures"])
+      if (!f.value("lecture", "").empty()) {
+        const std::string folder = m["folder"].get<std::string>(), file = f.value("file", "");
+        map += fmt::format("<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td><a href=\"{}/{}\">{}</a></td></tr>\n",
+                           html_escape(f.value("lecture", "")), html_escape(folder), html_escape(folder), html_escape(folder),
+                           html_escape(file), html_escape(file));
+      }
+  if (!map.empty())
+    html += "<h2>The lectures' figures</h2>\n<table class=\"map\">\n<tr><th>lecture figure</th><th>lesson</th><th>file</th></tr>\n" +
+            map + "</table>\n";
+  for (const nlohmann::json& m : lessons) {
+    const std::string folder = m["folder"].get<std::string>();
     html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", html_escape(m.value("id", folder)),
                         html_escape(m.value("title", "")), html_escape(m.value("summary", "")));
     if (m.contains("numbers") && !m["numbers"].empty()) {

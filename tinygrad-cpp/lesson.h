@@ -51,9 +51,13 @@ class Lesson {
   // A number that matters: printed, and shown in the gallery under the lesson.
   void number(const std::string& name, double value, const std::string& format = "{:.4g}");
 
-  // Figures: written to out()/file and listed in the gallery with their caption.
-  void figure(const std::string& file, const io::Image& image, const std::string& caption);
-  void chart(const std::string& file, const std::string& svg, const std::string& caption);
+  // Figures: written to out()/file and listed in the gallery with their caption. A figure
+  // that reproduces one of the lectures' names it in `lecture` ("Khapra 97: ..."); the
+  // gallery opens with the map from those names to the lessons' files.
+  void figure(const std::string& file, const io::Image& image, const std::string& caption,
+              const std::string& lecture = "");
+  void chart(const std::string& file, const std::string& svg, const std::string& caption,
+             const std::string& lecture = "");
 
   const std::string& out() const { return out_; }
   bool smoke() const { return smoke_; }  // a fast run for the tests: fewer steps and images
@@ -76,7 +80,7 @@ class Lesson {
   std::optional<nn::LoadedModel> model_;
   std::shared_ptr<nn::Model> photo_model_;
   struct Figure {
-    std::string file, caption;
+    std::string file, caption, lecture;
     int width, height;
   };
   std::vector<Figure> figures_;

@@ -31,25 +31,52 @@ int main(int argc, char** argv) {
                             ((28 + stride - 1) / stride) * ((28 + stride - 1) / stride)));
     const int scale = 6;
     std::vector<io::Image> tiles;
+    int blank = 0;
     for (int64_t index : picks) {
       const int64_t label = sample.labels[index];
+      const std::string name = data::kFashionClasses[label];
       const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
       const Tensor map = explain::occlusion(model, image, {label}, window, stride, black);
-      const float p = softmax(explain::scores(model, image), 1).at({0, label});
-      const float biggest = tg::max(map).item();
-      lesson.say("image {:>2} ({:<11}): p = {:.4f}; the worst square lowers it by {:.4f}", index, data::kFashionClasses[label], p, biggest);
+      const Tensor score_map = explain::occlusion(model, image, {label}, window, stride, black, explain::OcclusionMeasure::Score);
+      const Tensor logits = explain::scores(model, image);
+      const float p = softmax(logits, 1).at({0, label});
+      // How far the class leads the runner-up, in score: p stays near 1 until a square
+      // takes most of that lead away.
+      float runner_up = -1e30f;
+      for (int64_t c = 0; c < 10; ++c)
+        if (c != label) runner_up = std::max(runner_up, logits.at({0, c}));
+      const float lead = logits.at({0, label}) - runner_up;
+      const float biggest = tg::max(map).item(), biggest_score = tg::max(score_map).item();
+      blank += biggest < 0.01f;
+      lesson.say("image {:>2} ({:<11}): p = {:.4f}, score lead {:5.1f}; covering drops p by up to {:.4f}, the score by up to {:.1f}",
+                 index, name, p, lead, biggest, biggest_score);
       const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-      // A fixed scale for every image: a drop of 1 (certain -> impossible) is full red, so a
-      // confident prediction that no square can shake stays white.
+      // The probability drop on a fixed scale for every image: a drop of 1 (certain ->
+      // impossible) is full red, so a prediction that no square can shake stays white.
       const Tensor unit = reshape(map, {1, 28, 28}) * 0.5f + 0.5f;
       const io::Image heat = viz::scale_nearest(viz::colorize(unit, viz::Colormap::Diverging), scale);
-      tiles.insert(tiles.end(), {input, heat, viz::overlay(input, heat, 0.5f)});
+      // The score drop, each map on its own symmetric scale.
+      const io::Image score_heat = viz::picture(reshape(score_map, {1, 28, 28}), viz::Normalize::Signed,
+                                                viz::Colormap::Diverging, scale);
+      tiles.push_back(viz::titled(input, fmt::format("{}: p {:.4f}", name, p), 12));
+      tiles.push_back(viz::titled(heat, fmt::format("p drop, max {:.4f}", biggest), 12));
+      tiles.push_back(viz::titled(score_heat, fmt::format("score drop, max {:.1f}", biggest_score), 12));
+      tiles.push_back(viz::titled(viz::overlay(input, score_heat, 0.5f), fmt::format("score lead {:.1f}", lead), 12));
     }
-    lesson.figure("occlusion.png", viz::grid(tiles, 3, 4),
-                  "Rows: test images. Columns: input, drop in the true class's probability when a 6x6 black square "
-                  "covers the pixel, on one scale for all images (full red: a drop of 1; blue: covering helps; white: no effect), overlay.");
-    lesson.say("for confident predictions most squares change nothing: the evidence is spread out, and only");
-    lesson.say("covering a distinctive part (a heel, a collar, the gap between trouser legs) matters.");
+    lesson.figure("occlusion.png",
+                  viz::stack({viz::grid(tiles, 4, 4),
+                              viz::color_bar(viz::Colormap::Diverging, 300, "covering helps", "no effect", "covering hurts")}),
+                  fmt::format("Rows: test images. Columns: the input with p(true class); the drop in that probability when "
+                              "a 6x6 black square covers the pixel, on one scale for all images (full red: a drop of 1); "
+                              "the drop in the class score (logit), each map on its own scale (red: covering hurts, blue: "
+                              "it helps); that map over the input, titled with how far the class's score leads the "
+                              "runner-up. A pixel's value is the mean drop over the squares that cover it. {} of the {} "
+                              "probability maps are blank (no pixel reaches a drop of 0.01): the class "
+                              "leads by so much that p stays 1.0000 even when a square takes away part of the lead. The "
+                              "score maps show where the evidence is in every image.",
+                              blank, picks.size()));
+    lesson.say("a probability map can be blank although the model uses the pixels: p = softmax saturates. The");
+    lesson.say("score drop does not saturate, so it shows where the evidence is even for a certain prediction.");
 
     // The lecture's version: a 32x32 gray patch over a photo, through the photo model.
     nn::Model& photo_model = lesson.photo_model();

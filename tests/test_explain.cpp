@@ -317,6 +317,20 @@ TEST_SUITE("explain") {
 }
 
 TEST_SUITE("explain") {
+  TEST_CASE("occlusion on scores: one window over the whole image gives the drop in the logit everywhere") {
+    NEEDS_TASKS("relu");
+    auto model = small_cnn(32);
+    const Tensor x = test::random_normal({1, 2, 8, 6}, 33, false);
+    const Tensor map = occlusion(*model, x, {1}, 8, 8, 0.f, OcclusionMeasure::Score);
+    const float expected = scores(*model, x).at({0, 1}) - scores(*model, Tensor::zeros({1, 2, 8, 6})).at({0, 1});
+    REQUIRE(map.shape() == Shape{1, 1, 8, 6});
+    for (int64_t i = 0; i < map.numel(); ++i) REQUIRE(map.data()[i] == doctest::Approx(expected).epsilon(1e-5));
+    // The probability map of the same window is the drop in softmax, a different number.
+    const Tensor p_map = occlusion(*model, x, {1}, 8, 8, 0.f);
+    const float p_expected = softmax(scores(*model, x), 1).at({0, 1}) - softmax(scores(*model, Tensor::zeros({1, 2, 8, 6})), 1).at({0, 1});
+    CHECK(p_map.data()[0] == doctest::Approx(p_expected).epsilon(1e-5));
+  }
+
   TEST_CASE("occlusion: a fill equal to the image changes nothing; a window only marks what it covered") {
     NEEDS_TASKS("relu");
     auto model = small_cnn(25);

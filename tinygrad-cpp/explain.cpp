@@ -188,12 +188,16 @@ Tensor integrated_gradients_neuron(nn::Model& model, const Tensor& input, const 
 // ---------------------------------------------------------------------------------
 // Occlusion
 Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
-                 float fill) {
+                 float fill, OcclusionMeasure measure) {
   check_input(input, targets, "occlusion");
   if (window < 1 || stride < 1) throw Error(fmt::format("occlusion: window {} and stride {} must be >= 1", window, stride));
   const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3), image = C * H * W;
   NoGrad no_grad;
-  const Tensor base = model.probabilities(scores(model, input));
+  auto measured = [&](const Tensor& batch) {
+    const Tensor s = scores(model, batch);
+    return measure == OcclusionMeasure::Probability ? model.probabilities(s) : s;
+  };
+  const Tensor base = measured(input);
   const Targets classes = resolve_targets(model, targets, base, "occlusion");
   std::vector<std::pair<int64_t, int64_t>> corners;  // every window position
   for (int64_t y0 = 0; y0 < H; y0 += stride)
@@ -214,7 +218,7 @@ Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, 
           for (int64_t y = y0; y < std::min(H, y0 + window); ++y)
             std::fill(dst + (c * H + y) * W + x0, dst + (c * H + y) * W + std::min(W, x0 + window), fill);
       }
-    const Tensor p = model.probabilities(scores(model, occluded));
+    const Tensor p = measured(occluded);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t b = 0; b < B; ++b) {
         const float drop = base.at({n, classes[n]}) - p.at({n * B + b, classes[n]});

@@ -79,8 +79,11 @@ Tensor scores(nn::Model& model, const Tensor& input);
 // target's probability (the model's softmax or sigmoid) over the windows that covered it
 // (0 where none did). The occluded copies go through the model about 8 at a time.
 // Result [N,1,H,W].
+// With OcclusionMeasure::Score the drop is in the class score (logit) instead: a confident
+// prediction (p = 1.0000) can lose several units of score and no visible probability.
+enum class OcclusionMeasure { Probability, Score };
 Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, int64_t window, int64_t stride,
-                 float fill);
+                 float fill, OcclusionMeasure measure = OcclusionMeasure::Probability);
 
 // Class activation maps at layer `layer` (a 4-D activation A [N,K,h,w]), result [N,h,w]:
 //   cam:      sum_k w[c,k] A_k, with w the weights of `linear_layer` (needs a

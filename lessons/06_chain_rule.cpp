@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     lesson.step("A tiny network: h = w2 . relu(W1 x), with 4 inputs, 3 hidden units and 1 output");
     const Tensor x = Tensor::from_vector({1.0f, -2.0f, 0.5f, 3.0f}, {1, 4}, true);
     const Tensor W1 = Tensor::from_vector({0.5f, -0.25f, 1.0f, 0.2f,  //
-                                           -1.0f, 0.5f, 0.25f, 0.1f,  //
+                                           -1.0f, -0.5f, 0.25f, 0.6f,  //
                                            0.3f, 0.8f, -0.6f, -0.4f},
                                           {3, 4});
     const Tensor w2 = Tensor::from_vector({2.0f, -1.0f, 0.5f}, {1, 3});
@@ -55,6 +55,14 @@ int main(int argc, char** argv) {
       }
       lesson.say("dh/dx{} = {}  = {:+.4f}", i, terms, by_hand[i]);
     }
+    int open = 0;
+    for (int64_t j = 0; j < 3; ++j) open += z.at({0, j}) > 0;
+    lesson.say("{} of the 3 hidden units are on, so every input reaches h along {} open paths and its derivative", open, open);
+    lesson.say("is a sum of {} nonzero products; the path through an off unit contributes 0 (the relu' factor).", open);
+    for (int64_t i = 0; i < 4; ++i)
+      if (std::fabs(by_hand[i]) < 1e-6f && open >= 2)
+        lesson.say("dh/dx{}: its open paths cancel exactly -- x{} matters along each path, yet its gradient is 0; the "
+                   "CNN below is that, thousands of times over.", i, i);
 
     lesson.step("The tape's answer: h.backward()");
     h.backward();

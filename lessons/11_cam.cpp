@@ -47,7 +47,12 @@ int main(int argc, char** argv) {
       const Tensor up = viz::upsample(viz::normalize(reshape(map, {1, 14, 14}), viz::Normalize::MinMax), 28, 28, true);
       const io::Image heat = viz::scale_nearest(viz::colorize(up, viz::Colormap::Viridis), scale);
       const io::Image detail = viz::picture(guided, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
-      return std::vector<io::Image>{input, viz::overlay(input, heat, 0.55f), detail};
+      const std::string target_name = data::kFashionClasses[target];
+      const float p = softmax(explain::scores(model, image), 1).at({0, target});
+      return std::vector<io::Image>{
+          viz::titled(input, fmt::format("#{}, true: {}", index, data::kFashionClasses[sample.labels[index]]), 11),
+          viz::titled(viz::overlay(input, heat, 0.55f), fmt::format("Grad-CAM: {} {:.2f}", target_name, p), 11),
+          viz::titled(detail, fmt::format("guided: {}", target_name), 11)};
     };
 
     lesson.step("Correct predictions: Grad-CAM for the predicted (= true) class");
@@ -57,7 +62,9 @@ int main(int argc, char** argv) {
       for (const io::Image& t : panel_row(i, sample.labels[i])) tiles.push_back(t);
     }
     lesson.figure("correct.png", viz::grid(tiles, 3, 4),
-                  "Correct predictions. Columns: input, Grad-CAM (relu2, upsampled) over the input, guided Grad-CAM.");
+                  "Correct predictions. Columns: input (titled with its index and true class), Grad-CAM at relu2 "
+                  "upsampled over the input (titled with the class it explains and its probability; yellow = that "
+                  "map's largest value), guided Grad-CAM for the same class (red positive, blue negative).");
 
     lesson.step("Wrong predictions: what the model saw for its answer, and for the true class");
     tiles.clear();
@@ -67,8 +74,9 @@ int main(int argc, char** argv) {
       for (const io::Image& t : panel_row(i, sample.labels[i])) tiles.push_back(t);
     }
     lesson.figure("wrong.png", viz::grid(tiles, 6, 4),
-                  "Mistakes, one per row. Left three: Grad-CAM and guided Grad-CAM for the predicted class; right "
-                  "three: for the true class.");
+                  "Mistakes, one per row. Left three: Grad-CAM and guided Grad-CAM for the predicted (wrong) class; "
+                  "right three: for the true class. Each Grad-CAM tile names the class it explains and its "
+                  "probability.");
 
     lesson.step("Photos: Grad-CAM and guided Grad-CAM on the cat and the coffee cup, at two depths");
     nn::Model& photo_model = lesson.photo_model();

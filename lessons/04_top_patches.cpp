@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
     options.steps = lesson.smoke() ? 2 : 40;
     options.learning_rate = 0.15f;
     options.normalize_gradient = true;
+    options.on_step = [&](int step, const Tensor&, float) { lesson.progress("ascent", step, options.steps); };
     const auto start = std::chrono::steady_clock::now();
     const Tensor z = explain::ascend(Tensor::zeros({depth_count, 3, spec.height, spec.width}),
                                      [&](const Tensor& params) { return robust(decorrelated(params)); }, options);

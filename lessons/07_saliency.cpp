@@ -153,7 +153,11 @@ int main(int argc, char** argv) {
     const int sweep_samples = lesson.smoke() ? 2 : 25;
     std::vector<double> sigma_eyes;
     start = std::chrono::steady_clock::now();
+    int sweep_done = 0;
+    const int sweep_total = static_cast<int>(sigmas.size()) * sweep_samples;
     for (float sigma : sigmas) {
+      lesson.progress("SmoothGrad samples", sweep_done, sweep_total);
+      sweep_done += sweep_samples;
       const Tensor map = viz::normalize(explain::smoothgrad(photo_model, cat, {cat_class}, sweep_samples, sigma, 11),
                                         viz::Normalize::MaxAbs);
       sigma_eyes.push_back(eyes(map));
@@ -162,6 +166,7 @@ int main(int argc, char** argv) {
                                   fmt::format("sigma {:.0f}%, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
                                               100 * sigma_eyes.back())));
     }
+    lesson.progress("SmoothGrad samples", sweep_total, sweep_total);
     lesson.say("{} noise levels x {} samples: {:.1f} s", sigmas.size(), sweep_samples, seconds_since(start));
     const float sweep_sigma = 0.20f;
     const std::vector<int> counts = lesson.smoke() ? std::vector<int>{1, 2} : std::vector<int>{1, 5, 50};

@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
     paper.clip = true;  // the input range of the photo model: pixel 0..255 is -1..1
     paper.clip_low = -1.f;
     paper.clip_high = 1.f;
+    paper.on_step = [&](int step, const Tensor&, float) { lesson.progress("ascent, L2 only", step, paper.steps); };
     auto start = std::chrono::steady_clock::now();
     const Tensor paper_images = explain::ascend(gray, explain::class_scores(photo_model, targets), paper);
     const double paper_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -165,6 +166,7 @@ int main(int argc, char** argv) {
     recipe.steps = lesson.smoke() ? 2 : 30;
     recipe.learning_rate = 0.15f;
     recipe.normalize_gradient = true;
+    recipe.on_step = [&](int step, const Tensor&, float) { lesson.progress("ascent, recipe", step, recipe.steps); };
     start = std::chrono::steady_clock::now();
     const Tensor z = explain::ascend(gray, [&](const Tensor& params) { return robust(decorrelated(params)); }, recipe);
     const Tensor recipe_images = [&] {

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     options.steps = lesson.smoke() ? 2 : 40;
     options.learning_rate = 0.1f;
     options.normalize_gradient = true;
+    options.on_step = [&](int step, const Tensor&, float) { lesson.progress("inversion", step, options.steps); };
     const auto start = std::chrono::steady_clock::now();
     const Tensor z = explain::ascend(z0, [&](const Tensor& params) { return match(decorrelated(params)); }, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

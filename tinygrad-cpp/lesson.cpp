@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <unistd.h>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -75,6 +76,14 @@ int Lesson::run(const std::function<void()>& body) {
 void Lesson::step(const std::string& text) {
   ++steps_;
   fmt::print("{}Step {}. {}\n", steps_ > 1 ? "\n" : "", steps_, text);
+}
+
+void Lesson::progress(const std::string& what, int done, int total) {
+  static const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  if (!terminal) return;
+  if (done < total) fmt::print("\r    {}: {}/{} ", what, done, total);
+  else fmt::print("\r{:<{}}\r", "", what.size() + 32);  // clear the line for what follows
+  std::fflush(stdout);
 }
 
 void Lesson::number(const std::string& name, double value, const std::string& format) {

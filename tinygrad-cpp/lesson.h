@@ -48,6 +48,10 @@ class Lesson {
   void say(fmt::format_string<Args...> format, Args&&... args) {
     fmt::print("    {}\n", fmt::format(format, std::forward<Args>(args)...));
   }
+  // Live progress of a long step ("ascent 12/30"): on a terminal one line rewritten in
+  // place and cleared at the end; elsewhere (a log, the tests) nothing, so logs keep one
+  // plain line per result.
+  void progress(const std::string& what, int done, int total);
   // A number that matters: printed, and shown in the gallery under the lesson.
   void number(const std::string& name, double value, const std::string& format = "{:.4g}");
 

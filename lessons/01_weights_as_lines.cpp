@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     std::vector<io::Image> frames;
     viz::Series loss_curve{"cross-entropy", {}, {}}, accuracy_curve{"accuracy", {}, {}};
     for (int step = 0; step <= steps; ++step) {
-      if (std::find(snapshots.begin(), snapshots.end(), step) != snapshots.end()) frames.push_back(picture());
+      if (std::find(snapshots.begin(), snapshots.end(), step) != snapshots.end())
+        frames.push_back(viz::titled(picture(), fmt::format("step {}", step)));
       adam.zero_grad();
       const Tensor logits = model(points);
       const Tensor loss = cross_entropy(logits, labels);
@@ -106,7 +107,8 @@ int main(int argc, char** argv) {
       adam.step();
     }
     lesson.number("final training accuracy", accuracy_curve.y.back(), "{:.3f}");
-    lesson.figure("lines.png", viz::grid(frames, 2, 6),
+    lesson.figure("lines.png",
+                  viz::stack({viz::grid(frames, 2, 6), viz::color_bar(viz::Colormap::Diverging, 300, "p(red) = 0", "0.5", "1")}),
                   "Steps 0, 50, 500 and the last (left to right, top to bottom). Background: p(red class), blue to "
                   "red. Black lines: w1 x + w2 y + b = 0 for each of the 8 first-layer neurons -- the neuron is 0 on "
                   "one side. The boundary is pieced together from these lines.");

@@ -35,9 +35,11 @@ int main(int argc, char** argv) {
       double norm = 0;
       for (int64_t i = 0; i < f.numel(); ++i) norm += f.data()[i] * f.data()[i];
       lesson.say("filter {:>2}: norm {:.3f}, sum {:+.3f}", k, std::sqrt(norm), sum(f).item());
-      tiles.push_back(filter_image(f));
+      tiles.push_back(viz::titled(filter_image(f), fmt::format("#{}", k), 12));
     }
-    lesson.figure("conv1_filters.png", viz::grid(tiles, 8, 3),
+    lesson.figure("conv1_filters.png",
+                  viz::stack({viz::grid(tiles, 8, 3),
+                              viz::color_bar(viz::Colormap::Diverging, 300, "-max |w|", "0", "+max |w| (per filter)")}),
                   "conv1's 16 learned filters (5x5 each; red positive, blue negative, white 0). Several are edge and "
                   "bar detectors at different orientations.");
 
@@ -63,7 +65,7 @@ int main(int argc, char** argv) {
     // Gray, resized by area averaging; image_to_input does both (mean 0, std 1: no normalization).
     Tensor gray = preprocess::image_to_input(photo, {1, width, width, {0.f}, {1.f}, false});
     gray = reshape(viz::upsample(reshape(gray, {1, width, width}), height, width, true), {1, 1, height, width});
-    std::vector<io::Image> responses = {viz::to_image(reshape(gray, {1, height, width}))};
+    std::vector<io::Image> responses = {viz::titled(viz::to_image(reshape(gray, {1, height, width})), "the photo, gray")};
     for (const auto& [name, f] : filters) {
       NoGrad no_grad;
       const Tensor r = conv2d(gray, f);
@@ -74,20 +76,34 @@ int main(int argc, char** argv) {
       std::sort(magnitudes.begin(), magnitudes.end());
       const float limit = magnitudes[magnitudes.size() * 99 / 100];
       const Tensor shown = clamp(reshape(r, {1, r.dim(2), r.dim(3)}), -limit, limit);
-      responses.push_back(viz::colorize(viz::normalize(shown, viz::Normalize::Signed), viz::Colormap::Diverging));
+      responses.push_back(viz::titled(viz::colorize(viz::normalize(shown, viz::Normalize::Signed), viz::Colormap::Diverging),
+                                      fmt::format("{}: +-{:.2f}", name, limit)));
     }
-    lesson.figure("handmade_filters.png", viz::grid({filter_image(sobel_x), filter_image(sobel_y), filter_image(gabor(0)), filter_image(gabor(M_PI / 4))}, 4, 3),
+    std::vector<io::Image> handmade;
+    for (const auto& [name, f] : filters) handmade.push_back(viz::titled(filter_image(f), name, 12));
+    lesson.figure("handmade_filters.png",
+                  viz::stack({viz::grid(handmade, 4, 3),
+                              viz::color_bar(viz::Colormap::Diverging, 300, "-max |w|", "0", "+max |w| (per filter)")}),
                   "Sobel x, Sobel y, Gabor at 0 and 45 degrees, drawn like the learned filters.");
-    lesson.figure("responses.png", viz::grid(responses, 3, 4),
+    lesson.figure("responses.png",
+                  viz::stack({viz::grid(responses, 3, 4),
+                              viz::color_bar(viz::Colormap::Diverging, 300, "-limit", "0", "+limit (in each title)")}),
                   "The cat photo and its responses to Sobel x, Sobel y, Gabor 0 and Gabor 45 (red: the patch matches "
-                  "the filter, blue: it matches its negative). Each filter lights up edges of one orientation.");
+                  "the filter, blue: it matches its negative; each clipped at the 99th percentile of its |response|, "
+                  "the limit in its title). Each filter lights up edges of one orientation.");
 
     lesson.step("conv2.weight has shape [32, 16, 5, 5]: each filter spans 16 feature maps, not pixels");
     const Tensor w2 = dynamic_cast<nn::Conv2d&>(model.layer("conv2")).weight;
-    tiles.clear();
-    for (int64_t k = 0; k < 4; ++k)
+    std::vector<io::Image> filter_rows;
+    for (int64_t k = 0; k < 4; ++k) {
+      tiles.clear();
       for (int64_t c = 0; c < 16; ++c) tiles.push_back(filter_image(slice(slice(w2, 0, k, k + 1), 1, c, c + 1)));
-    lesson.figure("conv2_filters.png", viz::grid(tiles, 16, 2),
+      filter_rows.push_back(viz::titled(viz::grid(tiles, 16, 2),
+                                        fmt::format("conv2 filter #{}: its slices for conv1 maps 0 to 15, left to right", k), 12));
+    }
+    lesson.figure("conv2_filters.png",
+                  viz::stack({viz::stack(filter_rows),
+                              viz::color_bar(viz::Colormap::Diverging, 300, "-max |w|", "0", "+max |w| (per slice)")}),
                   "Four of conv2's 32 filters, one per row, as their 16 slices (one per conv1 feature map). Each slice "
                   "weighs a map of edges, not pixels, so the drawings do not show what the unit detects: lessons 4 and "
                   "9 ask the data and gradient ascent instead.");

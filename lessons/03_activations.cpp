@@ -31,12 +31,15 @@ int main(int argc, char** argv) {
       std::vector<io::Image> tiles;
       for (int64_t c = 0; c < a.dim(1); ++c) {
         const Tensor m = reshape(slice(a, 1, c, c + 1), {1, a.dim(2), a.dim(3)});
-        tiles.push_back(viz::picture(m, viz::Normalize::MinMax, viz::Colormap::Viridis, scale));
+        tiles.push_back(viz::titled(viz::picture(m, viz::Normalize::MinMax, viz::Colormap::Viridis, scale),
+                                    fmt::format("#{}: max {:.1f}", c, tg::max(m).item()), 11));
       }
-      return viz::grid(tiles, 8, 2);
+      return viz::stack({viz::grid(tiles, 8, 2), viz::color_bar(viz::Colormap::Viridis, 300, "each map's min", "",
+                                                               "each map's max (in its title)")});
     };
     lesson.figure("relu1_maps.png", maps("relu1", 4), "The 16 feature maps of relu1 (conv1 after ReLU, 28x28) for test image 0, "
-                                                      "an ankle boot; each map scaled to its own range (viridis).");
+                                                      "an ankle boot; each map scaled to its own range (viridis), titled with its channel and largest "
+                                                      "value (0 is a map that is off everywhere).");
     lesson.figure("relu2_maps.png", maps("relu2", 6), "The 32 feature maps of relu2 (14x14): coarser, each responding to a "
                                                       "combination of conv1's edges.");
 

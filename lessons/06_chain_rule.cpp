@@ -105,7 +105,13 @@ int main(int argc, char** argv) {
       return viz::picture(g, viz::Normalize::Signed, viz::Colormap::Gray, scale);
     };
     const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-    lesson.figure("gradients.png", viz::grid({input, gray_map(neuron), gray_map(score_gradient)}, 3, 4),
+    lesson.figure("gradients.png",
+                  viz::stack({viz::grid({viz::titled(input, fmt::format("test image 0: {}", data::kFashionClasses[predicted])),
+                                         viz::titled(gray_map(neuron), "d conv2[5,7,7] / d pixels"),
+                                         viz::titled(gray_map(score_gradient),
+                                                     fmt::format("d score({}) / d pixels", data::kFashionClasses[predicted]))},
+                                        3, 4),
+                              viz::color_bar(viz::Colormap::Gray, 300, "-max |g|", "0", "+max |g| (per map)")}),
                   "Left: the input. Middle: d conv2[5,7,7] / d pixels -- nonzero only in the neuron's receptive "
                   "field. Right: d score / d pixels. Mid-gray is 0, light is positive, dark negative.");
 

@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     framed.on_step = [&](int step, const Tensor& x, float objective) {
       const std::vector<int> keep = {1, 2, 3, 5, 8, 13, 21, 34, 55, steps};
       if (std::find(keep.begin(), keep.end(), step) != keep.end()) {
-        frames.push_back(show(x));
+        frames.push_back(viz::titled(show(x), fmt::format("step {}", step), 11));
         lesson.say("step {:>3}: objective {:8.2f}", step, objective);
       }
     };

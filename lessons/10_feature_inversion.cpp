@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
         code = model.forward_until(image, "fc1").clone();
       }
       for (float tv : {0.f, 0.0005f}) {
-        std::vector<io::Image> row = {show(image)};
+        std::vector<io::Image> row = {viz::titled(show(image), tv > 0 ? "target, TV 5e-4" : "target, no TV", 11)};
         double worst = 0;
         for (int s = 0; s < starts; ++s) {
           Generator gen(100 + static_cast<uint64_t>(s));
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
           NoGrad no_grad;
           const float relative_error = -explain::feature_match(model, "fc1", code)(x).item();
           worst = std::max(worst, static_cast<double>(relative_error));
-          row.push_back(show(x));
+          row.push_back(viz::titled(show(x), fmt::format("start {}: error {:.3f}", s + 1, relative_error), 11));
         }
         lesson.say("TV weight {:.4f}: worst relative code error over {} starts ||fc1(x)-fc1(x0)||^2/||fc1(x0)||^2 = {:.4f}", tv, starts, worst);
         tiles.insert(tiles.end(), row.begin(), row.end());

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     auto show = [&](const Tensor& map) {
       return viz::picture(map, viz::Normalize::MaxAbs, viz::Colormap::Viridis, scale);
     };
-    for (const Tensor& map : trained[0]) tiles.push_back(show(map));
+    for (size_t m = 0; m < methods.size(); ++m) tiles.push_back(viz::titled(show(trained[0][m]), methods[m], 11));
 
     Generator gen(12);
     for (size_t step = 0; step < layers.size(); ++step) {
@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
         const std::vector<Tensor> now = explain_all(images[i], sample.labels[picks[i]]);
         for (size_t m = 0; m < methods.size(); ++m) mean[m] += rank_correlation(now[m], trained[i][m]) / static_cast<double>(picks.size());
         if (i == 0)
-          for (const Tensor& map : now) tiles.push_back(show(map));
+          for (size_t m = 0; m < methods.size(); ++m)
+            tiles.push_back(viz::titled(show(now[m]), step == 0 ? "fc2 random" : "fc2 to " + layers[step] + " random", 11));
       }
       for (size_t m = 0; m < methods.size(); ++m) {
         lesson.say("{:<22} rank correlation with the trained model: {:+.3f}", methods[m], mean[m]);
@@ -108,8 +109,12 @@ int main(int argc, char** argv) {
                  "top. A method that explains the model should fall toward 0. Saliency and Grad-CAM do; guided backprop "
                  "falls slowly, and integrated gradients hardly at all: multiplied by (image - black), its magnitude is "
                  "mostly the image itself.");
-    lesson.figure("maps.png", viz::grid(tiles, 4, 3),
-                  "Test image 0. Columns: saliency, guided backprop, Grad-CAM, integrated gradients. Rows: trained, then "
-                  "fc2, fc1, conv2, conv1 randomized in turn (cumulatively).");
+    lesson.figure("maps.png",
+                  viz::stack({viz::grid(tiles, 4, 3), viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max (per map)")}),
+                  "Test image 0. Columns: saliency, guided backprop, Grad-CAM, integrated gradients (each map scaled to "
+                  "its own largest value). Rows: the trained model, then fc2, fc1, conv2, conv1 randomized in turn, "
+                  "cumulatively (titles: which layers are random). An all-dark Grad-CAM tile is a map that is 0 "
+                  "everywhere: with random layers the weighted sum of the maps can be negative everywhere, and Grad-CAM "
+                  "keeps only its positive part.");
   });
 }

@@ -273,6 +273,24 @@ TEST_SUITE("relu-rules") {
   }
 }
 
+TEST_SUITE("relu") {
+  // The edge a central difference cannot see: at exactly 0 the ReLU is off (x > 0, not x >= 0).
+  TEST_CASE("relu at exactly 0: the output is 0 and the vanilla rule passes no gradient") {
+    const Tensor x = Tensor::from_vector({0.f, -0.f, 1e-30f, -1e-30f}, {4});
+    CHECK(relu(x).to_vector() == std::vector<float>{0, 0, 1e-30f, 0});
+    CHECK(rule_gradient(rules::vanilla_relu, x, Tensor::full({4}, 3.f)) == std::vector<float>{0, 0, 3, 0});
+  }
+}
+
+TEST_SUITE("relu-rules") {
+  TEST_CASE("the rules at exactly x = 0: guided passes nothing there, deconvnet ignores x") {
+    const Tensor x = Tensor::from_vector({0.f, 0.f, -0.f}, {3});
+    const Tensor g = Tensor::from_vector({2.f, -2.f, 5.f}, {3});
+    CHECK(rule_gradient(rules::guided_relu, x, g) == std::vector<float>{0, 0, 0});
+    CHECK(rule_gradient(rules::deconvnet_relu, x, g) == std::vector<float>{2, 0, 5});
+  }
+}
+
 TEST_SUITE("relu-rules") {
   TEST_CASE("on a ReLU6 entry the rules mask with 0 < x < 6") {
     Entry entry;

@@ -5,16 +5,25 @@
 #   make test SANITIZE=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make setup           install the Debian packages the project needs (no-op when present)
 #   make fuzz            libFuzzer (clang, ASan + UBSan) on every reader, FUZZ_SECONDS each
+#   make grade           score table of the assignment tasks (build/grade/results.json for Gradescope);
+#                        TSAN=1 builds under ThreadSanitizer first
 #   make clean           remove build/ and out/
 
 CXX      ?= g++
 ARCH     ?= -march=native
 SANITIZE ?= 0
+TSAN     ?= 0
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/sanitize
 OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDOPT    := -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+# ThreadSanitizer: `make grade TSAN=1` fails a task whose code races (two threads adding
+# into the same dW without partial sums, say), even when the numbers happen to come out right.
+BUILD    := build/tsan
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDOPT    := -fsanitize=thread
 else
 BUILD    := build
 OPT      := -O3 -g0
@@ -79,9 +88,9 @@ $(LIB): $(LIB_OBJ)
 	$(call say,AR,$@)
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
+$(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o $(BUILD)/obj/tests/test_assignment.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
-$(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS)
+$(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)
 	$(Q)$(CXX) $(LDOPT) -o $@ $(TEST_OBJ) $(LIB) $(LDLIBS)
@@ -109,7 +118,8 @@ student: $(BUILD)/bin/make_student
 
 grade: check-packages
 	@$(MAKE) --no-print-directory $(TESTS) $(BUILD)/bin/grade
-	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt
+	@mkdir -p $(BUILD)/grade
+	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt --json $(BUILD)/grade/results.json
 
 $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 	@mkdir -p $(dir $@)

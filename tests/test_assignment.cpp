@@ -9,6 +9,8 @@
 
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/helpers.h"
 #include "tinygrad-cpp/assignment.h"
 #include "tinygrad-cpp/io.h"
@@ -64,6 +66,22 @@ Run shell(const std::string& command) {
   const int raw = pclose(pipe);
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   return r;
+}
+
+// build/grade/results.json as Gradescope reads it: the score and the sum of max_score.
+std::pair<int, int> gradescope_totals(const std::string& path, size_t expected_tests) {
+  const std::vector<uint8_t> bytes = io::read_file(path);
+  const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
+  int score = 0, max_score = 0;
+  CHECK(j.at("tests").size() == expected_tests);
+  for (const auto& t : j.at("tests")) {
+    CHECK(t.at("name").is_string());
+    CHECK(t.at("output").is_string());
+    score += t.at("score").get<int>();
+    max_score += t.at("max_score").get<int>();
+  }
+  CHECK(j.at("score").get<int>() == score);
+  return {score, max_score};
 }
 
 // The line of `make grade`'s table for one task.
@@ -182,10 +200,51 @@ TEST_SUITE("assignment") {
     CHECK(contains(conv_text, "  throw tg::NotImplemented(\"conv2d-backward: "));
   }
 
+  TEST_CASE("the grader: full marks exit 0 with a Gradescope export summing to the task points") {
+    if (!instructor_tree()) {
+      MESSAGE("a student copy: the reference solution is not here");
+      return;
+    }
+    const auto tasks = assignment::load_tasks("tests/tasks.txt");
+    int points = 0;
+    for (const auto& t : tasks) points += t.points;
+    CHECK(points == 100);
+    const test::TempDir dir;
+    const Run r = shell(std::string(TG_BIN_DIR) + "/grade " + TG_BIN_DIR + "/tests tests/tasks.txt --tasks-only --json " +
+                        dir.file("results.json"));
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "score: 100/100"));
+    CHECK(gradescope_totals(dir.file("results.json"), tasks.size()) == std::pair<int, int>{100, 100});
+  }
+
+  TEST_CASE("the grader names the test case a suite crashed in and counts the ones that never ran") {
+    const test::TempDir dir;
+    // A stand-in for the test binary: lists 5 test cases, runs one, starts another and dies.
+    const std::string fake = dir.file("fake_tests.sh");
+    {
+      std::ofstream out(fake);
+      out << "#!/bin/sh\n"
+             "case \"$*\" in *--list-test-cases*) echo '[doctest] unskipped test cases passing the current filters: 5'; exit 0;; esac\n"
+             "echo 'TEST CASE:  first'; echo '0.001 s: first'\n"
+             "echo 'TEST CASE:  the one that crashes'\n"
+             "kill -SEGV $$\n";
+    }
+    fs::permissions(fake, fs::perms::owner_all);
+    const std::string tasks_file = dir.file("tasks.txt");
+    { std::ofstream(tasks_file) << "only 10 the only task (nowhere)\n"; }
+    const Run r = shell(std::string(TG_BIN_DIR) + "/grade " + fake + " " + tasks_file + " --tasks-only --json " + dir.file("r.json"));
+    INFO(r.out);
+    CHECK(r.status == 1);  // below full marks
+    CHECK(contains(r.out, "crashed or timed out in test case \"the one that crashes\"; 3 of its 5 test cases never ran"));
+    CHECK(contains(r.out, "score: 0/10"));
+    CHECK(gradescope_totals(dir.file("r.json"), 1) == std::pair<int, int>{0, 10});
+  }
+
   // The whole pipeline as an instructor and a student would meet it: generate the copy,
   // build it, grade it; then put one task's solution back and grade again.
   TEST_CASE("a student copy builds, fails every task with its message, and restoring one task passes exactly it") {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     MESSAGE("skipped in the sanitizer build: it rebuilds a whole copy of the project (the plain build runs it)");
     return;
 #endif
@@ -207,7 +266,12 @@ TEST_SUITE("assignment") {
     std::map<std::string, std::string> line;
     const Run first = grade(line);
     INFO(first.out);
-    REQUIRE(first.status == 0);
+    REQUIRE(contains(first.out, "score: "));
+    CHECK(first.status != 0);  // below full marks, make grade fails
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{0, 100});
+    // Under the table each failed task has its first failed check in full.
+    CHECK(contains(first.out, "failures in full:"));
+    CHECK(contains(first.out, "--- conv2d-backward (20 points): "));
     for (const auto& t : tasks) {
       CAPTURE(t.id);
       CHECK(contains(line[t.id], " 0/"));
@@ -226,7 +290,9 @@ TEST_SUITE("assignment") {
     fs::copy_file("tinygrad-cpp/tape.cpp", copy + "/tinygrad-cpp/tape.cpp", fs::copy_options::overwrite_existing);
     const Run second = grade(line);
     INFO(second.out);
-    REQUIRE(second.status == 0);
+    REQUIRE(contains(second.out, "score: "));
+    CHECK(second.status != 0);
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{20, 100});
     for (const auto& t : tasks) {
       CAPTURE(t.id);
       CHECK(contains(line[t.id], t.id == "tape-reverse-walk" ? "passed" : "FAILED"));

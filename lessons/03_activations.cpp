@@ -109,7 +109,9 @@ int main(int argc, char** argv) {
         tiles.push_back(viz::titled(viz::colorize(viz::normalize(map, viz::Normalize::MinMax), viz::Colormap::Viridis),
                                     fmt::format("{} #{}: mean {:.2f}", short_name, c, -means[static_cast<size_t>(k)].first)));
       }
-      lesson.say("{}: {} channels of {}x{}; the most active on the cat: #{}", layer, C, h, w, fmt::join(shown, ", #"));
+      std::string names;
+      for (int64_t c : shown) names += fmt::format("{}#{}", names.empty() ? "" : ", ", c);
+      lesson.say("{}: {} channels of {}x{}; the most active on the cat: {}", layer, C, h, w, names);
       rows.push_back(viz::grid(tiles, 7, 4));
     }
     lesson.figure("photo_maps.png",

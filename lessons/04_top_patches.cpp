@@ -81,14 +81,14 @@ int main(int argc, char** argv) {
     // ceiling 6), where the rectifier passes no gradient and the ascent could not begin.
     std::vector<explain::Neuron> neurons;
     for (const std::string layer : {"expanded_conv_1/expand", "expanded_conv_6/expand", "expanded_conv_13/expand"}) {
-      const Tensor a = photo_model.forward_until(cat, layer);
-      explain::Neuron n{layer, 0, a.dim(2) / 2, a.dim(3) / 2};
+      const Tensor map = photo_model.forward_until(cat, layer);
+      explain::Neuron n{layer, 0, map.dim(2) / 2, map.dim(3) / 2};
       float best_value = -1e30f;
-      for (int64_t c = 0; c < a.dim(1); ++c) {
-        const float v = a.at({0, c, n.y, n.x});
+      for (int64_t c = 0; c < map.dim(1); ++c) {
+        const float v = map.at({0, c, n.y, n.x});
         if (v > best_value) best_value = v, n.channel = c;
       }
-      lesson.say("{}: {}x{}; channel {} at ({}, {}), {:.2f} on the cat", layer, a.dim(2), a.dim(3), n.channel, n.y, n.x,
+      lesson.say("{}: {}x{}; channel {} at ({}, {}), {:.2f} on the cat", layer, map.dim(2), map.dim(3), n.channel, n.y, n.x,
                  best_value);
       neurons.push_back(n);
     }

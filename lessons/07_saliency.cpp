@@ -181,7 +181,9 @@ int main(int argc, char** argv) {
                                   fmt::format("sigma {:.0f}%, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n,
                                               n == 1 ? "" : "s", 100 * count_eyes.back())));
     }
-    lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, fmt::join(counts, ", "), seconds_since(start));
+    std::string count_list;
+    for (int n : counts) count_list += fmt::format("{}{}", count_list.empty() ? "" : ", ", n);
+    lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, count_list, seconds_since(start));
     lesson.number("share of |g| in the eye boxes: the gradient", gradient_eyes, "{:.3f}");
     lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 20%, 25 samples", sigma_eyes[2], "{:.3f}");
     sweep.insert(sweep.begin() + 5, viz::titled(cat_photo, fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p)));
@@ -195,7 +197,7 @@ int main(int argc, char** argv) {
                               "level is what moves the map onto the eyes; more samples change the share little but "
                               "average the speckle away.",
                               100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1],
-                              100 * sigma_eyes[2], 100 * sigma_eyes[3], 100 * sweep_sigma, fmt::join(counts, ", "),
+                              100 * sigma_eyes[2], 100 * sigma_eyes[3], 100 * sweep_sigma, count_list,
                               100 * count_eyes.front(), 100 * count_eyes.back()),
                   "Mopuri 10.1: the gradient as saliency, and SmoothGrad");
 

@@ -160,7 +160,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("integrated gradients sum to f(x) - f(baseline) within 1%") {
-    NEEDS_TASKS(CNN_TASKS);
+    NEEDS_TASKS(CNN_TASKS, "saliency");
     auto model = small_cnn(12);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 13, false);
     const Tensor baseline = Tensor::zeros(x.shape());
@@ -305,7 +305,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("guided Grad-CAM has the input's shape and is zero where Grad-CAM is") {
-    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "linear-backward", "gradcam");
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "linear-backward", "gradcam", "saliency");
     auto model = gap_cnn(23);
     const Tensor x = test::random_normal({1, 1, 7, 9}, 24, false);
     const Tensor ggc = guided_grad_cam(*model, x, {2}, "relu");

@@ -202,7 +202,7 @@ TEST_SUITE("tgc-photo") {
     r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1");
     CHECK(contains(r.out, "\nCoffee cup: "));
     const test::TempDir dir;
-    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward");
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "saliency");
     r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method guided_backprop --target cAt --npy " +
             dir.file("g.npy") + " --png " + dir.file("g.png"));
     REQUIRE(r.status == 0);

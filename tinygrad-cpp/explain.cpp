@@ -62,6 +62,10 @@ Tensor class_gradient(nn::Model& model, const Tensor& input, const Targets& targ
                       Targets* resolved) {
   check_input(input, targets, "class_gradient");
   FreezeParameters frozen(model);
+  // BEGIN SOLUTION(saliency)
+  // HINT: make the input a leaf of the tape that requires grad, run the model on it, pick each image's
+  // HINT: class (resolve_targets), and walk backward from the scores with a seed that selects only those
+  // HINT: classes, using `rule` for every rectifier (backward_with_rule); the answer is the leaf's gradient.
   const Tensor x = input.detach().requires_grad_();
   const Tensor logits = model(x);
   const Targets classes = resolve_targets(model, targets, logits, "class_gradient");
@@ -69,17 +73,15 @@ Tensor class_gradient(nn::Model& model, const Tensor& input, const Targets& targ
   backward_with_rule(logits, one_hot(logits.shape(), classes), rule);
   if (resolved) *resolved = classes;
   return x.grad();
-}
-
-Tensor saliency(nn::Model& model, const Tensor& input, const Targets& targets) {
-  // BEGIN SOLUTION(saliency)
-  // HINT: the gradient of each image's target score with respect to its pixels (class_gradient, vanilla rule)
-  return class_gradient(model, input, targets, rules::vanilla_relu);
   // END SOLUTION
 }
 
+Tensor saliency(nn::Model& model, const Tensor& input, const Targets& targets) {
+  return class_gradient(model, input, targets, rules::vanilla_relu);
+}
+
 Tensor input_x_gradient(nn::Model& model, const Tensor& input, const Targets& targets) {
-  const Tensor gradient = class_gradient(model, input, targets, rules::vanilla_relu);
+  const Tensor gradient = saliency(model, input, targets);
   NoGrad no_grad;
   return mul(input, gradient);
 }
@@ -459,8 +461,8 @@ void ascent_step(Tensor& x, const Tensor& gradient, float learning_rate, float l
     throw Error("ascent_step: gradient of shape " + (gradient.defined() ? shape_str(gradient.shape()) : "(none)") +
                 " for an image of shape " + shape_str(x.shape()));
   // BEGIN SOLUTION(ascent-step)
-  // HINT: the gradient of objective - l2 * ||x||^2 is gradient - 2 * l2 * x; step along it:
-  // HINT: x[i] += learning_rate * (gradient[i] - 2 * l2 * x[i]) for every element
+  // HINT: one step uphill on objective - l2 * ||x||^2, in place: differentiate the penalty yourself, combine
+  // HINT: it with the objective's gradient you are given, and move every element by learning_rate along it
   float* px = x.data();
   const float* g = gradient.data();
   for (int64_t i = 0; i < x.numel(); ++i) px[i] += learning_rate * (g[i] - 2.f * l2 * px[i]);

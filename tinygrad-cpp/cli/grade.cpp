@@ -31,6 +31,7 @@ struct SuiteResult {
   std::string crashed_in;            // the test case running when it stopped
   std::string first_failure;         // one line: the failed check
   std::string details;               // several lines: location, check, values, logged messages
+  std::string last_logged;           // the failed check's last logged line (a gradient check's verdict)
   int skipped() const { return std::max(0, listed - completed - (crashed_in.empty() ? 0 : 1)); }
 };
 
@@ -68,7 +69,7 @@ SuiteResult run_suite(const std::string& tests, const std::string& filter) {
   static const std::regex duration(R"(^\d+\.\d+ s: )");
   std::istringstream lines(output);
   std::string line, location, current_case;
-  bool in_failure = false, failure_done = false;
+  bool in_failure = false, failure_done = false, in_logged = false;
   while (std::getline(lines, line)) {
     if (std::regex_search(line, duration)) {
       ++r.completed;
@@ -89,7 +90,12 @@ SuiteResult run_suite(const std::string& tests, const std::string& filter) {
       in_failure = true;
       continue;
     }
-    if (in_failure && !failure_done) r.details += line + "\n";  // values:, logged: and their continuation lines
+    if (in_failure && !failure_done) {  // values:, logged: and their continuation lines
+      r.details += line + "\n";
+      const size_t logged = line.find("logged: ");
+      if (logged != std::string::npos) in_logged = true, r.last_logged = line.substr(logged + 8);
+      else if (in_logged) r.last_logged = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+    }
   }
   if (!r.finished) r.crashed_in = current_case.empty() ? "(before the first test case)" : current_case;
   // Under ThreadSanitizer (make grade TSAN=1) a race is a failure even if every check passed.
@@ -109,12 +115,13 @@ SuiteResult run_suite(const std::string& tests, const std::string& filter) {
 
 std::string shorten(std::string s, size_t n) { return s.size() > n ? s.substr(0, n - 3) + "..." : s; }
 
-// The table's one-line reason: for an exception, the exception's own message (the check
-// around it is in the details below).
-std::string table_reason(const std::string& failure) {
+// The table's one-line reason: for an exception, the exception's own message; for a check
+// that logged something, its last logged line (a gradient check's "backward gave .., central
+// difference gave .."); otherwise the check. The details below have all of it.
+std::string table_reason(const std::string& failure, const std::string& last_logged) {
   const std::string threw = "THREW exception: ";
   const size_t at = failure.find(threw);
-  if (at == std::string::npos) return failure;
+  if (at == std::string::npos) return last_logged.empty() ? failure : last_logged;
   std::string message = failure.substr(at + threw.size());
   if (message.size() >= 2 && message.front() == '"' && message.back() == '"') message = message.substr(1, message.size() - 2);
   return message;
@@ -161,7 +168,7 @@ int main(int argc, char** argv) {
       else if (r.passed + r.failed == 0) why = "no tests for this task";
       else if (!passed) why = r.first_failure;
       fmt::print("{:<20} {:>3}/{:<3}  {:<7} {}\n", t.id, passed ? t.points : 0, t.points, passed ? "passed" : "FAILED",
-                 shorten(table_reason(why), 110));
+                 shorten(r.finished && !passed ? table_reason(why, r.last_logged) : why, 110));
       std::string output = passed ? fmt::format("{} of {} test cases passed", r.passed, r.listed) : why;
       if (!passed && !r.details.empty()) output += "\n" + r.details;
       if (!passed) details += fmt::format("\n--- {} ({} points): {}\n{}", t.id, t.points, why, r.details);

@@ -20,7 +20,8 @@ namespace tg {
 // ---- relu: y = max(x, 0) (NaN stays NaN, as in PyTorch: a NaN must not be hidden) ----
 Tensor relu(const Tensor& x) {
   // BEGIN SOLUTION(relu)
-  // HINT: out[i] = max(x[i], 0), and NaN stays NaN: map(x, f) applies f to every element; record it as Op::ReLU
+  // HINT: keep the positive values and zero the rest (a NaN input stays NaN); map(x, f) applies f to every
+  // HINT: element; record the result on the tape as Op::ReLU
   return tape().record(Op::ReLU, {x}, map(x, [](float v) { return v < 0.f ? 0.f : v; }));
   // END SOLUTION
 }

@@ -14,6 +14,7 @@
 #include "tests/helpers.h"
 #include "tinygrad-cpp/assignment.h"
 #include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/lesson.h"
 
 using namespace tg;
 using test::contains;
@@ -122,6 +123,20 @@ TEST_SUITE("assignment") {
                    "d.cpp:1: unknown task 'sigmoid'"));
     CHECK(contains(error_message([] { assignment::strip_solutions("  " + kBegin + " relu\n", "e.cpp", kTasks); }),
                    "e.cpp:1: malformed solution marker"));
+  }
+
+  TEST_CASE("make student refuses a listed task with no marker, no suite or no probe, and writes nothing") {
+    if (!instructor_tree()) {
+      MESSAGE("a student copy: its markers are already cut");
+      return;
+    }
+    auto tasks = assignment::load_tasks("tests/tasks.txt");
+    tasks.push_back({"sigmoid", 10, "sigmoid's backward rule"});
+    const test::TempDir dir;
+    const std::string message = error_message([&] { assignment::make_student_copy(".", dir.file("copy"), tasks); });
+    CHECK(contains(message, "tests/tasks.txt: task 'sigmoid' lacks a // BEGIN SOLUTION(sigmoid) marker in the sources, "
+                            "a TEST_SUITE(\"sigmoid\") in tests/, a probe in tests/task_probes.cpp"));
+    CHECK(!fs::exists(dir.file("copy")));
   }
 
   TEST_CASE("the task list is read and checked") {
@@ -253,6 +268,11 @@ TEST_SUITE("assignment") {
       return;  // (and never a copy of a copy: TG_STUDENT_CHECK is set in the copy this test builds)
     }
     const auto tasks = assignment::load_tasks("tests/tasks.txt");
+    int total = 0, walk_points = 0;  // from tests/tasks.txt: adding a task changes no number here
+    for (const auto& t : tasks) {
+      total += t.points;
+      if (t.id == "tape-reverse-walk") walk_points = t.points;
+    }
     const test::TempDir dir;
     const std::string copy = dir.file("student");
     assignment::make_student_copy(".", copy, tasks);
@@ -268,7 +288,7 @@ TEST_SUITE("assignment") {
     INFO(first.out);
     REQUIRE(contains(first.out, "score: "));
     CHECK(first.status != 0);  // below full marks, make grade fails
-    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{0, 100});
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{0, total});
     // Under the table each failed task has its first failed check in full.
     CHECK(contains(first.out, "failures in full:"));
     CHECK(contains(first.out, "--- conv2d-backward (20 points): "));
@@ -278,12 +298,12 @@ TEST_SUITE("assignment") {
       CHECK(contains(line[t.id], "FAILED"));
       CHECK(contains(line[t.id], "not implemented: " + t.id + ": "));
     }
-    CHECK(contains(first.out, "score: 0/100"));
+    CHECK(contains(first.out, fmt::format("score: 0/{}", total)));
     CHECK(contains(first.out, " 0 failed"));  // every test outside the task suites passes or waits
     CHECK(contains(first.out, "waiting for unfinished tasks"));
     // A lesson that needs a task names it instead of crashing.
     const Run lesson = shell("cd " + copy + " && build/bin/lessons/07_saliency --smoke --out " + dir.file("out"));
-    CHECK(lesson.status == 1);
+    CHECK(lesson.status == tg::lesson::Lesson::kExitWaitingForTask);
     CHECK(contains(lesson.out, "error: this lesson needs task '"));
 
     // Put the reference walk back: that task, and only that one, now passes.
@@ -292,12 +312,19 @@ TEST_SUITE("assignment") {
     INFO(second.out);
     REQUIRE(contains(second.out, "score: "));
     CHECK(second.status != 0);
-    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{20, 100});
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{walk_points, total});
+    // make lessons in the copy runs what it can, names the lessons that wait, and still
+    // writes the gallery.
+    const Run lessons = shell("cd " + copy + " && timeout 1200 make lessons");
+    INFO(lessons.out);
+    CHECK(lessons.status == 0);
+    CHECK(contains(lessons.out, "waiting for unfinished tasks (make grade says which):"));
+    CHECK(fs::exists(copy + "/out/index.html"));
     for (const auto& t : tasks) {
       CAPTURE(t.id);
       CHECK(contains(line[t.id], t.id == "tape-reverse-walk" ? "passed" : "FAILED"));
     }
-    CHECK(contains(second.out, "score: 20/100"));
+    CHECK(contains(second.out, fmt::format("score: {}/{}", walk_points, total)));
     CHECK(contains(second.out, " 0 failed"));
   }
 }

@@ -60,7 +60,7 @@ TEST_SUITE("lessons") {
       REQUIRE(WIFEXITED(raw));
       if (WEXITSTATUS(raw) != 0 && !unfinished.empty()) {
         // A student copy: the lesson stops at the first task it needs, and says which, in one line.
-        CHECK(WEXITSTATUS(raw) == 1);
+        CHECK(WEXITSTATUS(raw) == tg::lesson::Lesson::kExitWaitingForTask);
         const std::string last_line = log.substr(log.rfind('\n', log.size() - 2) + 1);
         CHECK(last_line.rfind("error: this lesson needs task '", 0) == 0);
         ++waiting;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <regex>
 #include <sstream>
 
@@ -97,6 +98,7 @@ void make_student_copy(const std::string& root, const std::string& destination, 
   const std::vector<std::string> entries = {"tinygrad-cpp", "lessons", "tests", "assets", ".ci", "Makefile", "README.md", ".gitignore", "LICENSE"};
   // First pass: read and transform everything, so a bad marker anywhere writes nothing.
   std::map<std::string, std::string> files;  // relative path -> contents
+  std::set<std::string> has_marker, has_suite, has_probe;
   for (const std::string& entry : entries) {
     const fs::path top = fs::path(root) / entry;
     if (!fs::exists(top)) continue;
@@ -112,8 +114,31 @@ void make_student_copy(const std::string& root, const std::string& destination, 
       const std::vector<uint8_t> bytes = io::read_file(path.string(), uint64_t{64} << 20);
       std::string text(bytes.begin(), bytes.end());
       const std::string extension = path.extension().string();
-      if (extension == ".cpp" || extension == ".h") text = strip_solutions(text, relative, tasks);
+      if (extension == ".cpp" || extension == ".h") {
+        const std::string stripped = strip_solutions(text, relative, tasks);
+        for (const Task& t : tasks) {  // what each task has, for the check below
+          // A region cut from the library or a lesson left its throw behind (tests hold no regions).
+          if (relative.rfind("tests/", 0) != 0 && stripped.find("throw tg::NotImplemented(\"" + t.id + ": ") != std::string::npos)
+            has_marker.insert(t.id);
+          if (relative.rfind("tests/", 0) == 0 && text.find("TEST_SUITE(\"" + t.id + "\")") != std::string::npos)
+            has_suite.insert(t.id);
+          if (relative == "tests/task_probes.cpp" && text.find("\"" + t.id + "\"") != std::string::npos) has_probe.insert(t.id);
+        }
+        text = stripped;
+      }
       files[relative] = std::move(text);
+    }
+  }
+  // Every listed task must be cut somewhere, graded by a suite of its name, and probed (so
+  // tests that need it can wait for it): otherwise the copy would grade nothing for it.
+  for (const Task& t : tasks) {
+    std::string missing;
+    if (!has_marker.count(t.id)) missing += " a // BEGIN SOLUTION(" + t.id + ") marker in the sources,";
+    if (!has_suite.count(t.id)) missing += " a TEST_SUITE(\"" + t.id + "\") in tests/,";
+    if (!has_probe.count(t.id)) missing += " a probe in tests/task_probes.cpp,";
+    if (!missing.empty()) {
+      missing.pop_back();
+      throw Error(fmt::format("tests/tasks.txt: task '{}' lacks{}", t.id, missing));
     }
   }
   std::string section =

@@ -65,7 +65,7 @@ int Lesson::run(const std::function<void()>& body) {
     std::fflush(stdout);               // the steps so far, then the error after them
     std::fprintf(stderr, "error: this lesson needs task '%s', which is not implemented yet (%s); `make grade` shows your progress\n",
                  e.task().c_str(), e.what());
-    return 1;
+    return kExitWaitingForTask;
   } catch (const std::exception& e) {  // tg::Error, and anything from the standard library
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());

@@ -87,9 +87,11 @@ int main(int argc, char** argv) {
                                              "expanded_conv_13/expand/relu6"};
     const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
     const Tensor coffee = preprocess::image_to_input(io::load_image("assets/coffee.png"), spec);
+    // One forward pass of both photos; every layer's output is then read from the model.
+    explain::scores(photo_model, tg::cat({cat, coffee}, 0));
     std::vector<io::Image> rows;
     for (const std::string& layer : depths) {
-      const Tensor a = photo_model.forward_until(cat, layer);
+      const Tensor a = slice(photo_model.activation(layer), 0, 0, 1);  // the cat
       const int64_t C = a.dim(1), h = a.dim(2), w = a.dim(3);
       // The six channels with the largest mean on the cat, each map on its own scale.
       std::vector<std::pair<double, int64_t>> means;
@@ -128,16 +130,14 @@ int main(int argc, char** argv) {
     lesson.step("Distributions over the two photos: zeros, the ReLU6 ceiling, and the rest");
     for (const std::string& layer : depths) {
       std::vector<double> values;
-      int64_t zeros = 0, ceiling = 0, total = 0;
-      for (const Tensor* photo : {&cat, &coffee}) {
-        const Tensor a = photo_model.forward_until(*photo, layer);
-        for (int64_t i = 0; i < a.numel(); ++i) {
-          const float v = a.data()[i];
-          zeros += v == 0.f;
-          ceiling += v == 6.f;
-          if (v > 0.f && v < 6.f) values.push_back(v);
-        }
-        total += a.numel();
+      int64_t zeros = 0, ceiling = 0;
+      const Tensor a = photo_model.activation(layer);  // both photos
+      const int64_t total = a.numel();
+      for (int64_t i = 0; i < total; ++i) {
+        const float v = a.data()[i];
+        zeros += v == 0.f;
+        ceiling += v == 6.f;
+        if (v > 0.f && v < 6.f) values.push_back(v);
       }
       const std::string short_name = layer.substr(0, layer.find('/'));
       lesson.say("{}: {:.1f}% exactly 0, {:.2f}% at the ceiling 6", short_name, 100.0 * zeros / total, 100.0 * ceiling / total);

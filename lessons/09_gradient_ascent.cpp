@@ -29,9 +29,7 @@ int main(int argc, char** argv) {
     const int steps = lesson.smoke() ? 40 : 200;
     const int scale = 4;
     auto show = [&](const Tensor& x) {  // as pixels: black is 0, white 255 (never rescaled)
-      Tensor unit = Tensor::empty({1, 28, 28});
-      for (int64_t i = 0; i < 784; ++i) unit.data()[i] = x.data()[i] * data::kFashionStd + data::kFashionMean;
-      return viz::scale_nearest(viz::to_image(unit), scale);
+      return viz::scale_nearest(preprocess::input_to_image(x, model.info().input), scale);
     };
     auto probability = [&](const Tensor& x, int64_t c) { return softmax(explain::scores(model, x), 1).at({0, c}); };
 

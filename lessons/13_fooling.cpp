@@ -5,12 +5,12 @@
 // small learning rate change the pixels by little -- and the prediction completely. Every
 // step stays a valid image (pixels within 0..255), and the result is judged as it would be
 // saved: rounded to whole 8-bit pixel values.
-#include <cmath>
 #include <numeric>
 
 #include "tinygrad-cpp/data.h"
 #include "tinygrad-cpp/explain.h"
 #include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/preprocess.h"
 #include "tinygrad-cpp/viz.h"
 
 using namespace tg;
@@ -46,14 +46,11 @@ int main(int argc, char** argv) {
       one_step.clip = true;
       one_step.clip_low = -data::kFashionMean / data::kFashionStd;  // pixel 0
       one_step.clip_high = (1.f - data::kFashionMean) / data::kFashionStd;  // pixel 255
-      auto rounded = [](const Tensor& x) {  // as saved: whole pixel values
-        Tensor r = Tensor::empty(x.shape());
-        for (int64_t i = 0; i < x.numel(); ++i) {
-          const float pixel = std::round((x.data()[i] * data::kFashionStd + data::kFashionMean) * 255.f);
-          r.data()[i] = (pixel / 255.f - data::kFashionMean) / data::kFashionStd;
-        }
-        return r;
-      };
+      // As saved: to whole 8-bit pixels and back (the spec's photo rule of inverting light
+      // backgrounds is for photos, not for an image that already is the model's input).
+      preprocess::InputSpec as_is = model.info().input;
+      as_is.invert_light_background = false;
+      auto rounded = [&](const Tensor& x) { return preprocess::image_to_input(preprocess::input_to_image(x, as_is), as_is); };
       const int max_steps = 300;
       int used = 0;
       Tensor fooled = image.clone();
@@ -76,9 +73,7 @@ int main(int argc, char** argv) {
       lesson.say("pixel change (0-255 scale): mean {:.1f}, largest {:.1f}", mean_abs, largest);
       changes.push_back(mean_abs);
       auto as_pixels = [&](const Tensor& x) {  // black 0, white 255, never rescaled
-        Tensor unit = Tensor::empty({1, 28, 28});
-        for (int64_t i = 0; i < 784; ++i) unit.data()[i] = x.data()[i] * data::kFashionStd + data::kFashionMean;
-        return viz::scale_nearest(viz::to_image(unit), scale);
+        return viz::scale_nearest(preprocess::input_to_image(x, as_is), scale);
       };
       const io::Image a = viz::titled(as_pixels(image), fmt::format("{}: p {:.3f}", data::kFashionClasses[label],
                                                                     before.at({0, label})), 12);

@@ -435,8 +435,9 @@ Tensor ascend(const Tensor& start, const Objective& objective, const AscentOptio
     if (options.tv > 0.f) value = sub(value, mul(total_variation(leaf), Tensor::scalar(options.tv)));
     const float objective_value = value.item();
     value.backward();
-    Tensor gradient = (dy || dx) ? roll(leaf.grad(), -dy, -dx) : leaf.grad().clone();
+    Tensor gradient = (dy || dx) ? roll(leaf.grad(), -dy, -dx) : leaf.grad();
     if (options.normalize_gradient && gradient.numel() > 0) {  // each image of the batch on its own
+      if (!(dy || dx)) gradient = gradient.clone();  // scaled below: leave leaf.grad() as it is
       const int64_t images = gradient.ndim() > 0 ? gradient.dim(0) : 1, per_image = gradient.numel() / images;
       for (int64_t n = 0; n < images; ++n) {
         float* g = gradient.data() + n * per_image;
@@ -497,8 +498,7 @@ DecorrelatedImage::DecorrelatedImage(int64_t height, int64_t width, float decay)
       const double fu = static_cast<double>(u) / static_cast<double>(height), fv = static_cast<double>(v) / static_cast<double>(width);
       const double f = std::max(std::sqrt(fu * fu + fv * fv), floor);
       frequency_scale_.data()[u * width + v] =
-          static_cast<float>(std::pow(f, -static_cast<double>(decay)) * floor * std::sqrt(static_cast<double>(std::max(height, width))) /
-                             std::sqrt(static_cast<double>(std::min(height, width))));
+          static_cast<float>(std::pow(f, -static_cast<double>(decay)) / std::sqrt(static_cast<double>(height * width)));
     }
   // The square root of ImageNet's RGB covariance (the matrix Lucid publishes), divided by
   // its largest column norm (0.4629): row = output channel R, G, B.

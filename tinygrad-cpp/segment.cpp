@@ -19,10 +19,9 @@ std::vector<uint8_t> seeds_from_saliency(const Tensor& saliency, double foregrou
   if (!(background_quantile >= 0 && background_quantile < foreground_quantile && foreground_quantile <= 1))
     throw Error(fmt::format("seeds_from_saliency: quantiles must satisfy 0 <= background ({}) < foreground ({}) <= 1",
                             background_quantile, foreground_quantile));
-  const Tensor& map = saliency;
-  const size_t n = static_cast<size_t>(map.numel());
+  const size_t n = static_cast<size_t>(saliency.numel());
   if (n == 0) throw Error("seeds_from_saliency: the map is empty");
-  std::vector<float> sorted(map.data(), map.data() + n);
+  std::vector<float> sorted(saliency.data(), saliency.data() + n);
   for (float v : sorted)
     if (!std::isfinite(v)) throw Error("seeds_from_saliency: the map has a value that is not finite");
   std::sort(sorted.begin(), sorted.end());
@@ -30,7 +29,7 @@ std::vector<uint8_t> seeds_from_saliency(const Tensor& saliency, double foregrou
   const float high = quantile(foreground_quantile), low = quantile(background_quantile);
   std::vector<uint8_t> seeds(n);
   for (size_t i = 0; i < n; ++i) {
-    const float v = map.data()[i];
+    const float v = saliency.data()[i];
     seeds[i] = v >= high ? kForeground : v <= low ? kBackground : kProbablyForeground;
   }
   return seeds;

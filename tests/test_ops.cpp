@@ -240,42 +240,82 @@ struct ConvCase {
   Pair2 stride, padding, dilation;
   int64_t groups;
 };
-const std::vector<ConvCase> conv_cases = {
+// The conv2d-backward task's sub-cases: each test case below is one share of its points.
+// Every case has batch > 1 or channels > 1, and non-square images or kernels.
+const std::vector<ConvCase> conv_stride_cases = {
     {{2, 3, 5, 7}, {4, 3, 3, 2}, 1, 0, 1, 1},
+    {{2, 3, 7, 6}, {2, 3, 3, 3}, 2, 0, 1, 1},
+    {{3, 2, 7, 6}, {3, 2, 2, 3}, {2, 1}, 0, 1, 1},
+    {{2, 2, 8, 9}, {3, 2, 3, 2}, {1, 3}, 0, 1, 1},
+};
+const std::vector<ConvCase> conv_padding_cases = {
+    {{2, 3, 6, 5}, {2, 3, 3, 3}, 1, 1, 1, 1},
     {{2, 3, 6, 5}, {2, 3, 3, 3}, 2, 1, 1, 1},
     {{3, 2, 7, 6}, {3, 2, 2, 3}, {2, 1}, {1, 2}, 1, 1},
+    // One image with stride 1 takes the engine's direct path (kernels::conv2d_stride1): more
+    // than 8 output channels (two channel blocks), rows wider than 16 (two pieces), padding up
+    // to kernel-1 (dx by the same kernel) and beyond it (dx by im2col again).
+    {{1, 3, 6, 17}, {9, 3, 3, 3}, 1, 1, 1, 1},
+    {{1, 2, 5, 4}, {3, 2, 2, 3}, 1, {1, 2}, 1, 1},
+    {{1, 2, 4, 5}, {2, 2, 2, 2}, 1, 2, 1, 1},
+};
+const std::vector<ConvCase> conv_dilation_cases = {
     {{2, 2, 7, 8}, {2, 2, 3, 3}, 1, 2, 2, 1},
+    {{2, 2, 6, 9}, {3, 2, 2, 3}, 1, 0, {1, 2}, 1},
+    {{2, 3, 9, 8}, {2, 3, 3, 2}, 2, 1, {2, 3}, 1},
+};
+const std::vector<ConvCase> conv_groups_cases = {
     {{2, 4, 5, 6}, {6, 2, 3, 3}, 1, 1, 1, 2},
     {{1, 4, 6, 5}, {4, 1, 3, 3}, 2, 1, {1, 2}, 4},
     // Depthwise (groups = channels, as MobileNet's), batch 2, stride 2, and with a depth
     // multiplier of 2 (two output channels per input channel).
     {{2, 5, 7, 6}, {5, 1, 3, 3}, 2, 1, 1, 5},
     {{2, 3, 6, 7}, {6, 1, 3, 3}, 1, 1, 1, 3},
-    // One image with stride 1 takes the direct path (kernels::conv2d_stride1): more than 8
-    // output channels (two channel blocks), rows wider than 16 (two pieces), padding up to
-    // kernel-1 (dx by the same kernel) and beyond it (dx by im2col again).
-    {{1, 3, 6, 17}, {9, 3, 3, 3}, 1, 1, 1, 1},
-    {{1, 2, 5, 4}, {3, 2, 2, 3}, 1, {1, 2}, 1, 1},
-    {{1, 2, 4, 5}, {2, 2, 2, 2}, 1, 2, 1, 1},
 };
-}  // namespace
+// With a bias: db is dY summed over images and positions (here with stride, padding, groups).
+const std::vector<ConvCase> conv_bias_cases = {
+    {{2, 3, 5, 7}, {4, 3, 3, 2}, 1, 0, 1, 1},
+    {{2, 3, 6, 5}, {2, 3, 3, 3}, 2, 1, 1, 1},
+    {{2, 4, 5, 6}, {6, 2, 3, 3}, 1, 1, 1, 2},
+    {{1, 3, 6, 17}, {9, 3, 3, 3}, 1, 1, 1, 1},
+};
 
-TEST_SUITE("conv2d-backward") {
-  TEST_CASE("conv2d gradients: stride, padding, dilation, groups, non-square") {
-    uint64_t seed = 81;
-    for (const ConvCase& c : conv_cases) {
-      CAPTURE(shape_str(c.input));
-      CAPTURE(shape_str(c.weight));
-      Tensor x = random_normal(c.input, seed++), w = random_normal(c.weight, seed++), b = random_normal({c.weight[0]}, seed++);
+std::vector<ConvCase> all_conv_cases() {
+  std::vector<ConvCase> all;
+  for (const auto* cases : {&conv_stride_cases, &conv_padding_cases, &conv_dilation_cases, &conv_groups_cases, &conv_bias_cases})
+    all.insert(all.end(), cases->begin(), cases->end());
+  return all;
+}
+
+// Checks conv2d's rule on each case against central differences: dX and dW, and db too
+// when with_bias (without it the op has no bias input, so a wrong db cannot fail these).
+void check_conv_rule(const std::vector<ConvCase>& cases, bool with_bias, uint64_t seed) {
+  for (const ConvCase& c : cases) {
+    CAPTURE(shape_str(c.input));
+    CAPTURE(shape_str(c.weight));
+    Tensor x = random_normal(c.input, seed++), w = random_normal(c.weight, seed++), b = random_normal({c.weight[0]}, seed++);
+    if (with_bias)
       test::check_rule("conv2d", [&](const std::vector<Tensor>& in) {
         return conv2d(in[0], in[1], in[2], c.stride, c.padding, c.dilation, c.groups);
       }, {x, w, b});
-    }
+    else
+      test::check_rule("conv2d", [&](const std::vector<Tensor>& in) {
+        return conv2d(in[0], in[1], Tensor(), c.stride, c.padding, c.dilation, c.groups);
+      }, {x, w});
   }
+}
+}  // namespace
+
+TEST_SUITE("conv2d-backward") {
+  TEST_CASE("stride: 1, 2, (2,1) and (1,3), no padding, no bias") { check_conv_rule(conv_stride_cases, false, 81); }
+  TEST_CASE("padding: 1, (1,2) and beyond the kernel, stride 1 and 2, no bias") { check_conv_rule(conv_padding_cases, false, 181); }
+  TEST_CASE("dilation: 2, (1,2) and (2,3), no bias") { check_conv_rule(conv_dilation_cases, false, 281); }
+  TEST_CASE("groups: 2, depthwise, depth multiplier 2, no bias") { check_conv_rule(conv_groups_cases, false, 381); }
+  TEST_CASE("bias: db with stride, padding and groups") { check_conv_rule(conv_bias_cases, true, 481); }
 }
 
 TEST_SUITE("conv2d-backward") {
-  TEST_CASE("dW is the same on one thread and on all of them: images summed in parallel do not race") {
+  TEST_CASE("threads: dW is the same on one thread and on all of them (images summed in parallel do not race)") {
     // A stride-2 convolution takes the im2col + gemm path, images shared over the threads.
     // Threads adding into one dW at once lose updates: whole images' terms go missing. Many
     // images with few output positions each make every image's gemm mostly a read-modify-write
@@ -323,7 +363,7 @@ TEST_SUITE("ops-conv") {
 
   TEST_CASE("conv2d forward equals the direct seven-loop convolution") {
     uint64_t seed = 91;
-    for (const ConvCase& c : conv_cases) {
+    for (const ConvCase& c : all_conv_cases()) {
       Tensor x = random_normal(c.input, seed++, false), w = random_normal(c.weight, seed++, false);
       Tensor b = random_normal({c.weight[0]}, seed++, false);
       Tensor y = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
@@ -345,65 +385,95 @@ TEST_SUITE("ops-conv") {
   }
 }
 
+namespace {
+struct PoolCase {
+  Shape input;
+  Pair2 kernel, stride, padding;
+};
+// The max-pool rule against central differences (distinct values: every maximum is unique).
+void check_pool_rule(const std::vector<PoolCase>& cases, uint64_t seed) {
+  for (const PoolCase& c : cases) {
+    CAPTURE(shape_str(c.input));
+    Tensor x = distinct_values(c.input, seed++);
+    test::check_rule("max_pool2d", [&](const std::vector<Tensor>& in) {
+      return max_pool2d(in[0], c.kernel, c.stride, c.padding);
+    }, {x});
+  }
+}
+}  // namespace
+
+// The maxpool-backward task's sub-cases: each test case is one share of its points.
 TEST_SUITE("maxpool-backward") {
-  TEST_CASE("max_pool2d gradients: overlapping windows, padding, non-square") {
-    struct PoolCase {
-      Shape input;
-      Pair2 kernel, stride, padding;
-    };
-    for (const PoolCase& c : {PoolCase{{2, 3, 6, 8}, 2, 2, 0}, PoolCase{{2, 2, 7, 9}, 3, 2, 0},
-                              PoolCase{{2, 3, 7, 6}, 3, 2, 1}, PoolCase{{1, 2, 5, 8}, {2, 3}, {1, 2}, {1, 1}}}) {
-      CAPTURE(shape_str(c.input));
-      Tensor x = distinct_values(c.input, 101);
-      test::check_rule("max_pool2d", [&](const std::vector<Tensor>& in) {
-        return max_pool2d(in[0], c.kernel, c.stride, c.padding);
-      }, {x});
-    }
+  TEST_CASE("disjoint windows: 2x2 stride 2 and 3x2 stride (3,2), odd sizes with rows no window covers") {
+    check_pool_rule({PoolCase{{2, 3, 6, 8}, 2, 2, 0}, PoolCase{{1, 2, 7, 9}, 2, 2, 0}, PoolCase{{2, 2, 7, 5}, {3, 2}, {3, 2}, 0}}, 101);
   }
 
-  TEST_CASE("overlapping max-pool windows send gradient to a shared maximum twice") {
-    // One row of 5: windows [0..2] and [2..4] (kernel 3, stride 2) share pixel 2, the max of both.
+  TEST_CASE("overlapping windows: a maximum shared by two windows gets both gradients") {
+    check_pool_rule({PoolCase{{2, 2, 7, 9}, 3, 2, 0}, PoolCase{{2, 3, 6, 7}, {3, 2}, 1, 0}}, 111);
+    // By hand, one row of 5: windows [0..2] and [2..4] (kernel 3, stride 2) share pixel 2, the max of both.
     Tensor x = Tensor::from_vector({1, 2, 9, 3, 4}, {1, 1, 1, 5}, true);
     Tensor y = max_pool2d(x, {1, 3}, {1, 2});
     CHECK(y.to_vector() == std::vector<float>{9, 9});
+    const std::vector<Tensor> grads = test::call_rule_directly(y, Tensor::from_vector({0.5f, 2.f}, {1, 1, 1, 2}));
+    REQUIRE(grads.size() == 1);
+    CHECK(grads[0].to_vector() == std::vector<float>{0, 0, 2.5f, 0, 0});
+  }
+
+  TEST_CASE("padding: windows that hang over the edge, never sending gradient to the padding") {
+    check_pool_rule({PoolCase{{2, 3, 7, 6}, 3, 2, 1}, PoolCase{{1, 2, 5, 8}, {2, 3}, {1, 2}, {1, 1}}}, 121);
+    // By hand: all values negative, so the zero-free padding must never win a window.
+    Tensor x = Tensor::from_vector({-4, -1, -3, -2}, {1, 1, 2, 2}, true);
+    Tensor y = max_pool2d(x, 2, 1, 1);  // 3x3 windows' outputs, each over the pixels it covers
+    CHECK(y.to_vector() == std::vector<float>{-4, -1, -1, -3, -1, -1, -3, -2, -2});
     const std::vector<Tensor> grads = test::call_rule_directly(y, Tensor::ones(y.shape()));
     REQUIRE(grads.size() == 1);
-    CHECK(grads[0].to_vector() == std::vector<float>{0, 0, 2, 0, 0});
+    CHECK(grads[0].to_vector() == std::vector<float>{1, 4, 2, 2});
   }
-}
 
-TEST_SUITE("maxpool-backward") {
-  TEST_CASE("2x2 windows with ties send the gradient to the first maximum, as PyTorch does") {
-    // Values from {0, 1, 2}: most windows hold a tie. The reference is the plain rule:
-    // scan the window row by row, keep the first strictly larger value. The shapes cover
-    // the vectorized rows (16 windows a step, a masked tail: widths 8, 9, 70 -> 4, 4, 35
-    // windows) and odd sizes, whose last row or column belongs to no window.
+  TEST_CASE("ties: the first maximum in reading order takes the gradient, as in PyTorch") {
+    // By hand: window 1 is all 2s, window 2 has its 1s at (0,1) and (1,0).
+    Tensor x = Tensor::from_vector({2, 2, 0, 1, 2, 2, 1, 0}, {1, 1, 2, 4}, true);
+    const std::vector<Tensor> hand = test::call_rule_directly(max_pool2d(x, 2), Tensor::from_vector({3, 5}, {1, 1, 1, 2}));
+    REQUIRE(hand.size() == 1);
+    CHECK(hand[0].to_vector() == std::vector<float>{3, 0, 0, 5, 0, 0, 0, 0});
+    // Values from {0, 1, 2}, so most windows hold a tie; shapes cover the engine's vectorized
+    // rows (widths 8, 9, 70) and odd sizes. Checked by properties, window by window: all of
+    // its gradient lands on one pixel, that pixel holds the window's maximum, and every pixel
+    // before it in reading order is smaller.
     for (const Shape& shape : {Shape{2, 3, 6, 8}, Shape{1, 2, 7, 9}, Shape{2, 1, 4, 70}, Shape{1, 1, 2, 2}}) {
       CAPTURE(shape_str(shape));
       Generator gen(9);
-      Tensor x = Tensor::empty(shape);
-      for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(gen.next_u64() % 3);
-      x.requires_grad_();
-      Tensor y = max_pool2d(x, 2);
-      const int64_t planes = shape[0] * shape[1], H = shape[2], W = shape[3], oh = H / 2, ow = W / 2;
-      REQUIRE(y.shape() == Shape{shape[0], shape[1], oh, ow});
-      const Tensor g = test::random_normal(y.shape(), 10, false);
+      Tensor xs = Tensor::empty(shape);
+      for (int64_t i = 0; i < xs.numel(); ++i) xs.data()[i] = static_cast<float>(gen.next_u64() % 3);
+      xs.requires_grad_();
+      const Tensor y = max_pool2d(xs, 2);
+      Tensor g = test::random_normal(y.shape(), 10, false);
+      for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] += g.data()[i] >= 0 ? 0.5f : -0.5f;  // never near 0
       const std::vector<Tensor> grads = test::call_rule_directly(y, g);
       REQUIRE(grads.size() == 1);
-      std::vector<float> expected(static_cast<size_t>(x.numel()), 0.f);
+      const int64_t planes = shape[0] * shape[1], H = shape[2], W = shape[3], oh = H / 2, ow = W / 2;
+      int64_t nonzero = 0;
+      for (int64_t i = 0; i < grads[0].numel(); ++i) nonzero += grads[0].data()[i] != 0.f;
+      CHECK(nonzero == planes * oh * ow);  // one pixel per window (disjoint windows)
       for (int64_t plane = 0; plane < planes; ++plane)
         for (int64_t oy = 0; oy < oh; ++oy)
           for (int64_t ox = 0; ox < ow; ++ox) {
-            int64_t best = plane * H * W + 2 * oy * W + 2 * ox;
-            for (int64_t i = 0; i < 2; ++i)
-              for (int64_t j = 0; j < 2; ++j) {
-                const int64_t at = plane * H * W + (2 * oy + i) * W + 2 * ox + j;
-                if (x.data()[at] > x.data()[best]) best = at;
+            const float window_grad = g.data()[(plane * oh + oy) * ow + ox];
+            int taken = 0;
+            bool earlier_smaller = true;
+            float earlier_max = -1.f;
+            for (int64_t k = 0; k < 4; ++k) {
+              const int64_t at = plane * H * W + (2 * oy + k / 2) * W + 2 * ox + k % 2;
+              if (grads[0].data()[at] == window_grad) {
+                ++taken;
+                CHECK(xs.data()[at] == y.data()[(plane * oh + oy) * ow + ox]);
+                earlier_smaller = earlier_max < xs.data()[at];
               }
-            expected[static_cast<size_t>(best)] += g.data()[(plane * oh + oy) * ow + ox];
-            REQUIRE(y.data()[(plane * oh + oy) * ow + ox] == x.data()[best]);
+              earlier_max = std::max(earlier_max, xs.data()[at]);
+            }
+            REQUIRE(taken == 1);
+            REQUIRE(earlier_smaller);
           }
-      CHECK(grads[0].to_vector() == expected);
     }
   }
 }

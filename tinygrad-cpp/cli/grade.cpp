@@ -1,14 +1,18 @@
 // grade: runs each task's test suite on its own and prints a score table.
 //   build/bin/grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only]   (make grade runs it)
-// Under the table, every task that lost points gets its first failed check in full: where
-// (file:line), the check, and everything the test logged for it (a gradient check's op,
-// input, index, expected and got). A suite that crashed says in which test case and how
-// many of its test cases never ran. --json writes the same results in Gradescope's format.
-// --tasks-only skips the tests outside the task suites. The exit status is 0 only with
-// full marks.
+// A task's points are split evenly over the test cases of its suite, its named sub-cases
+// (conv2d-backward: stride, padding, dilation, groups, bias, threads), so one wrong case
+// costs its share, not the task. Under the table, every failed sub-case gets its first
+// failed check in full: where (file:line), the check, and everything the test logged for
+// it (a gradient check's op, input, index, expected and got). A suite that crashed says in
+// which test case and how many of its test cases never ran; a ThreadSanitizer report
+// (make grade TSAN=1) fails its whole task. --json writes the same results in Gradescope's
+// format. --tasks-only skips the tests outside the task suites. The exit status is 0 only
+// with full marks.
 #include <fmt/format.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -21,18 +25,39 @@
 
 namespace {
 
+struct CaseResult {
+  std::string name;
+  bool completed = false;            // ran to its end (doctest printed its duration)
+  bool failed = false;               // a check failed or it threw
+  std::string first_failure;         // one line: the failed check
+  std::string details;               // several lines: location, check, values, logged messages
+  std::string last_logged;           // the failed check's last logged line (a gradient check's verdict)
+  bool passed() const { return completed && !failed; }
+};
+
 struct SuiteResult {
-  int listed = 0;                    // test cases in the suite
+  std::vector<CaseResult> cases;     // in the order doctest lists them
   int passed = 0, failed = 0;        // from doctest's summary (passed includes waiting)
-  int completed = 0;                 // test cases that ran to their end
   int waiting = 0;                   // counted by doctest as passed
   std::string waiting_for;
   bool finished = false;             // doctest printed its summary: no crash, no timeout
   std::string crashed_in;            // the test case running when it stopped
-  std::string first_failure;         // one line: the failed check
-  std::string details;               // several lines: location, check, values, logged messages
-  std::string last_logged;           // the failed check's last logged line (a gradient check's verdict)
-  int skipped() const { return std::max(0, listed - completed - (crashed_in.empty() ? 0 : 1)); }
+  std::string race;                  // a ThreadSanitizer report's first lines
+  int passed_cases() const {
+    int n = 0;
+    for (const CaseResult& c : cases) n += c.passed();
+    return n;
+  }
+  int never_ran() const {
+    int n = 0;
+    for (const CaseResult& c : cases) n += !c.completed && c.name != crashed_in;
+    return n;
+  }
+  const CaseResult* first_failed() const {
+    for (const CaseResult& c : cases)
+      if (!c.passed()) return &c;
+    return nullptr;
+  }
 };
 
 std::string run(const std::string& command) {
@@ -45,14 +70,26 @@ std::string run(const std::string& command) {
   return output;
 }
 
+CaseResult& case_named(SuiteResult& r, const std::string& name) {
+  for (CaseResult& c : r.cases)
+    if (c.name == name) return c;
+  r.cases.push_back(CaseResult{name});  // ran but was not listed (cannot happen with one binary)
+  return r.cases.back();
+}
+
 // Runs one filter of the test binary: at most 10 minutes, so a hang cannot stall grading.
 SuiteResult run_suite(const std::string& tests, const std::string& filter) {
   SuiteResult r;
   std::smatch m;
-  const std::string listing = run(tests + " --no-version=true " + filter + " --list-test-cases");
-  static const std::regex listed(R"(test cases passing the current filters: (\d+))");
-  if (std::regex_search(listing, m, listed)) r.listed = std::stoi(m[1]);
-
+  {  // the test case names, one per line between doctest's two rules
+    std::istringstream listing(run(tests + " --no-version=true " + filter + " --list-test-cases"));
+    std::string line;
+    int rules = 0;
+    while (std::getline(listing, line)) {
+      if (line.rfind("=====", 0) == 0) ++rules;
+      else if (rules == 1 && !line.empty()) r.cases.push_back(CaseResult{line});
+    }
+  }
   const std::string output = run("timeout 600 " + tests + " --no-intro=true --no-version=true --duration=true " + filter);
   static const std::regex summary(R"(test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed)");
   if (std::regex_search(output, m, summary)) {
@@ -66,49 +103,61 @@ SuiteResult run_suite(const std::string& tests, const std::string& filter) {
     r.waiting = std::stoi(m[1]);
     r.waiting_for = m[2];
   }
-  static const std::regex duration(R"(^\d+\.\d+ s: )");
+  static const std::regex duration(R"(^\d+\.\d+ s: (.*)$)");
   std::istringstream lines(output);
-  std::string line, location, current_case;
-  bool in_failure = false, failure_done = false, in_logged = false;
+  std::string line, current;
+  CaseResult* failing = nullptr;  // the case whose first failure is being read
+  bool in_logged = false;
   while (std::getline(lines, line)) {
-    if (std::regex_search(line, duration)) {
-      ++r.completed;
-      current_case.clear();
-      in_failure = false;
+    if (std::regex_match(line, m, duration)) {
+      case_named(r, m[1]).completed = true;
+      current.clear();
+      failing = nullptr;
       continue;
     }
-    if (line.rfind("TEST CASE:", 0) == 0) current_case = line.substr(line.find_first_not_of(' ', 10));
-    if (line.find("===") == 0 || line.empty()) {
-      if (in_failure) failure_done = true;
-      in_failure = false;
+    if (line.rfind("TEST CASE:", 0) == 0) {
+      current = line.substr(std::min(line.find_first_not_of(' ', 10), line.size()));
+      continue;
+    }
+    if (line.rfind("===", 0) == 0 || line.empty()) {
+      failing = nullptr;
       continue;
     }
     const size_t at = line.find("ERROR: ");
-    if (at != std::string::npos && r.first_failure.empty()) {
-      r.first_failure = line.substr(at + 7);
-      r.details = "in test case \"" + current_case + "\"\n" + line + "\n";
-      in_failure = true;
+    if (at != std::string::npos && !current.empty()) {
+      CaseResult& c = case_named(r, current);
+      c.failed = true;
+      if (c.first_failure.empty()) {
+        c.first_failure = line.substr(at + 7);
+        c.details = line + "\n";
+        failing = &c;
+        in_logged = false;
+      }
       continue;
     }
-    if (in_failure && !failure_done) {  // values:, logged: and their continuation lines
-      r.details += line + "\n";
+    if (failing) {  // values:, logged: and their continuation lines
+      failing->details += line + "\n";
       const size_t logged = line.find("logged: ");
-      if (logged != std::string::npos) in_logged = true, r.last_logged = line.substr(logged + 8);
-      else if (in_logged) r.last_logged = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+      if (logged != std::string::npos) in_logged = true, failing->last_logged = line.substr(logged + 8);
+      else if (in_logged) failing->last_logged = line.substr(std::min(line.find_first_not_of(' '), line.size()));
     }
   }
-  if (!r.finished) r.crashed_in = current_case.empty() ? "(before the first test case)" : current_case;
-  // Under ThreadSanitizer (make grade TSAN=1) a race is a failure even if every check passed.
+  if (!r.finished) {
+    r.crashed_in = current.empty() ? "(before the first test case)" : current;
+    if (!current.empty()) {
+      CaseResult& c = case_named(r, current);
+      c.failed = true;
+      if (c.first_failure.empty()) c.first_failure = "crashed or timed out here";
+    }
+  }
+  // Under ThreadSanitizer (make grade TSAN=1) a race fails the task even if every check
+  // passed. (Its report goes to stderr, which is not in step with doctest's output, so it
+  // cannot be pinned on one test case.)
   const size_t race = output.find("WARNING: ThreadSanitizer: ");
   if (race != std::string::npos) {
-    ++r.failed;
-    const size_t end = output.find("\n", race);
-    r.first_failure = output.substr(race + 9, end - race - 9) + " (ThreadSanitizer; the report is below)";
-    // The report's first lines: the two accesses and where they are.
     std::istringstream report(output.substr(race));
     std::string report_line;
-    r.details = "";
-    for (int n = 0; n < 24 && std::getline(report, report_line); ++n) r.details += report_line + "\n";
+    for (int n = 0; n < 24 && std::getline(report, report_line); ++n) r.race += report_line + "\n";
   }
   return r;
 }
@@ -118,14 +167,17 @@ std::string shorten(std::string s, size_t n) { return s.size() > n ? s.substr(0,
 // The table's one-line reason: for an exception, the exception's own message; for a check
 // that logged something, its last logged line (a gradient check's "backward gave .., central
 // difference gave .."); otherwise the check. The details below have all of it.
-std::string table_reason(const std::string& failure, const std::string& last_logged) {
+std::string table_reason(const CaseResult& c) {
   const std::string threw = "THREW exception: ";
-  const size_t at = failure.find(threw);
-  if (at == std::string::npos) return last_logged.empty() ? failure : last_logged;
-  std::string message = failure.substr(at + threw.size());
+  const size_t at = c.first_failure.find(threw);
+  if (at == std::string::npos) return c.last_logged.empty() ? c.first_failure : c.last_logged;
+  std::string message = c.first_failure.substr(at + threw.size());
   if (message.size() >= 2 && message.front() == '"' && message.back() == '"') message = message.substr(1, message.size() - 2);
   return message;
 }
+
+// Points with at most two decimals: 20, 2.5, 3.33.
+std::string points(double p) { return fmt::format("{:g}", std::round(p * 100.0) / 100.0); }
 
 }  // namespace
 
@@ -150,30 +202,54 @@ int main(int argc, char** argv) {
   try {
     const std::string tests = positional[0];
     const auto tasks = tg::assignment::load_tasks(positional.size() > 1 ? positional[1] : "tests/tasks.txt");
-    fmt::print("{:<20} {:>7}  {:<7} {}\n", "task", "points", "result", "first failure (details below)");
-    int earned = 0, total = 0;
+    fmt::print("{:<20} {:>9}  {:<7} {}\n", "task", "points", "result", "first failure (details below)");
+    double earned = 0;
+    int total = 0;
     std::string task_ids, details;
     nlohmann::json gradescope = {{"tests", nlohmann::json::array()}};
     for (const auto& t : tasks) {
       if (!task_ids.empty()) task_ids += ',';
       task_ids += t.id;
       const SuiteResult r = run_suite(tests, "-ts=" + t.id);
-      const bool passed = r.finished && r.failed == 0 && r.passed > 0;
-      earned += passed ? t.points : 0;
+      const int n = static_cast<int>(r.cases.size());
+      const double share = n ? static_cast<double>(t.points) / n : 0.0;  // each sub-case's points
+      const double score = r.race.empty() ? share * r.passed_cases() : 0.0;
+      const bool passed = n > 0 && r.race.empty() && r.passed_cases() == n;
+      earned += score;
       total += t.points;
-      std::string why;
-      if (!r.finished)
-        why = fmt::format("crashed or timed out in test case \"{}\"; {} of its {} test cases never ran", r.crashed_in,
-                          r.skipped(), r.listed);
-      else if (r.passed + r.failed == 0) why = "no tests for this task";
-      else if (!passed) why = r.first_failure;
-      fmt::print("{:<20} {:>3}/{:<3}  {:<7} {}\n", t.id, passed ? t.points : 0, t.points, passed ? "passed" : "FAILED",
-                 shorten(r.finished && !passed ? table_reason(why, r.last_logged) : why, 110));
-      std::string output = passed ? fmt::format("{} of {} test cases passed", r.passed, r.listed) : why;
-      if (!passed && !r.details.empty()) output += "\n" + r.details;
-      if (!passed) details += fmt::format("\n--- {} ({} points): {}\n{}", t.id, t.points, why, r.details);
+      std::string why, output;
+      if (n == 0) {
+        why = "no tests for this task";
+      } else if (!r.race.empty()) {
+        why = r.race.substr(9, r.race.find('\n') - 9) + " (ThreadSanitizer; the report is below)";
+        details += fmt::format("\n--- {} ({} points): {}\n{}", t.id, t.points, why, r.race);
+      } else if (!passed) {
+        std::string failed_names;
+        for (const CaseResult& c : r.cases) {
+          if (c.passed()) continue;
+          failed_names += fmt::format("{}\"{}\"", failed_names.empty() ? "" : ", ", c.name);
+          const std::string what = c.completed || c.name == r.crashed_in ? c.first_failure : "never ran (the suite crashed)";
+          details += fmt::format("\n--- {} ({} points), test case \"{}\" ({} points): {}\n{}", t.id, t.points, c.name,
+                                 points(share), what, c.details);
+        }
+        const CaseResult& first = *r.first_failed();
+        if (!r.finished)
+          why = fmt::format("crashed or timed out in test case \"{}\"; {} of its {} test cases never ran", r.crashed_in,
+                            r.never_ran(), n);
+        else if (r.passed_cases() == 0)
+          why = table_reason(first);
+        else
+          why = fmt::format("{} of {} test cases failed ({}): {}", n - r.passed_cases(), n, failed_names, table_reason(first));
+      }
+      fmt::print("{:<20} {:>4}/{:<4}  {:<7} {}\n", t.id, points(score), t.points,
+                 passed ? "passed" : score > 0 ? "partial" : "FAILED", shorten(why, 110));
+      for (const CaseResult& c : r.cases)
+        output += fmt::format("{} {} ({} points){}\n", c.passed() ? "passed" : "FAILED", c.name, points(share),
+                              c.passed() ? "" : ": " + (c.completed ? table_reason(c) : std::string("did not finish")));
+      if (!r.race.empty()) output += r.race;
       gradescope["tests"].push_back(
-          {{"name", t.id + ": " + t.description}, {"score", passed ? t.points : 0}, {"max_score", t.points}, {"output", output}});
+          {{"name", t.id + ": " + t.description}, {"score", std::round(score * 100.0) / 100.0}, {"max_score", t.points},
+           {"output", n ? output : why}});
     }
     SuiteResult others;
     if (!tasks_only) {
@@ -182,21 +258,23 @@ int main(int argc, char** argv) {
                  others.waiting ? fmt::format(", {} waiting for unfinished tasks ({})", others.waiting,
                                               shorten(others.waiting_for, 100))
                                 : "",
-                 others.finished ? "" : fmt::format(", crashed in \"{}\" ({} not run)", others.crashed_in, others.skipped()));
-      if (others.failed || !others.finished)
-        details += fmt::format("\n--- other tests: {}\n{}", others.finished ? others.first_failure : "crashed", others.details);
+                 others.finished ? "" : fmt::format(", crashed in \"{}\" ({} not run)", others.crashed_in, others.never_ran()));
+      for (const CaseResult& c : others.cases)
+        if (c.failed) details += fmt::format("\n--- other tests, test case \"{}\": {}\n{}", c.name, c.first_failure, c.details);
     }
-    fmt::print("score: {}/{}\n", earned, total);
+    const bool full_marks = std::fabs(earned - total) < 1e-6;
+    fmt::print("score: {}/{}\n", points(earned), total);
     if (!details.empty()) fmt::print("\nfailures in full:{}", details);
     if (!json_path.empty()) {
-      gradescope["score"] = earned;
-      gradescope["output"] = tasks_only ? fmt::format("{}/{} points", earned, total)
-                                        : fmt::format("{}/{} points; other tests: {} passed, {} failed, {} waiting", earned,
-                                                      total, others.passed - others.waiting, others.failed, others.waiting);
+      gradescope["score"] = std::round(earned * 100.0) / 100.0;
+      gradescope["output"] = tasks_only ? fmt::format("{}/{} points", points(earned), total)
+                                        : fmt::format("{}/{} points; other tests: {} passed, {} failed, {} waiting",
+                                                      points(earned), total, others.passed - others.waiting, others.failed,
+                                                      others.waiting);
       tg::viz::save_text(json_path, gradescope.dump(2) + "\n");
       fmt::print("wrote {}\n", json_path);
     }
-    return earned == total ? 0 : 1;
+    return full_marks ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", tg::printable(e.what()).c_str());
     return 1;

@@ -6,6 +6,7 @@
 
 #include "tests/helpers.h"
 #include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/segment.h"
 
 namespace test {
 namespace {
@@ -36,6 +37,20 @@ void probe(const std::string& id) {
     entry.output = Tensor::ones({2});
     rules::guided_relu(entry, Tensor::ones({2}));
     rules::deconvnet_relu(entry, Tensor::ones({2}));
+  } else if (id == "relu6-guided") {  // a relu6 entry by hand, as for relu-rules
+    Entry entry;
+    entry.op = &Op::ReLU6;
+    entry.inputs = {Tensor::ones({2})};
+    entry.output = Tensor::ones({2});
+    rules::guided_relu(entry, Tensor::ones({2}));
+  } else if (id == "smoothgrad") {
+    explain::smoothgrad_of([](const Tensor& p) { return p; }, Tensor::ones({2}), 1, 0.f, 0);
+  } else if (id == "occlusion") {
+    nn::Sequential model;
+    model.add("flatten", std::make_shared<nn::Flatten>());
+    explain::occlusion(model, Tensor::ones({1, 1, 1, 2}), {0}, 1, 1, 0.f);
+  } else if (id == "grabcut-seeds") {
+    segment::seeds_from_saliency(Tensor::ones({2, 2}));
   } else if (id == "linear-backward") {
     const Tensor w = Tensor::ones({3, 2});
     call_rule([&](const Tensor& x) { return linear(x, w); }, {1, 2}, Op::Linear.default_rule);

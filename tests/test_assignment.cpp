@@ -1,5 +1,7 @@
 // The assignment generator: markers become TODOs and throws, bad markers are refused
 // with file and line, and the student copy of this project holds no solution line.
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -70,19 +72,182 @@ Run shell(const std::string& command) {
 }
 
 // build/grade/results.json as Gradescope reads it: the score and the sum of max_score.
-std::pair<int, int> gradescope_totals(const std::string& path, size_t expected_tests) {
+std::pair<double, double> gradescope_totals(const std::string& path, size_t expected_tests) {
   const std::vector<uint8_t> bytes = io::read_file(path);
   const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end());
-  int score = 0, max_score = 0;
+  double score = 0, max_score = 0;
   CHECK(j.at("tests").size() == expected_tests);
   for (const auto& t : j.at("tests")) {
     CHECK(t.at("name").is_string());
     CHECK(t.at("output").is_string());
-    score += t.at("score").get<int>();
-    max_score += t.at("max_score").get<int>();
+    score += t.at("score").get<double>();
+    max_score += t.at("max_score").get<double>();
   }
-  CHECK(j.at("score").get<int>() == score);
+  CHECK(j.at("score").get<double>() == doctest::Approx(score));
   return {score, max_score};
+}
+
+// C++ tokens of a source text, comments dropped: identifiers, numbers, string and char
+// literals, and operators (two-character ones as one token). Layout-free, so a reference
+// line re-wrapped, re-indented or split over several lines gives the same tokens.
+std::vector<std::string> tokens(const std::string& text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  while (i < text.size()) {
+    const char c = text[i];
+    if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+    if (text.compare(i, 2, "//") == 0) { i = text.find('\n', i); if (i == std::string::npos) break; continue; }
+    if (text.compare(i, 2, "/*") == 0) { i = text.find("*/", i); if (i == std::string::npos) break; i += 2; continue; }
+    size_t j = i + 1;
+    if (c == '"' || c == '\'') {
+      while (j < text.size() && text[j] != c) j += text[j] == '\\' ? 2 : 1;
+      j = std::min(j + 1, text.size());
+    } else if (word(c)) {
+      while (j < text.size() && (word(text[j]) || (text[j] == '.' && std::isdigit(static_cast<unsigned char>(c))))) ++j;
+    } else {
+      static const std::set<std::string> pairs = {"::", "->", "<<", ">>", "<=", ">=", "==", "!=", "+=", "-=", "*=", "/=", "&&", "||", "++", "--"};
+      if (pairs.count(text.substr(i, 2))) j = i + 2;
+    }
+    out.push_back(text.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+// Every run of `length` consecutive tokens, joined by spaces.
+std::set<std::string> token_runs(const std::vector<std::string>& t, size_t length) {
+  std::set<std::string> runs;
+  for (size_t i = 0; i + length <= t.size(); ++i) {
+    std::string run;
+    for (size_t k = i; k < i + length; ++k) run += t[k] + ' ';
+    runs.insert(run);
+  }
+  return runs;
+}
+
+// The instructor tree's solution regions (code only, hints dropped) and everything else, per file.
+struct SplitSource {
+  std::vector<std::pair<std::string, std::string>> regions;  // (task id, code)
+  std::string outside;
+};
+SplitSource split_regions(const std::string& text) {
+  SplitSource split;
+  std::istringstream in(text);
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    const size_t first = line.find_first_not_of(' ');
+    const std::string trimmed = first == std::string::npos ? "" : line.substr(first);
+    if (trimmed.rfind(kBegin + "(", 0) == 0) {
+      inside = true;
+      split.regions.push_back({trimmed.substr(kBegin.size() + 1, trimmed.find(')') - kBegin.size() - 1), ""});
+    } else if (trimmed == kEnd) {
+      inside = false;
+    } else if (inside) {
+      if (trimmed.rfind("// HINT:", 0) != 0) split.regions.back().second += line + "\n";
+    } else {
+      split.outside += line + "\n";
+    }
+  }
+  return split;
+}
+
+// The names a piece of code calls in namespace kernels (`kernels::im2col(`), with the suffixes
+// that mark a reference kernel (_naive, _reference) dropped: the engine's building blocks.
+std::set<std::string> kernel_calls(const std::vector<std::string>& t) {
+  std::set<std::string> calls;
+  for (size_t i = 0; i + 3 < t.size(); ++i)
+    if (t[i] == "kernels" && t[i + 1] == "::" && t[i + 3] == "(") {
+      std::string name = t[i + 2];
+      for (const std::string suffix : {"_naive", "_reference"})
+        if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+          name.resize(name.size() - suffix.size());
+      calls.insert(name);
+    }
+  return calls;
+}
+
+std::vector<fs::path> sources_under(const std::string& root, std::initializer_list<const char*> folders) {
+  std::vector<fs::path> paths;
+  for (const char* folder : folders)
+    for (const auto& entry : fs::recursive_directory_iterator(fs::path(root) / folder)) {
+      const std::string ext = entry.path().extension().string();
+      if (entry.is_regular_file() && (ext == ".cpp" || ext == ".h")) paths.push_back(entry.path());
+    }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// What the student copy at `copy` still holds of the solution regions of the tree at `root`:
+// 1. runs of 16 tokens from a region that occur nowhere else in the library or the lessons
+//    (a re-wrapped, re-indented or re-spaced copy of reference code is still found). A
+//    region's statements that call into kernels/ are left out: the engine's fast paths are
+//    meant to stay, and their own tests call them with the same arguments;
+// 2. a test case (or lesson) that combines three or more of the kernels a region is built
+//    from (conv's im2col, gemm, col2im, sum; a reference kernel counts as its fast twin):
+//    it computes that task's answer the way the reference does, whatever its names.
+struct LeakCheck {
+  std::vector<std::string> leaks;
+  size_t solution_runs = 0;
+  int regions_with_kernels = 0;
+};
+LeakCheck find_leaks(const std::string& root, const std::string& copy) {
+  constexpr size_t kRun = 16;
+  LeakCheck check;
+  std::set<std::string> solution_runs, outside_runs;
+  std::map<std::string, std::set<std::string>> region_kernels;  // task id -> kernels it combines
+  for (const fs::path& path : sources_under(root, {"tinygrad-cpp", "lessons"})) {
+    const SplitSource split = split_regions(read_text(path.string()));
+    const std::set<std::string> outside = token_runs(tokens(split.outside), kRun);
+    outside_runs.insert(outside.begin(), outside.end());
+    for (const auto& [id, code] : split.regions) {
+      const std::vector<std::string> t = tokens(code);
+      std::vector<std::string> own, statement;  // the region's tokens without statements that call kernels::
+      for (const std::string& token : t) {
+        statement.push_back(token);
+        if (token != ";" && token != "{" && token != "}") continue;
+        if (std::find(statement.begin(), statement.end(), "kernels") == statement.end())
+          own.insert(own.end(), statement.begin(), statement.end());
+        statement.clear();
+      }
+      own.insert(own.end(), statement.begin(), statement.end());
+      for (const std::string& run : token_runs(own, kRun))
+        if (!outside_runs.count(run)) solution_runs.insert(run);
+      const std::set<std::string> calls = kernel_calls(t);
+      region_kernels[id].insert(calls.begin(), calls.end());
+    }
+  }
+  for (auto it = solution_runs.begin(); it != solution_runs.end();)  // outside runs of later files too
+    it = outside_runs.count(*it) ? solution_runs.erase(it) : std::next(it);
+  check.solution_runs = solution_runs.size();
+  for (const fs::path& path : sources_under(copy, {"tinygrad-cpp", "lessons", "tests"}))
+    for (const std::string& run : token_runs(tokens(read_text(path.string())), kRun))
+      if (solution_runs.count(run)) check.leaks.push_back("reference code left in " + path.string() + ": " + run);
+  for (const auto& [id, kernels_used] : region_kernels) {
+    std::set<std::string> parts;  // the building blocks, not the engine's whole fast paths
+    for (const std::string& k : kernels_used)
+      if (k != "parallel_for" && !(k.size() > 5 && k.compare(k.size() - 5, 5, "_fast") == 0)) parts.insert(k);
+    if (parts.size() < 3) continue;
+    ++check.regions_with_kernels;
+    for (const fs::path& path : sources_under(copy, {"tests", "lessons"})) {
+      const std::string text = read_text(path.string());
+      for (size_t start = text.find("TEST_CASE("); start != std::string::npos;) {
+        const size_t next = text.find("TEST_CASE(", start + 1);
+        const std::set<std::string> calls =
+            kernel_calls(tokens(text.substr(start, next == std::string::npos ? std::string::npos : next - start)));
+        std::string shared;
+        int count = 0;
+        for (const std::string& p : parts)
+          if (calls.count(p)) shared += p + " ", ++count;
+        if (count >= 3)
+          check.leaks.push_back(path.string() + ": a test case computes " + id + "'s answer from " + shared + "(" +
+                                text.substr(start, text.find('\n', start) - start) + ")");
+        start = next;
+      }
+    }
+  }
+  return check;
 }
 
 // The line of `make grade`'s table for one task.
@@ -215,6 +380,43 @@ TEST_SUITE("assignment") {
     CHECK(contains(conv_text, "  throw tg::NotImplemented(\"conv2d-backward: "));
   }
 
+  TEST_CASE("the student copy holds none of a solution's logic: no run of its tokens, no test built from its kernels") {
+    if (!instructor_tree()) {
+      MESSAGE("a student copy: no solution regions here to compare against");
+      return;
+    }
+    const auto tasks = assignment::load_tasks("tests/tasks.txt");
+    const test::TempDir dir;
+    const std::string copy = dir.file("student");
+    assignment::make_student_copy(".", copy, tasks);
+    const LeakCheck check = find_leaks(".", copy);
+    CHECK(check.solution_runs > 500);  // the check has something to look for
+    CHECK(check.regions_with_kernels >= 1);  // conv2d-backward's im2col, gemm, col2im, sum
+    for (const std::string& leak : check.leaks) FAIL_CHECK(leak);
+
+    // The checker at work: a test file holding conv's reference re-wrapped three tokens a
+    // line, and a test case that builds dX from im2col, gemm_naive and col2im, is caught twice.
+    const SplitSource conv = split_regions(read_text("tinygrad-cpp/ops/conv.cpp"));
+    REQUIRE(conv.regions.size() == 1);
+    std::string rewrapped;
+    const std::vector<std::string> t = tokens(conv.regions[0].second);
+    for (size_t i = 0; i < t.size(); ++i) rewrapped += t[i] + (i % 3 == 2 ? "\n" : " ");
+    std::ofstream(copy + "/tests/test_planted.cpp")
+        << "void planted() {\n" << rewrapped << "}\n"
+        << "TEST_CASE(\"a reference dx\") {\n  kernels::im2col(x, g, cols, P);\n"
+        << "  kernels::gemm_naive(true, false, M, N, K, 1.f, w, M, dy, N, 0.f, dcols, N);\n"
+        << "  kernels::col2im(dcols, g, dx, P);\n}\n";
+    const LeakCheck planted = find_leaks(".", copy);
+    int token_runs_found = 0, kernel_recipes_found = 0;
+    for (const std::string& leak : planted.leaks) {
+      CHECK(contains(leak, "test_planted.cpp"));
+      token_runs_found += contains(leak, "reference code left in");
+      kernel_recipes_found += contains(leak, "computes conv2d-backward's answer from col2im gemm im2col");
+    }
+    CHECK(token_runs_found > 20);
+    CHECK(kernel_recipes_found == 1);
+  }
+
   TEST_CASE("the grader: full marks exit 0 with a Gradescope export summing to the task points") {
     if (!instructor_tree()) {
       MESSAGE("a student copy: the reference solution is not here");
@@ -230,7 +432,7 @@ TEST_SUITE("assignment") {
     INFO(r.out);
     CHECK(r.status == 0);
     CHECK(contains(r.out, "score: 100/100"));
-    CHECK(gradescope_totals(dir.file("results.json"), tasks.size()) == std::pair<int, int>{100, 100});
+    CHECK(gradescope_totals(dir.file("results.json"), tasks.size()) == std::pair<double, double>{100, 100});
   }
 
   TEST_CASE("the grader names the test case a suite crashed in and counts the ones that never ran") {
@@ -240,7 +442,9 @@ TEST_SUITE("assignment") {
     {
       std::ofstream out(fake);
       out << "#!/bin/sh\n"
-             "case \"$*\" in *--list-test-cases*) echo '[doctest] unskipped test cases passing the current filters: 5'; exit 0;; esac\n"
+             "case \"$*\" in *--list-test-cases*) printf '%s\\n' '[doctest] listing all test case names' '=====' first "
+             "'the one that crashes' third fourth fifth '=====' '[doctest] unskipped test cases passing the current filters: 5'; "
+             "exit 0;; esac\n"
              "echo 'TEST CASE:  first'; echo '0.001 s: first'\n"
              "echo 'TEST CASE:  the one that crashes'\n"
              "kill -SEGV $$\n";
@@ -252,8 +456,10 @@ TEST_SUITE("assignment") {
     INFO(r.out);
     CHECK(r.status == 1);  // below full marks
     CHECK(contains(r.out, "crashed or timed out in test case \"the one that crashes\"; 3 of its 5 test cases never ran"));
-    CHECK(contains(r.out, "score: 0/10"));
-    CHECK(gradescope_totals(dir.file("r.json"), 1) == std::pair<int, int>{0, 10});
+    // One of the five test cases passed: a fifth of the task's points.
+    CHECK(contains(r.out, "only                    2/10    partial"));
+    CHECK(contains(r.out, "score: 2/10"));
+    CHECK(gradescope_totals(dir.file("r.json"), 1) == std::pair<double, double>{2, 10});
   }
 
   // The whole pipeline as an instructor and a student would meet it: generate the copy,
@@ -268,11 +474,14 @@ TEST_SUITE("assignment") {
       return;  // (and never a copy of a copy: TG_STUDENT_CHECK is set in the copy this test builds)
     }
     const auto tasks = assignment::load_tasks("tests/tasks.txt");
-    int total = 0, walk_points = 0;  // from tests/tasks.txt: adding a task changes no number here
+    double total = 0, walk_points = 0;  // from tests/tasks.txt: adding a task changes no number here
+    const assignment::Task* conv_task = nullptr;
     for (const auto& t : tasks) {
       total += t.points;
       if (t.id == "tape-reverse-walk") walk_points = t.points;
+      if (t.id == "conv2d-backward") conv_task = &t;
     }
+    REQUIRE(conv_task != nullptr);
     const test::TempDir dir;
     const std::string copy = dir.file("student");
     assignment::make_student_copy(".", copy, tasks);
@@ -288,10 +497,10 @@ TEST_SUITE("assignment") {
     INFO(first.out);
     REQUIRE(contains(first.out, "score: "));
     CHECK(first.status != 0);  // below full marks, make grade fails
-    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{0, total});
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<double, double>{0, total});
     // Under the table each failed task has its first failed check in full.
     CHECK(contains(first.out, "failures in full:"));
-    CHECK(contains(first.out, "--- conv2d-backward (20 points): "));
+    CHECK(contains(first.out, fmt::format("--- conv2d-backward ({} points), test case \"stride: ", conv_task->points)));
     for (const auto& t : tasks) {
       CAPTURE(t.id);
       CHECK(contains(line[t.id], " 0/"));
@@ -312,7 +521,7 @@ TEST_SUITE("assignment") {
     INFO(second.out);
     REQUIRE(contains(second.out, "score: "));
     CHECK(second.status != 0);
-    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<int, int>{walk_points, total});
+    CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<double, double>{walk_points, total});
     // make lessons in the copy runs what it can, names the lessons that wait, and still
     // writes the gallery.
     const Run lessons = shell("cd " + copy + " && timeout 1200 make lessons");
@@ -326,5 +535,21 @@ TEST_SUITE("assignment") {
     }
     CHECK(contains(second.out, fmt::format("score: {}/{}", walk_points, total)));
     CHECK(contains(second.out, " 0 failed"));
+
+    // A racy conv2d-backward: the reference, but every thread adds into the one shared dW
+    // (what the hint warns against). Every gradient check passes, the threads sub-case does not.
+    std::string conv = read_text("tinygrad-cpp/ops/conv.cpp");
+    const std::string own_sum = "my_dw.data() + g * out_per_group * patch";
+    REQUIRE(contains(conv, own_sum));
+    conv.replace(conv.find(own_sum), own_sum.size(), "dw.data() + g * out_per_group * patch");
+    { std::ofstream(copy + "/tinygrad-cpp/ops/conv.cpp") << conv; }
+    { std::ofstream(dir.file("conv_task.txt")) << "conv2d-backward " << conv_task->points << " " << conv_task->description << "\n"; }
+    const Run racy = shell("cd " + copy + " && timeout 1200 make -j2 build/bin/tests build/bin/grade > /dev/null && " +
+                           "build/bin/grade build/bin/tests " + dir.file("conv_task.txt") + " --tasks-only");
+    INFO(racy.out);
+    CHECK(racy.status == 1);
+    const std::string racy_line = grade_line(racy.out, "conv2d-backward");
+    CHECK(contains(racy_line, "partial"));
+    CHECK(contains(racy_line, "1 of 6 test cases failed (\"threads: dW is the same on one thread and on all of them"));
   }
 }

@@ -88,6 +88,47 @@ TEST_SUITE("saliency") {
   }
 }
 
+// The smoothgrad task's sub-cases: the averaging on its own, with gradients given as
+// functions (no tape, no model).
+TEST_SUITE("smoothgrad") {
+  TEST_CASE("with sigma 0 every sample is the input, so the mean is its gradient") {
+    const Tensor x = Tensor::from_vector({-1.f, 0.5f, 2.f, 3.f}, {2, 2});
+    int calls = 0;
+    const Tensor g = smoothgrad_of([&](const Tensor& p) { ++calls; return mul(p, p); }, x, 5, 0.f, 3);
+    CHECK(calls == 5);
+    CHECK(g.shape() == x.shape());
+    CHECK(g.to_vector() == std::vector<float>{1, 0.25f, 4, 9});
+  }
+
+  TEST_CASE("the noise has sigma = fraction of the input's range: the mean of (x + e)^2 is x^2 + sigma^2") {
+    const Tensor x = Tensor::from_vector({-1.f, 0.f, 0.5f, 1.f}, {4});  // range 2, so sigma = 0.2 * 2 = 0.4
+    const Tensor g = smoothgrad_of([](const Tensor& p) { return mul(p, p); }, x, 4000, 0.2f, 5);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::fabs(g.data()[i] - (x.data()[i] * x.data()[i] + 0.16f)) < 0.06f);  // 4000 samples: about 4.5 standard errors
+    }
+  }
+
+  TEST_CASE("every sample draws new noise for every element, and the average is seeded") {
+    const Tensor x = Tensor::from_vector({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}, {1, 6});
+    std::vector<std::vector<float>> points;
+    const GradientAt record = [&](const Tensor& p) { points.push_back(p.to_vector()); return p.clone(); };
+    const Tensor mean = smoothgrad_of(record, x, 3, 0.1f, 7);
+    REQUIRE(points.size() == 3);
+    CHECK(points[0] != points[1]);
+    CHECK(points[1] != points[2]);
+    for (const auto& p : points)
+      for (size_t i = 0; i < p.size(); ++i) CHECK(p[i] != x.data()[i]);
+    // The identity's gradient is the point itself: the answer is the mean of the points.
+    for (size_t i = 0; i < 6; ++i)
+      CHECK(mean.data()[i] == doctest::Approx((points[0][i] + points[1][i] + points[2][i]) / 3).epsilon(1e-6));
+    points.clear();
+    CHECK(smoothgrad_of(record, x, 3, 0.1f, 7).to_vector() == mean.to_vector());
+    points.clear();
+    CHECK(smoothgrad_of(record, x, 3, 0.1f, 8).to_vector() != mean.to_vector());
+  }
+}
+
 TEST_SUITE("explain") {
   TEST_CASE("saliency through conv, relu, max-pool and linear equals finite differences") {
     NEEDS_TASKS(CNN_TASKS, "saliency");
@@ -148,7 +189,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("SmoothGrad with sigma 0 equals saliency, and noise changes it") {
-    NEEDS_TASKS(CNN_TASKS, "saliency");
+    NEEDS_TASKS(CNN_TASKS, "saliency", "smoothgrad");
     auto model = small_cnn(9);
     const Tensor x = test::random_normal({2, 2, 8, 6}, 10, false);
     const Tensor plain = saliency(*model, x, {0, 2});
@@ -197,7 +238,7 @@ TEST_SUITE("explain") {
   }
 
   TEST_CASE("SmoothGrad and integrated gradients of one neuron") {
-    NEEDS_TASKS(CNN_TASKS);
+    NEEDS_TASKS(CNN_TASKS, "smoothgrad");
     auto model = small_cnn(18);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 19, false);
     const Neuron neuron{"fc1", 2};
@@ -316,10 +357,10 @@ TEST_SUITE("explain") {
   }
 }
 
-TEST_SUITE("explain") {
+// The occlusion task's sub-cases. The model is task-free (occlusion runs forward passes only).
+TEST_SUITE("occlusion") {
   TEST_CASE("occlusion on scores: one window over the whole image gives the drop in the logit everywhere") {
-    NEEDS_TASKS("relu");
-    auto model = small_cnn(32);
+    auto model = task_free_model(32);
     const Tensor x = test::random_normal({1, 2, 8, 6}, 33, false);
     const Tensor map = occlusion(*model, x, {1}, 8, 8, 0.f, OcclusionMeasure::Score);
     const float expected = scores(*model, x).at({0, 1}) - scores(*model, Tensor::zeros({1, 2, 8, 6})).at({0, 1});
@@ -331,9 +372,8 @@ TEST_SUITE("explain") {
     CHECK(p_map.data()[0] == doctest::Approx(p_expected).epsilon(1e-5));
   }
 
-  TEST_CASE("occlusion: a fill equal to the image changes nothing; a window only marks what it covered") {
-    NEEDS_TASKS("relu");
-    auto model = small_cnn(25);
+  TEST_CASE("a fill equal to the image changes nothing; a window only marks what it covered") {
+    auto model = task_free_model(25);
     const Tensor flat = Tensor::full({1, 2, 8, 6}, 0.3f);
     const Tensor none = occlusion(*model, flat, {1}, 3, 2, 0.3f);
     REQUIRE(none.shape() == Shape{1, 1, 8, 6});
@@ -354,8 +394,12 @@ TEST_SUITE("explain") {
     CHECK(sparse.at({0, 0, 1, 1}) == 0.f);
     CHECK(sparse.at({1, 0, 4, 5}) == 0.f);
     CHECK(tg::max(tg::abs(sparse)).item() > 0.f);
-    // The windows go through the model in batches (8 copies of one image, 4 of each of two):
-    // each image's map is the same alone and in a batch, with a last batch part-filled (12 windows).
+  }
+
+  TEST_CASE("a batch of images: each image's map is the same as alone, its own class explained") {
+    auto model = task_free_model(27);
+    const Tensor x = test::random_normal({2, 2, 8, 6}, 28, false);
+    // 12 windows each: however they are batched through the model, per image the same map.
     const Tensor both = occlusion(*model, x, {0, 2}, 3, 2, 0.f);
     for (int64_t n = 0; n < 2; ++n) {
       const Tensor alone = occlusion(*model, slice(x, 0, n, n + 1), {n == 0 ? 0 : 2}, 3, 2, 0.f);
@@ -364,6 +408,28 @@ TEST_SUITE("explain") {
         REQUIRE(both.data()[n * alone.numel() + i] == doctest::Approx(alone.data()[i]).epsilon(1e-5));
       }
     }
+  }
+
+  TEST_CASE("overlapping windows: each pixel is the mean drop of the windows that cover it") {
+    auto model = task_free_model(29);
+    const Tensor x = test::random_normal({1, 2, 8, 6}, 30, false);
+    const Tensor map = occlusion(*model, x, {1}, 3, 2, -0.5f, OcclusionMeasure::Score);
+    // By the definition, for pixel (4, 3): the windows with corners y0 in {2, 4} and x0 in {2}
+    // (corners every 2 from 0; a window of 3 at y0 covers y0..y0+2) cover it.
+    const float base = scores(*model, x).at({0, 1});
+    auto drop = [&](int64_t y0, int64_t x0) {  // the square [y0, y0+3) x [x0, x0+3), as a mask
+      Tensor occluded = x.clone();
+      for (int64_t i = 0; i < occluded.numel(); ++i) {
+        const int64_t y = i / 6 % 8, column = i % 6;
+        if (y - y0 >= 0 && y - y0 < 3 && column - x0 >= 0 && column - x0 < 3) occluded.data()[i] = -0.5f;
+      }
+      return base - scores(*model, occluded).at({0, 1});
+    };
+    CHECK(map.at({0, 0, 4, 3}) == doctest::Approx((drop(2, 2) + drop(4, 2)) / 2).epsilon(1e-5));
+    // Pixel (4, 4) is covered by the four windows at y0 in {2, 4}, x0 in {2, 4}.
+    CHECK(map.at({0, 0, 4, 4}) == doctest::Approx((drop(2, 2) + drop(4, 2) + drop(2, 4) + drop(4, 4)) / 4).epsilon(1e-5));
+    // The bottom-right pixel only by the window that hangs over the edge at (6, 4).
+    CHECK(map.at({0, 0, 7, 5}) == doctest::Approx(drop(6, 4)).epsilon(1e-5));
   }
 }
 

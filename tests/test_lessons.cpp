@@ -140,7 +140,7 @@ TEST_SUITE("lessons") {
   }
 
   TEST_CASE("a lesson run from another folder finds the repository; one copied elsewhere says where to run it") {
-    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "maxpool-backward", "linear-backward");
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "maxpool-backward", "linear-backward", "occlusion");
     const test::TempDir dir;
     const fs::path program = fs::absolute(fs::path(TG_BIN_DIR) / "lessons" / "05_occlusion");
     const std::string log = (dir.path / "log").string();

@@ -195,7 +195,7 @@ TEST_SUITE("models-photo") {
   }
 
   TEST_CASE("one guard on ReLU and ReLU6 reaches every rectifier of the imported graph") {
-    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward");
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "relu6-guided", "conv2d-backward");
     REQUIRE(io::file_exists(kPhotoModel));
     const auto model = std::dynamic_pointer_cast<nn::Graph>(models::load_model(kPhotoModel));
     const size_t relu6_layers = model->layers_of_kind("relu6").size();

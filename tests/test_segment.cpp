@@ -28,8 +28,9 @@ std::vector<uint8_t> block_mask() {
 }
 }  // namespace
 
-TEST_SUITE("segment") {
-  TEST_CASE("seeds: the top quantile is the object, the bottom one background, the rest left to GrabCut") {
+// The grabcut-seeds task's sub-cases.
+TEST_SUITE("grabcut-seeds") {
+  TEST_CASE("seeds by hand: the top quantile is the object, the bottom one background, the rest left to GrabCut") {
     const Tensor map = reshape(Tensor::arange(0, 100), {10, 10});  // 0..99
     const std::vector<uint8_t> seeds = seeds_from_saliency(map, 0.95, 0.30);
     REQUIRE(seeds.size() == 100);
@@ -44,6 +45,43 @@ TEST_SUITE("segment") {
     CHECK(seeds_from_saliency(reshape(map, {1, 10, 10}), 0.95, 0.30) == seeds);
   }
 
+  TEST_CASE("seeds follow the values, not the positions: a shuffled map, checked by order and counts") {
+    Generator gen(3);
+    Tensor map = Tensor::empty({7, 13});  // 91 distinct values in random places
+    for (int64_t i = 0; i < map.numel(); ++i) map.data()[i] = static_cast<float>(i) * 0.5f - 10.f;
+    for (int64_t i = map.numel() - 1; i > 0; --i)
+      std::swap(map.data()[i], map.data()[static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(i + 1))]);
+    const std::vector<uint8_t> seeds = seeds_from_saliency(map, 0.9, 0.2);
+    // lround(0.9 * 90) = 81 and lround(0.2 * 90) = 18: 10 values at the top, 19 at the bottom.
+    CHECK(std::count(seeds.begin(), seeds.end(), kForeground) == 10);
+    CHECK(std::count(seeds.begin(), seeds.end(), kBackground) == 19);
+    // Every object seed is above every undecided pixel, which is above every background seed.
+    float lowest_object = 1e9f, highest_undecided = -1e9f, lowest_undecided = 1e9f, highest_background = -1e9f;
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      const float v = map.data()[i];
+      if (seeds[i] == kForeground) lowest_object = std::min(lowest_object, v);
+      if (seeds[i] == kBackground) highest_background = std::max(highest_background, v);
+      if (seeds[i] == kProbablyForeground) highest_undecided = std::max(highest_undecided, v), lowest_undecided = std::min(lowest_undecided, v);
+    }
+    CHECK(highest_undecided < lowest_object);
+    CHECK(highest_background < lowest_undecided);
+  }
+
+  TEST_CASE("ties and the ends: equal values get the same seed; quantile 1 is the maximum, 0 the minimum") {
+    // Values 0, 1, 2, 3 repeated: the quantiles fall inside runs of equal values.
+    Tensor map = Tensor::empty({4, 5});
+    for (int64_t i = 0; i < 20; ++i) map.data()[i] = static_cast<float>(i % 4);
+    const std::vector<uint8_t> seeds = seeds_from_saliency(map, 0.8, 0.3);  // places 15 and 6: values 3 and 1
+    for (size_t i = 0; i < 20; ++i) {
+      CAPTURE(i);
+      CHECK(seeds[i] == (i % 4 == 3 ? kForeground : i % 4 <= 1 ? kBackground : kProbablyForeground));
+    }
+    const std::vector<uint8_t> ends = seeds_from_saliency(map, 1.0, 0.0);
+    for (size_t i = 0; i < 20; ++i) CHECK(ends[i] == (i % 4 == 3 ? kForeground : i % 4 == 0 ? kBackground : kProbablyForeground));
+  }
+}
+
+TEST_SUITE("segment") {
   TEST_CASE("seeds: bad maps and quantiles are refused with the reason") {
     const Tensor map = Tensor::zeros({4, 4});
     CHECK_THROWS_WITH_AS(seeds_from_saliency(Tensor::zeros({2, 4, 4})), doctest::Contains("[2,4,4]"), Error);

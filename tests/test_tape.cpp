@@ -1,5 +1,7 @@
 // The tape: the reverse walk, accumulation, freeing, NoGrad, hooks, retain_graph,
 // and the backward-rule overrides (per entry, scoped guards, defaults).
+#include <limits>
+
 #include "tests/helpers.h"
 
 using namespace tg;
@@ -15,13 +17,15 @@ std::vector<float> relu_gradient(const Tensor& x, const Tensor& g) {
 }
 
 // The gradient from `rule` alone, called on a relu tape entry built by hand (input x,
-// output max(x, 0)): neither the reverse walk nor relu's own forward pass runs.
+// output max(x, 0), clamp's answer): neither the reverse walk nor relu's own forward pass runs.
 std::vector<float> rule_gradient(const BackwardRule& rule, const Tensor& x, const Tensor& g) {
   Entry entry;
   entry.op = &Op::ReLU;
   entry.inputs = {x};
-  entry.output = Tensor::empty(x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) entry.output.data()[i] = std::max(x.data()[i], 0.f);
+  {
+    NoGrad no_grad;
+    entry.output = clamp(x, 0.f, std::numeric_limits<float>::infinity());
+  }
   return rule(entry, g).at(0).to_vector();
 }
 
@@ -292,14 +296,55 @@ TEST_SUITE("relu-rules") {
 }
 
 TEST_SUITE("relu-rules") {
-  TEST_CASE("on a ReLU6 entry the rules mask with 0 < x < 6") {
+  TEST_CASE("deconvnet on a ReLU6 entry ignores x as on a ReLU") {
     Entry entry;
     entry.op = &Op::ReLU6;
     entry.inputs = {Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 8.f, 2.f}, {6})};
     entry.output = relu6(entry.inputs[0]);
     const Tensor g = Tensor::from_vector({4.f, 4.f, 4.f, 4.f, 4.f, -5.f}, {6});
-    CHECK(rules::guided_relu(entry, g).at(0).to_vector() == std::vector<float>{0, 0, 4, 0, 0, 0});
     CHECK(rules::deconvnet_relu(entry, g).at(0).to_vector() == std::vector<float>{4, 4, 4, 4, 4, 0});
+  }
+}
+
+namespace {
+// guided_relu called directly on a ReLU6 entry (no tape walk, no other task needed).
+std::vector<float> guided_on_relu6(const Tensor& x, const Tensor& g) {
+  Entry entry;
+  entry.op = &Op::ReLU6;
+  entry.inputs = {x};
+  entry.output = relu6(x);
+  return rules::guided_relu(entry, g).at(0).to_vector();
+}
+}  // namespace
+
+TEST_SUITE("relu6-guided") {
+  TEST_CASE("guided ReLU6 by hand: nothing at x = 0, at x = 6, above 6, or for a negative gradient") {
+    const Tensor x = Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 8.f, 2.f, 5.99f}, {7});
+    const Tensor g = Tensor::from_vector({4.f, 4.f, 4.f, 4.f, 4.f, -5.f, 1.5f}, {7});
+    CHECK(guided_on_relu6(x, g) == std::vector<float>{0, 0, 4, 0, 0, 0, 1.5f});
+  }
+
+  TEST_CASE("guided ReLU6 on random inputs in [-3, 9] and seeds of both signs, element by element") {
+    Tensor x = away_from_zero({4, 6}, 31, false), g = away_from_zero({4, 6}, 32, false);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = x.data()[i] * 6.f + 3.f;
+    const std::vector<float> guided = guided_on_relu6(x, g);
+    int kept = 0, above_six = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      CAPTURE(i);
+      const float xi = x.data()[i], gi = g.data()[i];
+      // The forward's slope: a central difference of relu6 at xi (no tape involved).
+      const float slope = (relu6(Tensor::full({1}, xi + 1e-2f)).item() - relu6(Tensor::full({1}, xi - 1e-2f)).item()) / 2e-2f;
+      CHECK(guided[i] == doctest::Approx(gi > 0 ? slope * gi : 0.f));
+      kept += guided[i] != 0.f;
+      above_six += xi > 6.f;
+    }
+    CHECK(kept > 0);
+    CHECK(above_six > 0);  // the ceiling was tested
+  }
+
+  TEST_CASE("with a positive seed, guided ReLU6 is the true gradient of clamp(x, 0, 6)") {
+    const Tensor x = Tensor::from_vector({-2.f, 0.5f, 3.f, 5.5f, 6.5f, 10.f}, {2, 3});
+    CHECK(guided_on_relu6(x, Tensor::full({2, 3}, 1.5f)) == std::vector<float>{0, 1.5f, 1.5f, 1.5f, 0, 0});
   }
 }
 

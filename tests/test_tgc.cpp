@@ -117,7 +117,8 @@ TEST_SUITE("tgc") {
 
 TEST_SUITE("tgc") {
   TEST_CASE("tgc explain writes the raw attribution and a figure that is not blank") {
-    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "maxpool-backward", "linear-backward", "saliency", "gradcam");
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "maxpool-backward", "linear-backward", "saliency",
+                "gradcam", "occlusion", "smoothgrad");
     const test::TempDir dir;
     const std::string npy = dir.file("a.npy"), png = dir.file("a.png");
     for (const char* method : {"saliency", "guided_backprop", "gradcam", "occlusion", "smoothgrad", "integrated_gradients"}) {
@@ -202,7 +203,7 @@ TEST_SUITE("tgc-photo") {
     r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1");
     CHECK(contains(r.out, "\nCoffee cup: "));
     const test::TempDir dir;
-    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "saliency");
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "relu6-guided", "conv2d-backward", "saliency");
     r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method guided_backprop --target cAt --npy " +
             dir.file("g.npy") + " --png " + dir.file("g.png"));
     REQUIRE(r.status == 0);

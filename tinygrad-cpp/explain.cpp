@@ -116,14 +116,12 @@ Tensor neuron_gradient(nn::Model& model, const Tensor& input, const Neuron& neur
 }
 
 namespace {
-// The gradient of a fixed target (a class per image, or a neuron) at any point.
-using GradientAt = std::function<Tensor(const Tensor& point)>;
-
 GradientAt class_gradient_at(nn::Model& model, const Tensor& input, const Targets& targets) {
   // "The predicted class" is resolved once, on the clean input, so every point explains the same class.
   const Targets classes = resolve_targets(model, targets, scores(model, input), "class_gradient");
   return [&model, classes](const Tensor& point) { return class_gradient(model, point, classes); };
 }
+}  // namespace
 
 Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int samples, float sigma_fraction, uint64_t seed) {
   if (samples < 1 || !(sigma_fraction >= 0.f))
@@ -133,6 +131,10 @@ Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int sam
   const float sigma = sigma_fraction * (*hi - *lo);
   Generator gen(seed);
   Tensor total = Tensor::zeros(input.shape());
+  // BEGIN SOLUTION(smoothgrad)
+  // HINT: `samples` times: a copy of the input with Gaussian noise of standard deviation sigma added to every
+  // HINT: element (gen.normal(0, sigma), in element order), and its gradient from gradient_at; the answer is
+  // HINT: the mean of those gradients.
   for (int s = 0; s < samples; ++s) {
     Tensor noisy = input.clone();
     for (int64_t i = 0; i < noisy.numel(); ++i) noisy.data()[i] += gen.normal(0.f, sigma);
@@ -140,9 +142,11 @@ Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int sam
     for (int64_t i = 0; i < total.numel(); ++i) total.data()[i] += g.data()[i];
   }
   for (int64_t i = 0; i < total.numel(); ++i) total.data()[i] /= static_cast<float>(samples);
+  // END SOLUTION
   return total;
 }
 
+namespace {
 Tensor integrated_of(const GradientAt& gradient_at, const Tensor& input, const Tensor& baseline, int steps) {
   if (baseline.shape() != input.shape())
     throw Error(fmt::format("integrated_gradients: baseline {} and input {} differ in shape", shape_str(baseline.shape()),
@@ -201,13 +205,19 @@ Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, 
   };
   const Tensor base = measured(input);
   const Targets classes = resolve_targets(model, targets, base, "occlusion");
+  Tensor total = Tensor::zeros({N, 1, H, W});
+  // BEGIN SOLUTION(occlusion)
+  // HINT: put a window x window square of `fill` (over every channel, clipped at the edges) at every corner
+  // HINT: (y0, x0) on the stride grid from (0, 0); measure each occluded image and add the drop of its class,
+  // HINT: base - occluded, to every pixel the square covered; each pixel's answer is the mean over the squares
+  // HINT: that covered it. measured() takes a whole batch: a few occluded images per call is much faster.
   std::vector<std::pair<int64_t, int64_t>> corners;  // every window position
   for (int64_t y0 = 0; y0 < H; y0 += stride)
     for (int64_t x0 = 0; x0 < W; x0 += stride) corners.emplace_back(y0, x0);
   // The windows go through the model in batches of about 8 occluded images (a batched
   // forward pass uses the threads and the gemm far better than one image at a time).
   const int64_t per_pass = std::max<int64_t>(1, 8 / N);
-  Tensor total = Tensor::zeros({N, 1, H, W}), count = Tensor::zeros({N, 1, H, W});
+  Tensor count = Tensor::zeros({N, 1, H, W});
   for (size_t first = 0; first < corners.size(); first += static_cast<size_t>(per_pass)) {
     const int64_t B = std::min<int64_t>(per_pass, static_cast<int64_t>(corners.size() - first));
     Tensor occluded = Tensor::empty({N * B, C, H, W});  // image n with window b is row n*B + b
@@ -234,6 +244,7 @@ Tensor occlusion(nn::Model& model, const Tensor& input, const Targets& targets, 
   }
   for (int64_t i = 0; i < total.numel(); ++i)
     if (count.data()[i] > 0) total.data()[i] /= count.data()[i];
+  // END SOLUTION
   return total;
 }
 

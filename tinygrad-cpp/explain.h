@@ -62,6 +62,9 @@ Tensor smoothgrad(nn::Model& model, const Tensor& input, const Targets& targets,
                   float sigma_fraction, uint64_t seed);
 Tensor smoothgrad_neuron(nn::Model& model, const Tensor& input, const Neuron& neuron, int samples, float sigma_fraction,
                   uint64_t seed);
+// What both average: any gradient of a fixed target (a class, a neuron) as a function of the point.
+using GradientAt = std::function<Tensor(const Tensor& point)>;
+Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int samples, float sigma_fraction, uint64_t seed);
 
 // Integrated gradients (Sundararajan et al. 2017): (x - baseline) times the mean
 // gradient along the straight path from the baseline to x (midpoint rule, `steps`

@@ -21,17 +21,23 @@ std::vector<uint8_t> seeds_from_saliency(const Tensor& saliency, double foregrou
                             background_quantile, foreground_quantile));
   const size_t n = static_cast<size_t>(saliency.numel());
   if (n == 0) throw Error("seeds_from_saliency: the map is empty");
+  for (int64_t i = 0; i < saliency.numel(); ++i)
+    if (!std::isfinite(saliency.data()[i])) throw Error("seeds_from_saliency: the map has a value that is not finite");
+  std::vector<uint8_t> seeds(n);
+  // BEGIN SOLUTION(grabcut-seeds)
+  // HINT: the value at quantile q of the map is the one at place round(q * (n - 1)) when its n values are
+  // HINT: sorted; a pixel at or above the foreground quantile's value is surely object (kForeground), at or
+  // HINT: below the background quantile's value surely background (kBackground), anything between is
+  // HINT: kProbablyForeground (GrabCut decides it).
   std::vector<float> sorted(saliency.data(), saliency.data() + n);
-  for (float v : sorted)
-    if (!std::isfinite(v)) throw Error("seeds_from_saliency: the map has a value that is not finite");
   std::sort(sorted.begin(), sorted.end());
   auto quantile = [&](double q) { return sorted[static_cast<size_t>(std::lround(q * static_cast<double>(n - 1)))]; };
   const float high = quantile(foreground_quantile), low = quantile(background_quantile);
-  std::vector<uint8_t> seeds(n);
   for (size_t i = 0; i < n; ++i) {
     const float v = saliency.data()[i];
     seeds[i] = v >= high ? kForeground : v <= low ? kBackground : kProbablyForeground;
   }
+  // END SOLUTION
   return seeds;
 }
 

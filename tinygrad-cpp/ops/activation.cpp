@@ -56,12 +56,21 @@ std::vector<Tensor> deconvnet_relu(const Entry&, const Tensor& g) {
   // END SOLUTION
 }
 
-// dx = (0 < x < upper) * max(g, 0)
+// dx = (0 < x < 6) * max(g, 0): guided backprop through ReLU6, MobileNet's rectifier
+static std::vector<Tensor> guided_relu6(const Entry& e, const Tensor& g) {
+  // BEGIN SOLUTION(relu6-guided)
+  // HINT: as guided ReLU, but ReLU6's forward passes x only strictly between 0 and 6: above 6 the output
+  // HINT: is the constant 6 and nothing flows back, whatever the gradient's sign
+  return {map(e.input(0), g, [](float x, float gi) { return ((x > 0.f) & (x < 6.f) & (gi > 0.f)) ? gi : 0.f; })};
+  // END SOLUTION
+}
+
+// dx = (x > 0) * max(g, 0)
 std::vector<Tensor> guided_relu(const Entry& e, const Tensor& g) {
-  const float upper = upper_limit(e);
+  if (e.op == &Op::ReLU6) return guided_relu6(e, g);  // one rule serves both rectifiers
   // BEGIN SOLUTION(relu-rules)
   // HINT: guided backprop keeps a gradient only where both the forward mask and the gradient's sign allow it
-  return {map(e.input(0), g, [upper](float x, float gi) { return ((x > 0.f) & (x < upper) & (gi > 0.f)) ? gi : 0.f; })};
+  return {map(e.input(0), g, [](float x, float gi) { return ((x > 0.f) & (gi > 0.f)) ? gi : 0.f; })};
   // END SOLUTION
 }
 

@@ -550,6 +550,6 @@ TEST_SUITE("assignment") {
     CHECK(racy.status == 1);
     const std::string racy_line = grade_line(racy.out, "conv2d-backward");
     CHECK(contains(racy_line, "partial"));
-    CHECK(contains(racy_line, "1 of 6 test cases failed (\"threads: dW is the same on one thread and on all of them"));
+    CHECK(contains(racy_line, "1 of 6 failed (threads): "));
   }
 }

@@ -146,12 +146,21 @@ void make_student_copy(const std::string& root, const std::string& destination, 
       "`// TODO(task-id)` and throws `tg::NotImplemented` until you write it. `make grade` runs each task's tests "
       "and prints a score table with the first failed check of each task; `make test` runs everything, and tests "
       "or lessons that need a task you have not done yet say which one (they are counted as waiting, not failed). "
+      "Each test case of a task's suite is one share of its points, so a partly right task gets part of them. "
       "Work in the table's order, which follows the lessons: relu and the backward rules of linear, conv2d and "
-      "max-pool (each graded on its own), then the tape's reverse walk (lesson 6), the ReLU rules (lesson 8), "
-      "saliency (lesson 7), Grad-CAM (lesson 11) and the gradient-ascent step (lessons 9-10).\n\n"
+      "max-pool (each graded on its own), then the tape's reverse walk (lesson 6), occlusion (lesson 5), saliency, "
+      "SmoothGrad and the GrabCut seeds (lesson 7), the ReLU rules and guided ReLU6 (lesson 8), the gradient-ascent "
+      "step (lessons 9-10) and Grad-CAM (lesson 11).\n\n"
       "| task | points | what to implement |\n|---|---|---|\n";
   for (const Task& t : tasks) section += fmt::format("| {} | {} | {} |\n", t.id, t.points, t.description);
   files["README.md"] += section;
+  // A cut region leaves the names set up for it (sizes, pointers, a lambda) unused until the
+  // student writes the code: GCC would greet them with a page of unused-variable warnings.
+  if (files.count("Makefile"))
+    files["Makefile"] +=
+        "\n# Added by make student: the cut regions leave the variables set up for them unused until the\n"
+        "# TODOs are written, so these two warnings are off in this copy.\n"
+        "CXXFLAGS += -Wno-unused-variable -Wno-unused-but-set-variable\n";
   for (const auto& [relative, text] : files) {
     const fs::path target = fs::path(destination) / relative;
     fs::create_directories(target.parent_path());

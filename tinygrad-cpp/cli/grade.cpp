@@ -176,6 +176,12 @@ std::string table_reason(const CaseResult& c) {
   return message;
 }
 
+// A test case's short name: the sub-case before its colon ("bias: db with stride, ..." -> "bias").
+std::string label(const std::string& name) {
+  const size_t colon = name.find(':');
+  return colon != std::string::npos && colon <= 24 ? name.substr(0, colon) : name;
+}
+
 // Points with at most two decimals: 20, 2.5, 3.33.
 std::string points(double p) { return fmt::format("{:g}", std::round(p * 100.0) / 100.0); }
 
@@ -224,14 +230,25 @@ int main(int argc, char** argv) {
         why = r.race.substr(9, r.race.find('\n') - 9) + " (ThreadSanitizer; the report is below)";
         details += fmt::format("\n--- {} ({} points): {}\n{}", t.id, t.points, why, r.race);
       } else if (!passed) {
-        std::string failed_names;
+        // Every failed test case in full, except that cases failing the same way as the one
+        // before them (a task not written yet fails them all alike) are only named.
+        std::string failed_labels, previous_reason, same;
         for (const CaseResult& c : r.cases) {
           if (c.passed()) continue;
-          failed_names += fmt::format("{}\"{}\"", failed_names.empty() ? "" : ", ", c.name);
-          const std::string what = c.completed || c.name == r.crashed_in ? c.first_failure : "never ran (the suite crashed)";
+          failed_labels += (failed_labels.empty() ? "" : ", ") + label(c.name);
+          const bool ran = c.completed || c.name == r.crashed_in;
+          const std::string reason = ran ? table_reason(c) : "never ran (the suite crashed)";
+          if (reason == previous_reason) {
+            same += fmt::format("{}\"{}\"", same.empty() ? "" : ", ", c.name);
+            continue;
+          }
+          if (!same.empty()) details += "and failing the same way: " + same + "\n";
+          same.clear();
+          previous_reason = reason;
           details += fmt::format("\n--- {} ({} points), test case \"{}\" ({} points): {}\n{}", t.id, t.points, c.name,
-                                 points(share), what, c.details);
+                                 points(share), ran ? c.first_failure : reason, c.details);
         }
+        if (!same.empty()) details += "and failing the same way: " + same + "\n";
         const CaseResult& first = *r.first_failed();
         if (!r.finished)
           why = fmt::format("crashed or timed out in test case \"{}\"; {} of its {} test cases never ran", r.crashed_in,
@@ -239,10 +256,10 @@ int main(int argc, char** argv) {
         else if (r.passed_cases() == 0)
           why = table_reason(first);
         else
-          why = fmt::format("{} of {} test cases failed ({}): {}", n - r.passed_cases(), n, failed_names, table_reason(first));
+          why = fmt::format("{} of {} failed ({}): {}", n - r.passed_cases(), n, failed_labels, table_reason(first));
       }
       fmt::print("{:<20} {:>4}/{:<4}  {:<7} {}\n", t.id, points(score), t.points,
-                 passed ? "passed" : score > 0 ? "partial" : "FAILED", shorten(why, 110));
+                 passed ? "passed" : score > 0 ? "partial" : "FAILED", shorten(why, 130));
       for (const CaseResult& c : r.cases)
         output += fmt::format("{} {} ({} points){}\n", c.passed() ? "passed" : "FAILED", c.name, points(share),
                               c.passed() ? "" : ": " + (c.completed ? table_reason(c) : std::string("did not finish")));

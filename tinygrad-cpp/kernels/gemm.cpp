@@ -136,11 +136,12 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans, int64_t N, int64_t c
       packed[k * NR + c] = c < cols ? element_b(B, ldb, trans, k0 + k, col0 + c) : 0.f;
 }
 
-// The micro-kernel: C[0:rows, 0:cols] += sum_k a[k*MR + r] * b[k*NR + c].
+// The micro-kernel: C[0:rows, 0:cols] += sum_k a[k*MR + r] * b[k*NR + c] (or = with
+// `store`: the first panel of a gemm with beta = 0 writes C without reading it).
 // The MR x NR block of C lives in 12 vector registers while k runs; full tiles are added
 // into C directly, edge tiles go through a small buffer.
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict C,
-                         int64_t ldc, int64_t rows, int64_t cols) {
+                         int64_t ldc, int64_t rows, int64_t cols, bool store) {
   vfloat c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
   const vfloat negative_zero = -vfloat{};  // x + (-0) == x exactly, so the add folds into a broadcast
   for (int64_t k = 0; k < kc; ++k) {
@@ -164,8 +165,13 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     const vfloat sums[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int64_t r = 0; r < MR; ++r) {
       vfloat_unaligned* row = reinterpret_cast<vfloat_unaligned*>(C + r * ldc);
-      row[0] += sums[r][0];
-      row[1] += sums[r][1];
+      if (store) {
+        row[0] = sums[r][0];
+        row[1] = sums[r][1];
+      } else {
+        row[0] += sums[r][0];
+        row[1] += sums[r][1];
+      }
     }
     return;
   }
@@ -174,7 +180,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   out[0] = c00; out[1] = c01; out[2] = c10; out[3] = c11; out[4] = c20; out[5] = c21;
   out[6] = c30; out[7] = c31; out[8] = c40; out[9] = c41; out[10] = c50; out[11] = c51;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] += tile[r * NR + j];
+    for (int64_t j = 0; j < cols; ++j) C[r * ldc + j] = (store ? 0.f : C[r * ldc + j]) + tile[r * NR + j];
 }
 
 // dot(a, b) over n floats. Four vector accumulators, so four FMAs are in flight at once
@@ -243,17 +249,22 @@ void add_partials(const std::vector<std::vector<float>>& partials, int64_t M, in
   }
 }
 
-// The serial engine: C[M,N] += op(A) op(B) for one block of the problem, blocked for
-// the caches (MC rows of A in L2, one KC x NR sliver of B in L1 across them).
+// The serial engine: C[M,N] += op(A) op(B) for one block of the problem (C = with
+// `overwrite`: C's old values are never read), blocked for the caches: MC rows of A in L2,
+// one KC x NR sliver of B in L1 across them. Each sliver of B is packed just before its
+// first use, while it is in L1; when all of op(A) is one block (the 1x1 convolutions:
+// few rows, very many columns) one sliver's buffer is all there is, so the packed panel
+// never makes a round trip through memory.
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool overwrite) {
   static thread_local AlignedBuffer a_buffer, b_buffer;
   const int64_t b_slivers = (N + NR - 1) / NR;
-  float* packed_b = b_buffer.get(static_cast<size_t>(b_slivers * NR * KC));
+  const bool one_block = M <= MC;
+  float* packed_b = b_buffer.get(static_cast<size_t>((one_block ? 1 : b_slivers) * NR * KC));
   float* packed_a = a_buffer.get(static_cast<size_t>(MC * KC));
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
-    for (int64_t s = 0; s < b_slivers; ++s) pack_b_sliver(B, ldb, trans_b, N, s * NR, k0, kc, packed_b + s * NR * kc);
+    const bool store = overwrite && k0 == 0;
     for (int64_t i0 = 0; i0 < M; i0 += MC) {
       const int64_t mc = std::min(MC, M - i0);
       const int64_t a_slivers = (mc + MR - 1) / MR;
@@ -261,9 +272,11 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
         pack_a_sliver(A, lda, trans_a, M, i0 + s * MR, k0, kc, alpha, packed_a + s * MR * kc);
       for (int64_t bs = 0; bs < b_slivers; ++bs) {
         const int64_t col0 = bs * NR, cols = std::min(NR, N - col0);
+        float* sliver = one_block ? packed_b : packed_b + bs * NR * kc;
+        if (i0 == 0) pack_b_sliver(B, ldb, trans_b, N, col0, k0, kc, sliver);
         for (int64_t as = 0; as < a_slivers; ++as) {
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
-          micro_kernel(kc, packed_a + as * MR * kc, packed_b + bs * NR * kc, C + row0 * ldc + col0, ldc, rows, cols);
+          micro_kernel(kc, packed_a + as * MR * kc, sliver, C + row0 * ldc + col0, ldc, rows, cols, store);
         }
       }
     }
@@ -281,18 +294,21 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  // Scale (or clear) C once; the blocks below accumulate into it.
-  if (beta != 1.f) {
-    for (int64_t i = 0; i < M; ++i) {
-      float* row = C + i * ldc;
-      if (beta == 0.f) std::fill(row, row + N, 0.f);
-      else for (int64_t j = 0; j < N; ++j) row[j] *= beta;
-    }
-  }
+  // With beta = 0 the blocked paths write C on their first panel, never reading it; the
+  // others need C cleared first. Any other beta scales C once; the blocks add into it.
+  const bool overwrite = beta == 0.f && K > 0 && alpha != 0.f;
+  auto clear_c = [&] {
+    for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+  };
+  if (beta == 0.f && !overwrite) clear_c();
+  if (beta != 0.f && beta != 1.f)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] *= beta;
   if (K <= 0 || alpha == 0.f) return;
 
   const int64_t threads = num_threads();
   if (M <= 2) {
+    if (overwrite) clear_c();
     // One or two rows (a linear layer on one image) only stream B through once: memory
     // bound, so a big B is worth splitting between the threads, each reading its own part.
     // B is split by its stored rows either way (columns of op(B) when transposed, the K
@@ -327,17 +343,19 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
   // Below a few million multiply-adds a second thread costs more than it saves.
   if (threads == 1 || flops < (int64_t{1} << 22) || in_parallel_region()) {
-    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite);
     return;
   }
   if (b_slivers >= 2 * threads || (b_slivers >= threads && b_slivers >= a_slivers)) {
     parallel_for(0, b_slivers, 1, [&](int64_t lo, int64_t hi) {
       const int64_t col0 = lo * NR, cols = std::min(N, hi * NR) - col0;
-      gemm_serial(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc);
+      gemm_serial(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc,
+                  overwrite);
     });
     return;
   }
   if (K >= 8 * KC && K >= 4 * std::max(M, N)) {
+    if (overwrite) clear_c();
     const int64_t panels = (K + KC - 1) / KC;
     std::vector<std::vector<float>> partials(static_cast<size_t>(panels));  // one per chunk, at its first panel
     parallel_for(0, panels, 1, [&](int64_t lo, int64_t hi) {
@@ -345,14 +363,15 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       std::vector<float>& partial = partials[static_cast<size_t>(lo)];
       partial.assign(static_cast<size_t>(M * N), 0.f);
       gemm_serial(trans_a, trans_b, M, N, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda,
-                  trans_b ? B + k0 : B + k0 * ldb, ldb, partial.data(), N);
+                  trans_b ? B + k0 : B + k0 * ldb, ldb, partial.data(), N, false);
     });
     add_partials(partials, M, N, C, ldc);
     return;
   }
   parallel_for(0, a_slivers, 1, [&](int64_t lo, int64_t hi) {
     const int64_t row0 = lo * MR, rows = std::min(M, hi * MR) - row0;
-    gemm_serial(trans_a, trans_b, rows, N, K, alpha, trans_a ? A + row0 : A + row0 * lda, lda, B, ldb, C + row0 * ldc, ldc);
+    gemm_serial(trans_a, trans_b, rows, N, K, alpha, trans_a ? A + row0 : A + row0 * lda, lda, B, ldb, C + row0 * ldc, ldc,
+                overwrite);
   });
 }
 

@@ -259,6 +259,7 @@ TEST_SUITE("kernels") {
     // TensorFlow's SAME padding with stride 2 on an even size pads 0 before and 1 after:
     // pad_top/pad_left and the output size are given separately. Channel counts that are not
     // a multiple of the vector width, widths from 1 to 151, batch 1 and 8, multipliers 1 and 2.
+    // (With stride 1 and one kernel per channel, dx runs the forward kernel on dY.)
     Generator gen(22);
     struct Case { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
     const auto same = [](int64_t N, int64_t C, int64_t m, int64_t H, int64_t W, int64_t k, int64_t s) {
@@ -269,7 +270,9 @@ TEST_SUITE("kernels") {
     for (const Case& c : {same(1, 17, 1, 150, 150, 3, 2), same(8, 3, 1, 19, 38, 3, 2), same(1, 5, 1, 75, 75, 3, 1),
                           same(8, 19, 2, 10, 7, 3, 1), same(2, 4, 1, 1, 1, 3, 2), same(1, 2, 1, 9, 151, 5, 2),
                           Case{2, 3, 1, 8, 13, 3, 3, 2, 2, 1, 0, 4, 7}, Case{1, 6, 3, 7, 20, 3, 2, 1, 2, 2, 1, 9, 11},
-                          Case{3, 1, 1, 5, 33, 1, 1, 1, 1, 0, 0, 5, 33}, Case{1, 9, 1, 12, 12, 3, 3, 3, 3, 1, 1, 4, 4}}) {
+                          Case{3, 1, 1, 5, 33, 1, 1, 1, 1, 0, 0, 5, 33}, Case{1, 9, 1, 12, 12, 3, 3, 3, 3, 1, 1, 4, 4},
+                          // stride 1 with uneven padding (dx as a forward pass with the kernel turned)
+                          Case{2, 3, 1, 8, 13, 3, 3, 1, 1, 0, 2, 6, 13}, Case{1, 17, 1, 7, 9, 3, 2, 1, 1, 2, 1, 7, 9}}) {
       CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);
       CAPTURE(c.sh); CAPTURE(c.sw); CAPTURE(c.top); CAPTURE(c.left); CAPTURE(c.out_h); CAPTURE(c.out_w);
       const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.sh, c.sw, c.top, c.left, c.out_h, c.out_w};

@@ -185,13 +185,25 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
   });
 }
 
-// dx is the transposed operation: padded-split dx at (y, k) gathers w[i][j] * dy[oy][ox] over
+// dx is the transposed operation. With stride 1 that is a forward depthwise convolution again;
+// otherwise padded-split dx at (y, k) gathers w[i][j] * dy[oy][ox] over
 // the taps with oy*sh + i = y and ox*sw + j = k. For phase r = k % sw, the taps j = r, r+sw, ...
 // reach q = k / sw from ox = q - j / sw, so with dY bordered by `reach` zero columns on the
 // left (and rows checked) each phase row is again a sum of shifted contiguous rows.
 void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, const Depthwise& d, const float* weight,
                                      float* dx) {
   const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  if (d.stride_h == 1 && d.stride_w == 1 && m == 1 && d.pad_top < d.kernel_h && d.pad_left < d.kernel_w) {
+    // Stride 1 (most of MobileNet's): dx[y][x] = sum over (i, j) of w[i][j] * dy[y - i + pad_top][x - j + pad_left]
+    // is the forward convolution of dY with the kernel turned half a turn, padded by kernel - 1 - pad.
+    std::vector<float> turned(static_cast<size_t>(d.channels * taps));
+    for (int64_t c = 0; c < d.channels; ++c)
+      for (int64_t t = 0; t < taps; ++t) turned[c * taps + t] = weight[c * taps + taps - 1 - t];
+    const Depthwise transposed{d.channels, d.out_h, d.out_w, 1, d.kernel_h, d.kernel_w, 1, 1,
+                               d.kernel_h - 1 - d.pad_top, d.kernel_w - 1 - d.pad_left, d.height, d.width};
+    depthwise_conv2d(grad_output, batch, transposed, turned.data(), nullptr, dx);
+    return;
+  }
   const SplitPlane s(d);
   const int64_t reach = (d.kernel_w - 1) / d.stride_w;                      // columns of dY left of ox = 0
   const int64_t grad_row = round_up(s.row_length + reach, VW) + VW;        // a bordered dY row

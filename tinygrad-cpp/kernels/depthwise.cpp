@@ -114,6 +114,21 @@ void for_each_column_run(const Depthwise& d, const SplitPlane& s, F f) {
 }
 
 void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
+  if (d.stride_w == 1) {  // one phase: each row is zeros, the image row, zeros (nothing written twice)
+    for (int64_t y = 0; y < s.rows; ++y) {
+      float* __restrict dst = plane + y * s.row_length;
+      const int64_t image_y = y - d.pad_top;
+      if (image_y < 0 || image_y >= d.height) {
+        std::fill(dst, dst + s.row_length, 0.f);
+        continue;
+      }
+      const int64_t left = std::min(d.pad_left, s.row_length), width = std::min(d.width, s.row_length - left);
+      std::fill(dst, dst + left, 0.f);
+      std::copy(image + image_y * d.width, image + image_y * d.width + width, dst + left);
+      std::fill(dst + left + width, dst + s.row_length, 0.f);
+    }
+    return;
+  }
   std::fill(plane, plane + s.size(d), 0.f);
   for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
     for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
@@ -177,8 +192,12 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
           const float* src[kMaxTaps];
           for (int64_t i = 0; i < d.kernel_h; ++i)
             for (int64_t j = 0; j < d.kernel_w; ++j) src[i * d.kernel_w + j] = plane + s.tap(d, y, i, j);
-          sum_of_taps(src, weight + o * taps, taps, bias ? bias[o] : 0.f, false, block, row);
-          std::copy(row, row + d.out_w, dst + y * d.out_w);
+          // A row's whole vectors may run past its end into the rows after it, which are
+          // written later; rows whose vectors would reach past the plane's last row go
+          // through the buffer.
+          const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
+          sum_of_taps(src, weight + o * taps, taps, bias ? bias[o] : 0.f, false, block, in_place ? dst + y * d.out_w : row);
+          if (!in_place) std::copy(row, row + d.out_w, dst + y * d.out_w);
         }
       }
     }

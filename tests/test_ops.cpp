@@ -319,7 +319,7 @@ TEST_SUITE("conv2d-backward") {
     // A stride-2 convolution takes the im2col + gemm path, images shared over the threads.
     // Threads adding into one dW at once lose updates: whole images' terms go missing. Many
     // images with few output positions each make every image's gemm mostly a read-modify-write
-    // of all of dW, so a race shows up on every run.
+    // of all of dW, so a race shows up whenever both threads run at once.
     Tensor x = random_normal({256, 16, 7, 7}, 71), w = random_normal({64, 16, 3, 3}, 72), b = random_normal({64}, 73);
     const Tensor seed = random_normal({256, 64, 3, 3}, 74, false);
     const int threads = kernels::num_threads();
@@ -330,13 +330,18 @@ TEST_SUITE("conv2d-backward") {
       tape().discard_last();
       return resolve_rule(entry)(entry, seed).at(1);
     };
+    // A race needs both threads inside their halves at once, which a busy machine may not
+    // allow on every run: up to 50 runs, stopping at the first difference.
     const Tensor one = weight_gradient(1);
-    for (int round = 0; round < 3; ++round) {
+    int64_t differing = 0;
+    for (int round = 0; round < 50 && differing == 0; ++round) {
       const Tensor many = weight_gradient(threads);
       for (int64_t i = 0; i < one.numel(); ++i)
-        REQUIRE(many.data()[i] == doctest::Approx(one.data()[i]).epsilon(1e-4).scale(1.0));
+        differing += !(many.data()[i] == doctest::Approx(one.data()[i]).epsilon(1e-4).scale(1.0));
     }
     kernels::set_num_threads(threads);
+    INFO("dW elements that differ between 1 thread and " << threads << ": " << differing);
+    CHECK(differing == 0);
     MESSAGE("compared 1 thread with " << threads);
   }
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <numeric>
 #include <string>
@@ -109,6 +110,32 @@ inline std::vector<tg::Tensor> call_rule_directly(const tg::Tensor& y, const tg:
 }
 
 // ---- assignment tasks (tests/task_probes.cpp) ----
+// Each task's probe sits beside its TEST_SUITE: a few lines that run the task's code once on
+// a tiny input,
+//   TASK_PROBE("gradcam") { explain::grad_cam_map(Tensor::ones({1, 1, 2, 2}), Tensor::ones({1, 1, 2, 2})); }
+// so adding a task touches only its own code, its own tests and tests/tasks.txt.
+using Probe = void (*)();
+bool register_probe(const char* id, Probe probe);
+#define TG_PROBE_CONCAT2(a, b) a##b
+#define TG_PROBE_CONCAT(a, b) TG_PROBE_CONCAT2(a, b)
+#define TG_TASK_PROBE(id, function)                                                   \
+  static void function();                                                             \
+  [[maybe_unused]] static const bool TG_PROBE_CONCAT(function, _registered) =         \
+      ::test::register_probe(id, function);                                           \
+  static void function()
+#define TASK_PROBE(id) TG_TASK_PROBE(id, TG_PROBE_CONCAT(task_probe_, __LINE__))
+
+// For a probe: records `op` on a tiny input and calls that entry's default rule directly (no walk).
+inline void probe_rule(const std::function<tg::Tensor(const tg::Tensor&)>& op, const tg::Shape& shape,
+                       const tg::BackwardRule& rule) {
+  tg::Tensor x = tg::Tensor::full(shape, 0.5f, true);
+  tg::Tensor y = op(x);
+  const tg::Entry copy = *tg::tape().producer(y);
+  tg::tape().discard_last();
+  tg::NoGrad no_grad;
+  rule(copy, tg::Tensor::ones(y.shape()));
+}
+
 // The id of the task that is not implemented when task `id`'s code runs ("" when it runs).
 std::string missing_task(const std::string& id);
 // False (and the test is counted as waiting) while one of the tasks is not implemented.

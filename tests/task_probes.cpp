@@ -1,76 +1,24 @@
-// Which assignment tasks are implemented in this tree, found by running each task's code
-// once on a tiny input. In the instructor tree every probe passes; in a student copy a
-// task that is still cut out throws tg::NotImplemented naming itself.
+// Which assignment tasks are implemented in this tree, found by running each task's probe
+// (TASK_PROBE, beside the task's suite) once. In the instructor tree every probe passes; in
+// a student copy a task that is still cut out throws tg::NotImplemented naming itself.
 #include <map>
 #include <set>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/explain.h"
-#include "tinygrad-cpp/segment.h"
 
 namespace test {
 namespace {
 
-// Records `op` on a tiny input and calls that entry's default rule directly (no walk).
-void call_rule(const std::function<tg::Tensor(const tg::Tensor&)>& op, const tg::Shape& shape,
-               const tg::BackwardRule& rule) {
-  tg::Tensor x = tg::Tensor::full(shape, 0.5f, true);
-  tg::Tensor y = op(x);
-  const tg::Entry* entry = tg::tape().producer(y);
-  const tg::Entry copy = *entry;
-  tg::tape().discard_last();
-  tg::NoGrad no_grad;
-  rule(copy, tg::Tensor::ones(y.shape()));
+// Every task's probe, by id (each test file registers those of its suites with TASK_PROBE).
+std::map<std::string, Probe>& probes() {
+  static std::map<std::string, Probe> registry;
+  return registry;
 }
 
 void probe(const std::string& id) {
-  using namespace tg;
-  if (id == "tape-reverse-walk") {
-    Tensor x = Tensor::full({2}, 1.f, true);
-    sum(mul(x, x)).backward();
-  } else if (id == "relu") {
-    call_rule([](const Tensor& x) { return relu(x); }, {2}, Op::ReLU.default_rule);
-  } else if (id == "relu-rules") {  // a relu entry by hand: relu's own task need not be done
-    Entry entry;
-    entry.op = &Op::ReLU;
-    entry.inputs = {Tensor::ones({2})};
-    entry.output = Tensor::ones({2});
-    rules::guided_relu(entry, Tensor::ones({2}));
-    rules::deconvnet_relu(entry, Tensor::ones({2}));
-  } else if (id == "relu6-guided") {  // a relu6 entry by hand, as for relu-rules
-    Entry entry;
-    entry.op = &Op::ReLU6;
-    entry.inputs = {Tensor::ones({2})};
-    entry.output = Tensor::ones({2});
-    rules::guided_relu(entry, Tensor::ones({2}));
-  } else if (id == "smoothgrad") {
-    explain::smoothgrad_of([](const Tensor& p) { return p; }, Tensor::ones({2}), 1, 0.f, 0);
-  } else if (id == "occlusion") {
-    nn::Sequential model;
-    model.add("flatten", std::make_shared<nn::Flatten>());
-    explain::occlusion(model, Tensor::ones({1, 1, 1, 2}), {0}, 1, 1, 0.f);
-  } else if (id == "grabcut-seeds") {
-    segment::seeds_from_saliency(Tensor::ones({2, 2}));
-  } else if (id == "linear-backward") {
-    const Tensor w = Tensor::ones({3, 2});
-    call_rule([&](const Tensor& x) { return linear(x, w); }, {1, 2}, Op::Linear.default_rule);
-  } else if (id == "conv2d-backward") {
-    const Tensor w = Tensor::ones({1, 1, 2, 2});
-    call_rule([&](const Tensor& x) { return conv2d(x, w); }, {1, 1, 3, 3}, Op::Conv2d.default_rule);
-  } else if (id == "maxpool-backward") {
-    call_rule([](const Tensor& x) { return max_pool2d(x, 2); }, {1, 1, 2, 2}, Op::MaxPool2d.default_rule);
-  } else if (id == "saliency") {
-    nn::Sequential model;
-    model.add("flatten", std::make_shared<nn::Flatten>());
-    explain::saliency(model, Tensor::ones({1, 1, 1, 2}), {0});
-  } else if (id == "gradcam") {
-    explain::grad_cam_map(Tensor::ones({1, 1, 2, 2}), Tensor::ones({1, 1, 2, 2}));
-  } else if (id == "ascent-step") {
-    Tensor x = Tensor::zeros({2});
-    explain::ascent_step(x, Tensor::ones({2}), 0.1f, 0.f);
-  } else {
-    throw tg::Error("task probe: unknown task '" + id + "' (tests/task_probes.cpp)");
-  }
+  const auto it = probes().find(id);
+  if (it == probes().end()) throw tg::Error("task probe: unknown task '" + id + "' (no TASK_PROBE(\"" + id + "\") in tests/)");
+  it->second();
 }
 
 std::map<std::string, std::string>& probe_results() {
@@ -90,6 +38,11 @@ int& waiting_tests() {
 }
 
 }  // namespace
+
+bool register_probe(const char* id, Probe probe) {
+  probes()[id] = probe;
+  return true;
+}
 
 std::string missing_task(const std::string& id) {
   auto& results = probe_results();

@@ -300,7 +300,7 @@ TEST_SUITE("assignment") {
     const test::TempDir dir;
     const std::string message = error_message([&] { assignment::make_student_copy(".", dir.file("copy"), tasks); });
     CHECK(contains(message, "tests/tasks.txt: task 'sigmoid' lacks a // BEGIN SOLUTION(sigmoid) marker in the sources, "
-                            "a TEST_SUITE(\"sigmoid\") in tests/, a probe in tests/task_probes.cpp"));
+                            "a TEST_SUITE(\"sigmoid\") in tests/, a TASK_PROBE(\"sigmoid\") in tests/"));
     CHECK(!fs::exists(dir.file("copy")));
   }
 

@@ -81,6 +81,12 @@ void check_saliency_against_finite_differences(nn::Sequential& model) {
   }
 }
 
+TASK_PROBE("saliency") {
+  nn::Sequential model;
+  model.add("flatten", std::make_shared<nn::Flatten>());
+  saliency(model, Tensor::ones({1, 1, 1, 2}), {0});
+}
+
 TEST_SUITE("saliency") {
   TEST_CASE("saliency equals a finite-difference gradient of the class score") {
     auto model = task_free_model(1);
@@ -90,6 +96,8 @@ TEST_SUITE("saliency") {
 
 // The smoothgrad task's sub-cases: the averaging on its own, with gradients given as
 // functions (no tape, no model).
+TASK_PROBE("smoothgrad") { smoothgrad_of([](const Tensor& p) { return p; }, Tensor::ones({2}), 1, 0.f, 0); }
+
 TEST_SUITE("smoothgrad") {
   TEST_CASE("with sigma 0 every sample is the input, so the mean is its gradient") {
     const Tensor x = Tensor::from_vector({-1.f, 0.5f, 2.f, 3.f}, {2, 2});
@@ -281,6 +289,8 @@ std::shared_ptr<nn::Sequential> gap_cnn(uint64_t seed) {
 }
 }  // namespace
 
+TASK_PROBE("gradcam") { grad_cam_map(Tensor::ones({1, 1, 2, 2}), Tensor::ones({1, 1, 2, 2})); }
+
 TEST_SUITE("gradcam") {
   // The Grad-CAM formula on given activations and gradients: no model, no backward pass.
   TEST_CASE("grad_cam_map weights each channel by its mean gradient, sums, and clips at 0") {
@@ -358,6 +368,12 @@ TEST_SUITE("explain") {
 }
 
 // The occlusion task's sub-cases. The model is task-free (occlusion runs forward passes only).
+TASK_PROBE("occlusion") {
+  nn::Sequential model;
+  model.add("flatten", std::make_shared<nn::Flatten>());
+  occlusion(model, Tensor::ones({1, 1, 1, 2}), {0}, 1, 1, 0.f);
+}
+
 TEST_SUITE("occlusion") {
   TEST_CASE("occlusion on scores: one window over the whole image gives the drop in the logit everywhere") {
     auto model = task_free_model(32);
@@ -431,6 +447,11 @@ TEST_SUITE("occlusion") {
     // The bottom-right pixel only by the window that hangs over the edge at (6, 4).
     CHECK(map.at({0, 0, 7, 5}) == doctest::Approx(drop(6, 4)).epsilon(1e-5));
   }
+}
+
+TASK_PROBE("ascent-step") {
+  Tensor x = Tensor::zeros({2});
+  ascent_step(x, Tensor::ones({2}), 0.1f, 0.f);
 }
 
 TEST_SUITE("ascent-step") {

@@ -191,6 +191,8 @@ TEST_SUITE("ops-activation") {
   }
 }
 
+TASK_PROBE("relu") { test::probe_rule([](const Tensor& x) { return relu(x); }, {2}, Op::ReLU.default_rule); }
+
 TEST_SUITE("relu") {
   TEST_CASE("relu forward values and vanilla gradient") {
     Tensor x = Tensor::from_vector({-2, -0.5f, 0.5f, 3}, {2, 2});
@@ -222,6 +224,11 @@ TEST_SUITE("relu") {
       test::check_rule("relu6", [](const std::vector<Tensor>& in) { return relu6(in[0]); }, {xs});
     }
   }
+}
+
+TASK_PROBE("linear-backward") {
+  const Tensor w = Tensor::ones({3, 2});
+  test::probe_rule([&](const Tensor& x) { return linear(x, w); }, {1, 2}, Op::Linear.default_rule);
 }
 
 TEST_SUITE("linear-backward") {
@@ -305,6 +312,11 @@ void check_conv_rule(const std::vector<ConvCase>& cases, bool with_bias, uint64_
   }
 }
 }  // namespace
+
+TASK_PROBE("conv2d-backward") {
+  const Tensor w = Tensor::ones({1, 1, 2, 2});
+  test::probe_rule([&](const Tensor& x) { return conv2d(x, w); }, {1, 1, 3, 3}, Op::Conv2d.default_rule);
+}
 
 TEST_SUITE("conv2d-backward") {
   TEST_CASE("stride: 1, 2, (2,1) and (1,3), no padding, no bias") { check_conv_rule(conv_stride_cases, false, 81); }
@@ -407,6 +419,10 @@ void check_pool_rule(const std::vector<PoolCase>& cases, uint64_t seed) {
 }
 }  // namespace
 
+TASK_PROBE("maxpool-backward") {
+  test::probe_rule([](const Tensor& x) { return max_pool2d(x, 2); }, {1, 1, 2, 2}, Op::MaxPool2d.default_rule);
+}
+
 // The maxpool-backward task's sub-cases: each test case is one share of its points.
 TEST_SUITE("maxpool-backward") {
   TEST_CASE("disjoint windows: 2x2 stride 2 and 3x2 stride (3,2), odd sizes with rows no window covers") {
@@ -441,6 +457,11 @@ TEST_SUITE("maxpool-backward") {
     const std::vector<Tensor> hand = test::call_rule_directly(max_pool2d(x, 2), Tensor::from_vector({3, 5}, {1, 1, 1, 2}));
     REQUIRE(hand.size() == 1);
     CHECK(hand[0].to_vector() == std::vector<float>{3, 0, 0, 5, 0, 0, 0, 0});
+    // A 3x3 window with its 2 three times: the first in reading order, (0, 1), takes it all.
+    Tensor x3 = Tensor::from_vector({0, 2, 2, 2, 1, 2, 0, 0, 1}, {1, 1, 3, 3}, true);
+    const std::vector<Tensor> three = test::call_rule_directly(max_pool2d(x3, 3), Tensor::from_vector({7}, {1, 1, 1, 1}));
+    REQUIRE(three.size() == 1);
+    CHECK(three[0].to_vector() == std::vector<float>{0, 7, 0, 0, 0, 0, 0, 0, 0});
     // Values from {0, 1, 2}, so most windows hold a tie; shapes cover the engine's vectorized
     // rows (widths 8, 9, 70) and odd sizes. Checked by properties, window by window: all of
     // its gradient lands on one pixel, that pixel holds the window's maximum, and every pixel

@@ -28,6 +28,8 @@ std::vector<uint8_t> block_mask() {
 }
 }  // namespace
 
+TASK_PROBE("grabcut-seeds") { seeds_from_saliency(Tensor::ones({2, 2})); }
+
 // The grabcut-seeds task's sub-cases.
 TEST_SUITE("grabcut-seeds") {
   TEST_CASE("seeds by hand: the top quantile is the object, the bottom one background, the rest left to GrabCut") {

@@ -36,6 +36,11 @@ const std::vector<float> kDeconvnet = {5, 0, 7, 0};    // max(g, 0)
 const std::vector<float> kGuided = {0, 0, 7, 0};       // (x > 0) * max(g, 0)
 }  // namespace
 
+TASK_PROBE("tape-reverse-walk") {
+  Tensor x = Tensor::full({2}, 1.f, true);
+  sum(mul(x, x)).backward();
+}
+
 TEST_SUITE("tape-reverse-walk") {
   TEST_CASE("chain rule through a small expression, with fan-out accumulation") {
     // f = (a*b + a)^2 at a=2, b=3: df/da = 2(ab+a)(b+1) = 2*8*4 = 64, df/db = 2(ab+a)a = 32
@@ -243,6 +248,11 @@ TEST_SUITE("tape-recording") {
   }
 }
 
+TASK_PROBE("relu-rules") {  // a relu entry by hand: relu's own task need not be done
+  rule_gradient(rules::guided_relu, Tensor::ones({2}), Tensor::ones({2}));
+  rule_gradient(rules::deconvnet_relu, Tensor::ones({2}), Tensor::ones({2}));
+}
+
 TEST_SUITE("relu-rules") {
   // Each rule is called on a relu entry directly, so these tests need no other task.
   TEST_CASE("the deconvnet and guided rules give their formulas") {
@@ -316,6 +326,8 @@ std::vector<float> guided_on_relu6(const Tensor& x, const Tensor& g) {
   return rules::guided_relu(entry, g).at(0).to_vector();
 }
 }  // namespace
+
+TASK_PROBE("relu6-guided") { guided_on_relu6(Tensor::ones({2}), Tensor::ones({2})); }
 
 TEST_SUITE("relu6-guided") {
   TEST_CASE("guided ReLU6 by hand: nothing at x = 0, at x = 6, above 6, or for a negative gradient") {

@@ -122,7 +122,8 @@ void make_student_copy(const std::string& root, const std::string& destination, 
             has_marker.insert(t.id);
           if (relative.rfind("tests/", 0) == 0 && text.find("TEST_SUITE(\"" + t.id + "\")") != std::string::npos)
             has_suite.insert(t.id);
-          if (relative == "tests/task_probes.cpp" && text.find("\"" + t.id + "\"") != std::string::npos) has_probe.insert(t.id);
+          if (relative.rfind("tests/", 0) == 0 && text.find("TASK_PROBE(\"" + t.id + "\")") != std::string::npos)
+            has_probe.insert(t.id);
         }
         text = stripped;
       }
@@ -135,7 +136,7 @@ void make_student_copy(const std::string& root, const std::string& destination, 
     std::string missing;
     if (!has_marker.count(t.id)) missing += " a // BEGIN SOLUTION(" + t.id + ") marker in the sources,";
     if (!has_suite.count(t.id)) missing += " a TEST_SUITE(\"" + t.id + "\") in tests/,";
-    if (!has_probe.count(t.id)) missing += " a probe in tests/task_probes.cpp,";
+    if (!has_probe.count(t.id)) missing += " a TASK_PROBE(\"" + t.id + "\") in tests/,";
     if (!missing.empty()) {
       missing.pop_back();
       throw Error(fmt::format("tests/tasks.txt: task '{}' lacks{}", t.id, missing));

@@ -116,7 +116,7 @@ student: $(BUILD)/bin/make_student
 	@rm -rf build/student
 	$(BUILD)/bin/make_student build/student
 
-grade: check-packages
+grade: check-packages photo-model
 	@$(MAKE) --no-print-directory $(TESTS) $(BUILD)/bin/grade
 	@mkdir -p $(BUILD)/grade
 	@$(BUILD)/bin/grade $(TESTS) tests/tasks.txt --json $(BUILD)/grade/results.json

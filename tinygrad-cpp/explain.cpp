@@ -132,9 +132,9 @@ Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int sam
   Generator gen(seed);
   Tensor total = Tensor::zeros(input.shape());
   // BEGIN SOLUTION(smoothgrad)
-  // HINT: `samples` times: a copy of the input with Gaussian noise of standard deviation sigma added to every
-  // HINT: element (gen.normal(0, sigma), in element order), and its gradient from gradient_at; the answer is
-  // HINT: the mean of those gradients.
+  // HINT: `samples` times: a copy of the input with fresh Gaussian noise of standard deviation sigma on every
+  // HINT: element (gen.normal draws it), and its gradient from gradient_at; the answer is the mean of those
+  // HINT: gradients.
   for (int s = 0; s < samples; ++s) {
     Tensor noisy = input.clone();
     for (int64_t i = 0; i < noisy.numel(); ++i) noisy.data()[i] += gen.normal(0.f, sigma);

@@ -329,25 +329,20 @@ TEST_SUITE("assignment") {
     // one-symbol lines) that appears nowhere outside the regions.
     std::set<std::string> solution, elsewhere;
     std::set<std::string> ids_seen;
-    for (const auto& entry : fs::recursive_directory_iterator("tinygrad-cpp")) {
-      if (!entry.is_regular_file()) continue;
-      std::ifstream in(entry.path());
-      std::string line, id;
-      bool inside = false;
+    auto add_lines = [](const std::string& text, std::set<std::string>& to) {
+      std::istringstream in(text);
+      std::string line;
       while (std::getline(in, line)) {
         const size_t first = line.find_first_not_of(' ');
-        const std::string trimmed = first == std::string::npos ? "" : line.substr(first);
-        if (trimmed.rfind(kBegin + "(", 0) == 0) {
-          inside = true;
-          ids_seen.insert(trimmed.substr(kBegin.size() + 1, trimmed.find(')') - kBegin.size() - 1));
-          continue;
-        }
-        if (trimmed == kEnd) {
-          inside = false;
-          continue;
-        }
-        if (trimmed.size() < 4 || trimmed.rfind("// HINT:", 0) == 0) continue;
-        (inside ? solution : elsewhere).insert(trimmed);
+        if (first != std::string::npos && line.size() - first >= 4) to.insert(line.substr(first));
+      }
+    };
+    for (const fs::path& path : sources_under(".", {"tinygrad-cpp"})) {
+      const SplitSource split = split_regions(read_text(path.string()));
+      add_lines(split.outside, elsewhere);
+      for (const auto& [id, code] : split.regions) {
+        ids_seen.insert(id);
+        add_lines(code, solution);
       }
     }
     for (const auto& t : tasks) CHECK(ids_seen.count(t.id) == 1);  // every task is marked somewhere

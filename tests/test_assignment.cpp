@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -532,7 +533,8 @@ TEST_SUITE("assignment") {
     CHECK(contains(second.out, " 0 failed"));
 
     // A racy conv2d-backward: the reference, but every thread adds into the one shared dW
-    // (what the hint warns against). Every gradient check passes, the threads sub-case does not.
+    // (what the hint warns against). The threads sub-case fails; a gradient check may fail too
+    // when the race happens to strike while it runs, so only the threads label is certain.
     std::string conv = read_text("tinygrad-cpp/ops/conv.cpp");
     const std::string own_sum = "my_dw.data() + g * out_per_group * patch";
     REQUIRE(contains(conv, own_sum));
@@ -544,7 +546,6 @@ TEST_SUITE("assignment") {
     INFO(racy.out);
     CHECK(racy.status == 1);
     const std::string racy_line = grade_line(racy.out, "conv2d-backward");
-    CHECK(contains(racy_line, "partial"));
-    CHECK(contains(racy_line, "1 of 6 failed (threads): "));
+    CHECK(std::regex_search(racy_line, std::regex(R"((partial|FAILED) +[1-6] of 6 failed \(([a-z ]+, )*threads\): )")));
   }
 }

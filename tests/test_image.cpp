@@ -1,7 +1,10 @@
 // PNG/JPEG loading and PNG writing: good images round-trip, bad files are refused.
-#include <stb/stb_image_write.h>
-
+#include <cstdio>  // jpeglib.h needs FILE and size_t first
+#include <cstdlib>
 #include <filesystem>
+
+#include <jpeglib.h>
+#include <stb/stb_image_write.h>
 
 #include "tests/helpers.h"
 #include "tinygrad-cpp/io.h"
@@ -83,6 +86,60 @@ TEST_SUITE("image") {
     } catch (const Error& e) {
       CHECK(contains(e.what(), path + ": corrupt JPEG"));
     }
+  }
+
+  TEST_CASE("a progressive JPEG decodes, and one with hundreds of scans is refused") {
+    test::TempDir dir;
+    const std::string path = dir.file("progressive.jpg");
+    // A real progressive JPEG from libjpeg: 48x32, red on the left half, blue on the right.
+    const int width = 48, height = 32;
+    std::vector<uint8_t> pixels(width * height * 3);
+    for (int i = 0; i < width * height; ++i) {
+      const bool left = i % width < width / 2;
+      pixels[3 * i] = left ? 220 : 20;
+      pixels[3 * i + 2] = left ? 20 : 220;
+    }
+    jpeg_compress_struct cinfo{};
+    jpeg_error_mgr errors{};
+    cinfo.err = jpeg_std_error(&errors);
+    jpeg_create_compress(&cinfo);
+    unsigned char* buffer = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&cinfo, &buffer, &size);
+    cinfo.image_width = width;
+    cinfo.image_height = height;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_simple_progression(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+      JSAMPROW row = &pixels[static_cast<size_t>(cinfo.next_scanline) * width * 3];
+      jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    const std::vector<uint8_t> jpeg(buffer, buffer + size);
+    std::free(buffer);
+    jpeg_destroy_compress(&cinfo);
+    test::write_bytes(path, jpeg);
+    const io::Image image = io::load_image(path);
+    CHECK(image.width == width);
+    CHECK(image.height == height);
+    CHECK(std::abs(image.at(16, 4, 0) - 220) < 12);
+    CHECK(std::abs(image.at(16, 44, 2) - 220) < 12);
+    // Its last scan (from the last SOS marker to EOI) repeated 600 times: every repeat makes
+    // the decoder pass over the whole image again. It is refused, not decoded for minutes.
+    size_t last_scan = 0;
+    for (size_t i = 0; i + 1 < jpeg.size(); ++i)
+      if (jpeg[i] == 0xff && jpeg[i + 1] == 0xda) last_scan = i;
+    REQUIRE(last_scan > 0);
+    const std::vector<uint8_t> scan(jpeg.begin() + static_cast<long>(last_scan), jpeg.end() - 2);
+    std::vector<uint8_t> many(jpeg.begin(), jpeg.end() - 2);
+    for (int i = 0; i < 600; ++i) many.insert(many.end(), scan.begin(), scan.end());
+    many.insert(many.end(), {0xff, 0xd9});
+    test::write_bytes(path, many);
+    const std::string message = error_message([&] { io::load_image(path); });
+    CHECK(contains(message, path + ": corrupt JPEG (more than 100 progressive scans)"));
   }
 
   TEST_CASE("the hostile files under tests/fuzz/regressions are each refused in one line, quickly") {

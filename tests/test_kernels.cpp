@@ -206,6 +206,37 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("conv3x3_winograd equals the seven-loop convolution, and runs a flipped weight through strides") {
+    // Odd and even output sizes (a half tile at the right or bottom edge), padding 0, 1, 2
+    // and (0, 2), channel counts that are not multiples of the vector width; maps of one
+    // band, of a few bands in turn, of many bands shared among the threads (2 x 18 x 520), and
+    // gemms large enough to share themselves among the threads (96 x 34 x 34).
+    Generator gen(9);
+    struct Case { int64_t C, H, W, O, ph, pw; };
+    for (const Case& c : {Case{3, 5, 7, 2, 1, 1}, Case{33, 9, 12, 35, 1, 1}, Case{17, 8, 8, 5, 0, 0},
+                          Case{4, 13, 6, 9, 2, 2}, Case{6, 7, 11, 3, 0, 2}, Case{40, 36, 70, 34, 1, 1},
+                          Case{2, 3, 3, 2, 0, 0}, Case{2, 18, 520, 3, 1, 1}, Case{96, 34, 34, 96, 1, 1}}) {
+      CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.ph); CAPTURE(c.pw);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, 3, 3, 1, 1, c.ph, c.pw, 1, 1};
+      std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * 9), bias(c.O);
+      for (std::vector<float>* v : {&x, &w, &bias})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      const int64_t out_count = c.O * g.out_h() * g.out_w();
+      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+      kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
+      const kernels::DirectConv d{c.C, c.H, c.W, c.O, 3, 3, c.ph, c.pw, c.C * 9, 9, 3, 1};
+      kernels::conv3x3_winograd(x.data(), d, w.data(), bias.data(), out.data());
+      const double scale = std::sqrt(static_cast<double>(c.C * 9)) / 3;  // sums of C*9 terms of size ~1/3
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5).scale(scale));
+      if (c.C * c.O * c.H * c.W > 2'000'000) continue;  // each index checked costs a reference forward
+      std::vector<float> dy(out_count), dx(x.size(), std::nanf(""));
+      for (float& v : dy) v = gen.uniform(-1, 1);
+      const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, 3, 3, 2 - c.ph, 2 - c.pw, 9, c.C * 9, -3, -1};
+      kernels::conv3x3_winograd(dy.data(), t, w.data() + 8, nullptr, dx.data());
+      check_conv_gradients_by_definition({x, 1, g, w, c.O, 1, dy}, dx.data(), nullptr);
+    }
+  }
+
   TEST_CASE("conv2d_stride1_weight_grad equals the definition of dW, summed over images") {
     Generator gen(8);
     struct Case { int64_t N, C, H, W, O, kh, kw, ph, pw; };
@@ -297,14 +328,14 @@ TEST_SUITE("kernels") {
     }
   }
 
-  TEST_CASE("the engine's conv2d paths (1x1 as a gemm, depthwise, stride 1, im2col) equal the references") {
+  TEST_CASE("the engine's conv2d paths (1x1 as a gemm, depthwise, stride 1, Winograd, im2col) equal the references") {
     // conv2d_forward against conv2d_reference; the backward fast paths against the
     // definition of dx and dW (from conv2d_reference, one unit tensor at a time).
     Generator gen(23);
     struct Case { int64_t N, C, H, W, O, k, s, p, groups; };
     for (const Case& c : {Case{1, 19, 9, 13, 21, 1, 1, 0, 1}, Case{8, 32, 10, 10, 17, 1, 1, 0, 1},
                           Case{8, 17, 11, 6, 17, 3, 2, 1, 17}, Case{1, 16, 15, 15, 32, 3, 1, 1, 16},
-                          Case{2, 3, 9, 8, 5, 3, 1, 1, 1}}) {
+                          Case{2, 3, 9, 8, 5, 3, 1, 1, 1}, Case{2, 32, 20, 22, 33, 3, 1, 1, 1}}) {
       CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.O); CAPTURE(c.k); CAPTURE(c.s); CAPTURE(c.groups);
       const kernels::ConvGeometry g{c.C, c.H, c.W, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1};
       const int64_t P = g.out_h() * g.out_w(), image = c.C * c.H * c.W, patch = c.C / c.groups * c.k * c.k;

@@ -405,6 +405,18 @@ extern "C" void jpeg_error_exit(j_common_ptr cinfo) {
 }
 extern "C" void jpeg_quiet(j_common_ptr, int) {}  // warnings (corrupt data it can live with) stay quiet
 
+// A progressive JPEG re-reads the whole image once per scan; real ones have about ten scans,
+// a hostile 60 KB file can declare thousands over 40 megapixels and decode for minutes.
+constexpr int kMaxJpegScans = 100;
+extern "C" void jpeg_count_scans(j_common_ptr cinfo) {
+  auto* decompress = reinterpret_cast<j_decompress_ptr>(cinfo);
+  if (decompress->input_scan_number > kMaxJpegScans) {
+    auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+    std::snprintf(errors->message, sizeof errors->message, "more than %d progressive scans", kMaxJpegScans);
+    std::longjmp(errors->back, 1);
+  }
+}
+
 void check_size(const std::string& path, int64_t width, int64_t height) {
   if (width < 1 || height < 1 || width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels)
     throw file_error(path, fmt::format("image is {}x{}; sides must be 1 to {} and at most {} million pixels", width,
@@ -427,6 +439,12 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
     throw file_error(path, std::string("corrupt JPEG (") + errors.message + ")");
   }
   jpeg_create_decompress(&cinfo);
+  // libjpeg's own buffers (a progressive image's coefficients: 2 bytes a sample, 240 MB at
+  // the pixel cap) stay under this; beyond it libjpeg stops with an error instead of allocating.
+  cinfo.mem->max_memory_to_use = 512L << 20;
+  jpeg_progress_mgr progress{};
+  progress.progress_monitor = jpeg_count_scans;
+  cinfo.progress = &progress;
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   const int64_t width = cinfo.image_width, height = cinfo.image_height;

@@ -4,10 +4,12 @@
 //   1x1, stride 1, no padding                    one gemm per image, no columns: Y = W X,
 //                                                dX = W^T dY, dW += dY X^T
 //   depthwise (groups = channels)                 depthwise.cpp, forward and both gradients
-//   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image
+//   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image;
+//                                                3x3 with many channels on large maps (VGG):
+//                                                Winograd F(2x2, 3x3) (winograd.cpp)
 //   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm
 //   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
-//   backward, stride 1                           dx: the direct kernel on dY with the weight flipped;
+//   backward, stride 1                           dx: the forward's kernel on dY with the weight flipped;
 //                                                dW: the direct weight-gradient kernel
 // conv2d_reference (im2col.cpp) is the seven-loop definition they are all tested against.
 #include <algorithm>
@@ -87,7 +89,8 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
   }
   if (stride1(g, groups)) {
     const DirectConv d = direct_forward(g, O);
-    for_each_image(batch, [&](int64_t n) { conv2d_stride1(x + n * image_size, d, weight, bias, out + n * O * P); });
+    const auto kernel = winograd_pays(d) ? conv3x3_winograd : conv2d_stride1;
+    for_each_image(batch, [&](int64_t n) { kernel(x + n * image_size, d, weight, bias, out + n * O * P); });
     return;
   }
   if (batch == 1 && groups == 1 && O * P * rows >= (int64_t{1} << 20) && num_threads() > 1 && !in_parallel_region()) {
@@ -152,9 +155,8 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
   //     dx[c][y][x] = sum over (o, i, j) of w[o][c][kh-1-i][kw-1-j] * dYpadded[o][y+i][x+j]
   const DirectConv d{O, g.out_h(), g.out_w(), g.channels, g.kernel_h, g.kernel_w, g.kernel_h - 1 - g.pad_h,
                      g.kernel_w - 1 - g.pad_w, taps, g.channels * taps, -g.kernel_w, -1};
-  for_each_image(batch, [&](int64_t n) {
-    conv2d_stride1(grad_output + n * O * P, d, weight + taps - 1, nullptr, dx + n * image_size);
-  });
+  const auto kernel = winograd_pays(d) ? conv3x3_winograd : conv2d_stride1;
+  for_each_image(batch, [&](int64_t n) { kernel(grad_output + n * O * P, d, weight + taps - 1, nullptr, dx + n * image_size); });
   return true;
 }
 

@@ -17,6 +17,9 @@ constexpr int64_t VW = 4;
 typedef float vfloat __attribute__((vector_size(VW * sizeof(float))));                      // aligned to its size
 typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), aligned(4)));  // any float address
 
+typedef int vindex __attribute__((vector_size(VW * sizeof(int))));                          // lane numbers for shuffles
+
 inline vfloat load_unaligned(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
+inline void store_unaligned(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
 
 }  // namespace tg::kernels

@@ -16,7 +16,10 @@ TSAN     ?= 0
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/sanitize
-OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# (-Wno-maybe-uninitialized: g++ 12 at -O1 with the sanitizers warns inside <regex>'s own
+# std::function moves, a known false positive that would bury real warnings.)
+OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -Wno-maybe-uninitialized
 LDOPT    := -fsanitize=address,undefined
 else ifeq ($(TSAN),1)
 # ThreadSanitizer: `make grade TSAN=1` fails a task whose code races (two threads adding

@@ -17,9 +17,28 @@ constexpr int64_t VW = 4;
 typedef float vfloat __attribute__((vector_size(VW * sizeof(float))));                      // aligned to its size
 typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), aligned(4)));  // any float address
 
-typedef int vindex __attribute__((vector_size(VW * sizeof(int))));                          // lane numbers for shuffles
-
 inline vfloat load_unaligned(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
 inline void store_unaligned(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
+
+// Shuffles across the pair (a, b), in the builtin that both g++ (12 and later) and clang++
+// know; its lane numbers must be constants, hence one line per register width.
+// even_lanes: a0 a2 ... b0 b2 ...   odd_lanes: a1 a3 ... b1 b3 ...
+// zip_low: a0 b0 a1 b1 ... (the first halves)   zip_high: the same for the second halves.
+#if defined(__AVX512F__)
+inline vfloat even_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+inline vfloat odd_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31); }
+inline vfloat zip_low(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23); }
+inline vfloat zip_high(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31); }
+#elif defined(__AVX__)
+inline vfloat even_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); }
+inline vfloat odd_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); }
+inline vfloat zip_low(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11); }
+inline vfloat zip_high(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15); }
+#else
+inline vfloat even_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6); }
+inline vfloat odd_lanes(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7); }
+inline vfloat zip_low(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 0, 4, 1, 5); }
+inline vfloat zip_high(vfloat a, vfloat b) { return __builtin_shufflevector(a, b, 2, 6, 3, 7); }
+#endif
 
 }  // namespace tg::kernels

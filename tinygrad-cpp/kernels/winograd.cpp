@@ -93,13 +93,11 @@ void transform_weights(const Plan& p, int64_t o0, int64_t o1, float* U) {
 
 // even[i] = row[2i], odd[i] = row[2i + 1] for i < n; row holds 2n + 2VW floats.
 void split_even_odd(const float* row, int64_t n, float* even, float* odd) {
-  static const vindex even_lanes = [] { vindex v; for (int64_t i = 0; i < VW; ++i) v[i] = static_cast<int>(2 * i); return v; }();
-  static const vindex odd_lanes = even_lanes + 1;
   int64_t i = 0;
   for (; i + VW <= n; i += VW) {
     const vfloat a = load_unaligned(row + 2 * i), b = load_unaligned(row + 2 * i + VW);
-    store_unaligned(even + i, __builtin_shuffle(a, b, even_lanes));
-    store_unaligned(odd + i, __builtin_shuffle(a, b, odd_lanes));
+    store_unaligned(even + i, even_lanes(a, b));
+    store_unaligned(odd + i, odd_lanes(a, b));
   }
   for (; i < n; ++i) {
     even[i] = row[2 * i];
@@ -165,9 +163,6 @@ void transform_input(const Plan& p, int64_t ty0, int64_t ty1, int64_t c0, int64_
 void transform_output(const Plan& p, int64_t ty0, int64_t ty1, int64_t o0, int64_t o1, const float* M) {
   const DirectConv& d = p.d;
   const int64_t band = (ty1 - ty0) * p.tiles_w, pairs = p.out_w / 2;
-  // lanes of (a, b) interleaved: a0 b0 a1 b1 ... (the first VW) and the rest
-  static const vindex low_lanes = [] { vindex v; for (int64_t i = 0; i < VW; ++i) v[i] = static_cast<int>(i / 2 + (i % 2) * VW); return v; }();
-  static const vindex high_lanes = low_lanes + VW / 2;
   for (int64_t o = o0; o < o1; ++o) {
     const float bias = p.bias ? p.bias[o] : 0.f;
     for (int64_t ty = ty0; ty < ty1; ++ty) {
@@ -197,12 +192,12 @@ void transform_output(const Plan& p, int64_t ty0, int64_t ty1, int64_t o0, int64
           s1[col] = m1 - m2 - load_unaligned(m[3][col] + t);
         }
         const vfloat y00 = bias + s0[0] + s0[1] + s0[2], y01 = bias + s0[1] - s0[2] - s0[3];
-        store_unaligned(top + 2 * t, __builtin_shuffle(y00, y01, low_lanes));
-        store_unaligned(top + 2 * t + VW, __builtin_shuffle(y00, y01, high_lanes));
+        store_unaligned(top + 2 * t, zip_low(y00, y01));
+        store_unaligned(top + 2 * t + VW, zip_high(y00, y01));
         if (bottom) {
           const vfloat y10 = bias + s1[0] + s1[1] + s1[2], y11 = bias + s1[1] - s1[2] - s1[3];
-          store_unaligned(bottom + 2 * t, __builtin_shuffle(y10, y11, low_lanes));
-          store_unaligned(bottom + 2 * t + VW, __builtin_shuffle(y10, y11, high_lanes));
+          store_unaligned(bottom + 2 * t, zip_low(y10, y11));
+          store_unaligned(bottom + 2 * t + VW, zip_high(y10, y11));
         }
       }
       for (; t < pairs; ++t) {

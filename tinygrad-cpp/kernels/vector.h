@@ -1,6 +1,8 @@
 // The vector type the fast kernels are written in: GCC vector extensions, which the
 // compiler turns into AVX-512, AVX2 or SSE instructions for the machine the project is
 // built on (-march=native). VW is the number of floats in one register.
+// The library is also built by clang++ (`make fuzz`, which CI runs), so only builtins both
+// compilers know belong here: g++'s own __builtin_shuffle is not one of them.
 #pragma once
 
 #include <cstdint>

@@ -77,12 +77,17 @@ TEST_SUITE("kernels") {
             for (float& v : A) v = gen.uniform(-1, 1);
             for (float& v : B) v = gen.uniform(-1, 1);
             for (float& v : C) v = gen.uniform(-1, 1);
-            std::vector<float> expected = C;
+            std::vector<float> expected = C, biased = C, bias(M);
+            for (float& v : bias) v = gen.uniform(-1, 1);
             kernels::gemm_naive(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, expected.data(), ldc);
             kernels::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+            // With a row bias: the same product plus bias[i] on row i, nothing outside the rows' N columns.
+            kernels::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, biased.data(), ldc, bias.data());
             for (int64_t i = 0; i < M * ldc; ++i) {
               CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(variant); CAPTURE(i);
               REQUIRE(C[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(static_cast<double>(K)));
+              const float with_bias = i % ldc < N ? expected[i] + bias[i / ldc] : expected[i];
+              REQUIRE(biased[i] == doctest::Approx(with_bias).epsilon(1e-4).scale(static_cast<double>(K)));
             }
           }
   }
@@ -108,6 +113,12 @@ TEST_SUITE("kernels") {
         if (lo == 0) kernels::gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, D.data(), c.N);
       });
       for (size_t i = 0; i < C.size(); ++i) REQUIRE(D[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(40.0));
+      // Each way adds a row bias once per element (the threads' column and row ranges, split K).
+      std::vector<float> bias(c.M), E(c.M * c.N);
+      for (float& v : bias) v = gen.uniform(-1, 1);
+      kernels::gemm(c.ta, c.tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, E.data(), c.N, bias.data());
+      for (size_t i = 0; i < C.size(); ++i)
+        REQUIRE(E[i] == doctest::Approx(expected[i] + bias[i / c.N]).epsilon(1e-4).scale(40.0));
     }
   }
 

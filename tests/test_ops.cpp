@@ -363,18 +363,46 @@ TEST_SUITE("ops-conv") {
     NEEDS_TASKS("tape-reverse-walk", "conv2d-backward");
     // A 3x3 kernel with stride 2: SAME gives ceil(side / 2) outputs and pads what that needs,
     // the odd one at the bottom or right: side 7 pads (1, 1), side 8 and side 6 pad (0, 1).
-    struct Case { Shape input, weight; int64_t groups; std::vector<int64_t> pads; };
-    for (const Case& c : std::vector<Case>{{{2, 3, 7, 8}, {4, 3, 3, 3}, 1, {0, 0, 0, 0, 1, 1, 0, 1}},
-                                           {{2, 4, 6, 6}, {4, 1, 3, 3}, 4, {0, 0, 0, 0, 0, 1, 0, 1}}}) {
+    // conv2d's extra_padding reads that odd row and column as zeros without a padded copy
+    // (the TFLite importer uses it): the same values and the same gradients as pad + conv2d.
+    struct Case { Shape input, weight; int64_t groups; std::vector<int64_t> pads; bool gradcheck; };
+    for (const Case& c : std::vector<Case>{{{2, 3, 7, 8}, {4, 3, 3, 3}, 1, {0, 0, 0, 0, 1, 1, 0, 1}, true},
+                                           {{2, 4, 6, 6}, {4, 1, 3, 3}, 4, {0, 0, 0, 0, 0, 1, 0, 1}, true},
+                                           // depthwise with a multiplier of 2, one image (the engine's kernels)
+                                           {{1, 3, 9, 10}, {6, 1, 3, 3}, 3, {0, 0, 0, 0, 1, 1, 0, 1}, true},
+                                           // one image large enough to be split in bands of output rows
+                                           {{1, 8, 48, 49}, {32, 8, 3, 3}, 1, {0, 0, 0, 0, 0, 1, 1, 1}, false}}) {
       CAPTURE(shape_str(c.input));
       Tensor x = random_normal(c.input, 91), w = random_normal(c.weight, 92), b = random_normal({c.weight[0]}, 93);
-      check_gradient("same-padded conv", [&](const std::vector<Tensor>& in) {
-        return conv2d(pad(in[0], c.pads), in[1], in[2], 2, 0, 1, c.groups);
-      }, {x, w, b});
+      const Pair2 before{c.pads[4], c.pads[6]}, extra{c.pads[5] - c.pads[4], c.pads[7] - c.pads[6]};
+      if (c.gradcheck) {
+        check_gradient("same-padded conv", [&](const std::vector<Tensor>& in) {
+          return conv2d(pad(in[0], c.pads), in[1], in[2], 2, 0, 1, c.groups);
+        }, {x, w, b});
+        check_gradient("conv with extra padding", [&](const std::vector<Tensor>& in) {
+          return conv2d(in[0], in[1], in[2], 2, before, 1, c.groups, extra);
+        }, {x, w, b});
+      }
       const Tensor y = conv2d(pad(x, c.pads), w, b, 2, 0, 1, c.groups);
       const Shape& input = c.input;
       CHECK(y.dim(2) == (input[2] + 1) / 2);  // ceil(in / stride), as SAME promises
       CHECK(y.dim(3) == (input[3] + 1) / 2);
+      // Both ways on one seed: outputs and all three gradients agree.
+      const Tensor seed = random_normal(y.shape(), 94, false);
+      std::vector<std::vector<float>> results[2];
+      for (int folded = 0; folded < 2; ++folded) {
+        x.zero_grad(), w.zero_grad(), b.zero_grad();
+        const Tensor out = folded ? conv2d(x, w, b, 2, before, 1, c.groups, extra) : conv2d(pad(x, c.pads), w, b, 2, 0, 1, c.groups);
+        REQUIRE(out.shape() == y.shape());
+        out.backward(seed);
+        results[folded] = {out.to_vector(), x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector()};
+      }
+      for (size_t k = 0; k < 4; ++k) {
+        CAPTURE(k);
+        REQUIRE(results[0][k].size() == results[1][k].size());
+        for (size_t i = 0; i < results[0][k].size(); ++i)
+          REQUIRE(results[1][k][i] == doctest::Approx(results[0][k][i]).epsilon(1e-4).scale(1.0));
+      }
     }
   }
 

@@ -103,8 +103,10 @@ extern const OpKind ReLU, ReLU6, Sigmoid, Tanh, Dropout;
 // matmul: [M,K] x [K,N] -> [M,N]; linear: x [N,in] W^T [in,out] + b
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// extra_padding: zeros below and to the right on top of `padding` (TensorFlow's SAME padding
+// with stride 2 puts its odd row and column there), read as zeros, never copied.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Pair2 stride = 1,
-              Pair2 padding = 0, Pair2 dilation = 1, int64_t groups = 1);
+              Pair2 padding = 0, Pair2 dilation = 1, int64_t groups = 1, Pair2 extra_padding = 0);
 // stride 0 means "equal to the kernel", as in PyTorch.
 Tensor max_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride = 0, Pair2 padding = 0);
 Tensor avg_pool2d(const Tensor& x, Pair2 kernel, Pair2 stride = 0, Pair2 padding = 0);

@@ -137,11 +137,12 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans, int64_t N, int64_t c
 }
 
 // The micro-kernel: C[0:rows, 0:cols] += sum_k a[k*MR + r] * b[k*NR + c] (or = with
-// `store`: the first panel of a gemm with beta = 0 writes C without reading it).
+// `store`: the first panel of a gemm with beta = 0 writes C without reading it), plus
+// bias[r] when a bias is given (the first panel only).
 // The MR x NR block of C lives in 12 vector registers while k runs; full tiles are added
 // into C directly, edge tiles go through a small buffer.
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict C,
-                         int64_t ldc, int64_t rows, int64_t cols, bool store) {
+                         int64_t ldc, int64_t rows, int64_t cols, bool store, const float* bias) {
   vfloat c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
   const vfloat negative_zero = -vfloat{};  // x + (-0) == x exactly, so the add folds into a broadcast
   for (int64_t k = 0; k < kc; ++k) {
@@ -160,6 +161,13 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     c40 += a4 * b0; c41 += a4 * b1;
     vfloat a5 = negative_zero + ak[5];
     c50 += a5 * b0; c51 += a5 * b1;
+  }
+  if (bias) {  // rows past `rows` are never written, so their bias is never read
+    const vfloat b0 = negative_zero + bias[0], b1 = negative_zero + bias[rows > 1 ? 1 : 0];
+    const vfloat b2 = negative_zero + bias[rows > 2 ? 2 : 0], b3 = negative_zero + bias[rows > 3 ? 3 : 0];
+    const vfloat b4 = negative_zero + bias[rows > 4 ? 4 : 0], b5 = negative_zero + bias[rows > 5 ? 5 : 0];
+    c00 += b0; c01 += b0; c10 += b1; c11 += b1; c20 += b2; c21 += b2;
+    c30 += b3; c31 += b3; c40 += b4; c41 += b4; c50 += b5; c51 += b5;
   }
   if (rows == MR && cols == NR) {
     const vfloat sums[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
@@ -256,7 +264,8 @@ void add_partials(const std::vector<std::vector<float>>& partials, int64_t M, in
 // few rows, very many columns) one sliver's buffer is all there is, so the packed panel
 // never makes a round trip through memory.
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool overwrite) {
+                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool overwrite,
+                 const float* row_bias = nullptr) {
   static thread_local AlignedBuffer a_buffer, b_buffer;
   const int64_t b_slivers = (N + NR - 1) / NR;
   const bool one_block = M <= MC;
@@ -265,6 +274,7 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool store = overwrite && k0 == 0;
+    const bool first_panel = k0 == 0;
     for (int64_t i0 = 0; i0 < M; i0 += MC) {
       const int64_t mc = std::min(MC, M - i0);
       const int64_t a_slivers = (mc + MR - 1) / MR;
@@ -276,7 +286,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
         if (i0 == 0) pack_b_sliver(B, ldb, trans_b, N, col0, k0, kc, sliver);
         for (int64_t as = 0; as < a_slivers; ++as) {
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
-          micro_kernel(kc, packed_a + as * MR * kc, sliver, C + row0 * ldc + col0, ldc, rows, cols, store);
+          micro_kernel(kc, packed_a + as * MR * kc, sliver, C + row0 * ldc + col0, ldc, rows, cols, store,
+                       row_bias && first_panel ? row_bias + row0 : nullptr);
         }
       }
     }
@@ -292,8 +303,14 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 //   - otherwise: each thread takes a range of rows of C.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-          int64_t ldc) {
+          int64_t ldc, const float* row_bias) {
   if (M <= 0 || N <= 0) return;
+  // The paths that do not take the bias into their tiles add it afterwards.
+  auto add_row_bias = [&] {
+    if (row_bias)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += row_bias[i];
+  };
   // With beta = 0 the blocked paths write C on their first panel, never reading it; the
   // others need C cleared first. Any other beta scales C once; the blocks add into it.
   const bool overwrite = beta == 0.f && K > 0 && alpha != 0.f;
@@ -304,7 +321,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (beta != 0.f && beta != 1.f)
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] *= beta;
-  if (K <= 0 || alpha == 0.f) return;
+  if (K <= 0 || alpha == 0.f) {
+    add_row_bias();
+    return;
+  }
 
   const int64_t threads = num_threads();
   if (M <= 2) {
@@ -320,6 +340,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const int64_t col0 = lo * 64, cols = std::min(N, hi * 64) - col0;
           gemm_few_rows(trans_a, trans_b, M, cols, K, alpha, A, lda, B + col0 * ldb, ldb, C + col0, ldc);
         });
+        add_row_bias();
         return;
       }
       if (!trans_b && K >= 128) {
@@ -333,24 +354,26 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
                         partial.data(), N);
         });
         add_partials(partials, M, N, C, ldc);
+        add_row_bias();
         return;
       }
     }
     gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    add_row_bias();
     return;
   }
   const int64_t flops = M * N * K;
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
   // Below a few million multiply-adds a second thread costs more than it saves.
   if (threads == 1 || flops < (int64_t{1} << 22) || in_parallel_region()) {
-    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite);
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite, row_bias);
     return;
   }
   if (b_slivers >= 2 * threads || (b_slivers >= threads && b_slivers >= a_slivers)) {
     parallel_for(0, b_slivers, 1, [&](int64_t lo, int64_t hi) {
       const int64_t col0 = lo * NR, cols = std::min(N, hi * NR) - col0;
       gemm_serial(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc,
-                  overwrite);
+                  overwrite, row_bias);
     });
     return;
   }
@@ -366,12 +389,13 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
                   trans_b ? B + k0 : B + k0 * ldb, ldb, partial.data(), N, false);
     });
     add_partials(partials, M, N, C, ldc);
+    add_row_bias();
     return;
   }
   parallel_for(0, a_slivers, 1, [&](int64_t lo, int64_t hi) {
     const int64_t row0 = lo * MR, rows = std::min(M, hi * MR) - row0;
     gemm_serial(trans_a, trans_b, rows, N, K, alpha, trans_a ? A + row0 : A + row0 * lda, lda, B, ldb, C + row0 * ldc, ldc,
-                overwrite);
+                overwrite, row_bias ? row_bias + row0 : nullptr);
   });
 }
 

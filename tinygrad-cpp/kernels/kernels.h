@@ -14,9 +14,11 @@ namespace tg::kernels {
 void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc);
+// row_bias (optional, M floats): C[i][j] also gets row_bias[i], added where the tile of C is
+// written, so a 1x1 convolution's bias costs no extra pass over its output.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-          int64_t ldc);
+          int64_t ldc, const float* row_bias = nullptr);
 
 // The sum of n floats, VW at a time (the same order every run).
 float sum(const float* values, int64_t n);
@@ -26,8 +28,12 @@ struct ConvGeometry {
   int64_t channels, height, width;         // input image C, H, W
   int64_t kernel_h, kernel_w;
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
-  int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  // Padding below the last row and right of the last column on top of pad_h and pad_w
+  // (TensorFlow's SAME padding with stride 2 puts its odd row and column there).
+  int64_t extra_bottom = 0, extra_right = 0;
+  int64_t out_h() const { return (height + 2 * pad_h + extra_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w + extra_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  bool symmetric() const { return extra_bottom == 0 && extra_right == 0; }
 };
 
 // im2col: image [C,H,W] -> columns [C*kh*kw, out_h*out_w]; padding reads as 0.

@@ -283,16 +283,13 @@ void Importer::convolution(const tflite::Operator& op, bool depthwise) {
   const std::string name = unique(layer_name(output));
   out_->add_parameter(name + ".weight", weight);
   if (b.defined()) out_->add_parameter(name + ".bias", b);
-  int value = x.value;
-  const bool symmetric = pad_h.first == pad_h.second && pad_w.first == pad_w.second;
-  if (!symmetric) {
-    const std::vector<int64_t> pads = {0, 0, 0, 0, pad_h.first, pad_h.second, pad_w.first, pad_w.second};
-    value = out_->add(unique(name + "/pad"), "pad", {value}, [pads](const std::vector<Tensor>& in) { return pad(in[0], pads); });
-    pad_h = pad_w = {0, 0};
-  }
+  // SAME padding puts the odd row and column after (same_padding: before <= after), which the
+  // convolution reads as extra zeros below and to the right: no padded copy of the input.
   const Pair2 stride{stride_h, stride_w}, dilation{dilation_h, dilation_w}, symmetric_pad{pad_h.first, pad_w.first};
-  value = out_->add(name, depthwise ? "depthwise_conv2d" : "conv2d", {value},
-                    [=](const std::vector<Tensor>& in) { return conv2d(in[0], weight, b, stride, symmetric_pad, dilation, groups); });
+  const Pair2 extra_pad{pad_h.second - pad_h.first, pad_w.second - pad_w.first};
+  const int value = out_->add(name, depthwise ? "depthwise_conv2d" : "conv2d", {x.value}, [=](const std::vector<Tensor>& in) {
+    return conv2d(in[0], weight, b, stride, symmetric_pad, dilation, groups, extra_pad);
+  });
   set_activation(output, fused(value, act, name, true, output), true);
 }
 

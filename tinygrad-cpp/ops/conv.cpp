@@ -2,6 +2,9 @@
 //
 //   y[n,o,i,j] = b[o] + sum over (c, u, v) of w[o,c,u,v] * x[n, g*C/groups + c, i*s + u*d - p, j*s + v*d - p]
 //
+// x outside the image reads as 0: p rows and columns of it on each side, plus extra_padding
+// more below and to the right (TensorFlow's SAME padding; it only adds output positions).
+//
 // The im2col trick turns that into a matrix product: lay every receptive field of image
 // n out as one column of  cols [C*kh*kw, P]  (P = out_h*out_w positions). For each group g
 //     forward   Y_g  = W_g cols_g                 ([Og, CgKK] x [CgKK, P])
@@ -24,20 +27,23 @@ struct Conv2dState : SavedState {
   kernels::ConvGeometry geometry;  // one image's sizes, kernel, stride, padding, dilation
   int64_t groups;
   std::string describe() const override {
-    return fmt::format("stride=[{},{}] padding=[{},{}] dilation=[{},{}] groups={}", geometry.stride_h, geometry.stride_w,
-                       geometry.pad_h, geometry.pad_w, geometry.dilation_h, geometry.dilation_w, groups);
+    const std::string extra = geometry.symmetric() ? std::string()
+                                                   : fmt::format(" extra_padding=[{},{}]", geometry.extra_bottom, geometry.extra_right);
+    return fmt::format("stride=[{},{}] padding=[{},{}]{} dilation=[{},{}] groups={}", geometry.stride_h, geometry.stride_w,
+                       geometry.pad_h, geometry.pad_w, extra, geometry.dilation_h, geometry.dilation_w, groups);
   }
 };
 
 kernels::ConvGeometry check_conv(const Tensor& x, const Tensor& w, const Tensor& bias, Pair2 stride, Pair2 padding,
-                                 Pair2 dilation, int64_t groups) {
+                                 Pair2 dilation, int64_t groups, Pair2 extra_padding) {
   auto fail = [&](const std::string& why) {
     return Error(fmt::format("conv2d: input {} and weight {}: {}", shape_str(x.shape()), shape_str(w.shape()), why));
   };
   if (x.ndim() != 4) throw fail("input must be [N,C,H,W]");
   if (w.ndim() != 4) throw fail("weight must be [out, in/groups, kh, kw]");
   if (groups < 1) throw fail(fmt::format("groups {} must be at least 1", groups));
-  if (stride.h < 1 || stride.w < 1 || dilation.h < 1 || dilation.w < 1 || padding.h < 0 || padding.w < 0)
+  if (stride.h < 1 || stride.w < 1 || dilation.h < 1 || dilation.w < 1 || padding.h < 0 || padding.w < 0 ||
+      extra_padding.h < 0 || extra_padding.w < 0)
     throw fail("stride and dilation must be >= 1 and padding >= 0");
   const int64_t channels = x.dim(1), out_channels = w.dim(0);
   if (channels % groups != 0 || out_channels % groups != 0)
@@ -46,7 +52,7 @@ kernels::ConvGeometry check_conv(const Tensor& x, const Tensor& w, const Tensor&
     throw fail(fmt::format("weight expects {} input channels, input has {} ({} != {})", w.dim(1) * groups, channels,
                            w.dim(1) * groups, channels));
   const kernels::ConvGeometry g{channels, x.dim(2), x.dim(3), w.dim(2), w.dim(3), stride.h, stride.w,
-                                padding.h, padding.w, dilation.h, dilation.w};
+                                padding.h, padding.w, dilation.h, dilation.w, extra_padding.h, extra_padding.w};
   if (g.out_h() < 1 || g.out_w() < 1) throw fail("the kernel does not fit in the padded input");
   if (bias.defined() && (bias.ndim() != 1 || bias.dim(0) != out_channels))
     throw Error(fmt::format("conv2d: bias {} does not match weight {} (expected [{}])", shape_str(bias.shape()),
@@ -57,8 +63,8 @@ kernels::ConvGeometry check_conv(const Tensor& x, const Tensor& w, const Tensor&
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair2 stride, Pair2 padding, Pair2 dilation,
-              int64_t groups) {
-  const kernels::ConvGeometry g = check_conv(x, weight, bias, stride, padding, dilation, groups);
+              int64_t groups, Pair2 extra_padding) {
+  const kernels::ConvGeometry g = check_conv(x, weight, bias, stride, padding, dilation, groups, extra_padding);
   Tensor out = Tensor::empty({x.dim(0), weight.dim(0), g.out_h(), g.out_w()});
   kernels::conv2d_forward(x.data(), x.dim(0), g, weight.data(), bias.defined() ? bias.data() : nullptr, weight.dim(0),
                           groups, out.data());

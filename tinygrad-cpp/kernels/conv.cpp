@@ -7,7 +7,9 @@
 //   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image;
 //                                                3x3 with many channels on large maps (VGG):
 //                                                Winograd F(2x2, 3x3) (winograd.cpp)
-//   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm
+//   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm;
+//                                                with few output rows, one gemm W cols over the threads
+//   backward dx, one image otherwise            one gemm W^T dY over the threads, then col2im
 //   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
 //   backward, stride 1                           dx: the forward's kernel on dY with the weight flipped;
 //                                                dW: the direct weight-gradient kernel
@@ -55,6 +57,11 @@ DirectConv direct_forward(const ConvGeometry& g, int64_t out_channels) {
           g.channels * taps, taps, g.kernel_w, 1};
 }
 
+// One image whose convolution is worth sharing between the threads (a batch is shared by images).
+bool one_large_image(int64_t batch, int64_t groups, int64_t multiply_adds) {
+  return batch == 1 && groups == 1 && multiply_adds >= (int64_t{1} << 20) && num_threads() > 1 && !in_parallel_region();
+}
+
 template <class F>
 void for_each_image(int64_t batch, F body) {
   parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
@@ -90,7 +97,15 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
     for_each_image(batch, [&](int64_t n) { kernel(x + n * image_size, d, weight, bias, out + n * O * P); });
     return;
   }
-  if (batch == 1 && groups == 1 && O * P * rows >= (int64_t{1} << 20) && num_threads() > 1 && !in_parallel_region()) {
+  if (one_large_image(batch, groups, O * P * rows) && g.out_h() < 4 * num_threads()) {
+    // One image with a few output rows (the detector's last layers: 5x5 down to 1x1): one
+    // gemm Y = W cols, which the threads share by rows of W, with the bias added in it.
+    float* cols = buffer(columns_buffer, rows * P);
+    im2col(x, g, cols, P);
+    gemm(false, false, O, P, rows, 1.f, weight, rows, cols, P, 0.f, out, P, bias);
+    return;
+  }
+  if (one_large_image(batch, groups, O * P * rows)) {
     // One image with a stride or dilation: the threads take bands of output rows, each
     // with its own columns. The product is taken transposed, result^T [positions, O] =
     // cols^T W^T, so the band's positions are the gemm's long side.
@@ -144,6 +159,16 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
   }
   if (const auto d = depthwise(g, O, groups)) {
     depthwise_conv2d_backward_input(grad_output, batch, *d, weight, dx);
+    return true;
+  }
+  const int64_t rows = g.channels * taps;
+  if (!stride1(g, groups) && one_large_image(batch, groups, O * P * rows)) {
+    // One image with a stride (the photo model's first layer): dcols = W^T dY as one gemm the
+    // threads share, then col2im adds the columns back into the image.
+    float* dcols = buffer(columns_buffer, rows * P);
+    gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output, P, 0.f, dcols, P);
+    std::fill(dx, dx + image_size, 0.f);
+    col2im(dcols, g, dx, P);
     return true;
   }
   if (!stride1(g, groups) || g.pad_h >= g.kernel_h || g.pad_w >= g.kernel_w) return false;

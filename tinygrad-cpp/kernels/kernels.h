@@ -82,7 +82,8 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
 // weight gradient of the batch. Each returns false, doing nothing, where no fast path
 // applies, and the caller takes im2col + gemm. The paths: a 1x1 convolution as a gemm;
 // depthwise convolution (depthwise.cpp); stride 1 by the direct kernel (dx: dY convolved
-// with the flipped, transposed weight; dW needs AVX-512 and padding narrower than the kernel).
+// with the flipped, transposed weight; dW needs AVX-512 and padding narrower than the kernel);
+// dx of one large image with a stride as one gemm the threads share, then col2im.
 bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const ConvGeometry& g,
                                 const float* weight, int64_t out_channels, int64_t groups, float* dx);
 bool conv2d_backward_weight_fast(const float* x, const float* grad_output, int64_t batch, const ConvGeometry& g,

@@ -17,6 +17,24 @@ TEST_SUITE("tensor") {
     CHECK(Tensor::zeros({2, 3}, true).requires_grad());
   }
 
+  TEST_CASE("large fills and clones, which the threads share, cover every element exactly") {
+    // Sizes around the shared-pass threshold and odd ones, so the chunks' edges are uneven;
+    // the storage is dirtied first, so a chunk that was skipped shows.
+    for (int64_t n : {int64_t{(1 << 19) - 1}, int64_t{1 << 19}, int64_t{3'000'017}}) {
+      CAPTURE(n);
+      Tensor dirty = Tensor::full({n}, 5.f);
+      dirty = Tensor();  // its block goes back to the cache, and the next tensor of this size takes it
+      const Tensor z = Tensor::zeros({n});
+      CHECK(std::count(z.data(), z.data() + n, 0.f) == n);
+      Tensor source = Tensor::arange(0, static_cast<float>(n));
+      const Tensor copy = source.clone();
+      int64_t equal = 0;
+      for (int64_t i = 0; i < n; ++i) equal += copy.data()[i] == static_cast<float>(i);
+      CHECK(equal == n);
+      CHECK(copy.data() != source.data());
+    }
+  }
+
   TEST_CASE("element access is row-major and bounds-checked") {
     Tensor t = Tensor::arange(0, 24);
     Tensor v = reshape(t, {2, 3, 4});

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <cstdlib>
 
+#include "tinygrad-cpp/kernels/kernels.h"
 #include "tinygrad-cpp/tape.h"
 
 namespace tg {
@@ -261,7 +262,20 @@ int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> index) {
 float& Tensor::at(std::initializer_list<int64_t> index) { return data()[flat_index(shape(), index)]; }
 float Tensor::at(std::initializer_list<int64_t> index) const { return data()[flat_index(shape(), index)]; }
 
-void Tensor::fill(float value) { std::fill(data(), data() + numel(), value); }
+// Filling and copying a large tensor are passes over memory that one core cannot saturate:
+// above a few megabytes both cores share them (zeroing a gradient the size of a photo
+// model's feature map is one of the larger costs of its backward pass).
+namespace {
+constexpr int64_t kSharedPass = int64_t{1} << 19;  // elements (2 MB)
+}
+void Tensor::fill(float value) {
+  float* p = data();
+  if (numel() < kSharedPass) {
+    std::fill(p, p + numel(), value);
+    return;
+  }
+  kernels::parallel_for(0, numel(), kSharedPass / 4, [&](int64_t lo, int64_t hi) { std::fill(p + lo, p + hi, value); });
+}
 
 // ---- autodiff ----
 Tensor& Tensor::requires_grad_(bool on) {
@@ -304,7 +318,13 @@ Tensor Tensor::detach() const {
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape());
-  std::copy(data(), data() + numel(), t.data());
+  const float* from = data();
+  float* to = t.data();
+  if (numel() < kSharedPass) {
+    std::copy(from, from + numel(), to);
+    return t;
+  }
+  kernels::parallel_for(0, numel(), kSharedPass / 4, [&](int64_t lo, int64_t hi) { std::copy(from + lo, from + hi, to + lo); });
   return t;
 }
 

@@ -313,6 +313,9 @@ TEST_SUITE("kernels") {
                           same(8, 19, 2, 10, 7, 3, 1), same(2, 4, 1, 1, 1, 3, 2), same(1, 2, 1, 9, 151, 5, 2),
                           Case{2, 3, 1, 8, 13, 3, 3, 2, 2, 1, 0, 4, 7}, Case{1, 6, 3, 7, 20, 3, 2, 1, 2, 2, 1, 9, 11},
                           Case{3, 1, 1, 5, 33, 1, 1, 1, 1, 0, 0, 5, 33}, Case{1, 9, 1, 12, 12, 3, 3, 3, 3, 1, 1, 4, 4},
+                          // stride 2 with an odd left padding on rows wider than two vectors (the
+                          // phases split and zipped VW columns at a time), multipliers 1 and 2
+                          Case{1, 5, 1, 6, 70, 3, 3, 2, 2, 1, 1, 3, 35}, Case{2, 3, 2, 5, 67, 3, 3, 2, 2, 1, 1, 3, 34},
                           // stride 1 with uneven padding (dx as a forward pass with the kernel turned)
                           Case{2, 3, 1, 8, 13, 3, 3, 1, 1, 0, 2, 6, 13}, Case{1, 17, 1, 7, 9, 3, 2, 1, 1, 2, 1, 7, 9}}) {
       CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);

@@ -130,6 +130,27 @@ void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, flo
     return;
   }
   std::fill(plane, plane + s.size(d), 0.f);
+  if (d.stride_w == 2 && 2 * s.row_length >= d.pad_left + d.width + 1) {
+    // Two phases: image column 2m + t goes to phase (t + pad_left) % 2 at column m + (t + pad_left) / 2,
+    // VW even and VW odd columns at a time.
+    const int64_t e = d.pad_left % 2, shift0 = d.pad_left / 2, shift1 = (d.pad_left + 1) / 2;
+    for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
+      const float* __restrict src = image + (y - d.pad_top) * d.width;
+      float* __restrict even = plane + e * s.rows * s.row_length + y * s.row_length + shift0;       // gets columns 2m
+      float* __restrict odd = plane + (1 - e) * s.rows * s.row_length + y * s.row_length + shift1;  // gets columns 2m + 1
+      int64_t m = 0;
+      for (; 2 * m + 2 * VW <= d.width; m += VW) {
+        const vfloat a = load_unaligned(src + 2 * m), b = load_unaligned(src + 2 * m + VW);
+        store_unaligned(even + m, even_lanes(a, b));
+        store_unaligned(odd + m, odd_lanes(a, b));
+      }
+      for (; 2 * m < d.width; ++m) {
+        even[m] = src[2 * m];
+        if (2 * m + 1 < d.width) odd[m] = src[2 * m + 1];
+      }
+    }
+    return;
+  }
   for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
     for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
       const float* __restrict src = image + (y - d.pad_top) * d.width + r - d.pad_left;
@@ -227,6 +248,10 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
   const int64_t reach = (d.kernel_w - 1) / d.stride_w;                      // columns of dY left of ox = 0
   const int64_t grad_row = round_up(s.row_length + reach, VW) + VW;        // a bordered dY row
   const int64_t block = s.row_length;                                        // a multiple of VW
+  // With stride 2 along x, when the padded plane covers every image row and column (it does
+  // with SAME padding), the crop zips the two phases back together row by row.
+  const bool two_phases_cover_image =
+      d.stride_w == 2 && s.rows >= d.pad_top + d.height && 2 * s.row_length >= d.pad_left + d.width + 1;
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
     float* plane = scratch(plane_buffer, s.size(d));  // cleared for each channel below
     float* grads = zeroed(grad_buffer, d.out_h * grad_row);
@@ -255,6 +280,26 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
       }
       // crop: dx[yy][xx] = the plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached
       float* out = dx + nc * d.height * d.width;
+      if (two_phases_cover_image) {  // the inverse of fill_plane's split: even and odd columns zipped
+        const int64_t e = d.pad_left % 2, shift0 = d.pad_left / 2, shift1 = (d.pad_left + 1) / 2;
+        for (int64_t yy = 0; yy < d.height; ++yy) {
+          const int64_t y = yy + d.pad_top;
+          const float* __restrict even = plane + e * s.rows * s.row_length + y * s.row_length + shift0;
+          const float* __restrict odd = plane + (1 - e) * s.rows * s.row_length + y * s.row_length + shift1;
+          float* __restrict dst = out + yy * d.width;
+          int64_t m = 0;
+          for (; 2 * m + 2 * VW <= d.width; m += VW) {
+            const vfloat a = load_unaligned(even + m), b = load_unaligned(odd + m);
+            store_unaligned(dst + 2 * m, zip_low(a, b));
+            store_unaligned(dst + 2 * m + VW, zip_high(a, b));
+          }
+          for (; 2 * m < d.width; ++m) {
+            dst[2 * m] = even[m];
+            if (2 * m + 1 < d.width) dst[2 * m + 1] = odd[m];
+          }
+        }
+        continue;
+      }
       std::fill(out, out + d.height * d.width, 0.f);
       for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
         for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {

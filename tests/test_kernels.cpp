@@ -153,7 +153,9 @@ TEST_SUITE("kernels") {
     for (const kernels::ConvGeometry& g :
          {kernels::ConvGeometry{16, 14, 14, 5, 5, 1, 1, 2, 2, 1, 1}, kernels::ConvGeometry{1, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1},
           kernels::ConvGeometry{2, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1}, kernels::ConvGeometry{3, 7, 70, 3, 2, 2, 1, 0, 1, 1, 2},
-          kernels::ConvGeometry{2, 8, 33, 3, 3, 1, 2, 1, 1, 1, 1}, kernels::ConvGeometry{1, 5, 3, 3, 3, 1, 1, 2, 2, 2, 2}}) {
+          kernels::ConvGeometry{2, 8, 33, 3, 3, 1, 2, 1, 1, 1, 1}, kernels::ConvGeometry{1, 5, 3, 3, 3, 1, 1, 2, 2, 2, 2},
+          // stride 2 on rows several vectors wide (even lanes of two vectors), with SAME's extra column
+          kernels::ConvGeometry{3, 9, 101, 3, 3, 2, 2, 1, 1, 1, 1}, kernels::ConvGeometry{2, 6, 96, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1}}) {
       CAPTURE(g.width);
       const int64_t rows = g.channels * g.kernel_h * g.kernel_w, out_h = g.out_h(), out_w = g.out_w(), cols = out_h * out_w;
       std::vector<float> x(g.channels * g.height * g.width), c(rows * cols), im(rows * cols), expected_im(rows * cols, 0.f);

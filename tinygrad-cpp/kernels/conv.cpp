@@ -107,20 +107,14 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
   }
   if (one_large_image(batch, groups, O * P * rows)) {
     // One image with a stride or dilation: the threads take bands of output rows, each
-    // with its own columns. The product is taken transposed, result^T [positions, O] =
-    // cols^T W^T, so the band's positions are the gemm's long side.
+    // with its own columns, and write Y_band = W cols_band + b straight into the band's
+    // rows of every output plane (C's rows are ldc = P apart).
     const int64_t out_w = g.out_w();
     parallel_for(0, g.out_h(), 1, [&](int64_t oy0, int64_t oy1) {
       const int64_t width = (oy1 - oy0) * out_w;
       float* cols = buffer(columns_buffer, rows * width);
-      float* result = buffer(result_buffer, O * width);
       im2col_rows(x, g, oy0, oy1, cols, width);
-      gemm(true, true, width, O, patch, 1.f, cols, width, weight, patch, 0.f, result, O);
-      for (int64_t o = 0; o < O; ++o) {
-        const float b = bias ? bias[o] : 0.f;
-        float* __restrict dst = out + o * P + oy0 * out_w;
-        for (int64_t k = 0; k < width; ++k) dst[k] = result[k * O + o] + b;
-      }
+      gemm(false, false, O, width, patch, 1.f, weight, patch, cols, width, 0.f, out + oy0 * out_w, P, bias);
     });
     return;
   }

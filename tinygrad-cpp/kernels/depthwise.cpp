@@ -201,6 +201,12 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
   const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
   const SplitPlane s(d);
   const int64_t block = round_up(d.out_w, VW);
+  // Where each tap of output row 0 reads; row y reads y * stride_h plane rows further down.
+  // (Computed once: the divisions in SplitPlane::tap cost more than a small map's arithmetic.)
+  int64_t tap_at[kMaxTaps];
+  for (int64_t i = 0; i < d.kernel_h; ++i)
+    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
+  const int64_t row_step = d.stride_h * s.row_length;
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
     float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
     float* row = scratch(row_buffer, block);
@@ -211,8 +217,7 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
         float* dst = out + (n * O + o) * d.out_h * d.out_w;
         for (int64_t y = 0; y < d.out_h; ++y) {
           const float* src[kMaxTaps];
-          for (int64_t i = 0; i < d.kernel_h; ++i)
-            for (int64_t j = 0; j < d.kernel_w; ++j) src[i * d.kernel_w + j] = plane + s.tap(d, y, i, j);
+          for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
           // A row's whole vectors may run past its end into the rows after it, which are
           // written later; rows whose vectors would reach past the plane's last row go
           // through the buffer.
@@ -252,6 +257,22 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
   // with SAME padding), the crop zips the two phases back together row by row.
   const bool two_phases_cover_image =
       d.stride_w == 2 && s.rows >= d.pad_top + d.height && 2 * s.row_length >= d.pad_left + d.width + 1;
+  // For each phase r and padded row y, the taps that reach it: dY row (y - i) / sh shifted
+  // left by j / sw, times w[i][j], over the (i, j) with y - i a multiple of sh inside dY and
+  // j = r (mod sw). Listed once here, not for every channel.
+  struct Reach { int64_t grads_at, weight_at; };
+  std::vector<Reach> reaches;
+  std::vector<int64_t> first_reach(static_cast<size_t>(d.stride_w * s.rows + 1));
+  for (int64_t r = 0; r < d.stride_w; ++r)
+    for (int64_t y = 0; y < s.rows; ++y) {
+      first_reach[r * s.rows + y] = static_cast<int64_t>(reaches.size());
+      for (int64_t i = 0; i < d.kernel_h; ++i) {
+        if ((y - i) % d.stride_h != 0 || y < i || (y - i) / d.stride_h >= d.out_h) continue;
+        for (int64_t j = r; j < d.kernel_w; j += d.stride_w)
+          reaches.push_back({((y - i) / d.stride_h) * grad_row + reach - j / d.stride_w, i * d.kernel_w + j});
+      }
+    }
+  first_reach.back() = static_cast<int64_t>(reaches.size());
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
     float* plane = scratch(plane_buffer, s.size(d));  // cleared for each channel below
     float* grads = zeroed(grad_buffer, d.out_h * grad_row);
@@ -267,12 +288,9 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
             const float* src[kMaxTaps];
             float wt[kMaxTaps];
             int64_t used = 0;
-            for (int64_t i = 0; i < d.kernel_h; ++i) {
-              if ((y - i) % d.stride_h != 0 || y < i || (y - i) / d.stride_h >= d.out_h) continue;
-              for (int64_t j = r; j < d.kernel_w; j += d.stride_w) {
-                src[used] = grads + ((y - i) / d.stride_h) * grad_row + reach - j / d.stride_w;
-                wt[used++] = w[i * d.kernel_w + j];
-              }
+            for (int64_t k = first_reach[r * s.rows + y]; k < first_reach[r * s.rows + y + 1]; ++k, ++used) {
+              src[used] = grads + reaches[k].grads_at;
+              wt[used] = w[reaches[k].weight_at];
             }
             if (used == 0) continue;  // the plane was zeroed
             sum_of_taps(src, wt, used, 0.f, o > c * m, block, plane + r * s.rows * s.row_length + y * s.row_length);
@@ -287,15 +305,15 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
           const float* __restrict even = plane + e * s.rows * s.row_length + y * s.row_length + shift0;
           const float* __restrict odd = plane + (1 - e) * s.rows * s.row_length + y * s.row_length + shift1;
           float* __restrict dst = out + yy * d.width;
-          int64_t m = 0;
-          for (; 2 * m + 2 * VW <= d.width; m += VW) {
-            const vfloat a = load_unaligned(even + m), b = load_unaligned(odd + m);
-            store_unaligned(dst + 2 * m, zip_low(a, b));
-            store_unaligned(dst + 2 * m + VW, zip_high(a, b));
+          int64_t half = 0;
+          for (; 2 * half + 2 * VW <= d.width; half += VW) {
+            const vfloat a = load_unaligned(even + half), b = load_unaligned(odd + half);
+            store_unaligned(dst + 2 * half, zip_low(a, b));
+            store_unaligned(dst + 2 * half + VW, zip_high(a, b));
           }
-          for (; 2 * m < d.width; ++m) {
-            dst[2 * m] = even[m];
-            if (2 * m + 1 < d.width) dst[2 * m + 1] = odd[m];
+          for (; 2 * half < d.width; ++half) {
+            dst[2 * half] = even[half];
+            if (2 * half + 1 < d.width) dst[2 * half + 1] = odd[half];
           }
         }
         continue;

@@ -18,6 +18,7 @@
 #endif
 
 #include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/kernels/vector.h"
 
 namespace tg::kernels {
 
@@ -105,7 +106,11 @@ void im2col_rows(const float* image, const ConvGeometry& g, int64_t oy_begin, in
             continue;
           }
           std::fill(out, out + lo, 0.f);
-          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.stride_w];
+          int64_t ox = lo;
+          if (g.stride_w == 2)  // every other input column: the even lanes of two vectors
+            for (; ox + VW <= hi && 2 * (ox + VW) + x0 <= g.width; ox += VW)
+              store_unaligned(out + ox, even_lanes(load_unaligned(src + 2 * ox), load_unaligned(src + 2 * ox + VW)));
+          for (; ox < hi; ++ox) out[ox] = src[ox * g.stride_w];
           std::fill(out + hi, out + out_w, 0.f);
         }
       }

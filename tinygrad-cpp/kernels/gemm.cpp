@@ -369,7 +369,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
     gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite, row_bias);
     return;
   }
-  if (b_slivers >= 2 * threads || (b_slivers >= threads && b_slivers >= a_slivers)) {
+  // Sharing columns makes every thread pack all of op(A), sharing rows all of op(B): with
+  // more rows than columns (1x1 convolutions on small maps: 960 x 100) rows pack less,
+  // unless op(A) is a single block anyway.
+  const bool rows_pack_less = M > N && M > MC && a_slivers >= 2 * threads;
+  if (!rows_pack_less && (b_slivers >= 2 * threads || (b_slivers >= threads && b_slivers >= a_slivers))) {
     parallel_for(0, b_slivers, 1, [&](int64_t lo, int64_t hi) {
       const int64_t col0 = lo * NR, cols = std::min(N, hi * NR) - col0;
       gemm_serial(trans_a, trans_b, M, cols, K, alpha, A, lda, trans_b ? B + col0 * ldb : B + col0, ldb, C + col0, ldc,

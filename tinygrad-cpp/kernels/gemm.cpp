@@ -297,7 +297,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 }  // namespace
 
 // How the threads share the work, with one parallel_for per call:
-//   - many column slivers: each thread takes a range of columns of C;
+//   - many column slivers (and no more rows than columns, or one block of rows): each
+//     thread takes a range of columns of C;
 //   - few columns but a long K (weight gradients: K = batch x positions): each thread
 //     takes a range of K into a private C, and the partial products are summed;
 //   - otherwise: each thread takes a range of rows of C.

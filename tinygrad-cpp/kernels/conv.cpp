@@ -114,7 +114,7 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
       const int64_t width = (oy1 - oy0) * out_w;
       float* cols = buffer(columns_buffer, rows * width);
       im2col_rows(x, g, oy0, oy1, cols, width);
-      gemm(false, false, O, width, patch, 1.f, weight, patch, cols, width, 0.f, out + oy0 * out_w, P, bias);
+      gemm(false, false, O, width, rows, 1.f, weight, rows, cols, width, 0.f, out + oy0 * out_w, P, bias);
     });
     return;
   }

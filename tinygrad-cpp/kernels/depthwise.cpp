@@ -113,6 +113,24 @@ void for_each_column_run(const Depthwise& d, const SplitPlane& s, F f) {
   }
 }
 
+// With stride 2 along x, padded row y seen from image row y - pad_top: image column 2m lies
+// in one phase at even[m], column 2m + 1 in the other at odd[m] (column k = 2m + t + pad_left
+// is in phase k % 2 at k / 2). Usable where the phases' rows are long enough for the image
+// row (they are with SAME padding): fill_plane splits an image row this way, the input
+// gradient zips it back.
+struct ImageColumns {
+  float* even;
+  float* odd;
+};
+bool phases_hold_image_rows(const Depthwise& d, const SplitPlane& s) {
+  return d.stride_w == 2 && 2 * s.row_length >= d.pad_left + d.width + 1;
+}
+ImageColumns image_columns(const Depthwise& d, const SplitPlane& s, float* plane, int64_t y) {
+  const int64_t e = d.pad_left % 2;
+  return {plane + e * s.rows * s.row_length + y * s.row_length + d.pad_left / 2,
+          plane + (1 - e) * s.rows * s.row_length + y * s.row_length + (d.pad_left + 1) / 2};
+}
+
 void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
   if (d.stride_w == 1) {  // one phase: each row is zeros, the image row, zeros (nothing written twice)
     for (int64_t y = 0; y < s.rows; ++y) {
@@ -130,14 +148,12 @@ void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, flo
     return;
   }
   std::fill(plane, plane + s.size(d), 0.f);
-  if (d.stride_w == 2 && 2 * s.row_length >= d.pad_left + d.width + 1) {
-    // Two phases: image column 2m + t goes to phase (t + pad_left) % 2 at column m + (t + pad_left) / 2,
-    // VW even and VW odd columns at a time.
-    const int64_t e = d.pad_left % 2, shift0 = d.pad_left / 2, shift1 = (d.pad_left + 1) / 2;
+  if (phases_hold_image_rows(d, s)) {  // VW even and VW odd image columns at a time
     for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
       const float* __restrict src = image + (y - d.pad_top) * d.width;
-      float* __restrict even = plane + e * s.rows * s.row_length + y * s.row_length + shift0;       // gets columns 2m
-      float* __restrict odd = plane + (1 - e) * s.rows * s.row_length + y * s.row_length + shift1;  // gets columns 2m + 1
+      const ImageColumns columns = image_columns(d, s, plane, y);
+      float* __restrict even = columns.even;
+      float* __restrict odd = columns.odd;
       int64_t m = 0;
       for (; 2 * m + 2 * VW <= d.width; m += VW) {
         const vfloat a = load_unaligned(src + 2 * m), b = load_unaligned(src + 2 * m + VW);
@@ -255,8 +271,7 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
   const int64_t block = s.row_length;                                        // a multiple of VW
   // With stride 2 along x, when the padded plane covers every image row and column (it does
   // with SAME padding), the crop zips the two phases back together row by row.
-  const bool two_phases_cover_image =
-      d.stride_w == 2 && s.rows >= d.pad_top + d.height && 2 * s.row_length >= d.pad_left + d.width + 1;
+  const bool two_phases_cover_image = phases_hold_image_rows(d, s) && s.rows >= d.pad_top + d.height;
   // For each phase r and padded row y, the taps that reach it: dY row (y - i) / sh shifted
   // left by j / sw, times w[i][j], over the (i, j) with y - i a multiple of sh inside dY and
   // j = r (mod sw). Listed once here, not for every channel.
@@ -299,11 +314,10 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
       // crop: dx[yy][xx] = the plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached
       float* out = dx + nc * d.height * d.width;
       if (two_phases_cover_image) {  // the inverse of fill_plane's split: even and odd columns zipped
-        const int64_t e = d.pad_left % 2, shift0 = d.pad_left / 2, shift1 = (d.pad_left + 1) / 2;
         for (int64_t yy = 0; yy < d.height; ++yy) {
-          const int64_t y = yy + d.pad_top;
-          const float* __restrict even = plane + e * s.rows * s.row_length + y * s.row_length + shift0;
-          const float* __restrict odd = plane + (1 - e) * s.rows * s.row_length + y * s.row_length + shift1;
+          const ImageColumns columns = image_columns(d, s, plane, yy + d.pad_top);
+          const float* __restrict even = columns.even;
+          const float* __restrict odd = columns.odd;
           float* __restrict dst = out + yy * d.width;
           int64_t half = 0;
           for (; 2 * half + 2 * VW <= d.width; half += VW) {

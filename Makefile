@@ -36,7 +36,7 @@ endif
 CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -isystem /usr/include/opencv4 -MMD -MP -pthread
 LDLIBS   := -lfmt -lstb -ljpeg -lz -lopencv_imgproc -lopencv_core -pthread
 
-# One short line per file ("CXX tinygrad-cpp/tape.cpp"); `make V=1` prints the full commands.
+# One short line per file ("CXX tinygrad-cpp/core/tape.cpp"); `make V=1` prints the full commands.
 # Builds use every core unless -j is given.
 V ?= 0
 ifeq ($(V),1)
@@ -55,7 +55,9 @@ PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev data
             libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev \
             libopencv-imgproc-dev
 
-LIB_SRC  := $(sort $(wildcard tinygrad-cpp/*.cpp tinygrad-cpp/ops/*.cpp tinygrad-cpp/kernels/*.cpp tinygrad-cpp/models/*.cpp))
+# The library is every .cpp under tinygrad-cpp/ but the programs' mains in cli/.
+CLI_MAINS := tgc gallery grade make_student
+LIB_SRC  := $(sort $(filter-out $(CLI_MAINS:%=tinygrad-cpp/cli/%.cpp),$(wildcard tinygrad-cpp/*/*.cpp)))
 TEST_SRC := $(sort $(wildcard tests/*.cpp))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)

@@ -6,9 +6,9 @@
 // toy data set and watch its lines and its decision regions move.
 #include <cmath>
 
-#include "tinygrad-cpp/lesson.h"
-#include "tinygrad-cpp/optim.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/nn/optim.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 

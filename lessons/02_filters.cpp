@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tinygrad-cpp/lesson.h"
-#include "tinygrad-cpp/preprocess.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/data/preprocess.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 

@@ -6,11 +6,11 @@
 // rule is swapped for the length of one backward pass with a scoped override.
 #include <cmath>
 
-#include "tinygrad-cpp/data.h"
-#include "tinygrad-cpp/explain.h"
-#include "tinygrad-cpp/lesson.h"
-#include "tinygrad-cpp/preprocess.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/data/data.h"
+#include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/data/preprocess.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 

@@ -7,11 +7,11 @@
 // through the photo model, from a deep layer, with a stronger image prior.
 #include <chrono>
 
-#include "tinygrad-cpp/data.h"
-#include "tinygrad-cpp/explain.h"
-#include "tinygrad-cpp/lesson.h"
-#include "tinygrad-cpp/preprocess.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/data/data.h"
+#include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/data/preprocess.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 

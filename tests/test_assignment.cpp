@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/assignment.h"
-#include "tinygrad-cpp/io.h"
-#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/course/assignment.h"
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/course/lesson.h"
 
 using namespace tg;
 using test::contains;
@@ -512,7 +512,7 @@ TEST_SUITE("assignment") {
     CHECK(contains(lesson.out, "error: this lesson needs task '"));
 
     // Put the reference walk back: that task, and only that one, now passes.
-    fs::copy_file("tinygrad-cpp/tape.cpp", copy + "/tinygrad-cpp/tape.cpp", fs::copy_options::overwrite_existing);
+    fs::copy_file("tinygrad-cpp/core/tape.cpp", copy + "/tinygrad-cpp/core/tape.cpp", fs::copy_options::overwrite_existing);
     const Run second = grade(line);
     INFO(second.out);
     REQUIRE(contains(second.out, "score: "));

@@ -3,8 +3,8 @@
 #include <filesystem>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/data.h"
-#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/data/data.h"
+#include "tinygrad-cpp/data/io.h"
 
 using namespace tg;
 using test::contains;

@@ -1,6 +1,7 @@
 // Attribution methods checked by the invariants that define them.
 #include "tests/helpers.h"
-#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/models/fashion_cnn.h"
+#include "tinygrad-cpp/explain/explain.h"
 
 using namespace tg;
 using namespace tg::explain;
@@ -534,7 +535,7 @@ TEST_SUITE("explain") {
 
   TEST_CASE("a class visualization of the shipped model is classified as its class with p > 0.99") {
     NEEDS_TASKS(CNN_TASKS, "ascent-step");
-    const nn::LoadedModel loaded = nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    const models::LoadedModel loaded = models::load_fashion_cnn("assets/fashion_cnn.safetensors");
     for (int64_t c : {1, 7, 9}) {
       AscentOptions options;
       options.steps = 200;

@@ -7,7 +7,7 @@
 #include <stb/stb_image_write.h>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/data/io.h"
 
 using namespace tg;
 using test::contains;

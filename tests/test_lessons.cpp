@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/assignment.h"
-#include "tinygrad-cpp/io.h"
-#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/course/assignment.h"
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/course/lesson.h"
 
 #ifndef TG_BIN_DIR
 #define TG_BIN_DIR "build/bin"

@@ -8,10 +8,10 @@
 
 #include "tests/helpers.h"
 #include "tflite_generated.h"
-#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/models/tflite.h"
-#include "tinygrad-cpp/preprocess.h"
+#include "tinygrad-cpp/data/preprocess.h"
 
 using namespace tg;
 
@@ -166,7 +166,7 @@ TEST_SUITE("models-tflite") {
 TEST_SUITE("models-photo") {
   TEST_CASE("the shipped SSD-MobileNetV2: operators, shapes, and a cat on chelsea.png") {
     REQUIRE_MESSAGE(io::file_exists(kPhotoModel), "run make setup: it fetches the photo model");
-    const auto model = std::dynamic_pointer_cast<nn::Graph>(models::load_model(kPhotoModel));
+    const auto model = std::dynamic_pointer_cast<models::Graph>(models::load_model(kPhotoModel));
     REQUIRE(model);
     // The file's 55 CONV_2D and 17 DEPTHWISE_CONV_2D, 10 ADD, 13 RESHAPE, 2 CONCATENATION;
     // its fused ReLU6 become layers of their own.
@@ -198,7 +198,7 @@ TEST_SUITE("models-photo") {
   TEST_CASE("one guard on ReLU and ReLU6 reaches every rectifier of the imported graph") {
     NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "relu6-guided", "conv2d-backward");
     REQUIRE(io::file_exists(kPhotoModel));
-    const auto model = std::dynamic_pointer_cast<nn::Graph>(models::load_model(kPhotoModel));
+    const auto model = std::dynamic_pointer_cast<models::Graph>(models::load_model(kPhotoModel));
     const size_t relu6_layers = model->layers_of_kind("relu6").size();
     Tensor x = Tensor::zeros({1, 3, 300, 300});
     for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>((i * 7919) % 255) / 127.5f - 1.f;

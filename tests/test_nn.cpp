@@ -3,9 +3,10 @@
 #include <filesystem>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/nn.h"
-#include "tinygrad-cpp/optim.h"
-#include "tinygrad-cpp/train.h"
+#include "tinygrad-cpp/models/fashion_cnn.h"
+#include "tinygrad-cpp/nn/nn.h"
+#include "tinygrad-cpp/nn/optim.h"
+#include "tinygrad-cpp/models/train.h"
 
 using namespace tg;
 using test::contains;
@@ -17,7 +18,7 @@ using test::TempDir;
 TEST_SUITE("nn") {
   TEST_CASE("FashionCNN has PyTorch's state_dict names, shapes and init bounds") {
     Generator gen(0);
-    auto model = nn::make_fashion_cnn(gen);
+    auto model = models::make_fashion_cnn(gen);
     const nn::NamedParameters params = model->named_parameters();
     const std::vector<std::pair<std::string, Shape>> expected = {
         {"conv1.weight", {16, 1, 5, 5}}, {"conv1.bias", {16}}, {"conv2.weight", {32, 16, 5, 5}}, {"conv2.bias", {32}},
@@ -38,7 +39,7 @@ TEST_SUITE("nn") {
   TEST_CASE("intermediate activations by layer name") {
     NEEDS_TASKS("relu");
     Generator gen(1);
-    auto model = nn::make_fashion_cnn(gen);
+    auto model = models::make_fashion_cnn(gen);
     NoGrad no_grad;
     const Tensor logits = (*model)(Tensor::randn({3, 1, 28, 28}, gen));
     CHECK(logits.shape() == Shape{3, 10});
@@ -68,7 +69,7 @@ TEST_SUITE("nn") {
 
   TEST_CASE("load_state_dict checks names and shapes") {
     Generator gen(2);
-    auto model = nn::make_fashion_cnn(gen);
+    auto model = models::make_fashion_cnn(gen);
     io::NamedTensors tensors;
     for (auto& [name, t] : model->named_parameters()) tensors.tensors.emplace_back(name, t.clone());
     tensors.tensors[0].second.data()[0] = 42.f;
@@ -88,15 +89,15 @@ TEST_SUITE("nn") {
   TEST_CASE("a saved model loads back with its metadata, and a wrong arch is refused") {
     TempDir dir;
     Generator gen(3);
-    auto model = nn::make_fashion_cnn(gen);
-    nn::save_module(dir.file("m.safetensors"), *model, nn::fashion_cnn_metadata());
-    const nn::LoadedModel loaded = nn::load_fashion_cnn(dir.file("m.safetensors"));
+    auto model = models::make_fashion_cnn(gen);
+    nn::save_module(dir.file("m.safetensors"), *model, models::fashion_cnn_metadata());
+    const models::LoadedModel loaded = models::load_fashion_cnn(dir.file("m.safetensors"));
     CHECK(loaded.metadata.at("arch") == "FashionCNN");
     CHECK(loaded.metadata.at("classes").rfind("T-shirt/top,Trouser,", 0) == 0);
     CHECK(loaded.model->named_parameters()[6].second.to_vector() == model->named_parameters()[6].second.to_vector());
     CHECK_FALSE(loaded.model->is_training());
     nn::save_module(dir.file("other.safetensors"), *model, {{"arch", "ResNet"}});
-    CHECK(contains(error_message([&] { nn::load_fashion_cnn(dir.file("other.safetensors")); }), "arch is 'ResNet', not FashionCNN"));
+    CHECK(contains(error_message([&] { models::load_fashion_cnn(dir.file("other.safetensors")); }), "arch is 'ResNet', not FashionCNN"));
   }
 }
 
@@ -224,13 +225,13 @@ TEST_SUITE("train") {
     const io::NamedTensors checkpoint = io::load_safetensors(train::checkpoint_path(options.out));
     CHECK(checkpoint.metadata.at("epoch") == "1");
     CHECK(checkpoint.find("optimizer.m.conv1.weight") != nullptr);
-    CHECK(nn::load_fashion_cnn(options.out).metadata.at("epoch") == "1");  // the weights file is whole
+    CHECK(models::load_fashion_cnn(options.out).metadata.at("epoch") == "1");  // the weights file is whole
 
     // ... and resumed from its checkpoint.
     options.resume = train::checkpoint_path(options.out);
     CHECK(train::train_fashion_cnn(options, small, test, nullptr, nullptr, nullptr));
-    const nn::LoadedModel straight = nn::load_fashion_cnn(dir.file("straight.safetensors"));
-    const nn::LoadedModel resumed = nn::load_fashion_cnn(options.out);
+    const models::LoadedModel straight = models::load_fashion_cnn(dir.file("straight.safetensors"));
+    const models::LoadedModel resumed = models::load_fashion_cnn(options.out);
     CHECK(resumed.metadata.at("epoch") == "2");
     const auto a = straight.model->named_parameters(), b = resumed.model->named_parameters();
     for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());

@@ -1,6 +1,6 @@
 // Input preprocessing: one photo, every model's input.
 #include "tests/helpers.h"
-#include "tinygrad-cpp/preprocess.h"
+#include "tinygrad-cpp/data/preprocess.h"
 
 using namespace tg;
 

@@ -1,6 +1,6 @@
 // Segmentation from a saliency map: seeds at quantiles, GrabCut through OpenCV, IoU.
 #include "tests/helpers.h"
-#include "tinygrad-cpp/segment.h"
+#include "tinygrad-cpp/explain/segment.h"
 
 using namespace tg;
 using namespace tg::segment;

@@ -8,10 +8,11 @@
 #include <map>
 
 #include "tests/helpers.h"
-#include "tinygrad-cpp/data.h"
-#include "tinygrad-cpp/io.h"
-#include "tinygrad-cpp/nn.h"
-#include "tinygrad-cpp/train.h"
+#include "tinygrad-cpp/models/fashion_cnn.h"
+#include "tinygrad-cpp/data/data.h"
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/nn/nn.h"
+#include "tinygrad-cpp/models/train.h"
 
 #ifndef TG_BIN_DIR
 #define TG_BIN_DIR "build/bin"
@@ -96,7 +97,7 @@ TEST_SUITE("tgc") {
     CHECK(WEXITSTATUS(raw) == 130);
     const tg::io::NamedTensors checkpoint = tg::io::load_safetensors(ckpt);
     CHECK(std::stoi(checkpoint.metadata.at("epoch")) >= 1);
-    CHECK(tg::nn::load_fashion_cnn(out).metadata.at("epoch") == checkpoint.metadata.at("epoch"));
+    CHECK(tg::models::load_fashion_cnn(out).metadata.at("epoch") == checkpoint.metadata.at("epoch"));
     for (const auto& entry : fs::directory_iterator(dir)) CHECK(entry.path().string().find(".tmp-") == std::string::npos);
     std::ifstream log(dir / "log");
     const std::string text(std::istreambuf_iterator<char>(log), {});
@@ -178,7 +179,7 @@ TEST_SUITE("tgc") {
 TEST_SUITE("shipped-model") {
   TEST_CASE("the shipped weights reach 0.915 test accuracy") {
     NEEDS_TASKS("relu");
-    const tg::nn::LoadedModel loaded = tg::nn::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    const tg::models::LoadedModel loaded = tg::models::load_fashion_cnn("assets/fashion_cnn.safetensors");
     CHECK(loaded.metadata.at("arch") == "FashionCNN");
     // The full test set when Debian's dataset-fashion-mnist is installed (make setup does), else the sample.
     const std::string full = tg::data::default_data_dir();

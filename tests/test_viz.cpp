@@ -1,6 +1,6 @@
 // Visualization: normalization policies, colormaps, resampling, composition, SVG.
 #include "tests/helpers.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 using namespace tg::viz;

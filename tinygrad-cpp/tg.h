@@ -1,8 +1,8 @@
 // tinygrad-cpp: include this one header for the whole library.
 #pragma once
 
-#include "tinygrad-cpp/gradcheck.h"
+#include "tinygrad-cpp/core/gradcheck.h"
 #include "tinygrad-cpp/kernels/kernels.h"
-#include "tinygrad-cpp/ops.h"
-#include "tinygrad-cpp/tape.h"
-#include "tinygrad-cpp/tensor.h"
+#include "tinygrad-cpp/core/ops.h"
+#include "tinygrad-cpp/core/tape.h"
+#include "tinygrad-cpp/core/tensor.h"

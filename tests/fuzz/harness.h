@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "tinygrad-cpp/tensor.h"
+#include "tinygrad-cpp/core/tensor.h"
 
 namespace fuzz {
 

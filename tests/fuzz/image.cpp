@@ -1,8 +1,8 @@
 // libFuzzer target: PNG (stb_image) and JPEG (libjpeg-turbo) through load_image, then the
 // preprocessing every model applies.
 #include "tests/fuzz/harness.h"
-#include "tinygrad-cpp/io.h"
-#include "tinygrad-cpp/preprocess.h"
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/data/preprocess.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = fuzz::as_file(data, size, ".img");

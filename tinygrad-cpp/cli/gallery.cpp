@@ -2,7 +2,7 @@
 //   build/bin/gallery [OUT_DIR]      (default: out)
 #include <cstdio>
 
-#include "tinygrad-cpp/lesson.h"
+#include "tinygrad-cpp/course/lesson.h"
 
 int main(int argc, char** argv) {
   try {

@@ -19,9 +19,9 @@
 #include <sstream>
 #include <string>
 
-#include "tinygrad-cpp/assignment.h"
-#include "tinygrad-cpp/tensor.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/course/assignment.h"
+#include "tinygrad-cpp/core/tensor.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 namespace {
 

@@ -1,11 +1,11 @@
-// make_student: writes the student copy of the project (see tinygrad-cpp/assignment.h).
+// make_student: writes the student copy of the project (see tinygrad-cpp/course/assignment.h).
 //   build/bin/make_student [DESTINATION]      (default: build/student; run from the project root)
 #include <fmt/format.h>
 
 #include <cstdio>
 
-#include "tinygrad-cpp/assignment.h"
-#include "tinygrad-cpp/tensor.h"
+#include "tinygrad-cpp/course/assignment.h"
+#include "tinygrad-cpp/core/tensor.h"
 
 int main(int argc, char** argv) {
   const std::string destination = argc > 1 ? argv[1] : "build/student";

@@ -19,17 +19,18 @@
 #include <cstdio>
 #include <map>
 
-#include "tinygrad-cpp/args.h"
-#include "tinygrad-cpp/data.h"
-#include "tinygrad-cpp/explain.h"
+#include "tinygrad-cpp/models/fashion_cnn.h"
+#include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/data/data.h"
+#include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/kernels/kernels.h"
 #include "tinygrad-cpp/models/graph.h"
 #include "tinygrad-cpp/models/models.h"
-#include "tinygrad-cpp/nn.h"
-#include "tinygrad-cpp/optim.h"
-#include "tinygrad-cpp/preprocess.h"
-#include "tinygrad-cpp/train.h"
-#include "tinygrad-cpp/viz.h"
+#include "tinygrad-cpp/nn/nn.h"
+#include "tinygrad-cpp/nn/optim.h"
+#include "tinygrad-cpp/data/preprocess.h"
+#include "tinygrad-cpp/models/train.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
 
@@ -142,7 +143,7 @@ int command_eval(int argc, char** argv) {
                              "The last line is `accuracy: X`.");
   args.option("model", "FILE", "weights file (safetensors)", true).option("data", "DIR", "Fashion-MNIST folder", false, data::default_data_dir());
   args.parse(argc, argv, 2);
-  const nn::LoadedModel loaded = nn::load_fashion_cnn(args.get("model"));
+  const models::LoadedModel loaded = models::load_fashion_cnn(args.get("model"));
   const data::Dataset test = data::load_fashion_mnist(args.get("data"), data::Split::Test);
   const train::Evaluation e = train::evaluate(*loaded.model, test);
   fmt::print("{:<12} {:>8} {:>8}\n", "class", "images", "accuracy");
@@ -339,7 +340,7 @@ int command_info(int argc, char** argv) {
       fmt::print("{}\n", printable(layers.substr(start, end - start)));
       start = end + 1;
     }
-    auto* graph = dynamic_cast<nn::Graph*>(model.get());
+    auto* graph = dynamic_cast<models::Graph*>(model.get());
     std::map<std::string, int> kinds;
     if (graph)
       for (const char* kind : {"conv2d", "depthwise_conv2d", "relu6", "relu", "add", "pad", "reshape", "concat", "to_nhwc",
@@ -412,7 +413,7 @@ int command_bench(int argc, char** argv) {
   const std::string photo_path = args.get("photo-model");
 
   Generator gen(0);
-  auto model = nn::make_fashion_cnn(gen);
+  auto model = models::make_fashion_cnn(gen);
   optim::SGD sgd(model->named_parameters(), 0.01f, 0.9f);
   const Tensor xb = Tensor::randn({64, 1, 28, 28}, gen), x256 = Tensor::randn({256, 1, 28, 28}, gen);
   const Tensor x1 = Tensor::randn({1, 1, 28, 28}, gen);

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-namespace tg::nn {
+namespace tg::models {
 
 int Graph::add(const std::string& name, const std::string& kind, std::vector<int> inputs, Function function) {
   for (int v : inputs)
@@ -62,6 +62,11 @@ Tensor Graph::scores_from(const Tensor& output) const {
   return output;
 }
 
+Tensor Graph::anchor_logits() const {
+  if (head_ != Head::MaxOverAnchors || output_ < 1 || values_.size() <= static_cast<size_t>(output_)) return Tensor();
+  return values_[output_];
+}
+
 Tensor Graph::forward(const Tensor& x) {
   if (output_ < 1) throw Error("graph: no output set");
   values_.assign(nodes_.size() + 1, Tensor());
@@ -119,4 +124,4 @@ std::string Graph::describe() const {
   return s;
 }
 
-}  // namespace tg::nn
+}  // namespace tg::models

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "tinygrad-cpp/nn.h"
+#include "tinygrad-cpp/nn/nn.h"
 
-namespace tg::nn {
+namespace tg::models {
 
-class Graph : public Model {
+class Graph : public nn::Model {
  public:
   using Function = std::function<Tensor(const std::vector<Tensor>& inputs)>;
   // How the model's scores come from its output value.
@@ -32,6 +32,7 @@ class Graph : public Model {
   Tensor forward_after(const Tensor& h, const std::string& layer) override;
   Tensor activation(const std::string& name) const override;
   std::vector<std::string> layer_names() const override;
+  Tensor anchor_logits() const override;
   std::string describe() const override;  // one line per node: name, kind, output shape
   // Layers by kind ("conv2d", "relu6", ...), for tgc info and the tests.
   std::vector<std::string> layers_of_kind(const std::string& kind) const;
@@ -53,4 +54,4 @@ class Graph : public Model {
   Head head_ = Head::Identity;
 };
 
-}  // namespace tg::nn
+}  // namespace tg::models

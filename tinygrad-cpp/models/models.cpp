@@ -1,3 +1,4 @@
+#include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/models/models.h"
 
 #include <fmt/format.h>
@@ -136,7 +137,7 @@ std::shared_ptr<nn::Model> load_model(const std::string& path) {
   auto arch = tensors.metadata.find("arch");
   if (arch != tensors.metadata.end() && (arch->second == "alexnet" || arch->second == "vgg16"))
     return torchvision_from_state_dict(tensors, path);
-  return nn::load_fashion_cnn(path).model;
+  return models::load_fashion_cnn(path).model;
 }
 
 }  // namespace tg::models

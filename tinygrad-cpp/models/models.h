@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "tinygrad-cpp/nn.h"
+#include "tinygrad-cpp/nn/nn.h"
 
 namespace tg::models {
 

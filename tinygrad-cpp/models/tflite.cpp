@@ -11,7 +11,7 @@
 #include <limits>
 
 #include "tflite_generated.h"
-#include "tinygrad-cpp/io.h"
+#include "tinygrad-cpp/data/io.h"
 
 namespace tg::models {
 
@@ -67,7 +67,7 @@ int64_t nchw_axis(int64_t nhwc_axis) { return nhwc_axis == 0 ? 0 : nhwc_axis == 
 class Importer {
  public:
   Importer(const uint8_t* data, size_t size, std::string label) : data_(data), size_(size), label_(std::move(label)) {}
-  std::shared_ptr<nn::Graph> run();
+  std::shared_ptr<models::Graph> run();
 
  private:
   [[noreturn]] void fail(const std::string& what) const { throw Error(label_ + ": " + what); }
@@ -91,7 +91,7 @@ class Importer {
   const tflite::Model* model_ = nullptr;
   const tflite::SubGraph* graph_ = nullptr;
   std::vector<Slot> slots_;
-  std::shared_ptr<nn::Graph> out_ = std::make_shared<nn::Graph>();
+  std::shared_ptr<models::Graph> out_ = std::make_shared<models::Graph>();
   std::vector<std::string> names_;
   int64_t input_height_ = 0;
   std::string cam_layer_;  // the last rectifier whose map keeps at least 1/16 of the input's height
@@ -483,7 +483,7 @@ void Importer::operation(const tflite::Operator& op, int code) {
                    "SOFTMAX, PAD, RELU, RELU6)", builtin_name(code)));
 }
 
-std::shared_ptr<nn::Graph> Importer::run() {
+std::shared_ptr<models::Graph> Importer::run() {
   // Every offset and length is checked against the buffer before anything is read.
   if (size_ < 8 || !tflite::ModelBufferHasIdentifier(data_))
     fail("not a TFLite model (no \"TFL3\" identifier at byte 4)");
@@ -545,11 +545,11 @@ std::shared_ptr<nn::Graph> Importer::run() {
   info.input = {in_shape[3], in_shape[1], in_shape[2], std::vector<float>(in_shape[3], 0.5f), std::vector<float>(in_shape[3], 0.5f), false};
   int value = s.value;
   if (s.shape.size() == 3) {
-    out_->set_output(file_layout(scores, "the model"), nn::Graph::Head::MaxOverAnchors);
+    out_->set_output(file_layout(scores, "the model"), models::Graph::Head::MaxOverAnchors);
     info.probability = nn::ModelInfo::Probability::Sigmoid;
     info.background = 0;
   } else if (s.shape.size() == 2) {
-    out_->set_output(value, nn::Graph::Head::Identity);
+    out_->set_output(value, models::Graph::Head::Identity);
     info.probability = nn::ModelInfo::Probability::Softmax;
   } else {
     fail(fmt::format("the class output {} is neither [N, classes] nor [N, anchors, classes]", shape_str(s.shape)));
@@ -564,7 +564,7 @@ std::shared_ptr<nn::Graph> Importer::run() {
 
 }  // namespace
 
-std::shared_ptr<nn::Graph> parse_tflite(const uint8_t* data, size_t size, const std::string& label) {
+std::shared_ptr<models::Graph> parse_tflite(const uint8_t* data, size_t size, const std::string& label) {
   return Importer(data, size, label).run();
 }
 
@@ -593,9 +593,9 @@ std::vector<std::string> read_labels(const std::string& model_path) {
 }
 }  // namespace
 
-std::shared_ptr<nn::Graph> load_tflite(const std::string& path) {
+std::shared_ptr<models::Graph> load_tflite(const std::string& path) {
   const std::vector<uint8_t> bytes = io::read_file(path, uint64_t{1} << 30);
-  std::shared_ptr<nn::Graph> graph = parse_tflite(bytes.data(), bytes.size(), path);
+  std::shared_ptr<models::Graph> graph = parse_tflite(bytes.data(), bytes.size(), path);
   nn::ModelInfo info = graph->info();
   const std::vector<std::string> labels = read_labels(path);
   // A detector's class 0 is the background; its label file says "???" there.

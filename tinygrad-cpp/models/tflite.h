@@ -1,4 +1,4 @@
-// TensorFlow Lite import: a float CNN in a .tflite file becomes an nn::Graph.
+// TensorFlow Lite import: a float CNN in a .tflite file becomes an models::Graph.
 //
 // The file is a FlatBuffer; flatc's Verifier (over tflite.fbs, our subset of the
 // format) checks every offset and length in it before any field is read. Supported
@@ -32,9 +32,9 @@
 
 namespace tg::models {
 
-std::shared_ptr<nn::Graph> load_tflite(const std::string& path);
+std::shared_ptr<models::Graph> load_tflite(const std::string& path);
 // The same from bytes in memory; `label` names them in errors (the fuzzer uses this).
-std::shared_ptr<nn::Graph> parse_tflite(const uint8_t* data, size_t size, const std::string& label);
+std::shared_ptr<models::Graph> parse_tflite(const uint8_t* data, size_t size, const std::string& label);
 
 // TensorFlow's SAME padding along one axis: output ceil(in / stride), and the padding
 // {before, after} that gives it, the odd one going after.

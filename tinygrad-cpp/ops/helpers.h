@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "tinygrad-cpp/ops.h"
+#include "tinygrad-cpp/core/ops.h"
 
 namespace tg {
 

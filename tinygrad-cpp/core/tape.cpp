@@ -1,0 +1,261 @@
+#include "tinygrad-cpp/core/tape.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+namespace tg {
+
+// ---------------------------------------------------------------------------------
+// Rule resolution: per-entry override, then the innermost scoped guard, then default.
+namespace {
+thread_local std::vector<std::pair<const OpKind*, BackwardRule>> override_stack;
+}
+
+OverrideBackward::OverrideBackward(const OpKind& op, BackwardRule rule) : depth_(override_stack.size()) {
+  if (!rule) throw Error(std::string("OverrideBackward: empty rule for ") + op.name);
+  override_stack.emplace_back(&op, std::move(rule));
+}
+
+OverrideBackward::~OverrideBackward() { override_stack.resize(depth_); }
+
+BackwardRule resolve_rule(const Entry& entry) {
+  if (entry.override_rule) return entry.override_rule;
+  for (auto it = override_stack.rbegin(); it != override_stack.rend(); ++it)
+    if (it->first == entry.op) return it->second;
+  return entry.op->default_rule;
+}
+
+void Entry::throw_wrong_state(const char* expected) const {
+  throw Error(fmt::format("backward of {} (entry #{}): the rule expects saved state of type {}, the entry holds {}",
+                          name(), seq, expected, state ? typeid(*state).name() : "none"));
+}
+
+// ---------------------------------------------------------------------------------
+// Recording.
+Tape& Tape::current() {
+  static thread_local Tape tape;
+  return tape;
+}
+
+Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
+                    std::shared_ptr<const SavedState> state) {
+  if (!recording()) return output;
+  bool any_input_requires_grad = false;
+  for (const Tensor& t : inputs) any_input_requires_grad |= t.defined() && t.requires_grad();
+  if (!any_input_requires_grad) return output;
+  Entry entry;
+  entry.seq = next_seq_++;
+  entry.op = &op;
+  entry.inputs = std::move(inputs);
+  entry.state = std::move(state);
+  output.impl()->requires_grad = true;
+  output.impl()->producer_seq = entry.seq;
+  entry.output = output;
+  entries_.push_back(std::move(entry));
+  if (entries_.size() >= next_sweep_) {
+    drop_unreachable();
+    next_sweep_ = std::max<size_t>(1024, 2 * entries_.size());
+  }
+  return output;
+}
+
+// An entry whose output only the entry itself still holds can never be reached by a
+// backward: no root can lead to it. Dropping it releases its inputs, which may leave an
+// older entry in the same state, so one pass from the newest entry to the oldest finds all.
+void Tape::drop_unreachable() {
+  std::vector<uint64_t> unreachable;
+  for (size_t i = entries_.size(); i-- > 0;) {
+    Entry& entry = entries_[i];
+    if (entry.output.impl_ptr().use_count() != 1) continue;
+    unreachable.push_back(entry.seq);
+    entry.inputs.clear();  // may leave an older entry's output held by nobody: found as the loop goes on
+    entry.state.reset();
+  }
+  erase(std::move(unreachable));
+}
+
+void Tape::erase(std::vector<uint64_t> seqs) {
+  std::sort(seqs.begin(), seqs.end());
+  std::erase_if(entries_, [&](const Entry& e) { return std::binary_search(seqs.begin(), seqs.end(), e.seq); });
+}
+
+Entry* Tape::find(uint64_t seq) {
+  if (seq == 0) return nullptr;
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
+                             [](const Entry& e, uint64_t s) { return e.seq < s; });
+  return it != entries_.end() && it->seq == seq ? &*it : nullptr;
+}
+
+const Entry* Tape::producer(const Tensor& t) const {
+  return const_cast<Tape*>(this)->find(t.impl()->producer_seq);
+}
+
+void Tape::discard_last() {
+  if (entries_.empty()) return;
+  entries_.back().output.impl()->producer_seq = 0;
+  entries_.pop_back();
+}
+
+void Tape::set_rule(const Tensor& output, BackwardRule rule) {
+  Entry* entry = find(output.impl()->producer_seq);
+  if (!entry) throw Error("set_rule: the tensor was not produced by an op on this thread's tape");
+  entry->override_rule = std::move(rule);
+}
+
+// ---------------------------------------------------------------------------------
+// The reverse walk.
+namespace {
+
+// Can `t` be changed in place without anyone else seeing it?
+bool exclusively_owned(const std::shared_ptr<TensorImpl>& t) {
+  return t.use_count() == 1 && t->storage.use_count() == 1;
+}
+
+// sum += addend, in place when nobody else holds `sum`.
+void accumulate_into(std::shared_ptr<TensorImpl>& sum, const Tensor& addend) {
+  if (!sum) {
+    sum = addend.impl_ptr();
+    return;
+  }
+  if (!exclusively_owned(sum)) sum = Tensor(sum).clone().impl_ptr();
+  float* dst = sum->storage->data() + sum->offset;
+  const float* src = addend.data();
+  const int64_t n = addend.numel();
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+Tensor run_hooks(const std::shared_ptr<TensorImpl>& tensor, Tensor grad) {
+  for (const GradHook& hook : tensor->hooks) {
+    Tensor replacement = hook(grad);
+    if (!replacement.defined()) continue;
+    if (replacement.shape() != tensor->shape)
+      throw Error("gradient hook: returned shape " + shape_str(replacement.shape()) +
+                  " for a tensor of shape " + shape_str(tensor->shape));
+    grad = replacement;
+  }
+  return grad;
+}
+
+}  // namespace
+
+static std::string freed_graph_message(const std::string& what) {
+  return fmt::format("backward: {} was made by ops whose graph an earlier backward already walked and freed; "
+                     "pass retain_graph = true to that backward to walk the graph again", what);
+}
+
+void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
+  if (!seed.defined() || seed.shape() != root.shape())
+    throw Error("backward: seed of shape " + (seed.defined() ? shape_str(seed.shape()) : "undefined") +
+                " for a tensor of shape " + shape_str(root.shape()));
+  if (!root.requires_grad())
+    throw Error("backward: the tensor does not require grad (no input of the ops that made it did)");
+  const uint64_t root_seq = root.impl()->producer_seq;
+  Entry* root_entry = find(root_seq);
+  if (root_seq != 0 && !root_entry) throw Error(freed_graph_message("the tensor"));
+
+  NoGrad no_record;  // backward rules use ops; none of that is recorded
+  const int64_t last = root_entry ? root_entry - entries_.data() : -1;  // the walk starts here
+
+  // A gradient goes to a tensor made by an entry of the tape (summed in pass_grad until
+  // the walk reaches that entry) or to a leaf (an input or parameter, summed at the end).
+  std::vector<std::shared_ptr<TensorImpl>> touched_leaves;  // in first-touch order
+  auto send = [&](const Entry& consumer, const Tensor& input, const Tensor& grad) {
+    const std::shared_ptr<TensorImpl>& target = input.impl_ptr();
+    if (target->producer_seq != 0 && !find(target->producer_seq))
+      throw Error(freed_graph_message(fmt::format("an input of {} (entry #{})", consumer.name(), consumer.seq)));
+    if (target->producer_seq == 0 && !target->pass_grad) touched_leaves.push_back(target);
+    accumulate_into(target->pass_grad, grad);
+  };
+  std::vector<uint64_t> walked;  // sequence numbers of the entries whose rule ran, newest first
+  auto clean_up = [&] {
+    for (int64_t i = 0; i <= last; ++i) entries_[i].output.impl()->pass_grad.reset();
+    for (auto& leaf : touched_leaves) leaf->pass_grad.reset();
+  };
+
+  try {
+    if (root_seq == 0) touched_leaves.push_back(root.impl_ptr());
+    root.impl()->pass_grad = seed.clone().impl_ptr();
+
+    // BEGIN SOLUTION(tape-reverse-walk)
+    // HINT: walk the entries from `last` down to 0. For each entry whose output has a pass_grad:
+    // HINT: run the output's hooks, store it as output.grad, call resolve_rule(entry), check
+    // HINT: the gradients' count and shapes, send() each one to its input, and note the entry in `walked`.
+    for (int64_t i = last; i >= 0; --i) {
+      Entry& entry = entries_[i];
+      const std::shared_ptr<TensorImpl>& out = entry.output.impl_ptr();
+      if (!out->pass_grad) continue;  // no path from this entry to the root
+      Tensor grad_output = run_hooks(out, Tensor(std::move(out->pass_grad)));
+      out->pass_grad.reset();
+      out->grad = grad_output.impl_ptr();
+
+      std::vector<Tensor> grads = resolve_rule(entry)(entry, grad_output);
+      if (grads.size() != entry.inputs.size())
+        throw Error(fmt::format("backward of {}: rule returned {} gradients for {} inputs", entry.name(),
+                                grads.size(), entry.inputs.size()));
+      for (size_t j = 0; j < grads.size(); ++j) {
+        const Tensor& input = entry.inputs[j];
+        if (!input.defined() || !input.requires_grad() || !grads[j].defined()) continue;
+        if (grads[j].shape() != input.shape())
+          throw Error(fmt::format("backward of {}: gradient for input {} has shape {} but the input has shape {}",
+                                  entry.name(), j, shape_str(grads[j].shape()), shape_str(input.shape())));
+        send(entry, input, grads[j]);
+      }
+      walked.push_back(entry.seq);
+    }
+    // END SOLUTION
+
+    // Leaves (inputs and parameters) keep accumulating across backward passes, as in PyTorch.
+    for (auto& leaf : touched_leaves) {
+      Tensor grad = run_hooks(leaf, Tensor(std::move(leaf->pass_grad)));
+      leaf->pass_grad.reset();
+      if (!leaf->grad) {
+        leaf->grad = exclusively_owned(grad.impl_ptr()) ? grad.impl_ptr() : grad.clone().impl_ptr();
+      } else {
+        accumulate_into(leaf->grad, grad);
+      }
+    }
+  } catch (...) {
+    clean_up();
+    throw;
+  }
+
+  // Free exactly the walked entries; every other graph on the tape stays as it was.
+  if (!retain_graph) erase(std::move(walked));
+}
+
+// ---------------------------------------------------------------------------------
+std::string Tape::str() const {
+  std::string out;
+  for (const Entry& e : entries_) {
+    std::string inputs;
+    for (const Tensor& t : e.inputs) {
+      if (!inputs.empty()) inputs += ' ';
+      inputs += t.defined() ? shape_str(t.shape()) : std::string("-");
+    }
+    std::string line = fmt::format("#{:<4} {:<20} {} -> {}", e.seq, e.name(), inputs, shape_str(e.output.shape()));
+    const std::string state = e.state ? e.state->describe() : std::string();
+    if (!state.empty()) line += "  " + state;
+    if (e.override_rule) line += "  (rule overridden)";
+    out += line + "\n";
+  }
+  return out;
+}
+
+void Tape::print() const { std::fputs(str().c_str(), stdout); }
+
+// Tensor::backward lives here, beside the walk it starts: the tensor knows nothing of the tape.
+void Tensor::backward(bool retain_graph) const {
+  if (numel() != 1)
+    throw Error("backward: called without a seed on a tensor of shape " + shape_str(shape()) +
+                "; pass a seed of that shape, or reduce to one element first");
+  backward(Tensor::ones(shape()), retain_graph);
+}
+
+void Tensor::backward(const Tensor& seed, bool retain_graph) const {
+  Tape::current().backward(*this, seed, retain_graph);
+}
+
+}  // namespace tg

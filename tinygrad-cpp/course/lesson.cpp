@@ -1,0 +1,226 @@
+#include "tinygrad-cpp/models/fashion_cnn.h"
+#include "tinygrad-cpp/course/lesson.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <unistd.h>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tinygrad-cpp/models/models.h"
+#include "tinygrad-cpp/viz/viz.h"
+
+namespace tg::lesson {
+
+namespace fs = std::filesystem;
+
+Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
+  cli::Args args("build/bin/lessons/" + info_.id, info_.title + "\n\n" + info_.summary);
+  args.option("out", "DIR", "folder for the figures", false, "out/" + info_.id);
+  if (info_.uses_model) args.option("model", "FILE", "FashionCNN weights", false, "assets/fashion_cnn.safetensors");
+  if (info_.uses_image) args.option("image", "IMG", "PNG or JPEG image", false, info_.default_image);
+  args.toggle("smoke", "a fast run (fewer steps and images), as the tests do");
+  args.parse(argc, argv, 1);
+  // Paths the user gave are theirs (relative to where they ran the lesson); the lesson's own
+  // assets are the repository's. Run from elsewhere, the lesson moves to the repository
+  // (found from its own executable) after making the user's paths absolute.
+  auto user_path = [&](const std::string& flag) {
+    const std::string value = args.get(flag);
+    return args.on(flag) && !value.empty() ? fs::absolute(value).string() : value;
+  };
+  out_ = user_path("out");
+  if (info_.uses_model) model_path_ = user_path("model");
+  if (info_.uses_image) image_path_ = user_path("image");
+  smoke_ = args.on("smoke");
+  if (!fs::exists("assets/fashion_cnn.safetensors")) {
+    // The executable is build/bin/lessons/NN (or build/sanitize/bin/lessons/NN): walk up
+    // from it to the folder that holds the assets.
+    std::error_code ec;
+    fs::path root = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    for (int up = 0; !ec && up < 6 && !fs::exists(root / "assets/fashion_cnn.safetensors"); ++up) root = root.parent_path();
+    if (!ec && fs::exists(root / "assets/fashion_cnn.safetensors")) fs::current_path(root, ec);
+    if (ec || !fs::exists("assets/fashion_cnn.safetensors")) {
+      std::fprintf(stderr, "error: cannot find the repository's assets/ from here; run the lesson from the repository root\n");
+      std::exit(1);
+    }
+  }
+}
+
+void Lesson::ensure_out() const {
+  std::error_code ec;
+  fs::create_directories(out_, ec);
+  if (ec) throw Error(out_ + ": cannot create the output folder (" + ec.message() + ")");
+}
+
+int Lesson::run(const std::function<void()>& body) {
+  try {
+    // The output folder appears with the first figure, after the inputs have loaded.
+    fmt::print("Lesson {}: {}\n\n", info_.id, info_.title);
+    body();
+    write_manifest();
+    fmt::print("\nfigures in {}/ ({} files); `make lessons` collects every lesson in out/index.html\n", out_,
+               figures_.size());
+    return 0;
+  } catch (const NotImplemented& e) {  // a student copy where this lesson's task is still a TODO
+    std::fflush(stdout);               // the steps so far, then the error after them
+    std::fprintf(stderr, "error: this lesson needs task '%s', which is not implemented yet (%s); `make grade` shows your progress\n",
+                 e.task().c_str(), e.what());
+    return kExitWaitingForTask;
+  } catch (const std::exception& e) {  // tg::Error, and anything from the standard library
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
+    return 1;
+  }
+}
+
+void Lesson::step(const std::string& text) {
+  ++steps_;
+  fmt::print("{}Step {}. {}\n", steps_ > 1 ? "\n" : "", steps_, text);
+}
+
+void Lesson::progress(const std::string& what, int done, int total) {
+  static const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  if (!terminal) return;
+  if (done < total) fmt::print("\r    {}: {}/{} ", what, done, total);
+  else fmt::print("\r{:<{}}\r", "", what.size() + 32);  // clear the line for what follows
+  std::fflush(stdout);
+}
+
+void Lesson::number(const std::string& name, double value, const std::string& format) {
+  const std::string text = fmt::vformat(format, fmt::make_format_args(value));
+  fmt::print("    {} = {}\n", name, text);
+  numbers_.emplace_back(name, text);
+}
+
+void Lesson::figure(const std::string& file, const io::Image& image, const std::string& caption,
+                    const std::string& lecture) {
+  ensure_out();
+  io::save_png(out_ + "/" + file, image);
+  figures_.push_back({file, caption, lecture, image.width, image.height});
+  fmt::print("    wrote {}/{} ({}x{})\n", out_, file, image.width, image.height);
+}
+
+void Lesson::chart(const std::string& file, const std::string& svg, const std::string& caption,
+                   const std::string& lecture) {
+  ensure_out();
+  viz::save_text(out_ + "/" + file, svg);
+  figures_.push_back({file, caption, lecture, 0, 0});
+  fmt::print("    wrote {}/{}\n", out_, file);
+}
+
+nn::Sequential& Lesson::model() {
+  if (!model_) model_ = models::load_fashion_cnn(model_path_);
+  return *model_->model;
+}
+
+nn::Model& Lesson::photo_model() {
+  if (!photo_model_) {
+    if (!io::file_exists(kPhotoModelPath))
+      throw Error(std::string(kPhotoModelPath) + ": the photo model is not installed; run `make setup` (it uses npm once)");
+    photo_model_ = models::load_model(kPhotoModelPath);
+  }
+  return *photo_model_;
+}
+
+io::Image Lesson::image() { return io::load_image(image_path_); }
+
+void Lesson::write_manifest() const {
+  ensure_out();
+  nlohmann::json manifest = {{"id", info_.id}, {"title", info_.title}, {"summary", info_.summary}};
+  manifest["figures"] = nlohmann::json::array();
+  for (const Figure& f : figures_)
+    manifest["figures"].push_back(
+        {{"file", f.file}, {"caption", f.caption}, {"lecture", f.lecture}, {"width", f.width}, {"height", f.height}});
+  manifest["numbers"] = nlohmann::json::array();
+  for (const auto& [name, value] : numbers_) manifest["numbers"].push_back({{"name", name}, {"value", value}});
+  viz::save_text(out_ + "/lesson.json", manifest.dump(2) + "\n");
+}
+
+namespace {
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+}  // namespace
+
+void write_gallery(const std::string& out_dir) {
+  std::vector<fs::path> manifests;
+  for (const auto& entry : fs::directory_iterator(out_dir))
+    if (entry.is_directory() && fs::exists(entry.path() / "lesson.json")) manifests.push_back(entry.path() / "lesson.json");
+  std::sort(manifests.begin(), manifests.end());
+  std::string html =
+      "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>tinygrad-cpp lessons</title>\n<style>\n"
+      "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}h2{border-top:1px solid #ccc;padding-top:1em}"
+      "figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:100%}img{max-width:100%;image-rendering:pixelated;"
+      "border:1px solid #ddd}figcaption{font-size:0.9em;max-width:640px}table{border-collapse:collapse}"
+      "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace}table.map td{font-family:sans-serif}"
+      "th{text-align:left;padding:2px 10px}\n</style></head><body>\n"
+      "<h1>tinygrad-cpp: looking inside a CNN</h1>\n<p>Every lesson's figures, in order. Each lesson is a program in "
+      "<code>lessons/</code>; run one with <code>make lesson N=07</code>.</p>\n";
+  std::vector<nlohmann::json> lessons;
+  for (const fs::path& path : manifests) {
+    const std::vector<uint8_t> bytes = io::read_file(path.string(), 1 << 24);
+    try {
+      lessons.push_back(nlohmann::json::parse(bytes.begin(), bytes.end()));
+      lessons.back()["folder"] = path.parent_path().filename().string();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path.string() + ": not a lesson manifest (" + e.what() + ")");
+    }
+  }
+  // The lectures' figures and where each is reproduced, in lesson order.
+  std::string map;
+  for (const nlohmann::json& m : lessons)
+    for (const auto& f : m["figures"])
+      if (!f.value("lecture", "").empty()) {
+        const std::string folder = m["folder"].get<std::string>(), file = f.value("file", "");
+        map += fmt::format("<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td><a href=\"{}/{}\">{}</a></td></tr>\n",
+                           html_escape(f.value("lecture", "")), html_escape(folder), html_escape(folder), html_escape(folder),
+                           html_escape(file), html_escape(file));
+      }
+  if (!map.empty())
+    html += "<h2>The lectures' figures</h2>\n<table class=\"map\">\n<tr><th>lecture figure</th><th>lesson</th><th>file</th></tr>\n" +
+            map + "</table>\n";
+  for (const nlohmann::json& m : lessons) {
+    const std::string folder = m["folder"].get<std::string>();
+    html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", html_escape(m.value("id", folder)),
+                        html_escape(m.value("title", "")), html_escape(m.value("summary", "")));
+    if (m.contains("numbers") && !m["numbers"].empty()) {
+      html += "<table>\n";
+      for (const auto& n : m["numbers"])
+        html += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", html_escape(n.value("name", "")), html_escape(n.value("value", "")));
+      html += "</table>\n";
+    }
+    for (const auto& f : m["figures"])
+      html += fmt::format("<figure><img src=\"{}/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n", html_escape(folder),
+                          html_escape(f.value("file", "")), html_escape(f.value("caption", "")), html_escape(f.value("caption", "")));
+  }
+  html += "</body></html>\n";
+  viz::save_text(out_dir + "/index.html", html);
+  fmt::print("wrote {}/index.html ({} lessons)\n", out_dir, manifests.size());
+}
+
+double share_in_boxes(const Tensor& map, const std::vector<Box>& boxes) {
+  if (map.ndim() < 2 || map.ndim() > 4 || (map.ndim() == 4 && map.dim(0) != 1) || map.numel() == 0)
+    throw Error("share_in_boxes: map " + shape_str(map.shape()) + " must be [H,W], [C,H,W] or [1,C,H,W]");
+  const int64_t H = map.dim(map.ndim() - 2), W = map.dim(map.ndim() - 1);
+  const int64_t C = map.numel() / (H * W);
+  double inside = 0, total = 0;
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x) {
+      double v = 0;
+      for (int64_t c = 0; c < C; ++c) v = std::max<double>(v, std::fabs(map.data()[(c * H + y) * W + x]));
+      total += v;
+      if (std::any_of(boxes.begin(), boxes.end(), [&](const Box& b) { return b.contains(x, y); })) inside += v;
+    }
+  return total > 0 ? inside / total : 0.0;
+}
+
+}  // namespace tg::lesson

@@ -1,0 +1,58 @@
+#include "tinygrad-cpp/models/fashion_cnn.h"
+
+#include <fmt/format.h>
+
+#include "tinygrad-cpp/data/data.h"
+
+namespace tg::models {
+
+std::shared_ptr<nn::Sequential> make_fashion_cnn(Generator& gen) {
+  auto model = std::make_shared<nn::Sequential>();
+  model->add("conv1", std::make_shared<nn::Conv2d>(1, 16, 5, gen, 1, 2))
+      .add("relu1", std::make_shared<nn::ReLU>())
+      .add("pool1", std::make_shared<nn::MaxPool2d>(2))
+      .add("conv2", std::make_shared<nn::Conv2d>(16, 32, 5, gen, 1, 2))
+      .add("relu2", std::make_shared<nn::ReLU>())
+      .add("pool2", std::make_shared<nn::MaxPool2d>(2))
+      .add("flatten", std::make_shared<nn::Flatten>())
+      .add("fc1", std::make_shared<nn::Linear>(32 * 7 * 7, 128, gen))
+      .add("relu3", std::make_shared<nn::ReLU>())
+      .add("fc2", std::make_shared<nn::Linear>(128, 10, gen));
+  nn::ModelInfo info;
+  info.arch = "FashionCNN";
+  info.input = {1, data::kImageSide, data::kImageSide, {data::kFashionMean}, {data::kFashionStd}, true};
+  info.classes.assign(data::kFashionClasses.begin(), data::kFashionClasses.end());
+  info.cam_layer = "relu2";
+  model->set_info(info);
+  return model;
+}
+
+std::map<std::string, std::string> fashion_cnn_metadata() {
+  std::string classes;
+  for (const char* c : data::kFashionClasses) {
+    if (!classes.empty()) classes += ',';
+    classes += c;
+  }
+  return {{"arch", "FashionCNN"},
+          {"mean", fmt::format("{}", data::kFashionMean)},
+          {"std", fmt::format("{}", data::kFashionStd)},
+          {"classes", classes}};
+}
+
+LoadedModel load_fashion_cnn(const std::string& path) {
+  const io::NamedTensors tensors = io::load_safetensors(path);
+  auto arch = tensors.metadata.find("arch");
+  if (arch != tensors.metadata.end() && arch->second != "FashionCNN")
+    throw Error(path + ": arch is '" + arch->second + "', not FashionCNN");
+  Generator gen(0);
+  LoadedModel loaded{make_fashion_cnn(gen), tensors.metadata};
+  try {
+    nn::load_state_dict(*loaded.model, tensors, true);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  loaded.model->eval();
+  return loaded;
+}
+
+}  // namespace tg::models

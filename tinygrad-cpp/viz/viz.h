@@ -1,0 +1,76 @@
+// Turning tensors into pictures: how an attribution becomes numbers in [0, 1]
+// (normalization policies), how those become colors (colormaps), and the pieces
+// lessons assemble figures from: upsampling, overlays, image grids, SVG charts.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/core/tensor.h"
+
+namespace tg::viz {
+
+// How an attribution map [C,H,W] (or [H,W], or a batch of one [1,C,H,W]) becomes values in [0, 1].
+enum class Normalize {
+  MaxAbs,      // max over channels of |a|, divided by its maximum: 1 channel (Simonyan et al.)
+  Signed,      // a / max|a| mapped so that 0 -> 0.5: negative below, positive above mid-gray
+  MinMax,      // (a - min) / (max - min), per tensor
+  Percentile,  // clip to the [100-p, p] percentiles, then min-max: one outlier cannot wash out the rest
+};
+// Returns [C,H,W] with values in [0, 1] ([1,H,W] for MaxAbs). A constant map gives 0.5
+// for Signed (all zero) and 0 otherwise.
+Tensor normalize(const Tensor& map, Normalize policy, float percentile = 99.f);
+
+enum class Colormap {
+  Gray,       // black -> white
+  Diverging,  // blue -> white (0.5) -> red: for signed maps
+  Viridis,    // perceptually uniform dark purple -> yellow: for magnitudes
+};
+// The whole way from a map to an enlarged picture: a [1,1,H,W], [1,H,W] or [H,W] map is
+// normalized with `policy`, colored with `colormap` and each pixel repeated scale x scale.
+io::Image picture(const Tensor& map, Normalize policy, Colormap colormap, int scale = 1);
+// Colors a [1,H,W] or [H,W] map with values in [0, 1] as RGB.
+io::Image colorize(const Tensor& unit_map, Colormap colormap);
+// A [C,H,W] tensor in [0, 1] with C = 1 or 3 as an 8-bit image (values clipped).
+io::Image to_image(const Tensor& unit);
+// An 8-bit image as a [C,H,W] tensor in [0, 1].
+Tensor from_image(const io::Image& image);
+
+// [C,H,W] -> [C,h,w]; bilinear samples pixel centers (as align_corners=False).
+Tensor upsample(const Tensor& map, int64_t height, int64_t width, bool bilinear);
+// Every pixel repeated factor x factor times (for showing a 28x28 input large).
+io::Image scale_nearest(const io::Image& image, int factor);
+// base * (1 - alpha) + heat * alpha; a gray base is expanded to RGB; sizes must match.
+io::Image overlay(const io::Image& base, const io::Image& heat, float alpha);
+// Tiles in rows of `columns`, `spacing` pixels apart on a `background` gray; tiles of
+// different sizes are placed in cells of the largest size.
+io::Image grid(const std::vector<io::Image>& tiles, int columns, int spacing = 2, uint8_t background = 255);
+
+// ---- words in figures: DejaVu Sans (Debian's fonts-dejavu-core) drawn with stb_truetype ----
+// `text` as an image: one line, `pixel_height` pixels tall, dark ink on white.
+io::Image text(const std::string& text, int pixel_height = 14);
+// The tile with its title centered above it (as wide as the wider of the two).
+io::Image titled(const io::Image& tile, const std::string& title, int pixel_height = 14);
+// A horizontal bar of `colormap` from 0 to 1, `width` wide, with the values its left end,
+// middle and right end stand for printed under it ("" leaves one out).
+io::Image color_bar(Colormap colormap, int width, const std::string& low, const std::string& middle,
+                    const std::string& high);
+// Images one above the other, centered, `spacing` pixels apart on white.
+io::Image stack(const std::vector<io::Image>& rows, int spacing = 4);
+
+// ---- SVG charts (axes, ticks, labels; no dependencies) ----
+struct Series {
+  std::string label;
+  std::vector<double> x, y;
+};
+std::string line_chart(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
+                       const std::string& y_label, int width = 640, int height = 400);
+std::string histogram(const std::vector<double>& values, int bins, const std::string& title, const std::string& x_label,
+                      int width = 640, int height = 400);
+std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
+                      const std::string& y_label, int width = 640, int height = 400);
+// Writes text (an SVG, an HTML page) atomically.
+void save_text(const std::string& path, const std::string& text);
+
+}  // namespace tg::viz

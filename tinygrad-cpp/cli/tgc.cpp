@@ -3,7 +3,7 @@
 //   tgc train   [--data DIR] [--epochs N] [--batch B] [--lr LR] [--seed S] [--out FILE] [--resume FILE]
 //   tgc eval    --model FILE [--data DIR]
 //   tgc explain --model FILE --image IMG --method M [...]
-//   tgc predict --model FILE --image IMG [--top K]
+//   tgc predict --model FILE --image IMG [--top K] [--png OUT]
 //   tgc info    --model FILE
 //   tgc bench   [WORKLOAD...]
 //
@@ -24,6 +24,7 @@
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/graph.h"
 #include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/nn/nn.h"
@@ -173,14 +174,62 @@ Tensor load_input(const nn::Model& model, const std::string& path, io::Image* ph
 
 int command_predict(int argc, char** argv) {
   cli::Args args("tgc predict", "Classify one PNG/JPEG image: the model's top classes, best first, one\n"
-                                "`LABEL: probability` line each. A detector's background class is left out.");
+                                "`LABEL: probability` line each. A detector's background class is left out.\n"
+                                "On a detector (the SSD photo model) the lines are its detections, best first:\n"
+                                "`LABEL: P box=X0,Y0,X1,Y1` with the box in the image's pixels (anchors decoded,\n"
+                                "p = sigmoid of the anchor's class logit, non-maximum suppression per class at\n"
+                                "IoU 0.5); --png draws them on the photo.");
   args.option("model", "FILE", "weights (safetensors) or a .tflite model", true)
       .option("image", "IMG", "PNG or JPEG image", true)
-      .option("top", "K", "how many classes to list", false, "5");
+      .option("top", "K", "how many lines (classes, or a detector's detections) to print", false, "5")
+      .option("min-score", "P", "a detector's detections: the lowest p listed", false, "0.5")
+      .toggle("details", "a detector's lines also give the anchor, its head (feature map) and the layer it reads")
+      .option("png", "OUT.png", "a detector's detections drawn on the photo");
   args.parse(argc, argv, 2);
   const int64_t top = args.get_int("top", 1, 100000);
+  const float min_score = args.get_float("min-score", 0.0, 1.0);
+  const std::string png = args.has("png") ? args.get("png") : "";
+  if (!png.empty() && (png.size() < 4 || png.compare(png.size() - 4, 4, ".png") != 0))
+    args.fail(fmt::format("--png: '{}' must end in .png (that is the format written)", png));
   const std::shared_ptr<nn::Model> model = models::load_model(args.get("model"));
-  const Tensor input = load_input(*model, args.get("image"));
+  if (!png.empty() && !models::is_detector(*model))
+    args.fail("--png draws a detector's boxes; " + printable(args.get("model")) + " is a classifier");
+  io::Image photo;
+  const Tensor input = load_input(*model, args.get("image"), &photo);
+
+  if (models::is_detector(*model)) {
+    auto& graph = dynamic_cast<models::Graph&>(*model);
+    const std::vector<models::Detection> found = models::detect(
+        graph, input, photo.width, photo.height, {.min_score = min_score, .max_detections = static_cast<size_t>(top)});
+    for (const models::Detection& d : found) {
+      fmt::print("{}: {:.4f} box={},{},{},{}", printable(d.label), d.score, std::lround(d.pixels.x0),
+                 std::lround(d.pixels.y0), std::lround(d.pixels.x1), std::lround(d.pixels.y1));
+      if (args.on("details")) fmt::print(" anchor={} head={} layer={}", d.anchor, d.grid, printable(d.layer));
+      fmt::print("\n");
+    }
+    if (found.empty()) {
+      // Say how close the best anchor came, so a student knows what a lower --min-score would show.
+      const Tensor best = model->probabilities(tg::max(graph.anchor_logits(), {1}));
+      int64_t c_best = -1;
+      for (int64_t c = 0; c < best.dim(1); ++c)
+        if (c != model->info().background && (c_best < 0 || best.data()[c] > best.data()[c_best])) c_best = c;
+      fmt::print("no detection with p >= {} (the best anchor: {} p = {:.4f})\n", min_score,
+                 printable(model->info().classes[static_cast<size_t>(c_best)]), best.data()[c_best]);
+    }
+    if (!png.empty()) {
+      const int side = std::min(photo.width, photo.height);
+      const int thickness = std::max(2, side / 150), text_height = std::max(12, side / 22);
+      // Worst first, so the best detection's box and label are drawn on top.
+      for (auto d = found.rbegin(); d != found.rend(); ++d)
+        viz::draw_box(photo, d->pixels.x0, d->pixels.y0, d->pixels.x1, d->pixels.y1, viz::class_color(d->class_index),
+                      fmt::format("{} {:.2f}", d->label, d->score), thickness, text_height);
+      const std::vector<uint8_t> bytes = io::encode_png(photo, png);
+      io::write_file_atomic(png, bytes.data(), bytes.size());
+      fmt::print("wrote {}\n", printable(png));
+    }
+    return 0;
+  }
+
   const Tensor probabilities = model->probabilities(explain::scores(*model, input));
   std::vector<int64_t> order;
   for (int64_t c = 0; c < probabilities.dim(1); ++c)
@@ -188,7 +237,7 @@ int command_predict(int argc, char** argv) {
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return probabilities.data()[a] > probabilities.data()[b]; });
   for (int64_t k = 0; k < std::min<int64_t>(top, static_cast<int64_t>(order.size())); ++k)
-    fmt::print("{}: {:.4f}\n", model->info().classes[order[k]], probabilities.data()[order[k]]);
+    fmt::print("{}: {:.4f}\n", printable(model->info().classes[order[k]]), probabilities.data()[order[k]]);
   return 0;
 }
 

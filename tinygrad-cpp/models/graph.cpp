@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace tg::models {
 
 int Graph::add(const std::string& name, const std::string& kind, std::vector<int> inputs, Function function) {
@@ -19,6 +21,27 @@ void Graph::set_output(int value, Head head) {
   if (value < 1 || value > static_cast<int>(nodes_.size())) throw Error("graph: the output must be a node's value");
   output_ = value;
   head_ = head;
+}
+
+void Graph::set_box_output(int value) {
+  if (value < 1 || value > static_cast<int>(nodes_.size())) throw Error("graph: the box output must be a node's value");
+  box_output_ = value;
+}
+
+Tensor Graph::box_encodings() const {
+  if (box_output_ < 1 || values_.size() <= static_cast<size_t>(box_output_)) return Tensor();
+  return values_[box_output_];
+}
+
+std::vector<int64_t> Graph::inputs_of(size_t i) const {
+  std::vector<int64_t> nodes;
+  for (int v : nodes_.at(i).inputs) nodes.push_back(static_cast<int64_t>(v) - 1);
+  return nodes;
+}
+
+size_t Graph::last_node() const {
+  if (output_ < 1) throw Error("graph: no output set");
+  return static_cast<size_t>(std::max(output_, box_output_) - 1);
 }
 
 size_t Graph::node_index(const std::string& name) const {
@@ -68,10 +91,10 @@ Tensor Graph::anchor_logits() const {
 }
 
 Tensor Graph::forward(const Tensor& x) {
-  if (output_ < 1) throw Error("graph: no output set");
+  const size_t last = last_node();
   values_.assign(nodes_.size() + 1, Tensor());
   values_[0] = x;
-  run(0, static_cast<size_t>(output_ - 1));
+  run(0, last);
   return scores_from(values_[output_]);
 }
 
@@ -84,15 +107,15 @@ Tensor Graph::forward_until(const Tensor& x, const std::string& last_layer) {
 
 Tensor Graph::forward_after(const Tensor& h, const std::string& layer) {
   const size_t at = node_index(layer);
-  if (output_ < 1) throw Error("graph: no output set");
+  const size_t last = last_node();
   if (!values_[at + 1].defined() || values_[at + 1].shape() != h.shape())
     throw Error(fmt::format("forward_after '{}': run forward_until that layer first, and pass a tensor of its shape",
                             nodes_[at].name));
   values_[at + 1] = h;
   // Nodes after `layer` recompute; the earlier ones keep their values from the last pass (a
   // node after `layer` may read one of them: a residual branch).
-  for (size_t i = at + 1; i < static_cast<size_t>(output_); ++i) values_[i + 1] = Tensor();
-  run(at + 1, static_cast<size_t>(output_ - 1));
+  for (size_t i = at + 1; i <= last; ++i) values_[i + 1] = Tensor();
+  run(at + 1, last);
   return scores_from(values_[output_]);
 }
 

@@ -24,6 +24,11 @@ class Graph : public nn::Model {
   // Value 0 is the model's input. add() returns the id of the node's output value.
   int add(const std::string& name, const std::string& kind, std::vector<int> inputs, Function function);
   void set_output(int value, Head head);
+  // A detector's second output, its box encodings [N, anchors, 4] (per anchor ty, tx, th, tw:
+  // models/detection.h decodes them). Once set, every forward pass computes it beside the
+  // class logits, and box_encodings() returns the last pass's (undefined before).
+  void set_box_output(int value);
+  Tensor box_encodings() const;
   // Parameters the nodes use, under state_dict-like names ("<layer>.weight").
   void add_parameter(const std::string& name, const Tensor& t) { register_parameter(name, t); }
 
@@ -39,6 +44,13 @@ class Graph : public nn::Model {
   // The index of the node named `name`, or of the one node whose name ends in "/name".
   size_t node_index(const std::string& name) const;
   size_t size() const { return nodes_.size(); }
+  // The graph's structure, for code that reads it (the detection heads): node i's name and
+  // kind, the nodes it reads (-1: the model's input), and the node making the box encodings
+  // (-1: none).
+  const std::string& name_of(size_t i) const { return nodes_.at(i).name; }
+  const std::string& kind_of(size_t i) const { return nodes_.at(i).kind; }
+  std::vector<int64_t> inputs_of(size_t i) const;
+  int64_t box_node() const { return box_output_ - 1; }
 
  private:
   struct Node {
@@ -47,10 +59,12 @@ class Graph : public nn::Model {
     Function function;
   };
   Tensor run(size_t first, size_t last);  // runs nodes [first, last], reading values_
+  size_t last_node() const;               // the last node a forward pass runs: the later output's
   Tensor scores_from(const Tensor& output) const;
   std::vector<Node> nodes_;
   std::vector<Tensor> values_;  // value 0: the input; value i+1: node i's output (last forward)
   int output_ = -1;
+  int box_output_ = -1;  // the box encodings' value, or -1
   Head head_ = Head::Identity;
 };
 

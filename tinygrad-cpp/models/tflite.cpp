@@ -546,6 +546,9 @@ std::shared_ptr<models::Graph> Importer::run() {
   int value = s.value;
   if (s.shape.size() == 3) {
     out_->set_output(file_layout(scores, "the model"), models::Graph::Head::MaxOverAnchors);
+    for (int o : *outputs)  // a detector's box encodings: the output named like "box", [N, anchors, 4]
+      if (tensor(o).name() && tensor(o).name()->str().find("box") != std::string::npos)
+        out_->set_box_output(file_layout(o, "the model"));
     info.probability = nn::ModelInfo::Probability::Sigmoid;
     info.background = 0;
   } else if (s.shape.size() == 2) {

@@ -472,4 +472,46 @@ std::string bar_chart(const std::vector<std::string>& labels, const std::vector<
 
 void save_text(const std::string& path, const std::string& text) { io::write_file_atomic(path, text.data(), text.size()); }
 
+// ---------------------------------------------------------------------------------
+// Boxes on photos
+Rgb class_color(int64_t k) {
+  static const std::array<Rgb, 8> palette = {Rgb{214, 39, 40}, {31, 119, 180}, {44, 160, 44},  {148, 103, 189},
+                                             {255, 127, 14},   {23, 150, 160}, {227, 60, 160}, {120, 90, 60}};
+  return palette[static_cast<size_t>(std::max<int64_t>(k, 0)) % palette.size()];
+}
+
+void draw_box(io::Image& image, float x0, float y0, float x1, float y1, Rgb color, const std::string& label,
+              int thickness, int text_height) {
+  if (image.channels < 3) {  // gray (and gray + alpha) becomes RGB
+    io::Image rgb{image.width, image.height, 3, {}};
+    rgb.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+    for (int y = 0; y < image.height; ++y)
+      for (int x = 0; x < image.width; ++x)
+        for (int c = 0; c < 3; ++c) rgb.at(y, x, c) = image.at(y, x, 0);
+    image = std::move(rgb);
+  }
+  const uint8_t rgb[3] = {color.r, color.g, color.b};
+  auto fill = [&](int ax, int ay, int bx, int by, const io::Image* ink) {  // [ax, bx) x [ay, by), clipped
+    for (int y = std::max(ay, 0); y < std::min(by, image.height); ++y)
+      for (int x = std::max(ax, 0); x < std::min(bx, image.width); ++x)
+        for (int c = 0; c < 3; ++c) {
+          // white text: the tab's color lightened by the glyph's ink (the text image is dark on white)
+          const float dark = ink ? 1.f - static_cast<float>(ink->at(y - ay, x - ax, 0)) / 255.f : 0.f;
+          image.at(y, x, c) = static_cast<uint8_t>(std::lround(rgb[c] + (255.f - rgb[c]) * dark));
+        }
+  };
+  const int left = static_cast<int>(std::lround(std::min(x0, x1))), right = static_cast<int>(std::lround(std::max(x0, x1)));
+  const int top = static_cast<int>(std::lround(std::min(y0, y1))), bottom = static_cast<int>(std::lround(std::max(y0, y1)));
+  const int t = std::clamp(thickness, 1, 100);
+  fill(left, top, right, top + t, nullptr);
+  fill(left, bottom - t, right, bottom, nullptr);
+  fill(left, top, left + t, bottom, nullptr);
+  fill(right - t, top, right, bottom, nullptr);
+  if (label.empty()) return;
+  const io::Image words = text(printable(label), text_height);
+  const int tab_x = std::clamp(left, 0, std::max(0, image.width - words.width));
+  const int tab_y = top - words.height >= 0 ? top - words.height : std::max(top, 0);
+  fill(tab_x, tab_y, tab_x + words.width, tab_y + words.height, &words);
+}
+
 }  // namespace tg::viz

@@ -73,4 +73,17 @@ std::string bar_chart(const std::vector<std::string>& labels, const std::vector<
 // Writes text (an SVG, an HTML page) atomically.
 void save_text(const std::string& path, const std::string& text);
 
+// ---- boxes on photos (detections) ----
+struct Rgb {
+  uint8_t r = 0, g = 0, b = 0;
+};
+// A distinct strong color for class k (white text reads on all of them).
+Rgb class_color(int64_t k);
+// Draws the outline of the box with corners (x0, y0) and (x1, y1) in the image's pixels,
+// `thickness` pixels wide inside it, clipped to the image; a gray image becomes RGB. A
+// non-empty `label` is written (escaped: printable()) in white on a tab of the same color
+// above the box's top-left corner, or just inside it when there is no room above.
+void draw_box(io::Image& image, float x0, float y0, float x1, float y1, Rgb color, const std::string& label = "",
+              int thickness = 2, int text_height = 14);
+
 }  // namespace tg::viz

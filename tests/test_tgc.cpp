@@ -6,6 +6,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <regex>
 
 #include "tests/helpers.h"
 #include "tinygrad-cpp/models/fashion_cnn.h"
@@ -198,12 +199,26 @@ TEST_SUITE("tgc-photo") {
     REQUIRE_MESSAGE(tg::io::file_exists(kSsd), "run make setup: it fetches the photo model");
     Run r = tgc("predict --model " + kSsd + " --image assets/chelsea.png --top 3");
     REQUIRE(r.status == 0);
-    CHECK(contains(r.out, "\nCat: 0.85"));  // the first class line, best first
-    CHECK(lines(r.out) == 4);                // the input line and three classes
+    // A detector's lines are its detections, best first: LABEL: P box=X0,Y0,X1,Y1 in the photo's pixels.
+    CHECK(contains(r.out, "\nCat: 0.85"));
+    CHECK(std::regex_search(r.out, std::regex("\nCat: 0\\.85\\d\\d box=[0-9],0,4[0-9][0-9],300\n")));
+    CHECK(lines(r.out) == 2);  // the input line and the one detection with p >= 0.5 (--top is at most 3)
     CHECK_FALSE(contains(r.out, "background"));
-    r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1");
-    CHECK(contains(r.out, "\nCoffee cup: "));
+    r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1 --min-score 0.1");
+    CHECK(std::regex_search(r.out, std::regex("\nCoffee cup: 0\\.\\d{4} box=\\d+,\\d+,\\d+,\\d+\n$")));
+    CHECK(lines(r.out) == 2);  // --top K: at most K lines
     const test::TempDir dir;
+    // --png draws the boxes on the photo at its own size; a label file's escape codes are escaped.
+    fs::create_symlink(fs::absolute(kSsd), dir.file("m.tflite"));
+    std::ofstream(dir.file("m_labels.txt")) << "???\nBicycle\nBoot\nLaptop\nPerson\nChair\nCattle\nDesk\nCat\x1b[2J\n";
+    r = tgc("predict --model " + dir.file("m.tflite") + " --image assets/chelsea.png --png " + dir.file("boxes.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "\nCat\\x1b[2J: 0.85"));
+    CHECK_FALSE(contains(r.out, "\x1b"));
+    const tg::io::Image boxes = tg::io::load_image(dir.file("boxes.png"));
+    CHECK(boxes.width == 451);
+    CHECK(boxes.height == 300);
+    CHECK(tgc("predict --model assets/fashion_cnn.safetensors --image assets/chelsea.png --png " + dir.file("x.png")).status == 2);
     NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "relu6-guided", "conv2d-backward", "saliency");
     r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method guided_backprop --target cAt --npy " +
             dir.file("g.npy") + " --png " + dir.file("g.png"));

@@ -43,7 +43,7 @@ const char* kUsage =
     "  train    train FashionCNN on Fashion-MNIST and write its weights\n"
     "  eval     per-class and overall test accuracy of a weights file\n"
     "  explain  an attribution map (saliency, guided backprop, Grad-CAM, ...) for one image\n"
-    "  predict  a model's top classes for one image\n"
+    "  predict  a classifier's top classes or a detector's boxes for one image\n"
     "  info     a model file's tensors or layers, shapes and metadata\n"
     "  bench    time the benchmark workloads (NAME: X ms/iter)\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
@@ -173,9 +173,9 @@ Tensor load_input(const nn::Model& model, const std::string& path, io::Image* ph
 }
 
 int command_predict(int argc, char** argv) {
-  cli::Args args("tgc predict", "Classify one PNG/JPEG image: the model's top classes, best first, one\n"
-                                "`LABEL: probability` line each. A detector's background class is left out.\n"
-                                "On a detector (the SSD photo model) the lines are its detections, best first:\n"
+  cli::Args args("tgc predict", "What a model sees in one PNG/JPEG image. A classifier: its top classes, best\n"
+                                "first, one `LABEL: probability` line each.\n"
+                                "A detector (the SSD photo model): its detections, best first, one line each:\n"
                                 "`LABEL: P box=X0,Y0,X1,Y1` with the box in the image's pixels (anchors decoded,\n"
                                 "p = sigmoid of the anchor's class logit, non-maximum suppression per class at\n"
                                 "IoU 0.5); --png draws them on the photo.");

@@ -142,19 +142,14 @@ void make_student_copy(const std::string& root, const std::string& destination, 
       throw Error(fmt::format("tests/tasks.txt: task '{}' lacks{}", t.id, missing));
     }
   }
-  std::string section =
-      "\n## For students\n\nThis is the student copy. The parts listed below were cut out; each place is marked "
-      "`// TODO(task-id)` and throws `tg::NotImplemented` until you write it. `make grade` runs each task's tests "
-      "and prints a score table with the first failed check of each task; `make test` runs everything, and tests "
-      "or lessons that need a task you have not done yet say which one (they are counted as waiting, not failed). "
-      "Each test case of a task's suite is one share of its points, so a partly right task gets part of them. "
-      "Work in the table's order, which follows the lessons: relu and the backward rules of linear, conv2d and "
-      "max-pool (each graded on its own), then the tape's reverse walk (lesson 6), occlusion (lesson 5), saliency, "
-      "SmoothGrad and the GrabCut seeds (lesson 7), the ReLU rules and guided ReLU6 (lesson 8), the gradient-ascent "
-      "step (lessons 9-10) and Grad-CAM (lesson 11).\n\n"
-      "| task | points | what to implement |\n|---|---|---|\n";
-  for (const Task& t : tasks) section += fmt::format("| {} | {} | {} |\n", t.id, t.points, t.description);
-  files["README.md"] += section;
+  // The copy's README is the students' guide, with the task table where its placeholder line is.
+  const std::string guide = "tinygrad-cpp/course/STUDENT_README.md", placeholder = "<!-- task table -->\n";
+  const size_t at = files.count(guide) ? files[guide].find(placeholder) : std::string::npos;
+  if (at == std::string::npos)
+    throw Error(fmt::format("{}: missing, or lacks the line '<!-- task table -->' where the task table goes", guide));
+  std::string table = "| task | points | what to implement |\n|---|---|---|\n";
+  for (const Task& t : tasks) table += fmt::format("| {} | {} | {} |\n", t.id, t.points, t.description);
+  files["README.md"] = std::string(files[guide]).replace(at, placeholder.size(), table);
   // A cut region leaves the names set up for it (sizes, pointers, a lambda) unused until the
   // student writes the code: GCC would greet them with a page of unused-variable warnings.
   if (files.count("Makefile"))

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     const Tensor& cat = photo.input;
     const int64_t cat_class = photo.target;
     const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
-    lesson.number("p(Cat) on chelsea.png", cat_p, "{:.4f}");
+    lesson.number(fmt::format("p({}) on {}", photo.target_name, photo.name), cat_p, "{:.4f}");
     // One neuron, as in the lecture: a deep layer (19x19), at the cat's left eye, the channel
     // most active there (below 6: a ReLU6 at its ceiling passes no gradient at all).
     const std::string layer = "expanded_conv_13/expand/relu6";
@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
       const std::string rule_name = std::string(name).substr(0, std::string(name).find(' '));
       // max |g| over the color channels (Simonyan et al.), each map clipped at its own 99th percentile
       auto show_magnitude = [&](const Tensor& g, const std::string& title) {
-        lesson.say("{:<10} {}: {}", rule_name, title, viz::clip_note(g));
+        lesson.say("{}: {}", title, viz::clip_note(g));
         return viz::titled(photo.at_own_aspect(viz::picture(g, viz::Normalize::Percentile99, viz::Colormap::Gray)), title);
       };
       const Tensor g_cat = explain::class_gradient(photo_model, cat, {cat_class}, rule);

@@ -13,10 +13,9 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"01_weights_as_lines", "A neuron's weights are a line",
-                                     "An MLP (2 -> 8 -> 2) learning two moons: each first-layer neuron's line "
-                                     "w1 x + w2 y + b = 0 and the decision regions, at several points in training.",
-                                     /*uses_model=*/false});
+  lesson::Lesson lesson(argc, argv, {.id = "01_weights_as_lines", .title = "A neuron's weights are a line",
+                                     .summary = "An MLP (2 -> 8 -> 2) learning two moons: each first-layer neuron's line "
+                                     "w1 x + w2 y + b = 0 and the decision regions, at several points in training.", .uses_model = false});
   return lesson.run([&] {
     lesson.step("Two moons: 200 points, two interleaved half circles with noise (seeded)");
     Generator gen(1);

@@ -16,10 +16,9 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"02_filters", "Filters: what the first layer looks for",
-                                     "conv1's 16 learned 5x5 filters as images; Sobel and Gabor filters and their "
-                                     "responses on the cat photo; conv2's filters and why they are hard to read.",
-                                     true, true, "assets/chelsea.png"});
+  lesson::Lesson lesson(argc, argv, {.id = "02_filters", .title = "Filters: what the first layer looks for",
+                                     .summary = "conv1's 16 learned 5x5 filters as images; Sobel and Gabor filters and their "
+                                     "responses on the cat photo; conv2's filters and why they are hard to read.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const int scale = 10;
@@ -60,10 +59,10 @@ int main(int argc, char** argv) {
 
     const int64_t width = 200;
     lesson.step(fmt::format("Their responses on the cat photo (made gray, {} pixels wide; no padding)", width));
-    const io::Image photo = lesson.image();
+    const io::Image photo = lesson.photo().original;
     const int64_t height = width * photo.height / photo.width;
     // Gray, resized by area averaging; image_to_input does both (mean 0, std 1: no normalization).
-    Tensor gray = preprocess::image_to_input(photo, {1, width, width, {0.f}, {1.f}, false});
+    Tensor gray = preprocess::image_to_input(photo, {.channels = 1, .height = width, .width = width, .mean = {0.f}, .std = {1.f}});
     gray = reshape(viz::upsample(reshape(gray, {1, width, width}), height, width, true), {1, 1, height, width});
     std::vector<io::Image> responses = {viz::titled(viz::to_image(reshape(gray, {1, height, width})), "the photo, gray")};
     for (const auto& [name, f] : filters) {

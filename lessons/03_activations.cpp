@@ -15,9 +15,9 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"03_activations", "Activations: feature maps and their statistics",
-                                     "conv1 and conv2 feature maps for one test image; histograms of each layer's "
-                                     "activations over 1,000 test images; the fraction of zeros and of dead units."});
+  lesson::Lesson lesson(argc, argv, {.id = "03_activations", .title = "Activations: feature maps and their statistics",
+                                     .summary = "conv1 and conv2 feature maps for one test image; histograms of each layer's "
+                                     "activations over 1,000 test images; the fraction of zeros and of dead units.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
     const preprocess::InputSpec& spec = photo_model.info().input;
     const std::vector<std::string> depths = {"expanded_conv_1/expand/relu6", "expanded_conv_6/expand/relu6",
                                              "expanded_conv_13/expand/relu6"};
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const lesson::Photo cat_photo = lesson.photo();
+    const Tensor cat = cat_photo.input;
     const Tensor coffee = preprocess::image_to_input(io::load_image("assets/coffee.png"), spec);
     // One forward pass of both photos; every layer's output is then read from the model.
     explain::scores(photo_model, tg::cat({cat, coffee}, 0));
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
       }
       std::sort(means.begin(), means.end());
       const std::string short_name = layer.substr(0, layer.find('/'));
-      std::vector<io::Image> tiles = {viz::titled(preprocess::input_to_image(cat, spec), "chelsea.png")};
+      std::vector<io::Image> tiles = {viz::titled(cat_photo.at_own_aspect(preprocess::input_to_image(cat, spec)), cat_photo.name)};
       std::vector<int64_t> shown;
       for (int k = 0; k < 6; ++k) {
         const int64_t c = means[static_cast<size_t>(k)].second;

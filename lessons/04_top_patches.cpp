@@ -17,10 +17,10 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"04_top_patches", "Top patches: the receptive fields that excite a unit most",
-                                     "For six conv2 channels, the 9 input patches (their 14x14 receptive fields) from "
+  lesson::Lesson lesson(argc, argv, {.id = "04_top_patches", .title = "Top patches: the receptive fields that excite a unit most",
+                                     .summary = "For six conv2 channels, the 9 input patches (their 14x14 receptive fields) from "
                                      "1,000 test images with the highest activation; the images three photo-model neurons at "
-                                     "three depths want."});
+                                     "three depths want.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     lesson.step("The photo model: the image a neuron wants, at three depths (lecture 39 (b))");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const Tensor cat = lesson.photo().input;
     // One neuron per depth, at the center of its map: the channel most active there on the
     // cat. It is read before its ReLU6: from a gray start most neurons are at 0 (or at the
     // ceiling 6), where the rectifier passes no gradient and the ascent could not begin.

@@ -16,10 +16,10 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"05_occlusion", "Occlusion sensitivity",
-                                     "A 6x6 black square slid over test images (stride 2), then a 32x32 gray patch over "
+  lesson::Lesson lesson(argc, argv, {.id = "05_occlusion", .title = "Occlusion sensitivity",
+                                     .summary = "A 6x6 black square slid over test images (stride 2), then a 32x32 gray patch over "
                                      "the cat photo; the heat map is the drop in the class's probability when the patch "
-                                     "covers each pixel."});
+                                     "covers each pixel.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -85,8 +85,9 @@ int main(int argc, char** argv) {
     const int64_t positions = ((spec.height + photo_stride - 1) / photo_stride) * ((spec.width + photo_stride - 1) / photo_stride);
     lesson.step(fmt::format("The cat photo: a {0}x{0} mid-gray patch, stride {1}: {2} positions, 8 occluded copies per "
                             "forward pass", patch, photo_stride, positions));
-    const Tensor cat_input = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
-    const int64_t cat = photo_model.class_index("Cat");
+    const lesson::Photo photo = lesson.photo();
+    const Tensor& cat_input = photo.input;
+    const int64_t cat = photo.target;
     const float gray = (0.5f - spec.mean[0]) / spec.std[0];  // pixel 127.5 after the model's normalization
     const auto start = std::chrono::steady_clock::now();
     const Tensor cat_map = explain::occlusion(photo_model, cat_input, {cat}, patch, photo_stride, gray);
@@ -103,11 +104,11 @@ int main(int argc, char** argv) {
     lesson.say("{:.0f}% of the pixels: covering them raises p(Cat). A 32x32 patch hides 1% of the photo; no single",
                100.0 * static_cast<double>(raised) / static_cast<double>(cat_map.numel()));
     lesson.say("window takes away more than a few hundredths of a confident p(Cat).");
-    const io::Image cat_photo = preprocess::input_to_image(cat_input, spec);
+    const io::Image cat_photo = photo.at_own_aspect(preprocess::input_to_image(cat_input, spec));
     const Tensor unit = reshape(cat_map, {1, spec.height, spec.width}) * (0.5f / std::max(1e-6f, std::max(worst, -best))) + 0.5f;
-    const io::Image cat_heat = viz::colorize(unit, viz::Colormap::Diverging);
+    const io::Image cat_heat = photo.at_own_aspect(viz::colorize(unit, viz::Colormap::Diverging));
     lesson.figure("cat_occlusion.png",
-                  viz::stack({viz::grid({viz::titled(cat_photo, fmt::format("chelsea.png: p(Cat) = {:.2f}", p_cat)),
+                  viz::stack({viz::grid({viz::titled(cat_photo, fmt::format("{}: p({}) = {:.2f}", photo.name, photo.target_name, p_cat)),
                                          viz::titled(cat_heat, "drop in p(Cat), 32x32 gray patch"),
                                          viz::titled(viz::overlay(cat_photo, cat_heat, 0.5f), "overlay")}, 3, 4),
                               viz::color_bar(viz::Colormap::Diverging, 300, fmt::format("{:+.2f}", best), "0 (no effect)",

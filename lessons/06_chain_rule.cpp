@@ -17,10 +17,10 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"06_chain_rule", "The chain rule, all the way to the input",
-                                     "A 4-input network's gradient summed over paths by hand and checked against the "
+  lesson::Lesson lesson(argc, argv, {.id = "06_chain_rule", .title = "The chain rule, all the way to the input",
+                                     .summary = "A 4-input network's gradient summed over paths by hand and checked against the "
                                      "tape; then the gradient of one neuron and of a class score with respect to an "
-                                     "image, shown with 0 as mid-gray."});
+                                     "image, shown with 0 as mid-gray.", .uses_photo = true});
   return lesson.run([&] {
     lesson.step("A tiny network: h = w2 . relu(W1 x), with 4 inputs, 3 hidden units and 1 output");
     const Tensor x = Tensor::from_vector({1.0f, -2.0f, 0.5f, 3.0f}, {1, 4}, true);
@@ -123,8 +123,9 @@ int main(int argc, char** argv) {
     lesson.step("The lecture's figure on a photo: the same two gradients through a real CNN (lecture 96)");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
-    const int64_t cat_class = photo_model.class_index("Cat");
+    const lesson::Photo photo = lesson.photo();
+    const Tensor& cat = photo.input;
+    const int64_t cat_class = photo.target;
     // A hidden neuron of a mid-depth layer (38x38) at the cat's left eye: the channel most
     // active there that is not at the ReLU6's ceiling of 6 (which would pass no gradient).
     const std::string layer = "expanded_conv_6/expand/relu6";

@@ -7,6 +7,7 @@
 // Simonyan et al. also used the map for weakly supervised segmentation: the most salient
 // pixels are surely the object, the least salient surely background, and GrabCut (color
 // models plus a graph cut, iterated) decides the rest.
+#include <filesystem>
 #include <chrono>
 
 #include "tinygrad-cpp/data/data.h"
@@ -50,10 +51,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"07_saliency", "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
-                                     "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
+  lesson::Lesson lesson(argc, argv, {.id = "07_saliency", .title = "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
+                                     .summary = "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
                                      "SmoothGrad's noise level and sample count swept on the cat; object masks by "
-                                     "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did."});
+                                     "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did.", .uses_photo = true});
   return lesson.run([&] {
     lesson.step("Load the model and one test image of each of several classes");
     nn::Sequential& model = lesson.model();
@@ -132,8 +133,9 @@ int main(int argc, char** argv) {
     lesson.step("The cat photo through the photo model: the data gradient, max |g| over R, G, B");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
-    const int64_t cat_class = photo_model.class_index("Cat");
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const lesson::Photo photo = lesson.photo();
+    const int64_t cat_class = photo.target;
+    const Tensor& cat = photo.input;
     const io::Image cat_photo = preprocess::input_to_image(cat, spec);
     const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
     lesson.say("p(Cat) = {:.4f}", cat_p);
@@ -205,7 +207,7 @@ int main(int argc, char** argv) {
     const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
     std::vector<io::Image> cut_tiles;
     double cat_mask_share = 0, cat_mask_in_eyes = 0, cup_mask_share = 0;
-    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{"assets/chelsea.png", "Cat"},
+    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{lesson.image_path(), photo.target_name},
                                                                                       {"assets/coffee.png", "Coffee cup"}}) {
       const Tensor x = preprocess::image_to_input(io::load_image(file), spec);
       const io::Image photo = preprocess::input_to_image(x, spec);
@@ -223,7 +225,7 @@ int main(int argc, char** argv) {
       const double kept = inside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 1)));
       const double dropped = outside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 0)));
       lesson.say("{} ({}): the mask covers {:.0f}% of the photo; mean saliency inside {:.3f}, outside {:.3f}; GrabCut {:.2f} s",
-                 file.substr(7), label, 100 * share, kept, dropped, cut_seconds);
+                 std::filesystem::path(file).filename().string(), label, 100 * share, kept, dropped, cut_seconds);
       if (label == "Cat") {
         Tensor mask_map = Tensor::zeros({300, 300});
         for (size_t i = 0; i < mask.size(); ++i) mask_map.data()[i] = mask[i];
@@ -233,7 +235,7 @@ int main(int argc, char** argv) {
       } else {
         cup_mask_share = share;
       }
-      cut_tiles.push_back(viz::titled(photo, fmt::format("{}: {}", file.substr(7), label)));
+      cut_tiles.push_back(viz::titled(photo, fmt::format("{}: {}", std::filesystem::path(file).filename().string(), label)));
       cut_tiles.push_back(viz::titled(viz::colorize(map, viz::Colormap::Viridis), fmt::format("max |d score({})/d pixel|", label)));
       cut_tiles.push_back(viz::titled(show_seeds(seeds, photo.width, photo.height), "seeds"));
       cut_tiles.push_back(viz::titled(show_mask(photo, mask), fmt::format("GrabCut: {:.0f}% of the photo", 100 * share)));

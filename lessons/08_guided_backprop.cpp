@@ -15,21 +15,20 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"08_guided_backprop", "Guided backprop: changing the ReLU's backward rule",
-                                     "The same image explained with the vanilla, deconvnet and guided ReLU rules, for a "
+  lesson::Lesson lesson(argc, argv, {.id = "08_guided_backprop", .title = "Guided backprop: changing the ReLU's backward rule",
+                                     .summary = "The same image explained with the vanilla, deconvnet and guided ReLU rules, for a "
                                      "class score and for one neuron of conv2 with the rest of its layer zeroed; then "
                                      "the lecture's cat through the photo model, where guided backprop is sharp on "
-                                     "the eyes.",
-                                     true, true, "assets/fashion-png/9_ankle_boot.png"});
+                                     "the eyes.", .fashion_image = "assets/fashion-png/9_ankle_boot.png", .uses_photo = true});
   return lesson.run([&] {
     lesson.step("Load the model and the image");
     nn::Sequential& model = lesson.model();
     preprocess::InputSpec spec = model.info().input;
     spec.invert_light_background = false;  // the lesson's images are Fashion-MNIST's own
-    const Tensor image = preprocess::image_to_input(lesson.image(), spec);
+    const Tensor image = preprocess::image_to_input(lesson.fashion_image(), spec);
     const Tensor logits = explain::scores(model, image);
     const int64_t predicted = argmax(logits)[0];
-    lesson.say("{}: predicted {} ({})", lesson.image_path(), predicted, data::kFashionClasses[predicted]);
+    lesson.say("{}: predicted {} ({})", lesson.fashion_image_path(), predicted, data::kFashionClasses[predicted]);
 
     lesson.step("The swap itself: one forward pass, then three backward passes, each under its own ReLU rule");
     // A rule is a value with one signature: (entry, gradient of its output) -> gradients of its inputs.
@@ -75,21 +74,8 @@ int main(int argc, char** argv) {
       neuron_maps.push_back(explain::neuron_gradient(model, image, {"conv2", best, 7, 7}, rule));
 
     lesson.step("How different are they? Pearson correlation of each map with the vanilla gradient");
-    auto correlation = [](const Tensor& a, const Tensor& b) {
-      double ma = 0, mb = 0;
-      for (int64_t i = 0; i < a.numel(); ++i) ma += a.data()[i], mb += b.data()[i];
-      ma /= a.numel();
-      mb /= b.numel();
-      double sab = 0, saa = 0, sbb = 0;
-      for (int64_t i = 0; i < a.numel(); ++i) {
-        sab += (a.data()[i] - ma) * (b.data()[i] - mb);
-        saa += (a.data()[i] - ma) * (a.data()[i] - ma);
-        sbb += (b.data()[i] - mb) * (b.data()[i] - mb);
-      }
-      return sab / std::sqrt(saa * sbb + 1e-30);
-    };
-    lesson.number("corr(vanilla, deconvnet)", correlation(class_maps[0], class_maps[1]), "{:.3f}");
-    lesson.number("corr(vanilla, guided)", correlation(class_maps[0], class_maps[2]), "{:.3f}");
+    lesson.number("corr(vanilla, deconvnet)", lesson::pearson(class_maps[0], class_maps[1]), "{:.3f}");
+    lesson.number("corr(vanilla, guided)", lesson::pearson(class_maps[0], class_maps[2]), "{:.3f}");
 
     lesson.step("Figures: top row the class score, bottom row the conv2 neuron; 0 is white, red positive, blue negative");
     const int scale = 8;
@@ -117,10 +103,11 @@ int main(int argc, char** argv) {
     lesson.step("The lecture's cat: the photo model (SSD-MobileNetV2), where every rectifier is a ReLU6");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& photo_spec = photo_model.info().input;
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), photo_spec);
-    const int64_t cat_class = photo_model.class_index("Cat");
+    const lesson::Photo photo = lesson.photo();
+    const Tensor& cat = photo.input;
+    const int64_t cat_class = photo.target;
     const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
-    lesson.number("p(Cat) on chelsea.png", cat_p, "{:.4f}");
+    lesson.number(fmt::format("p({}) on {}", photo.target_name, photo.name), cat_p, "{:.4f}");
     // One neuron, as in the lecture: a deep layer (19x19), at the cat's left eye, the channel
     // most active there (below 6: a ReLU6 at its ceiling passes no gradient at all).
     const std::string layer = "expanded_conv_13/expand/relu6";
@@ -136,15 +123,16 @@ int main(int argc, char** argv) {
                layer, channel, fy, fx, strongest);
     // Two boxes around the eyes (10% of the image): how much of each map's |g| lands there.
     auto eye_share = [](const Tensor& g) { return lesson::share_in_boxes(g, lesson::kChelseaEyes); };
-    std::vector<io::Image> cat_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec),
-                                                    fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p))};
-    std::vector<io::Image> neuron_tiles = {viz::titled(preprocess::input_to_image(cat, photo_spec), "the same input")};
+    const io::Image shown = photo.at_own_aspect(preprocess::input_to_image(cat, photo_spec));
+    std::vector<io::Image> cat_tiles = {viz::titled(shown, fmt::format("{}, p({}) = {:.2f}", photo.name, photo.target_name, cat_p))};
+    std::vector<io::Image> neuron_tiles = {viz::titled(shown, "the same input")};
     std::vector<double> cat_shares, neuron_shares;
     for (const auto& [name, rule] : relu_rules) {
       const std::string rule_name = std::string(name).substr(0, std::string(name).find(' '));
-      // max |g| over the color channels, each map scaled to its own largest value (Simonyan et al.)
+      // max |g| over the color channels (Simonyan et al.), each map clipped at its own 99th percentile
       auto show_magnitude = [&](const Tensor& g, const std::string& title) {
-        return viz::titled(viz::picture(g, viz::Normalize::MaxAbs, viz::Colormap::Gray), title);
+        lesson.say("{}: {}", title, viz::clip_note(g));
+        return viz::titled(photo.at_own_aspect(viz::picture(g, viz::Normalize::Percentile99, viz::Colormap::Gray)), title);
       };
       const Tensor g_cat = explain::class_gradient(photo_model, cat, {cat_class}, rule);
       const Tensor g_neuron = explain::neuron_gradient(photo_model, cat, {layer, channel, fy, fx}, rule);
@@ -160,13 +148,14 @@ int main(int argc, char** argv) {
     std::vector<io::Image> rows = cat_tiles;
     rows.insert(rows.end(), neuron_tiles.begin(), neuron_tiles.end());
     lesson.figure("cat_rules.png",
-                  viz::stack({viz::grid(rows, 4, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "", "max |g| (per map)")}),
-                  fmt::format("The lecture's figure (lecture 97). Top: d score(Cat) / d pixels of chelsea.png through "
-                              "the photo model, max |g| over R, G, B, white = the largest. Bottom: one neuron of {} "
+                  viz::stack({viz::grid(rows, 4, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "", "99th percentile of |g| (per map) and above")}),
+                  fmt::format("The lecture's figure (lecture 97), drawn at the photo's own aspect ratio. Top: d score({}) "
+                              "/ d pixels of {} through the photo model, max |g| over R, G, B, each map clipped at its own "
+                              "99th percentile of |g| (white: the brightest 1%). Bottom: one neuron of {} "
                               "at the left eye, the rest of its layer seeded 0. The eye boxes (10% of the image) hold "
                               "{:.0f}% of the vanilla map's |g| and {:.0f}% of the guided one's for the Cat score, "
                               "{:.0f}% and {:.0f}% for the neuron: guided backprop is sharp on the eyes.",
-                              layer, 100 * cat_shares[0], 100 * cat_shares[2], 100 * neuron_shares[0],
+                              photo.target_name, photo.name, layer, 100 * cat_shares[0], 100 * cat_shares[2], 100 * neuron_shares[0],
                               100 * neuron_shares[2]),
                   "Khapra 97: one neuron back-propagated three ways; Balasubramanian 39 (e): deconvnet next to guided backprop");
   });

@@ -19,8 +19,8 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"09_gradient_ascent", "Gradient ascent: the image a class or a neuron wants",
-                                     "Class model visualization for every class from a zero image, with L2 only and "
+  lesson::Lesson lesson(argc, argv, {.id = "09_gradient_ascent", .title = "Gradient ascent: the image a class or a neuron wants",
+                                     .summary = "Class model visualization for every class from a zero image, with L2 only and "
                                      "with jitter and blur; frames of one ascent; the same for neurons of conv1, "
                                      "conv2 and fc1; then the photo model's classes (Cat, Dog, Coffee cup, Bicycle, "
                                      "Car), with Simonyan's objective and with a recipe that makes them recognizable."});

@@ -16,10 +16,10 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"10_feature_inversion", "Feature inversion: reconstructing an image from its fc1 code",
-                                     "Images whose fc1 code matches a test image's, found by gradient ascent from 5 "
+  lesson::Lesson lesson(argc, argv, {.id = "10_feature_inversion", .title = "Feature inversion: reconstructing an image from its fc1 code",
+                                     .summary = "Images whose fc1 code matches a test image's, found by gradient ascent from 5 "
                                      "random starts, without and with total-variation regularization; the cat photo inverted "
-                                     "from a deep layer of the photo model from 5 random starts."});
+                                     "from a deep layer of the photo model from 5 random starts.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     lesson.step("The cat through the photo model: invert a deep layer from 5 random starts, with an image prior");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
-    const Tensor cat = preprocess::image_to_input(io::load_image("assets/chelsea.png"), spec);
+    const Tensor cat = lesson.photo().input;
     const std::string layer = "expanded_conv_9/add";  // 64 channels of 19x19, a stride of 16
     Tensor cat_code;
     {

@@ -4,6 +4,7 @@
 // its channels by how much the class score's gradient says each one matters (the
 // spatial mean of d score / d channel), sums, and keeps the positive part: a coarse map
 // of the evidence. Guided Grad-CAM multiplies it into guided backprop for detail.
+#include <filesystem>
 #include <numeric>
 
 #include "tinygrad-cpp/data/data.h"
@@ -15,9 +16,9 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"11_cam", "Grad-CAM and guided Grad-CAM, for right and wrong predictions",
-                                     "Grad-CAM at relu2 (14x14) and guided Grad-CAM for test images the model gets right "
-                                     "and ones it gets wrong -- explaining both the predicted and the true class."});
+  lesson::Lesson lesson(argc, argv, {.id = "11_cam", .title = "Grad-CAM and guided Grad-CAM, for right and wrong predictions",
+                                     .summary = "Grad-CAM at relu2 (14x14) and guided Grad-CAM for test images the model gets right "
+                                     "and ones it gets wrong -- explaining both the predicted and the true class.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -85,19 +86,19 @@ int main(int argc, char** argv) {
     // the detector's coarse heads); both are ReLU6 outputs, as Grad-CAM wants rectified maps.
     const std::vector<std::string> depths = {"expanded_conv_6/expand/relu6", "expanded_conv_13/expand/relu6"};
     std::vector<io::Image> photo_tiles;
-    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{"assets/chelsea.png", "Cat"},
+    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{lesson.image_path(), lesson.photo().target_name},
                                                                                       {"assets/coffee.png", "Coffee cup"}}) {
       const Tensor x = preprocess::image_to_input(io::load_image(file), spec);
       const int64_t target = photo_model.class_index(label);
       const float p = photo_model.probabilities(explain::scores(photo_model, x)).data()[target];
       const io::Image photo = preprocess::input_to_image(x, spec);
-      photo_tiles.push_back(viz::titled(photo, fmt::format("{}: p({}) = {:.2f}", file.substr(7), label, p)));
+      photo_tiles.push_back(viz::titled(photo, fmt::format("{}: p({}) = {:.2f}", std::filesystem::path(file).filename().string(), label, p)));
       for (const std::string& layer : depths) {
         const Tensor cam = explain::grad_cam(photo_model, x, {target}, layer);  // [1, h, w]
         const Tensor up = viz::upsample(cam, spec.height, spec.width, /*bilinear=*/true);
         const io::Image heat = viz::colorize(viz::normalize(up, viz::Normalize::MinMax), viz::Colormap::Viridis);
         const std::string short_layer = layer.substr(0, layer.find('/'));
-        lesson.say("{} {}: Grad-CAM at {} ({}x{}), largest value {:.3g}", file.substr(7), label, short_layer, cam.dim(1),
+        lesson.say("{} {}: Grad-CAM at {} ({}x{}), largest value {:.3g}", std::filesystem::path(file).filename().string(), label, short_layer, cam.dim(1),
                    cam.dim(2), tg::max(cam).item());
         photo_tiles.push_back(viz::titled(viz::overlay(photo, heat, 0.55f),
                                           fmt::format("Grad-CAM {}, {}x{}", short_layer, cam.dim(1), cam.dim(2))));

@@ -13,38 +13,10 @@
 
 using namespace tg;
 
-namespace {
-// Spearman rank correlation of |a| and |b| (ties get their average rank).
-double rank_correlation(const Tensor& a, const Tensor& b) {
-  auto ranks = [](const Tensor& t) {
-    const int64_t n = t.numel();
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return std::fabs(t.data()[i]) < std::fabs(t.data()[j]); });
-    std::vector<double> r(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n;) {
-      int64_t j = i;
-      while (j + 1 < n && std::fabs(t.data()[order[j + 1]]) == std::fabs(t.data()[order[i]])) ++j;
-      for (int64_t k = i; k <= j; ++k) r[order[k]] = 0.5 * static_cast<double>(i + j);
-      i = j + 1;
-    }
-    return r;
-  };
-  const std::vector<double> ra = ranks(a), rb = ranks(b);
-  const double mean = 0.5 * static_cast<double>(ra.size() - 1);
-  double sab = 0, saa = 0, sbb = 0;
-  for (size_t i = 0; i < ra.size(); ++i) {
-    sab += (ra[i] - mean) * (rb[i] - mean);
-    saa += (ra[i] - mean) * (ra[i] - mean);
-    sbb += (rb[i] - mean) * (rb[i] - mean);
-  }
-  return sab / std::sqrt(saa * sbb + 1e-30);
-}
-}  // namespace
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"12_sanity_checks", "Sanity checks: cascading randomization of the weights",
-                                     "Randomize fc2, then fc1, conv2, conv1 (cumulatively) and recompute saliency, "
+  lesson::Lesson lesson(argc, argv, {.id = "12_sanity_checks", .title = "Sanity checks: cascading randomization of the weights",
+                                     .summary = "Randomize fc2, then fc1, conv2, conv1 (cumulatively) and recompute saliency, "
                                      "guided backprop, Grad-CAM and integrated gradients: rank correlation with the "
                                      "trained model's maps. Guided backprop and integrated gradients move much less than they should."});
   return lesson.run([&] {
@@ -89,7 +61,7 @@ int main(int argc, char** argv) {
       std::vector<double> mean(methods.size(), 0.0);
       for (size_t i = 0; i < picks.size(); ++i) {
         const std::vector<Tensor> now = explain_all(images[i], sample.labels[picks[i]]);
-        for (size_t m = 0; m < methods.size(); ++m) mean[m] += rank_correlation(now[m], trained[i][m]) / static_cast<double>(picks.size());
+        for (size_t m = 0; m < methods.size(); ++m) mean[m] += lesson::rank_correlation_of_magnitudes(now[m], trained[i][m]) / static_cast<double>(picks.size());
         if (i == 0)
           for (size_t m = 0; m < methods.size(); ++m)
             tiles.push_back(viz::titled(show(now[m]), step == 0 ? "fc2 random" : "fc2 to " + layers[step] + " random", 11));

@@ -16,8 +16,8 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  lesson::Lesson lesson(argc, argv, {"13_fooling", "Fooling images: tiny changes, a different answer",
-                                     "Correctly classified images pushed to a wrong class by gradient ascent on its "
+  lesson::Lesson lesson(argc, argv, {.id = "13_fooling", .title = "Fooling images: tiny changes, a different answer",
+                                     .summary = "Correctly classified images pushed to a wrong class by gradient ascent on its "
                                      "score: the image, the change (amplified), the result, and the probabilities."});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();

@@ -35,7 +35,7 @@ GradCheckResult check_gradients(const std::string& name, const TensorFunction& f
   // The rules' answer: dL/dx for each input, from the rule alone or from a whole backward pass.
   for (Tensor t : inputs)
     if (t.defined() && t.requires_grad()) t.zero_grad();
-  Tape& tape = Tape::current();
+  Tape& tape = tg::tape();
   const size_t entries_before = tape.size();
   Tensor y = f(inputs);
   if (!y.requires_grad()) {

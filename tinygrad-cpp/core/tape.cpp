@@ -28,16 +28,11 @@ BackwardRule resolve_rule(const Entry& entry) {
   return entry.op->default_rule;
 }
 
-void Entry::throw_wrong_state(const char* expected) const {
-  throw Error(fmt::format("backward of {} (entry #{}): the rule expects saved state of type {}, the entry holds {}",
-                          name(), seq, expected, state ? typeid(*state).name() : "none"));
-}
-
 // ---------------------------------------------------------------------------------
 // Recording.
-Tape& Tape::current() {
-  static thread_local Tape tape;
-  return tape;
+Tape& tape() {
+  static thread_local Tape the_tape;
+  return the_tape;
 }
 
 Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
@@ -62,47 +57,11 @@ Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
   return output;
 }
 
-// An entry whose output only the entry itself still holds can never be reached by a
-// backward: no root can lead to it. Dropping it releases its inputs, which may leave an
-// older entry in the same state, so one pass from the newest entry to the oldest finds all.
-void Tape::drop_unreachable() {
-  std::vector<uint64_t> unreachable;
-  for (size_t i = entries_.size(); i-- > 0;) {
-    Entry& entry = entries_[i];
-    if (entry.output.impl_ptr().use_count() != 1) continue;
-    unreachable.push_back(entry.seq);
-    entry.inputs.clear();  // may leave an older entry's output held by nobody: found as the loop goes on
-    entry.state.reset();
-  }
-  erase(std::move(unreachable));
-}
-
-void Tape::erase(std::vector<uint64_t> seqs) {
-  std::sort(seqs.begin(), seqs.end());
-  std::erase_if(entries_, [&](const Entry& e) { return std::binary_search(seqs.begin(), seqs.end(), e.seq); });
-}
-
 Entry* Tape::find(uint64_t seq) {
   if (seq == 0) return nullptr;
   auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
                              [](const Entry& e, uint64_t s) { return e.seq < s; });
   return it != entries_.end() && it->seq == seq ? &*it : nullptr;
-}
-
-const Entry* Tape::producer(const Tensor& t) const {
-  return const_cast<Tape*>(this)->find(t.impl()->producer_seq);
-}
-
-void Tape::discard_last() {
-  if (entries_.empty()) return;
-  entries_.back().output.impl()->producer_seq = 0;
-  entries_.pop_back();
-}
-
-void Tape::set_rule(const Tensor& output, BackwardRule rule) {
-  Entry* entry = find(output.impl()->producer_seq);
-  if (!entry) throw Error("set_rule: the tensor was not produced by an op on this thread's tape");
-  entry->override_rule = std::move(rule);
 }
 
 // ---------------------------------------------------------------------------------
@@ -180,9 +139,9 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
     root.impl()->pass_grad = seed.clone().impl_ptr();
 
     // BEGIN SOLUTION(tape-reverse-walk)
-    // HINT: walk the entries from `last` down to 0. For each entry whose output has a pass_grad:
-    // HINT: run the output's hooks, store it as output.grad, call resolve_rule(entry), check
-    // HINT: the gradients' count and shapes, send() each one to its input, and note the entry in `walked`.
+    // HINT: newest entry first, from `last`; skip an entry no gradient reached. Its output's summed gradient,
+    // HINT: after the output's hooks, is the output's grad; the rule in force turns it into one gradient per
+    // HINT: input (refuse a wrong count or shape, naming the op); pass each on; record that the entry was walked.
     for (int64_t i = last; i >= 0; --i) {
       Entry& entry = entries_[i];
       const std::shared_ptr<TensorImpl>& out = entry.output.impl_ptr();
@@ -226,26 +185,6 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   if (!retain_graph) erase(std::move(walked));
 }
 
-// ---------------------------------------------------------------------------------
-std::string Tape::str() const {
-  std::string out;
-  for (const Entry& e : entries_) {
-    std::string inputs;
-    for (const Tensor& t : e.inputs) {
-      if (!inputs.empty()) inputs += ' ';
-      inputs += t.defined() ? shape_str(t.shape()) : std::string("-");
-    }
-    std::string line = fmt::format("#{:<4} {:<20} {} -> {}", e.seq, e.name(), inputs, shape_str(e.output.shape()));
-    const std::string state = e.state ? e.state->describe() : std::string();
-    if (!state.empty()) line += "  " + state;
-    if (e.override_rule) line += "  (rule overridden)";
-    out += line + "\n";
-  }
-  return out;
-}
-
-void Tape::print() const { std::fputs(str().c_str(), stdout); }
-
 // Tensor::backward lives here, beside the walk it starts: the tensor knows nothing of the tape.
 void Tensor::backward(bool retain_graph) const {
   if (numel() != 1)
@@ -255,7 +194,7 @@ void Tensor::backward(bool retain_graph) const {
 }
 
 void Tensor::backward(const Tensor& seed, bool retain_graph) const {
-  Tape::current().backward(*this, seed, retain_graph);
+  tape().backward(*this, seed, retain_graph);
 }
 
 }  // namespace tg

@@ -66,18 +66,15 @@ struct Entry {
   template <class State>
   const State& saved() const {
     if (const auto* s = dynamic_cast<const State*>(state.get())) return *s;
-    throw_wrong_state(typeid(State).name());
+    throw_wrong_state(typeid(State));
   }
 
  private:
-  [[noreturn]] void throw_wrong_state(const char* expected) const;
+  [[noreturn]] void throw_wrong_state(const std::type_info& expected) const;
 };
 
 class Tape {
  public:
-  // The calling thread's tape.
-  static Tape& current();
-
   bool recording() const { return no_grad_depth_ == 0; }
   // Ops call this: records the entry when recording and some input requires grad,
   // and marks the output as requiring grad. Returns the output.
@@ -122,13 +119,14 @@ class Tape {
   int no_grad_depth_ = 0;
 };
 
-inline Tape& tape() { return Tape::current(); }
+// The calling thread's tape: every op records on it.
+Tape& tape();
 
 // RAII: no op records while a NoGrad is alive on this thread.
 class NoGrad {
  public:
-  NoGrad() { Tape::current().push_no_grad(); }
-  ~NoGrad() { Tape::current().pop_no_grad(); }
+  NoGrad() { tape().push_no_grad(); }
+  ~NoGrad() { tape().pop_no_grad(); }
   NoGrad(const NoGrad&) = delete;
   NoGrad& operator=(const NoGrad&) = delete;
 };

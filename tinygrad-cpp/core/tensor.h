@@ -9,10 +9,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tinygrad-cpp/core/support.h"
 
 namespace tg {
 
@@ -37,27 +38,7 @@ struct NotImplemented : Error {
 
 std::string shape_str(const Shape& shape);  // "[2,3,4]"
 
-// Text from a file or the command line made safe for a terminal: control characters and
-// bytes that are not valid UTF-8 become \xNN. A name with a newline cannot split a one-line
-// error, and an escape sequence in a file cannot reach the terminal.
-std::string printable(const std::string& text);
 int64_t shape_numel(const Shape& shape);     // product of the dimensions (1 for [])
-
-// A seedable random generator. mt19937_64 is standardized, and the normal
-// distribution is our own Box-Muller, so a seed gives the same numbers everywhere.
-class Generator {
- public:
-  explicit Generator(uint64_t seed = 0) : engine_(seed) {}
-  float uniform(float lo = 0.f, float hi = 1.f);  // in [lo, hi)
-  float normal(float mean = 0.f, float stddev = 1.f);
-  uint64_t next_u64() { return engine_(); }
-  void seed(uint64_t s) { engine_.seed(s); has_spare_ = false; }
-
- private:
-  std::mt19937_64 engine_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
 
 // A block of floats. A freed block goes back to a cache keyed by its size and is
 // handed to the next tensor of that size: a training step allocates the same shapes
@@ -154,15 +135,6 @@ class Tensor {
   [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
-
-// Counters for tests and lessons that check memory does not grow.
-namespace debug {
-int64_t live_tensors();
-int64_t live_storage_bytes();
-}  // namespace debug
-
-// Releases the cached free blocks (the memory of tensors that were freed).
-void release_cached_storage();
 
 }  // namespace tg
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <unistd.h>
 #include <filesystem>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "tinygrad-cpp/models/models.h"
@@ -19,7 +20,13 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
   cli::Args args("build/bin/lessons/" + info_.id, info_.title + "\n\n" + info_.summary);
   args.option("out", "DIR", "folder for the figures", false, "out/" + info_.id);
   if (info_.uses_model) args.option("model", "FILE", "FashionCNN weights", false, "assets/fashion_cnn.safetensors");
-  if (info_.uses_image) args.option("image", "IMG", "PNG or JPEG image", false, info_.default_image);
+  if (!info_.fashion_image.empty())
+    args.option("fashion-image", "IMG", "a Fashion-MNIST picture (PNG or JPEG)", false, info_.fashion_image);
+  if (info_.uses_photo) {
+    args.option("image", "IMG", "the photo the photo steps explain (PNG or JPEG)", false, kDefaultPhoto);
+    args.option("target", "CLASS", "the class to explain on it (default: Cat on the shipped photo, else the best class)",
+                false, "");
+  }
   args.toggle("smoke", "a fast run (fewer steps and images), as the tests do");
   args.parse(argc, argv, 1);
   // Paths the user gave are theirs (relative to where they ran the lesson); the lesson's own
@@ -31,7 +38,12 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
   };
   out_ = user_path("out");
   if (info_.uses_model) model_path_ = user_path("model");
-  if (info_.uses_image) image_path_ = user_path("image");
+  if (!info_.fashion_image.empty()) fashion_image_path_ = user_path("fashion-image");
+  if (info_.uses_photo) {
+    image_path_ = user_path("image");
+    target_name_ = args.get("target");
+    if (target_name_.empty() && image_path_ == kDefaultPhoto) target_name_ = kDefaultTarget;
+  }
   smoke_ = args.on("smoke");
   if (!fs::exists("assets/fashion_cnn.safetensors")) {
     // The executable is build/bin/lessons/NN (or build/sanitize/bin/lessons/NN): walk up
@@ -123,7 +135,38 @@ nn::Model& Lesson::photo_model() {
   return *photo_model_;
 }
 
-io::Image Lesson::image() { return io::load_image(image_path_); }
+io::Image Lesson::fashion_image() { return io::load_image(fashion_image_path_); }
+
+Photo Lesson::photo() {
+  if (!info_.uses_photo) throw Error(info_.id + ": photo() in a lesson whose Info does not set uses_photo");
+  return photo(image_path_, target_name_);
+}
+
+Photo Lesson::photo(const std::string& path, const std::string& target_name) {
+  nn::Model& model = photo_model();
+  Photo p;
+  p.name = fs::path(path).filename().string();
+  p.original = io::load_image(path);
+  p.input = preprocess::image_to_input(p.original, model.info().input);
+  if (target_name.empty()) {
+    NoGrad no_grad;
+    p.target = model.predict(model.forward(p.input))[0];
+  } else {
+    p.target = model.class_index(target_name);
+  }
+  p.target_name = model.info().classes.at(static_cast<size_t>(p.target));
+  return p;
+}
+
+io::Image Photo::at_own_aspect(const io::Image& input_sized) const {
+  const double aspect = static_cast<double>(original.width) / original.height;
+  const double shown = static_cast<double>(input_sized.width) / input_sized.height;
+  int64_t width = input_sized.width, height = input_sized.height;
+  if (aspect > shown) width = std::lround(height * aspect);
+  else height = std::lround(width / aspect);
+  if (width == input_sized.width && height == input_sized.height) return input_sized;
+  return viz::to_image(viz::upsample(viz::from_image(input_sized), height, width, true));
+}
 
 void Lesson::write_manifest() const {
   ensure_out();
@@ -136,20 +179,6 @@ void Lesson::write_manifest() const {
   for (const auto& [name, value] : numbers_) manifest["numbers"].push_back({{"name", name}, {"value", value}});
   viz::save_text(out_ + "/lesson.json", manifest.dump(2) + "\n");
 }
-
-namespace {
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
-}  // namespace
 
 void write_gallery(const std::string& out_dir) {
   std::vector<fs::path> manifests;
@@ -182,29 +211,65 @@ void write_gallery(const std::string& out_dir) {
       if (!f.value("lecture", "").empty()) {
         const std::string folder = m["folder"].get<std::string>(), file = f.value("file", "");
         map += fmt::format("<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td><a href=\"{}/{}\">{}</a></td></tr>\n",
-                           html_escape(f.value("lecture", "")), html_escape(folder), html_escape(folder), html_escape(folder),
-                           html_escape(file), html_escape(file));
+                           viz::escape_markup(f.value("lecture", "")), viz::escape_markup(folder), viz::escape_markup(folder), viz::escape_markup(folder),
+                           viz::escape_markup(file), viz::escape_markup(file));
       }
   if (!map.empty())
     html += "<h2>The lectures' figures</h2>\n<table class=\"map\">\n<tr><th>lecture figure</th><th>lesson</th><th>file</th></tr>\n" +
             map + "</table>\n";
   for (const nlohmann::json& m : lessons) {
     const std::string folder = m["folder"].get<std::string>();
-    html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", html_escape(m.value("id", folder)),
-                        html_escape(m.value("title", "")), html_escape(m.value("summary", "")));
+    html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", viz::escape_markup(m.value("id", folder)),
+                        viz::escape_markup(m.value("title", "")), viz::escape_markup(m.value("summary", "")));
     if (m.contains("numbers") && !m["numbers"].empty()) {
       html += "<table>\n";
       for (const auto& n : m["numbers"])
-        html += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", html_escape(n.value("name", "")), html_escape(n.value("value", "")));
+        html += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", viz::escape_markup(n.value("name", "")), viz::escape_markup(n.value("value", "")));
       html += "</table>\n";
     }
     for (const auto& f : m["figures"])
-      html += fmt::format("<figure><img src=\"{}/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n", html_escape(folder),
-                          html_escape(f.value("file", "")), html_escape(f.value("caption", "")), html_escape(f.value("caption", "")));
+      html += fmt::format("<figure><img src=\"{}/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n", viz::escape_markup(folder),
+                          viz::escape_markup(f.value("file", "")), viz::escape_markup(f.value("caption", "")), viz::escape_markup(f.value("caption", "")));
   }
   html += "</body></html>\n";
   viz::save_text(out_dir + "/index.html", html);
   fmt::print("wrote {}/index.html ({} lessons)\n", out_dir, manifests.size());
+}
+
+double pearson(const Tensor& a, const Tensor& b) {
+  if (a.numel() != b.numel())
+    throw Error(fmt::format("pearson: {} and {} elements ({} vs {})", a.numel(), b.numel(), shape_str(a.shape()),
+                            shape_str(b.shape())));
+  const int64_t n = a.numel();
+  double ma = 0, mb = 0;
+  for (int64_t i = 0; i < n; ++i) ma += a.data()[i], mb += b.data()[i];
+  ma /= static_cast<double>(n);
+  mb /= static_cast<double>(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    sab += (a.data()[i] - ma) * (b.data()[i] - mb);
+    saa += (a.data()[i] - ma) * (a.data()[i] - ma);
+    sbb += (b.data()[i] - mb) * (b.data()[i] - mb);
+  }
+  return sab / std::sqrt(saa * sbb + 1e-30);
+}
+
+double rank_correlation_of_magnitudes(const Tensor& a, const Tensor& b) {
+  auto ranks = [](const Tensor& t) {
+    const int64_t n = t.numel();
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return std::fabs(t.data()[i]) < std::fabs(t.data()[j]); });
+    std::vector<float> r(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n;) {
+      int64_t j = i;
+      while (j + 1 < n && std::fabs(t.data()[order[j + 1]]) == std::fabs(t.data()[order[i]])) ++j;
+      for (int64_t k = i; k <= j; ++k) r[order[k]] = 0.5f * static_cast<float>(i + j);
+      i = j + 1;
+    }
+    return Tensor::from_vector(r, {n});
+  };
+  return pearson(ranks(a), ranks(b));
 }
 
 double share_in_boxes(const Tensor& map, const std::vector<Box>& boxes) {

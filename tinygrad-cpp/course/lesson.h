@@ -1,9 +1,10 @@
-// What every lesson program shares: its flags (--help, --out, --model, --image,
-// --smoke), numbered steps printed as it goes, figures written to out/NN_name/, and a
+// What every lesson program shares: its flags (--help, --out, --model, --fashion-image,
+// --image and --target for its photo steps, --smoke), numbered steps printed as it goes, figures written to out/NN_name/, and a
 // lesson.json that the gallery (out/index.html) is built from.
 //
 //   int main(int argc, char** argv) {
-//     tg::lesson::Lesson lesson(argc, argv, {"08_guided_backprop", "Guided backprop", "what it shows"});
+//     tg::lesson::Lesson lesson(argc, argv, {.id = "08_guided_backprop", .title = "Guided backprop",
+//                                            .summary = "what it shows", .uses_photo = true});
 //     return lesson.run([&] {
 //       lesson.step("Load the model");
 //       ...
@@ -23,6 +24,7 @@
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/data/preprocess.h"
 #include "tinygrad-cpp/nn/nn.h"
 
 namespace tg::lesson {
@@ -31,9 +33,23 @@ struct Info {
   std::string id;        // "08_guided_backprop": also the output folder's name
   std::string title;     // one line
   std::string summary;   // what the student will see, for --help and the gallery
-  bool uses_model = true;
-  bool uses_image = false;
-  std::string default_image;  // for --image
+  bool uses_model = true;     // --model: the FashionCNN weights
+  std::string fashion_image;  // the default of --fashion-image (a Fashion-MNIST picture); empty: no such flag
+  bool uses_photo = false;    // --image and --target: the photo its photo steps explain (chelsea.png, Cat)
+};
+
+// A photo as the photo model sees it, and the way back to the photo for figures. The model's
+// input is stretched to the model's size (300x300), as the SSD was trained; figures undo the
+// stretch with at_own_aspect, so a cat is not drawn squashed.
+struct Photo {
+  std::string name;         // the file's name, for titles ("chelsea.png")
+  io::Image original;       // as loaded, at its own size
+  Tensor input;             // [1,C,H,W], the model's input
+  int64_t target = -1;      // the class the lesson explains on it
+  std::string target_name;  // its label ("Cat")
+  // An image of the input's size (the input itself, a map, an overlay) resampled to the
+  // photo's aspect ratio; the longer side grows, so no pixel of the map is lost.
+  io::Image at_own_aspect(const io::Image& input_sized) const;
 };
 
 class Lesson {
@@ -74,15 +90,23 @@ class Lesson {
   // of photos come from it. A missing file is an error that says to run make setup.
   nn::Model& photo_model();
   static constexpr const char* kPhotoModelPath = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
+  static constexpr const char* kDefaultPhoto = "assets/chelsea.png";  // --image
+  static constexpr const char* kDefaultTarget = "Cat";                // --target on it
   const std::string& model_path() const { return model_path_; }
-  io::Image image();                     // --image
-  const std::string& image_path() const { return image_path_; }
+  io::Image fashion_image();             // --fashion-image
+  const std::string& fashion_image_path() const { return fashion_image_path_; }
+  // The lesson's photo for the photo model: --image (chelsea.png by default) and --target (Cat
+  // for the shipped photo; for another photo the model's best class unless --target names one).
+  Photo photo();
+  const std::string& image_path() const { return image_path_; }  // --image
+  // Another photo a step shows next to it (the coffee cup), with the class to explain there.
+  Photo photo(const std::string& path, const std::string& target_name);
 
  private:
   void write_manifest() const;
   void ensure_out() const;  // creates the output folder (at the first figure, not before)
   Info info_;
-  std::string out_, model_path_, image_path_;
+  std::string out_, model_path_, fashion_image_path_, image_path_, target_name_;
   bool smoke_ = false;
   int steps_ = 0;
   std::optional<models::LoadedModel> model_;
@@ -105,6 +129,11 @@ inline const std::vector<Box> kChelseaEyes = {{75, 80, 145, 150}, {175, 100, 240
 // The share of a map's total that lies inside the boxes. The map is [H,W], [C,H,W] or
 // [1,C,H,W]; each pixel counts with its largest |value| over the channels.
 double share_in_boxes(const Tensor& map, const std::vector<Box>& boxes);
+
+// Pearson's correlation of two tensors' values (same number of elements), and Spearman's
+// rank correlation of their magnitudes |a| and |b| (ties get their average rank).
+double pearson(const Tensor& a, const Tensor& b);
+double rank_correlation_of_magnitudes(const Tensor& a, const Tensor& b);
 
 // Writes out_dir/index.html from every out_dir/*/lesson.json, in lesson order.
 void write_gallery(const std::string& out_dir);

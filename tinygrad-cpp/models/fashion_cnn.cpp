@@ -20,7 +20,8 @@ std::shared_ptr<nn::Sequential> make_fashion_cnn(Generator& gen) {
       .add("fc2", std::make_shared<nn::Linear>(128, 10, gen));
   nn::ModelInfo info;
   info.arch = "FashionCNN";
-  info.input = {1, data::kImageSide, data::kImageSide, {data::kFashionMean}, {data::kFashionStd}, true};
+  info.input = {.channels = 1, .height = data::kImageSide, .width = data::kImageSide, .mean = {data::kFashionMean},
+                .std = {data::kFashionStd}, .invert_light_background = true};
   info.classes.assign(data::kFashionClasses.begin(), data::kFashionClasses.end());
   info.cam_layer = "relu2";
   model->set_info(info);

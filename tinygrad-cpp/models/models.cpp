@@ -109,8 +109,9 @@ std::shared_ptr<nn::Sequential> torchvision_from_state_dict(const io::NamedTenso
   model->eval();
   nn::ModelInfo info;
   info.arch = arch;
-  info.input = {3, 224, 224, triple(tensors.metadata, "mean", {0.485f, 0.456f, 0.406f}, label),
-                triple(tensors.metadata, "std", {0.229f, 0.224f, 0.225f}, label), false};
+  info.input = {.channels = 3, .height = 224, .width = 224,
+                .mean = triple(tensors.metadata, "mean", {0.485f, 0.456f, 0.406f}, label),
+                .std = triple(tensors.metadata, "std", {0.229f, 0.224f, 0.225f}, label)};
   info.classes.assign(static_cast<size_t>(features_in), "");
   if (auto c = tensors.metadata.find("classes"); c != tensors.metadata.end()) {
     size_t start = 0, k = 0;

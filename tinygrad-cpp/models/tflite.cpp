@@ -542,7 +542,8 @@ std::shared_ptr<models::Graph> Importer::run() {
   const Slot& s = activation(scores, "the model", "class output");
   nn::ModelInfo info;
   info.arch = "tflite";
-  info.input = {in_shape[3], in_shape[1], in_shape[2], std::vector<float>(in_shape[3], 0.5f), std::vector<float>(in_shape[3], 0.5f), false};
+  info.input = {.channels = in_shape[3], .height = in_shape[1], .width = in_shape[2], .mean = std::vector<float>(in_shape[3], 0.5f),
+                .std = std::vector<float>(in_shape[3], 0.5f)};
   int value = s.value;
   if (s.shape.size() == 3) {
     out_->set_output(file_layout(scores, "the model"), models::Graph::Head::MaxOverAnchors);

@@ -30,21 +30,41 @@ uint8_t to_byte(float v) { return static_cast<uint8_t>(std::lround(clamp01(v) * 
 
 }  // namespace
 
+// [1,H,W]: each pixel's largest |value| over the channels.
+static Tensor max_abs_over_channels(const Tensor& map, const char* op) {
+  const Planes p = planes_of(map, op);
+  const float* a = map.data();
+  Tensor out = Tensor::zeros({1, p.height, p.width});
+  for (int64_t c = 0; c < p.channels; ++c)
+    for (int64_t i = 0; i < p.height * p.width; ++i) {
+      float& v = out.data()[i];
+      v = std::max(v, std::fabs(a[c * p.height * p.width + i]));
+    }
+  return out;
+}
+
+float clip_level(const Tensor& map) {
+  const Tensor magnitude = max_abs_over_channels(map, "clip_level");
+  std::vector<float> sorted(magnitude.data(), magnitude.data() + magnitude.numel());
+  const size_t at = static_cast<size_t>(std::lround(0.99 * static_cast<double>(sorted.size() - 1)));
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(at), sorted.end());
+  return sorted[at];
+}
+
+std::string clip_note(const Tensor& map, const std::string& symbol) {
+  return fmt::format("{} clipped at its 99th percentile ({:.2g})", symbol, clip_level(map));
+}
+
 Tensor normalize(const Tensor& map, Normalize policy, float percentile) {
   const Planes p = planes_of(map, "normalize");
   const int64_t n = p.channels * p.height * p.width;
   const float* a = map.data();
-  if (policy == Normalize::MaxAbs) {
-    Tensor out = Tensor::zeros({1, p.height, p.width});
-    float peak = 0.f;
-    for (int64_t c = 0; c < p.channels; ++c)
-      for (int64_t i = 0; i < p.height * p.width; ++i) {
-        float& v = out.data()[i];
-        v = std::max(v, std::fabs(a[c * p.height * p.width + i]));
-        peak = std::max(peak, v);
-      }
-    if (peak > 0.f)
-      for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] /= peak;
+  if (policy == Normalize::MaxAbs || policy == Normalize::Percentile99) {
+    Tensor out = max_abs_over_channels(map, "normalize");
+    float* o = out.data();
+    const float top = policy == Normalize::MaxAbs ? *std::max_element(o, o + out.numel()) : clip_level(map);
+    if (top > 0.f)
+      for (int64_t i = 0; i < out.numel(); ++i) o[i] = std::min(o[i] / top, 1.f);
     return out;
   }
   Tensor out = Tensor::empty({p.channels, p.height, p.width});
@@ -341,18 +361,19 @@ io::Image color_bar(Colormap colormap, int width, const std::string& low, const 
 
 // ---------------------------------------------------------------------------------
 // SVG charts
-namespace {
-
-std::string escape(const std::string& s) {
+std::string escape_markup(const std::string& text) {
   std::string out;
-  for (char c : s) {
+  for (char c : text) {
     if (c == '<') out += "&lt;";
     else if (c == '>') out += "&gt;";
     else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
     else out += c;
   }
   return out;
 }
+
+namespace {
 
 // About `count` round tick values (1, 2 or 5 times a power of ten) covering [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int count) {
@@ -387,7 +408,7 @@ std::string axes(const Frame& f, const std::string& title, const std::string& x_
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{2}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
-      f.width, f.height, f.width / 2, escape(title));
+      f.width, f.height, f.width / 2, escape_markup(title));
   const double x0 = f.px(f.x_lo), x1 = f.px(f.x_hi), y0 = f.py(f.y_lo), y1 = f.py(f.y_hi);
   s += fmt::format("<path d=\"M{:.1f} {:.1f} V{:.1f} H{:.1f}\" stroke=\"black\" fill=\"none\"/>\n", x0, y1, y0, x1);
   for (double t : nice_ticks(f.y_lo, f.y_hi, 5)) {
@@ -403,9 +424,9 @@ std::string axes(const Frame& f, const std::string& title, const std::string& x_
                        "<text x=\"{0:.1f}\" y=\"{3:.1f}\" text-anchor=\"middle\">{4:g}</text>\n",
                        f.px(t), y0, y0 + 5, y0 + 18, t);
     }
-  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (x0 + x1) / 2, f.height - 10, escape(x_label));
+  s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (x0 + x1) / 2, f.height - 10, escape_markup(x_label));
   s += fmt::format("<text transform=\"translate(16 {:.1f}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", (y0 + y1) / 2,
-                   escape(y_label));
+                   escape_markup(y_label));
   return s;
 }
 
@@ -431,7 +452,7 @@ std::string line_chart(const std::vector<Series>& series, const std::string& tit
     for (size_t i = 0; i < s.x.size(); ++i) d += fmt::format("{}{:.1f} {:.1f} ", i ? "L" : "M", f.px(s.x[i]), f.py(s.y[i]));
     svg += fmt::format("<path d=\"{}\" stroke=\"{}\" stroke-width=\"2\" fill=\"none\"/>\n", d, kPalette[k % 8]);
     svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-                       width - 170, f.top + 8 + 16 * k, kPalette[k % 8], width - 152, f.top + 13 + 16 * k, escape(s.label));
+                       width - 170, f.top + 8 + 16 * k, kPalette[k % 8], width - 152, f.top + 13 + 16 * k, escape_markup(s.label));
   }
   return svg + "</svg>\n";
 }
@@ -465,7 +486,7 @@ std::string bar_chart(const std::vector<std::string>& labels, const std::vector<
     const double top = f.py(std::max(0.0, values[i])), bottom = f.py(std::min(0.0, values[i]));
     svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>"
                        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
-                       x0, top, x1 - x0, bottom - top, kPalette[0], (x0 + x1) / 2, f.py(lo) + 16, escape(labels[i]));
+                       x0, top, x1 - x0, bottom - top, kPalette[0], (x0 + x1) / 2, f.py(lo) + 16, escape_markup(labels[i]));
   }
   return svg + "</svg>\n";
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,7 @@ class Graph : public nn::Model {
   Tensor run(size_t first, size_t last);  // runs nodes [first, last], reading values_
   Tensor scores_from(const Tensor& output) const;
   std::vector<Node> nodes_;
+  std::map<std::string, size_t> index_;  // node by name: adding and finding stay O(log n)
   std::vector<Tensor> values_;  // value 0: the input; value i+1: node i's output (last forward)
   int output_ = -1;
   Head head_ = Head::Identity;

@@ -65,7 +65,7 @@ int64_t windows(int64_t in, int64_t padding, int64_t span, int64_t stride) {
 
 class Importer {
  public:
-  Importer(const uint8_t* data, size_t size, std::string label, TfliteLimits limits)
+  Importer(const uint8_t* data, size_t size, std::string label, ImportLimits limits)
       : data_(data), size_(size), label_(std::move(label)), limits_(limits) {}
   std::shared_ptr<models::Graph> run();
 
@@ -115,7 +115,7 @@ class Importer {
   const uint8_t* data_;
   size_t size_;
   std::string label_;
-  TfliteLimits limits_;
+  ImportLimits limits_;
   const tflite::Model* model_ = nullptr;
   const tflite::SubGraph* graph_ = nullptr;
   std::vector<Slot> slots_;
@@ -707,7 +707,7 @@ std::shared_ptr<models::Graph> Importer::run() {
 }  // namespace
 
 std::shared_ptr<models::Graph> parse_tflite(const uint8_t* data, size_t size, const std::string& label,
-                                            const TfliteLimits& limits) {
+                                            const ImportLimits& limits) {
   return Importer(data, size, label, limits).run();
 }
 

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "tflite_generated.h"
 #include "tinygrad-cpp/data/io.h"
@@ -123,6 +124,7 @@ class Importer {
   std::set<std::string> names_;
   std::map<std::string, int> next_suffix_;  // a repeated name's next "#k" to try
   std::map<std::pair<uint32_t, tflite::TensorType>, Tensor> buffers_;  // decoded once, shared by its tensors
+  std::map<std::tuple<const float*, Shape, bool>, Tensor> weights_;  // a filter as OIHW, by its values, shape, depthwise
   int64_t forward_bytes_ = 0;  // the activations one forward pass holds
   int64_t input_height_ = 0;
   std::string cam_layer_;  // the last rectifier whose map keeps at least 1/16 of the input's height
@@ -356,14 +358,15 @@ void Importer::convolution(const tflite::Operator& op, int output, bool depthwis
     if (depthwise) {
       if (filter.shape[0] != 1 || filter.shape[3] != channels * multiplier)
         fail(fmt::format("DEPTHWISE_CONV_2D: filter {} does not fit {} input channels", shape_str(filter.shape), channels));
-      weight = permute(filter.constant, {3, 0, 1, 2});
       groups = channels;
-    } else {
-      if (filter.shape[3] != channels)
-        fail(fmt::format("CONV_2D: filter {} expects {} input channels, the input has {}", shape_str(filter.shape),
-                         filter.shape[3], channels));
-      weight = permute(filter.constant, {0, 3, 1, 2});
+    } else if (filter.shape[3] != channels) {
+      fail(fmt::format("CONV_2D: filter {} expects {} input channels, the input has {}", shape_str(filter.shape),
+                       filter.shape[3], channels));
     }
+    // Convolutions reading one buffer in one layout share one permuted copy of it.
+    Tensor& permuted = weights_[{filter.constant.data(), filter.shape, depthwise}];
+    if (!permuted.defined()) permuted = permute(filter.constant, depthwise ? std::vector<int64_t>{3, 0, 1, 2} : std::vector<int64_t>{0, 3, 1, 2});
+    weight = permuted;
   }
   const int64_t out_channels = weight.dim(0);
   Tensor b;

@@ -306,8 +306,9 @@ int Importer::fused(int value, tflite::Activation activation, const std::string&
                   [six](const std::vector<Tensor>& in) { return six ? relu6(in[0]) : relu(in[0]); }, shape);
     }
     default:
+      const char* known = tflite::EnumNameActivation(activation);
       fail(fmt::format("tensor {}: fused activation {} is not supported", output_tensor,
-                       static_cast<int>(activation)));
+                       *known ? std::string(known) : std::to_string(static_cast<int>(activation))));
   }
 }
 

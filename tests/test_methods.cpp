@@ -89,6 +89,8 @@ TEST_SUITE("methods") {
   }
 
   TEST_CASE("every method runs through the table and gives what its function gives") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "linear-backward", "relu-rules", "saliency", "smoothgrad",
+                "occlusion", "gradcam");
     auto model = tiny_cnn();
     const Tensor x = test::random_normal({1, 1, 8, 8}, 11, false);
     const Target target = Target::of_classes({-1});
@@ -121,7 +123,7 @@ TEST_SUITE("methods") {
     CHECK_THROWS_WITH(run(find_method("smoothgrad"), *model, x, cls, {{"noise", 11}}),
                       "smoothgrad: parameter noise = 11 must be a number in [0, 10]");
     CHECK_THROWS_WITH(run(find_method("occlusion"), *model, x, Target::of_neuron({.layer = "relu1", .y = 0, .x = 0})),
-                      "occlusion: explains a class, detection target, not a neuron");
+                      "occlusion: explains targets of kind class, detection, not a neuron");
     nn::ModelInfo info = model->info();
     info.cam_layer = "";
     model->set_info(info);
@@ -129,6 +131,7 @@ TEST_SUITE("methods") {
   }
 
   TEST_CASE("a neuron target through the table equals neuron_gradient") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "saliency");
     auto model = tiny_cnn();
     const Tensor x = test::random_normal({1, 1, 8, 8}, 13, false);
     const Neuron n{.layer = "relu1", .channel = 1, .y = 3, .x = 4};
@@ -138,6 +141,7 @@ TEST_SUITE("methods") {
 
 TEST_SUITE("targets") {
   TEST_CASE("a detection resolves to the class's best anchor, and its gradient is the anchor logit's") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "linear-backward", "saliency");
     auto model = tiny_detector();
     const Tensor x = test::random_normal({2, 1, 8, 8}, 21, false);
     const Target best = resolve(*model, x, Target::of_detections({1, 2}, {-1, -1}), "test");
@@ -164,6 +168,7 @@ TEST_SUITE("targets") {
   }
 
   TEST_CASE("occlusion of a detection measures the sigmoid of its anchor's logit") {
+    NEEDS_TASKS("relu", "occlusion", "saliency");
     auto model = tiny_detector();
     const Tensor x = test::random_normal({1, 1, 8, 8}, 22, false);
     const Target det = Target::of_detections({0}, {1});

@@ -276,6 +276,8 @@ int command_explain(int argc, char** argv) {
   if (!found) args.fail("unknown method '" + args.get("method") + "' (one of: " + names + ")");
   const explain::Method& method = *found;
   if (args.has("target") && args.has("neuron")) args.fail("--target and --neuron: give one of them");
+  if (args.has("neuron") && !method.targets.accepts(explain::Target::Kind::Neuron))
+    args.fail(fmt::format("--neuron: {} explains targets of kind {}, not a neuron", method.name, method.targets.str()));
   explain::Settings settings;
   for (const explain::Parameter& p : parameters)
     settings[p.name] = p.kind == explain::Parameter::Kind::Whole
@@ -317,8 +319,6 @@ int command_explain(int argc, char** argv) {
     else
       fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", c, printable(info.classes[c]), p, method.name);
   }
-  if (!method.targets.accepts(target.kind))
-    args.fail(fmt::format("{} explains a {} target, not a {}", method.name, method.targets.str(), explain::kind_name(target.kind)));
 
   Tensor attribution = explain::run(method, model, input, target, settings, layer);
   attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));  // drop the batch axis

@@ -65,7 +65,7 @@ Settings defaults(const Method& method) {
 Tensor run(const Method& method, nn::Model& model, const Tensor& input, const Target& target, const Settings& given,
            const std::string& layer) {
   if (!method.targets.accepts(target.kind))
-    throw Error(fmt::format("{}: explains a {} target, not a {}", method.name, method.targets.str(), kind_name(target.kind)));
+    throw Error(fmt::format("{}: explains targets of kind {}, not a {}", method.name, method.targets.str(), kind_name(target.kind)));
   Settings settings = defaults(method);
   for (const auto& [name, value] : given) {
     const Parameter* spec = nullptr;

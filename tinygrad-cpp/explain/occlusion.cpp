@@ -9,7 +9,6 @@ namespace tg::explain {
 Tensor occlusion(nn::Model& model, const Tensor& input, const Target& target, int64_t window, int64_t stride, float fill,
                  Measure measure) {
   check_input(input, target, "occlusion");
-  if (target.kind == Target::Kind::Neuron) throw Error("occlusion: explains a class or a detection, not a neuron");
   if (window < 1 || stride < 1) throw Error(fmt::format("occlusion: window {} and stride {} must be >= 1", window, stride));
   const int64_t N = input.dim(0), C = input.dim(1), H = input.dim(2), W = input.dim(3), image = C * H * W;
   NoGrad no_grad;

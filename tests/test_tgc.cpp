@@ -223,14 +223,29 @@ TEST_SUITE("tgc-photo") {
     r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method guided_backprop --target cAt --npy " +
             dir.file("g.npy") + " --png " + dir.file("g.png"));
     REQUIRE(r.status == 0);
-    CHECK(contains(r.out, "explaining class 8 (Cat"));
+    // A detector explains one detection: the Cat's, the 1x1 head's whole-image box.
+    CHECK(contains(r.out, "explaining the detection 8 (Cat): p = 0.85"));
+    CHECK(contains(r.out, "box=3,0,424,300, anchor 1911 of the 1x1 head"));
     CHECK(tg::io::load_npy(dir.file("g.npy")).shape() == tg::Shape{3, 300, 300});
     const tg::io::Image png = tg::io::load_image(dir.file("g.png"));
     CHECK(png.channels == 3);
-    CHECK(png.width > 900);  // photo, map and overlay side by side
-    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method gradcam --npy " + dir.file("c.npy"));
+    CHECK(png.width > 3 * 451);  // photo, map and overlay side by side, each at the photo's 451:300
+    CHECK(png.height > 300 + 40);  // and a title above, a colour bar below
+    // --box K is the K-th line of tgc predict; the cat photo has one.
+    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method saliency --box 1");
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "anchor 1911"));
+    r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method saliency --box 2");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "--box 2: tgc predict lists 1 detection on this image"));
+    CHECK(tgc("explain --model assets/fashion_cnn.safetensors --image assets/chelsea.png --method saliency --box 1").status == 2);
+    // Grad-CAM reads a map the detection reads: the coffee cup's 3x3-head detection is computed
+    // from the backbone's last map, Conv_1 (10x10), not the 19x19 map only the finest head reads.
+    r = tgc("explain --model " + kSsd + " --image assets/coffee.png --method gradcam --npy " + dir.file("c.npy"));
     REQUIRE(r.status == 0);
-    CHECK(tg::io::load_npy(dir.file("c.npy")).ndim() == 2);  // [h, w] at the default layer
+    CHECK(contains(r.out, "anchor 1843 of the 3x3 head"));
+    CHECK(contains(r.out, "layer: FeatureExtractor/MobilenetV2/Conv_1/relu6"));
+    CHECK(tg::io::load_npy(dir.file("c.npy")).shape() == tg::Shape{10, 10});
     r = tgc("explain --model " + kSsd + " --image assets/chelsea.png --method saliency --target Unicorn");
     CHECK(r.status == 1);
     CHECK(contains(r.err, "no class 'Unicorn'"));

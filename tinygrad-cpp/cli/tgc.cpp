@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
@@ -291,8 +292,10 @@ int command_explain(int argc, char** argv) {
       "Explain a model's score for one PNG/JPEG image with an attribution method. The\n"
       "image becomes the model's input (gray 28x28 for FashionCNN, inverted when its border\n"
       "is bright; RGB at the model's size for photo models). The target is a class (--target,\n"
-      "default: the predicted one) or a neuron (--neuron); on a detector a class means its best\n"
-      "detection: the anchor where that class scores highest. --npy gets the raw attribution:\n"
+      "default: the predicted one) or a neuron (--neuron). On a detector the target is one\n"
+      "detection, its anchor's class logit: by default the best detection of the class, --box K\n"
+      "the K-th line of `tgc predict` (1 = the best); Grad-CAM then reads, by default, the layer\n"
+      "that detection's head reads, and --png draws its box. --npy gets the raw attribution:\n"
       "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam.\n"
       "--png gets a figure: input, map, and the map over the input (saliency and SmoothGrad\n"
       "as max |g| over the color channels).\n\nmethods (targets):";
@@ -307,7 +310,9 @@ int command_explain(int argc, char** argv) {
       .option("method", "M", names, /*required=*/true)
       .option("target", "K", "class to explain, a number or a label (default: the predicted class)")
       .option("neuron", "LAYER:CHANNEL[:Y:X]", "explain one neuron instead of a class")
-      .option("layer", "NAME", "layer for gradcam and guided_gradcam (default: the model's usual one)")
+      .option("box", "K", "a detector: explain the K-th detection of tgc predict's list (1 = the best)")
+      .option("layer", "NAME", "layer for gradcam and guided_gradcam (default: the model's usual one; on a detector, the "
+                               "layer the explained detection's head reads)")
       .option("npy", "OUT.npy", "write the raw attribution")
       .option("png", "OUT.png", "write the figure");
   // The methods' parameters, with their real defaults, from the table.
@@ -324,7 +329,8 @@ int command_explain(int argc, char** argv) {
     if (m.name == args.get("method")) found = &m;
   if (!found) args.fail("unknown method '" + args.get("method") + "' (one of: " + names + ")");
   const explain::Method& method = *found;
-  if (args.has("target") && args.has("neuron")) args.fail("--target and --neuron: give one of them");
+  if (args.has("target") + args.has("neuron") + args.has("box") > 1) args.fail("--target, --neuron and --box: give one of them");
+  const int64_t box_number = args.has("box") ? args.get_int("box", 1, 100) : 0;
   if (args.has("neuron") && !method.targets.accepts(explain::Target::Kind::Neuron))
     args.fail(fmt::format("--neuron: {} explains targets of kind {}, not a neuron", method.name, method.targets.str()));
   explain::Settings settings;
@@ -340,33 +346,78 @@ int command_explain(int argc, char** argv) {
   const std::shared_ptr<nn::Model> loaded = models::load_model(args.get("model"));
   nn::Model& model = *loaded;
   const nn::ModelInfo& info = model.info();
-  const std::string layer = args.has("layer") ? args.get("layer") : info.cam_layer;
+  std::string layer = args.has("layer") ? args.get("layer") : info.cam_layer;
   if (method.layer == explain::UsesLayer::FeatureMap && layer.empty())
     args.fail("this model names no default layer for " + method.name + "; give one with --layer");
-  const Tensor input = load_input(model, args.get("image"));
+  io::Image photo;
+  const Tensor input = load_input(model, args.get("image"), &photo);
 
   const Tensor logits = explain::scores(model, input);
   const Tensor probabilities = model.probabilities(logits);
   const int64_t predicted = model.predict(probabilities)[0];
-  const bool detector = model.anchor_logits().defined();
+  auto* graph = dynamic_cast<models::Graph*>(&model);
+  const bool detector = graph && models::is_detector(model);
+  if (box_number && !detector) args.fail("--box: this model is not a detector (it has no boxes); use --target");
   fmt::print("predicted {} ({}) with p = {:.4f}\n", predicted, printable(info.classes[predicted]),
              probabilities.data()[predicted]);
   explain::Target target;
+  std::optional<models::Box> explained_box;  // a detection's box, as fractions of the input
+  std::string title;                          // the figure's: what was explained, how
   if (args.has("neuron")) {
     target = explain::Target::of_neuron(parse_neuron(args, args.get("neuron")));
     const explain::Neuron& n = target.neuron;
+    title = fmt::format("{} of neuron {}:{}{}", method.name, printable(n.layer), n.channel,
+                        n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "");
     fmt::print("explaining neuron {}:{}{} with {}\n", printable(n.layer), n.channel,
                n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "", method.name);
+  } else if (detector) {
+    // One detection: the K-th of the list tgc predict prints, or the best of the class (its
+    // best anchor, which non-maximum suppression always keeps).
+    std::optional<models::Detection> chosen;
+    if (box_number) {
+      const std::vector<models::Detection> shown = models::detections(*graph, photo.width, photo.height);
+      if (box_number > static_cast<int64_t>(shown.size()))
+        args.fail(fmt::format("--box {}: tgc predict lists {} detection{} on this image (p >= 0.5)", box_number,
+                              shown.size(), shown.size() == 1 ? "" : "s"));
+      chosen = shown[static_cast<size_t>(box_number - 1)];
+    } else {
+      // The class's best anchor, then the detections scoring at least as much (a few): it is among them.
+      const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
+      const explain::Target best = explain::resolve(model, input, explain::Target::of_detections({c}, {-1}), "explain");
+      const float p = explain::target_values(model, logits, best, explain::Measure::Probability)[0];
+      for (const models::Detection& d :
+           models::detections(*graph, photo.width, photo.height, {.min_score = std::nextafter(p, 0.f)}))
+        if (d.class_index == c && d.anchor == best.anchors[0]) chosen = d;
+      if (!chosen) throw Error(fmt::format("explain: class {}'s best anchor {} is not among the detections", c, best.anchors[0]));
+    }
+    const models::Detection& d = *chosen;
+    target = explain::Target::of_detections({d.class_index}, {d.anchor});
+    explained_box = d.box;
+    // Grad-CAM's layer: the map the detection's head reads, or for the heads on the extra layers
+    // (5x5 and coarser, a handful of cells) the backbone's last map they are computed from
+    // (Conv_1, the 10x10 head's): a map with some resolution left that the detection reads.
+    if (!args.has("layer")) {
+      const std::vector<models::Head> heads = models::detection_heads(*graph);
+      layer = heads[std::min<size_t>(d.head, 1)].layer;
+    }
+    fmt::print("explaining the detection {} ({}): p = {:.4f}, box={:.0f},{:.0f},{:.0f},{:.0f}, anchor {} of the {} head, "
+               "with {}\n", d.class_index, printable(d.label), d.score, d.pixels.x0, d.pixels.y0, d.pixels.x1, d.pixels.y1,
+               d.anchor, d.grid, method.name);
+    title = fmt::format("{} of the {} detection (p = {:.2f}, anchor {}, {} head; red box)", method.name, printable(d.label),
+                        d.score, d.anchor, d.grid);
   } else {
     const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
-    target = detector ? explain::Target::of_detections({c}, {-1}) : explain::Target::of_classes({c});
-    target = explain::resolve(model, input, target, "explain");
+    target = explain::Target::of_classes({c});
     const float p = explain::target_values(model, logits, target, explain::Measure::Probability)[0];
-    if (detector)
-      fmt::print("explaining class {} ({}) at its best anchor {}, p = {:.4f}, with {}\n", c, printable(info.classes[c]),
-                 target.anchors[0], p, method.name);
-    else
-      fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", c, printable(info.classes[c]), p, method.name);
+    fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", c, printable(info.classes[c]), p, method.name);
+    title = fmt::format("{} of class {} (p = {:.2f})", method.name, printable(info.classes[c]), p);
+  }
+  if (method.layer == explain::UsesLayer::FeatureMap) {
+    fmt::print("layer: {}\n", printable(layer));
+    // The title names the layer by its last two parts ("Conv_1/relu6"), the line above in full.
+    const size_t last = layer.rfind('/');
+    const size_t before = last == std::string::npos || last == 0 ? std::string::npos : layer.rfind('/', last - 1);
+    title += ", layer " + printable(before == std::string::npos ? layer : layer.substr(before + 1));
   }
 
   Tensor attribution = explain::run(method, model, input, target, settings, layer);
@@ -384,11 +435,42 @@ int command_explain(int argc, char** argv) {
     // Several color channels: saliency maps show max |g| over them (Simonyan et al.); signed
     // maps show their sum, so colors that agree add up.
     if (map.dim(0) > 1) map = method.policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
-    Tensor unit = viz::normalize(map, method.policy);
+    // The display: gradient maps clipped at the 99th percentile of |a| (so a few pixels cannot
+    // wash out the rest; the colour bar says where), Grad-CAM from its minimum to its maximum.
+    Tensor unit;
+    std::string bar_low, bar_middle, bar_high;
+    const std::string quantity = method.policy == viz::Normalize::MinMax ? "map" : "|a|";
+    if (method.policy == viz::Normalize::MinMax) {
+      unit = viz::normalize(map, viz::Normalize::MinMax);
+      const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
+      bar_low = fmt::format("{:.3g} (min)", *lowest), bar_high = fmt::format("{:.3g} (max)", *highest);
+    } else {
+      const float level = std::max(viz::clip_level(map), std::numeric_limits<float>::min());
+      if (method.policy == viz::Normalize::MaxAbs) {
+        unit = viz::normalize(map, viz::Normalize::Percentile99);
+        bar_low = "0", bar_high = fmt::format("{:.2g} = 99th percentile of max |a| over RGB, and above", level);
+      } else {
+        unit = viz::normalize(clamp(map, -level, level), viz::Normalize::Signed);
+        bar_low = fmt::format("-{:.2g} and below", level), bar_middle = "0",
+        bar_high = fmt::format("+{:.2g} = 99th percentile of |a|, and above", level);
+      }
+    }
     if (unit.dim(1) != spec.height || unit.dim(2) != spec.width)
       unit = upsample(unit, spec.height, spec.width, Interpolation::Bilinear);
-    const io::Image heat = viz::scale_nearest(viz::colorize(unit, method.colormap), scale);
-    outputs.emplace_back(args.get("png"), io::encode_png(viz::grid({base, heat, viz::overlay(base, heat, 0.5f)}, 3, 4), args.get("png")));
+    io::Image heat = viz::scale_nearest(viz::colorize(unit, method.colormap), scale);
+    io::Image framed = base;
+    if (explained_box) {  // the explained detection's box, on the input and on the map
+      const float w = static_cast<float>(base.width), h = static_cast<float>(base.height);
+      const models::Box& b = *explained_box;
+      for (io::Image* image : {&framed, &heat}) viz::draw_box(*image, b.x0 * w, b.y0 * h, b.x1 * w, b.y1 * h, {230, 20, 20});
+    }
+    // Photos at their own aspect ratio (the model saw them stretched to its input size).
+    auto shown = [&](const io::Image& image) { return spec.channels == 3 ? viz::at_aspect(image, photo.width, photo.height) : image; };
+    const io::Image panels = viz::grid({viz::titled(shown(framed), "the input"), viz::titled(shown(heat), method.name),
+                                        viz::titled(shown(viz::overlay(framed, heat, 0.5f)), "over the input")}, 3, 4);
+    const io::Image bar = viz::color_bar(method.colormap, std::min(panels.width, 600), bar_low, bar_middle, bar_high);
+    const io::Image figure = viz::titled(viz::stack({panels, bar}), title);
+    outputs.emplace_back(args.get("png"), io::encode_png(figure, args.get("png")));
   }
   if (!outputs.empty()) io::write_files_atomic(outputs);
   float low = attribution.data()[0], high = low;

@@ -159,13 +159,7 @@ Photo Lesson::photo(const std::string& path, const std::string& target_name) {
 }
 
 io::Image Photo::at_own_aspect(const io::Image& input_sized) const {
-  const double aspect = static_cast<double>(original.width) / original.height;
-  const double shown = static_cast<double>(input_sized.width) / input_sized.height;
-  int64_t width = input_sized.width, height = input_sized.height;
-  if (aspect > shown) width = std::lround(height * aspect);
-  else height = std::lround(width / aspect);
-  if (width == input_sized.width && height == input_sized.height) return input_sized;
-  return viz::to_image(upsample(viz::from_image(input_sized), height, width, Interpolation::Bilinear));
+  return viz::at_aspect(input_sized, original.width, original.height);
 }
 
 void Lesson::write_manifest() const {

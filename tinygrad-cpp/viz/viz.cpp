@@ -506,4 +506,14 @@ void draw_box(io::Image& image, float x0, float y0, float x1, float y1, Rgb colo
   fill(tab_x, tab_y, tab_x + words.width, tab_y + words.height, &words);
 }
 
+io::Image at_aspect(const io::Image& input_sized, int64_t width, int64_t height) {
+  const double aspect = static_cast<double>(width) / static_cast<double>(height);
+  const double shown = static_cast<double>(input_sized.width) / input_sized.height;
+  int64_t w = input_sized.width, h = input_sized.height;
+  if (aspect > shown) w = std::lround(static_cast<double>(h) * aspect);
+  else h = std::lround(static_cast<double>(w) / aspect);
+  if (w == input_sized.width && h == input_sized.height) return input_sized;
+  return to_image(upsample(from_image(input_sized), h, w, Interpolation::Bilinear));
+}
+
 }  // namespace tg::viz

@@ -61,6 +61,10 @@ io::Image titled(const io::Image& tile, const std::string& title, int pixel_heig
 // middle and right end stand for printed under it ("" leaves one out).
 io::Image color_bar(Colormap colormap, int width, const std::string& low, const std::string& middle,
                     const std::string& high);
+// An image of a model's input size (the input, a map, an overlay) resampled (bilinear) to the
+// aspect ratio of a photo of width x height, which was stretched to make that input: the
+// longer side grows, so no pixel of the map is lost. Undoes the stretch for display.
+io::Image at_aspect(const io::Image& input_sized, int64_t width, int64_t height);
 // Images one above the other, centered, `spacing` pixels apart on white.
 io::Image stack(const std::vector<io::Image>& rows, int spacing = 4);
 

@@ -137,6 +137,19 @@ TEST_SUITE("lessons") {
     CHECK(WEXITSTATUS(std::system((program.string() + " --bogus > /dev/null 2>&1").c_str())) == 2);
     CHECK(WEXITSTATUS(std::system((program.string() + " --help > /dev/null 2>&1").c_str())) == 0);
     CHECK_FALSE(fs::exists(out.path / "o"));  // no output folder for a lesson whose inputs did not load
+    // The same for the student's own photo and class: checked before the first figure (the
+    // lesson's first step draws FashionCNN's filters, which need neither).
+    const std::string bad = (out.path / "bad.png").string();
+    { std::ofstream(bad) << "not an image"; }
+    for (const std::string flags : {" --image " + bad, std::string(" --target Unicorn")}) {
+      CAPTURE(flags);
+      const int status = std::system((program.string() + flags + " --out " + (out.path / "p").string() + " > /dev/null 2> " + log).c_str());
+      CHECK(WEXITSTATUS(status) == 1);
+      const std::string message = slurp(log);
+      CHECK(std::count(message.begin(), message.end(), '\n') == 1);
+      CHECK(contains(message, flags.find("image") != std::string::npos ? bad + ": not a PNG or JPEG image" : "no class 'Unicorn'"));
+      CHECK_FALSE(fs::exists(out.path / "p"));
+    }
   }
 
   TEST_CASE("a lesson run from another folder finds the repository; one copied elsewhere says where to run it") {

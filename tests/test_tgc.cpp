@@ -330,6 +330,15 @@ TEST_SUITE("tgc-hardening") {
     const Run jpg = tgc("explain --model assets/fashion_cnn.safetensors --image assets/chelsea.png --method saliency --png x.jpg");
     CHECK(jpg.status == 2);
     CHECK(contains(jpg.err, "--png: 'x.jpg' must end in .png"));
+    // tgc train checks --out before an epoch's work: a wrong extension is a usage error, a
+    // missing folder an error, both at once (no data is read: the data folder does not exist).
+    const Run out_name = tgc("train --data /nonexistent --out w.bin");
+    CHECK(out_name.status == 2);
+    CHECK(contains(out_name.err, "--out: 'w.bin' must end in .safetensors"));
+    const Run out_folder = tgc("train --data /nonexistent --out /nonexistent/w.safetensors");
+    CHECK(out_folder.status == 1);
+    CHECK(contains(out_folder.err, "folder '/nonexistent' is missing or not writable"));
+    CHECK(lines(out_folder.err) == 1);
     const Run help = tgc("explain --method nope --samples 7 --help");
     CHECK(help.status == 0);
     CHECK(contains(help.out, "(default: 50)"));

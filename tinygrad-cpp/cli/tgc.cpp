@@ -58,6 +58,23 @@ std::string format_seconds(double s) {
   return fmt::format("{:.0f}s", s);
 }
 
+// An output path (--png, --npy, --out) checked before any work: the name ends in the format written, the folder
+// exists and is writable, and the name is not a folder or another non-regular file.
+void check_output(const cli::Args& args, const char* flag, const char* extension) {
+  if (!args.has(flag)) return;
+  const std::string name = args.get(flag);
+  if (!name.ends_with(extension) || name.size() == std::string_view(extension).size())
+    args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
+  namespace fs = std::filesystem;
+  const fs::path path(name);
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code error;
+  if (!fs::is_directory(folder, error) || access(folder.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--{}: cannot write '{}': folder '{}' is missing or not writable", flag, name, folder.string()));
+  if (fs::exists(fs::symlink_status(path, error)) && !fs::is_regular_file(fs::symlink_status(path, error)))
+    throw Error(fmt::format("--{}: '{}' exists and is not a regular file", flag, name));
+}
+
 // ---- train ----
 int command_train(int argc, char** argv) {
   cli::Args args("tgc train", "Train FashionCNN with Adam and a cosine learning-rate decay. After every\n"
@@ -78,6 +95,7 @@ int command_train(int argc, char** argv) {
   options.lr = args.get_float("lr", 1e-8, 10.0);
   options.seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
   options.out = args.get("out");
+  check_output(args, "out", ".safetensors");  // before an epoch's work, not after it
   if (args.has("resume")) {
     options.resume = args.get("resume");
     const io::NamedTensors checkpoint = io::load_safetensors(options.resume);
@@ -239,23 +257,6 @@ int command_predict(int argc, char** argv) {
   for (int64_t k = 0; k < std::min<int64_t>(top, static_cast<int64_t>(order.size())); ++k)
     fmt::print("{}: {:.4f}\n", printable(model->info().classes[order[k]]), probabilities.data()[order[k]]);
   return 0;
-}
-
-// --png/--npy checked before any work: the name ends in the format written, the folder
-// exists and is writable, and the name is not a folder or another non-regular file.
-void check_output(const cli::Args& args, const char* flag, const char* extension) {
-  if (!args.has(flag)) return;
-  const std::string name = args.get(flag);
-  if (name.size() < 4 || name.compare(name.size() - 4, 4, extension) != 0)
-    args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
-  namespace fs = std::filesystem;
-  const fs::path path(name);
-  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  std::error_code error;
-  if (!fs::is_directory(folder, error) || access(folder.c_str(), W_OK) != 0)
-    throw Error(fmt::format("--{}: cannot write '{}': folder '{}' is missing or not writable", flag, name, folder.string()));
-  if (fs::exists(fs::symlink_status(path, error)) && !fs::is_regular_file(fs::symlink_status(path, error)))
-    throw Error(fmt::format("--{}: '{}' exists and is not a regular file", flag, name));
 }
 
 // LAYER:CHANNEL or LAYER:CHANNEL:Y:X (the layer's name may hold ':'; the numbers are last).

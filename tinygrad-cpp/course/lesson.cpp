@@ -69,6 +69,13 @@ int Lesson::run(const std::function<void()>& body) {
   try {
     // The output folder appears with the first figure, after the inputs have loaded.
     fmt::print("Lesson {}: {}\n\n", info_.id, info_.title);
+    // The student's own inputs are checked before the first step, so a bad --image or --target
+    // stops the lesson before it writes any figure.
+    if (info_.uses_photo) {
+      io::load_image(image_path_);
+      if (!target_name_.empty()) photo_model().class_index(target_name_);
+    }
+    if (!fashion_image_path_.empty()) io::load_image(fashion_image_path_);
     body();
     write_manifest();
     fmt::print("\nfigures in {}/ ({} files); `make lessons` collects every lesson in out/index.html\n", out_,

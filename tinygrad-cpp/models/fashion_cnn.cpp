@@ -40,20 +40,21 @@ std::map<std::string, std::string> fashion_cnn_metadata() {
           {"classes", classes}};
 }
 
-LoadedModel load_fashion_cnn(const std::string& path) {
-  const io::NamedTensors tensors = io::load_safetensors(path);
+LoadedModel fashion_cnn_from_state_dict(const io::NamedTensors& tensors, const std::string& label) {
   auto arch = tensors.metadata.find("arch");
   if (arch != tensors.metadata.end() && arch->second != "FashionCNN")
-    throw Error(path + ": arch is '" + arch->second + "', not FashionCNN");
+    throw Error(label + ": arch is '" + printable(arch->second) + "', not FashionCNN");
   Generator gen(0);
   LoadedModel loaded{make_fashion_cnn(gen), tensors.metadata};
   try {
     nn::load_state_dict(*loaded.model, tensors, true);
   } catch (const Error& e) {
-    throw Error(path + ": " + e.what());
+    throw Error(label + ": " + e.what());
   }
   loaded.model->eval();
   return loaded;
 }
+
+LoadedModel load_fashion_cnn(const std::string& path) { return fashion_cnn_from_state_dict(io::load_safetensors(path), path); }
 
 }  // namespace tg::models

@@ -20,5 +20,7 @@ struct LoadedModel {
 };
 // Loads a FashionCNN weights file, checking arch (when present), names and shapes.
 LoadedModel load_fashion_cnn(const std::string& path);
+// The same from tensors already read (`label` names them in errors: the file's path).
+LoadedModel fashion_cnn_from_state_dict(const io::NamedTensors& tensors, const std::string& label);
 
 }  // namespace tg::models

@@ -156,7 +156,7 @@ std::shared_ptr<nn::Model> load_model(const std::string& path) {
   auto arch = tensors.metadata.find("arch");
   if (arch != tensors.metadata.end() && (arch->second == "alexnet" || arch->second == "vgg16"))
     return torchvision_from_state_dict(tensors, path);
-  return models::load_fashion_cnn(path).model;
+  return fashion_cnn_from_state_dict(tensors, path).model;
 }
 
 }  // namespace tg::models

@@ -2,7 +2,7 @@
 //
 //   *.tflite (or a file with the "TFL3" identifier)       a TFLite graph (models/tflite.h)
 //   safetensors, __metadata__ arch = alexnet | vgg16      torchvision's network, its state_dict names
-//   safetensors, arch = FashionCNN or no arch             FashionCNN (nn.h)
+//   safetensors, arch = FashionCNN or no arch             FashionCNN (models/fashion_cnn.h)
 #pragma once
 
 #include <memory>

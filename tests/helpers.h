@@ -12,8 +12,34 @@
 #include <initializer_list>
 #include <numeric>
 #include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "tinygrad-cpp/tg.h"
+
+// Vectors in a failed CHECK print their values (doctest alone prints {?}): a student whose relu
+// is wrong sees `{0, 0, 0.5, 2} == {0, 0, 0, 2}`, not `{?} == {?}`. Long vectors show their first
+// 12 values and their length.
+namespace test {
+template <typename T>
+doctest::String vector_text(const std::vector<T>& values) {
+  std::string text = "{";
+  for (size_t i = 0; i < std::min<size_t>(values.size(), 12); ++i) text += (i ? ", " : "") + fmt::format("{}", values[i]);
+  if (values.size() > 12) text += fmt::format(", ... ({} values)", values.size());
+  return (text + "}").c_str();
+}
+}  // namespace test
+namespace doctest {
+template <>
+struct StringMaker<std::vector<float>> {
+  static String convert(const std::vector<float>& values) { return test::vector_text(values); }
+};
+template <>
+struct StringMaker<std::vector<int64_t>> {
+  static String convert(const std::vector<int64_t>& values) { return test::vector_text(values); }
+};
+}  // namespace doctest
 
 // A test outside the task suites that runs a task's code starts with
 //   NEEDS_TASKS("tape-reverse-walk", "relu");

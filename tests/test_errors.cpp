@@ -67,3 +67,12 @@ TEST_SUITE("errors") {
     tape().clear();
   }
 }
+
+TEST_SUITE("errors") {
+  TEST_CASE("a failed check on vectors prints their values, as a student reading make grade needs") {
+    CHECK(std::string(doctest::toString(std::vector<float>{0.f, 0.5f, -2.f}).c_str()) == "{0, 0.5, -2}");
+    std::vector<int64_t> many(20);
+    std::iota(many.begin(), many.end(), 0);
+    CHECK(std::string(doctest::toString(many).c_str()) == "{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ... (20 values)}");
+  }
+}

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     const int64_t height = width * photo.height / photo.width;
     // Gray, resized by area averaging; image_to_input does both (mean 0, std 1: no normalization).
     Tensor gray = preprocess::image_to_input(photo, {.channels = 1, .height = width, .width = width, .mean = {0.f}, .std = {1.f}});
-    gray = reshape(viz::upsample(reshape(gray, {1, width, width}), height, width, true), {1, 1, height, width});
+    gray = reshape(upsample(reshape(gray, {1, width, width}), height, width, Interpolation::Bilinear), {1, 1, height, width});
     std::vector<io::Image> responses = {viz::titled(viz::to_image(reshape(gray, {1, height, width})), "the photo, gray")};
     for (const auto& [name, f] : filters) {
       NoGrad no_grad;

@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
       for (int k = 0; k < 6; ++k) {
         const int64_t c = means[static_cast<size_t>(k)].second;
         shown.push_back(c);
-        const Tensor map = viz::upsample(reshape(slice(a, 1, c, c + 1), {1, h, w}), spec.height, spec.width, false);
+        const Tensor map = upsample(reshape(slice(a, 1, c, c + 1), {1, h, w}), spec.height, spec.width, Interpolation::Nearest);
         tiles.push_back(viz::titled(viz::colorize(viz::normalize(map, viz::Normalize::MinMax), viz::Colormap::Viridis),
                                     fmt::format("{} #{}: mean {:.2f}", short_name, c, -means[static_cast<size_t>(k)].first)));
       }

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
       const Tensor map = explain::grad_cam(model, image, {target}, "relu2");
       const Tensor guided = explain::guided_grad_cam(model, image, {target}, "relu2");
       const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-      const Tensor up = viz::upsample(viz::normalize(reshape(map, {1, 14, 14}), viz::Normalize::MinMax), 28, 28, true);
+      const Tensor up = upsample(viz::normalize(reshape(map, {1, 14, 14}), viz::Normalize::MinMax), 28, 28, Interpolation::Bilinear);
       const io::Image heat = viz::scale_nearest(viz::colorize(up, viz::Colormap::Viridis), scale);
       const io::Image detail = viz::picture(guided, viz::Normalize::Signed, viz::Colormap::Diverging, scale);
       const std::string target_name = data::kFashionClasses[target];
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
       photo_tiles.push_back(viz::titled(photo, fmt::format("{}: p({}) = {:.2f}", std::filesystem::path(file).filename().string(), label, p)));
       for (const std::string& layer : depths) {
         const Tensor cam = explain::grad_cam(photo_model, x, {target}, layer);  // [1, h, w]
-        const Tensor up = viz::upsample(cam, spec.height, spec.width, /*bilinear=*/true);
+        const Tensor up = upsample(cam, spec.height, spec.width, Interpolation::Bilinear);
         const io::Image heat = viz::colorize(viz::normalize(up, viz::Normalize::MinMax), viz::Colormap::Viridis);
         const std::string short_layer = layer.substr(0, layer.find('/'));
         lesson.say("{} {}: Grad-CAM at {} ({}x{}), largest value {:.3g}", std::filesystem::path(file).filename().string(), label, short_layer, cam.dim(1),

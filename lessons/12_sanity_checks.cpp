@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       const Tensor cam_map = explain::grad_cam(model, image, {target}, "relu2");
       return std::vector<Tensor>{
           explain::saliency(model, image, {target}), explain::guided_backprop(model, image, {target}),
-          viz::upsample(reshape(cam_map, {1, 14, 14}), 28, 28, true),
+          upsample(reshape(cam_map, {1, 14, 14}), 28, 28, Interpolation::Bilinear),
           explain::integrated_gradients(model, image, {target}, Tensor::full(image.shape(), -data::kFashionMean / data::kFashionStd), 32)};
     };
 

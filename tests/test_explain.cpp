@@ -243,7 +243,7 @@ TEST_SUITE("explain") {
     const Tensor fc = neuron_gradient(*model, x, {"fc1", 4});
     CHECK(fc.shape() == x.shape());
     CHECK(test::contains(test::error_message([&] { neuron_gradient(*model, x, {"conv1", 9, 0, 0}); }),
-                         "neuron_gradient: neuron (channel 9, y 0, x 0) is outside layer 'conv1' of shape [1,4,8,6]"));
+                         "gradient: neuron (channel 9, y 0, x 0) is outside layer 'conv1' of shape [1,4,8,6]"));
   }
 
   TEST_CASE("SmoothGrad and integrated gradients of one neuron") {

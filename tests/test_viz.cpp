@@ -47,10 +47,10 @@ TEST_SUITE("viz") {
 
   TEST_CASE("upsampling, scaling, overlay and grids") {
     const Tensor m = Tensor::from_vector({0, 1, 2, 3}, {1, 2, 2});
-    const Tensor nearest = upsample(m, 4, 4, false);
+    const Tensor nearest = upsample(m, 4, 4, Interpolation::Nearest);
     CHECK(nearest.at({0, 0, 0}) == 0.f);
     CHECK(nearest.at({0, 3, 3}) == 3.f);
-    const Tensor smooth = upsample(m, 4, 4, true);
+    const Tensor smooth = upsample(m, 4, 4, Interpolation::Bilinear);
     CHECK(smooth.at({0, 0, 0}) == 0.f);
     CHECK(smooth.at({0, 1, 1}) == doctest::Approx(0.75f));  // between all four
     const io::Image img = to_image(Tensor::from_vector({0, 1, 0.5f, 0.25f}, {1, 2, 2}));

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "tinygrad-cpp/models/fashion_cnn.h"
@@ -157,8 +158,6 @@ int command_eval(int argc, char** argv) {
 }
 
 // ---- explain and predict: any model ----
-const std::vector<std::string> kMethods = {"saliency",  "input_x_gradient", "guided_backprop", "deconvnet", "smoothgrad",
-                                           "integrated_gradients", "occlusion", "gradcam", "guided_gradcam"};
 
 // The photo as the model's input, with what was done to it said on one line.
 Tensor load_input(const nn::Model& model, const std::string& path, io::Image* photo_out = nullptr) {
@@ -241,101 +240,141 @@ int command_predict(int argc, char** argv) {
   return 0;
 }
 
+// --png/--npy checked before any work: the name ends in the format written, the folder
+// exists and is writable, and the name is not a folder or another non-regular file.
+void check_output(const cli::Args& args, const char* flag, const char* extension) {
+  if (!args.has(flag)) return;
+  const std::string name = args.get(flag);
+  if (name.size() < 4 || name.compare(name.size() - 4, 4, extension) != 0)
+    args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
+  namespace fs = std::filesystem;
+  const fs::path path(name);
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code error;
+  if (!fs::is_directory(folder, error) || access(folder.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--{}: cannot write '{}': folder '{}' is missing or not writable", flag, name, folder.string()));
+  if (fs::exists(fs::symlink_status(path, error)) && !fs::is_regular_file(fs::symlink_status(path, error)))
+    throw Error(fmt::format("--{}: '{}' exists and is not a regular file", flag, name));
+}
+
+// LAYER:CHANNEL or LAYER:CHANNEL:Y:X (the layer's name may hold ':'; the numbers are last).
+explain::Neuron parse_neuron(const cli::Args& args, const std::string& text) {
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  auto number = [&](const std::string& word) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(word.c_str(), &end, 10);
+    if (word.empty() || *end != '\0' || errno != 0 || v < 0)
+      args.fail(fmt::format("--neuron: '{}' is not LAYER:CHANNEL[:Y:X] with whole numbers >= 0", text));
+    return static_cast<int64_t>(v);
+  };
+  const size_t numbers = parts.size() >= 4 && !parts[parts.size() - 3].empty() &&
+                                 std::isdigit(static_cast<unsigned char>(parts[parts.size() - 3][0]))
+                             ? 3
+                             : 1;
+  if (parts.size() < numbers + 1) args.fail(fmt::format("--neuron: '{}' is not LAYER:CHANNEL[:Y:X]", text));
+  explain::Neuron neuron;
+  for (size_t k = 0; k + numbers < parts.size(); ++k) neuron.layer += (k ? ":" : "") + parts[k];
+  neuron.channel = number(parts[parts.size() - numbers]);
+  if (numbers == 3) neuron.y = number(parts[parts.size() - 2]), neuron.x = number(parts.back());
+  return neuron;
+}
+
 int command_explain(int argc, char** argv) {
-  cli::Args args("tgc explain", "Explain a model's score for one PNG/JPEG image with an attribution method. The\n"
-                                "image becomes the model's input (gray 28x28 for FashionCNN, inverted when its border\n"
-                                "is bright; RGB at the model's size for photo models). --npy gets the raw attribution:\n"
-                                "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam.\n"
-                                "--png gets a figure: input, map, and the map over the input (saliency and SmoothGrad\n"
-                                "as max |g| over the color channels).");
-  std::string method_list;
-  for (const std::string& m : kMethods) method_list += (method_list.empty() ? "" : " ") + m;
-  args.option("model", "FILE", "weights (safetensors) or a .tflite model", true)
-      .option("image", "IMG", "PNG or JPEG image", true)
-      .option("method", "M", method_list, true)
+  std::string summary =
+      "Explain a model's score for one PNG/JPEG image with an attribution method. The\n"
+      "image becomes the model's input (gray 28x28 for FashionCNN, inverted when its border\n"
+      "is bright; RGB at the model's size for photo models). The target is a class (--target,\n"
+      "default: the predicted one) or a neuron (--neuron); on a detector a class means its best\n"
+      "detection: the anchor where that class scores highest. --npy gets the raw attribution:\n"
+      "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam.\n"
+      "--png gets a figure: input, map, and the map over the input (saliency and SmoothGrad\n"
+      "as max |g| over the color channels).\n\nmethods (targets):";
+  std::string names;
+  for (const explain::Method& m : explain::methods()) {
+    summary += fmt::format("\n  {:<21} {} ({})", m.name, m.description, m.targets.str());
+    names += (names.empty() ? "" : " ") + m.name;
+  }
+  cli::Args args("tgc explain", summary);
+  args.option("model", "FILE", "weights (safetensors) or a .tflite model", /*required=*/true)
+      .option("image", "IMG", "PNG or JPEG image", /*required=*/true)
+      .option("method", "M", names, /*required=*/true)
       .option("target", "K", "class to explain, a number or a label (default: the predicted class)")
+      .option("neuron", "LAYER:CHANNEL[:Y:X]", "explain one neuron instead of a class")
       .option("layer", "NAME", "layer for gradcam and guided_gradcam (default: the model's usual one)")
       .option("npy", "OUT.npy", "write the raw attribution")
-      .option("png", "OUT.png", "write the figure")
-      .option("seed", "S", "seed for smoothgrad's noise", false, "0")
-      .option("samples", "N", "smoothgrad samples", false, "50")
-      .option("noise", "SIGMA", "smoothgrad noise, as a fraction of the input range", false, "0.15")
-      .option("steps", "N", "integrated-gradients steps", false, "64")
-      .option("window", "W", "occlusion window (pixels of the model's input)", false, "4")
-      .option("stride", "S", "occlusion stride", false, "2");
-  args.parse(argc, argv, 2);
-  const std::string method = args.get("method");
-  if (std::find(kMethods.begin(), kMethods.end(), method) == kMethods.end()) args.fail("unknown method '" + method + "'");
-  // The file gets what its name says: a PNG under .png, a NumPy array under .npy.
-  for (const auto& [flag, extension] : {std::pair<const char*, const char*>{"png", ".png"}, {"npy", ".npy"}}) {
-    const std::string name = args.has(flag) ? args.get(flag) : "";
-    if (!name.empty() && (name.size() < 4 || name.compare(name.size() - 4, 4, extension) != 0))
-      args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
+      .option("png", "OUT.png", "write the figure");
+  // The methods' parameters, with their real defaults, from the table.
+  const std::vector<explain::Parameter> parameters = explain::all_parameters();
+  for (const explain::Parameter& p : parameters) {
+    const bool whole = p.kind == explain::Parameter::Kind::Whole;
+    auto show = [&](double v) { return whole ? fmt::format("{}", static_cast<int64_t>(v)) : fmt::format("{}", v); };
+    args.option(p.name, whole ? "N" : "X", fmt::format("{}, {}..{}", p.help, show(p.min), show(p.max)), /*required=*/false,
+                show(p.default_value));
   }
-  const int samples = static_cast<int>(args.get_int("samples", 1, 100000));
-  const int steps = static_cast<int>(args.get_int("steps", 1, 100000));
-  const int64_t window = args.get_int("window", 1, 4096), stride = args.get_int("stride", 1, 4096);
-  const float noise = args.get_float("noise", 0.0, 10.0);
-  const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
+  args.parse(argc, argv, 2);
+  const explain::Method* found = nullptr;
+  for (const explain::Method& m : explain::methods())
+    if (m.name == args.get("method")) found = &m;
+  if (!found) args.fail("unknown method '" + args.get("method") + "' (one of: " + names + ")");
+  const explain::Method& method = *found;
+  if (args.has("target") && args.has("neuron")) args.fail("--target and --neuron: give one of them");
+  explain::Settings settings;
+  for (const explain::Parameter& p : parameters)
+    settings[p.name] = p.kind == explain::Parameter::Kind::Whole
+                           ? static_cast<double>(args.get_int(p.name, static_cast<int64_t>(p.min), static_cast<int64_t>(p.max)))
+                           : static_cast<double>(args.get_float(p.name, p.min, p.max));
+  check_output(args, "png", ".png");
+  check_output(args, "npy", ".npy");
+  if (!args.has("png") && !args.has("npy"))
+    fmt::print("no --png or --npy given: printing the attribution's numbers only\n");
 
   const std::shared_ptr<nn::Model> loaded = models::load_model(args.get("model"));
   nn::Model& model = *loaded;
   const nn::ModelInfo& info = model.info();
   const std::string layer = args.has("layer") ? args.get("layer") : info.cam_layer;
-  if ((method == "gradcam" || method == "guided_gradcam") && layer.empty())
-    args.fail("this model names no default layer for " + method + "; give one with --layer");
+  if (method.layer == explain::UsesLayer::FeatureMap && layer.empty())
+    args.fail("this model names no default layer for " + method.name + "; give one with --layer");
   const Tensor input = load_input(model, args.get("image"));
 
-  const Tensor probabilities = model.probabilities(explain::scores(model, input));
+  const Tensor logits = explain::scores(model, input);
+  const Tensor probabilities = model.probabilities(logits);
   const int64_t predicted = model.predict(probabilities)[0];
-  const int64_t target = args.has("target") ? model.class_index(args.get("target")) : predicted;
-  fmt::print("predicted {} ({}) with p = {:.4f}\n", predicted, info.classes[predicted], probabilities.data()[predicted]);
-  fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", target, info.classes[target], probabilities.data()[target],
-             method);
-
-  // Reference inputs in the model's own normalization: black pixels for integrated gradients'
-  // baseline; the occluding patch is black on FashionCNN (its background) and mid-gray on photos.
-  const preprocess::InputSpec& spec = info.input;
-  auto constant_pixel = [&](float pixel) {
-    Tensor t = Tensor::empty(input.shape());
-    const int64_t plane = spec.height * spec.width;
-    for (int64_t c = 0; c < spec.channels; ++c)
-      for (int64_t i = 0; i < plane; ++i) t.data()[c * plane + i] = (pixel - spec.mean[c]) / spec.std[c];
-    return t;
-  };
-  const float occluder_pixel = spec.channels == 1 ? 0.f : 0.5f;
-  const explain::Targets targets = {target};
-  Tensor attribution;  // [C,H,W] for pixel methods, [h,w] for gradcam
-  viz::Normalize policy = viz::Normalize::Signed;
-  viz::Colormap colormap = viz::Colormap::Diverging;
-  if (method == "saliency") {
-    attribution = explain::saliency(model, input, targets);
-    policy = viz::Normalize::MaxAbs;
-    colormap = viz::Colormap::Viridis;
-  } else if (method == "input_x_gradient") {
-    attribution = explain::input_x_gradient(model, input, targets);
-  } else if (method == "guided_backprop") {
-    attribution = explain::guided_backprop(model, input, targets);
-  } else if (method == "deconvnet") {
-    attribution = explain::deconvnet(model, input, targets);
-  } else if (method == "smoothgrad") {
-    attribution = explain::smoothgrad(model, input, targets, samples, noise, seed);
-    policy = viz::Normalize::MaxAbs;
-    colormap = viz::Colormap::Viridis;
-  } else if (method == "integrated_gradients") {
-    attribution = explain::integrated_gradients(model, input, targets, constant_pixel(0.f), steps);
-  } else if (method == "occlusion") {
-    attribution = explain::occlusion(model, input, targets, window, stride, constant_pixel(occluder_pixel).data()[0]);
-  } else if (method == "gradcam") {
-    attribution = explain::grad_cam(model, input, targets, layer);
-    policy = viz::Normalize::MinMax;
-    colormap = viz::Colormap::Viridis;
+  const bool detector = model.anchor_logits().defined();
+  fmt::print("predicted {} ({}) with p = {:.4f}\n", predicted, printable(info.classes[predicted]),
+             probabilities.data()[predicted]);
+  explain::Target target;
+  if (args.has("neuron")) {
+    target = explain::Target::of_neuron(parse_neuron(args, args.get("neuron")));
+    const explain::Neuron& n = target.neuron;
+    fmt::print("explaining neuron {}:{}{} with {}\n", printable(n.layer), n.channel,
+               n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "", method.name);
   } else {
-    attribution = explain::guided_grad_cam(model, input, targets, layer);
+    const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
+    target = detector ? explain::Target::of_detections({c}, {-1}) : explain::Target::of_classes({c});
+    target = explain::resolve(model, input, target, "explain");
+    const float p = explain::target_values(model, logits, target, explain::Measure::Probability)[0];
+    if (detector)
+      fmt::print("explaining class {} ({}) at its best anchor {}, p = {:.4f}, with {}\n", c, printable(info.classes[c]),
+                 target.anchors[0], p, method.name);
+    else
+      fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", c, printable(info.classes[c]), p, method.name);
   }
+  if (!method.targets.accepts(target.kind))
+    args.fail(fmt::format("{} explains a {} target, not a {}", method.name, method.targets.str(), explain::kind_name(target.kind)));
+
+  Tensor attribution = explain::run(method, model, input, target, settings, layer);
   attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));  // drop the batch axis
 
-  // Encode everything first, then write: an error leaves no output file behind.
+  // Encode everything first, then write both atomically: an error leaves no output file
+  // behind, and an existing file is replaced only when every output could be encoded.
+  const preprocess::InputSpec& spec = info.input;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> outputs;
   if (args.has("npy")) outputs.emplace_back(args.get("npy"), io::encode_npy(attribution));
   if (args.has("png")) {
@@ -344,26 +383,18 @@ int command_explain(int argc, char** argv) {
     Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
     // Several color channels: saliency maps show max |g| over them (Simonyan et al.); signed
     // maps show their sum, so colors that agree add up.
-    if (map.dim(0) > 1) map = policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
-    Tensor unit = viz::normalize(map, policy);
-    if (unit.dim(1) != spec.height || unit.dim(2) != spec.width) unit = viz::upsample(unit, spec.height, spec.width, true);
-    const io::Image heat = viz::scale_nearest(viz::colorize(unit, colormap), scale);
+    if (map.dim(0) > 1) map = method.policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
+    Tensor unit = viz::normalize(map, method.policy);
+    if (unit.dim(1) != spec.height || unit.dim(2) != spec.width)
+      unit = upsample(unit, spec.height, spec.width, Interpolation::Bilinear);
+    const io::Image heat = viz::scale_nearest(viz::colorize(unit, method.colormap), scale);
     outputs.emplace_back(args.get("png"), io::encode_png(viz::grid({base, heat, viz::overlay(base, heat, 0.5f)}, 3, 4), args.get("png")));
   }
-  std::vector<std::string> written;
-  try {
-    for (const auto& [path, bytes] : outputs) {
-      io::write_file_atomic(path, bytes.data(), bytes.size());
-      written.push_back(path);
-    }
-  } catch (...) {
-    for (const std::string& path : written) std::remove(path.c_str());
-    throw;
-  }
+  if (!outputs.empty()) io::write_files_atomic(outputs);
   float low = attribution.data()[0], high = low;
   for (int64_t i = 0; i < attribution.numel(); ++i) low = std::min(low, attribution.data()[i]), high = std::max(high, attribution.data()[i]);
   fmt::print("attribution {}: min {:.4g}, max {:.4g}\n", shape_str(attribution.shape()), low, high);
-  for (const std::string& path : written) fmt::print("wrote {}\n", path);
+  for (const auto& [path, bytes] : outputs) fmt::print("wrote {}\n", printable(path));
   return 0;
 }
 

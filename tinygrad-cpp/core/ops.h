@@ -86,6 +86,11 @@ Tensor affine_resample(const Tensor& x, const AffineParams& params);
 namespace Op {
 extern const OpKind AffineResample;
 }
+// A map resized to height x width: [C,h,w], [h,w] or [1,C,h,w] -> [C,height,width]. Nearest
+// repeats pixels; bilinear samples pixel centers (as PyTorch's align_corners=False). Not
+// recorded (for display and for upsampling a Grad-CAM map, never differentiated).
+enum class Interpolation { Nearest, Bilinear };
+Tensor upsample(const Tensor& map, int64_t height, int64_t width, Interpolation how);
 
 // ---- activations (ops/activation.cpp) ----
 Tensor relu(const Tensor& x);

@@ -165,7 +165,7 @@ io::Image Photo::at_own_aspect(const io::Image& input_sized) const {
   if (aspect > shown) width = std::lround(height * aspect);
   else height = std::lround(width / aspect);
   if (width == input_sized.width && height == input_sized.height) return input_sized;
-  return viz::to_image(viz::upsample(viz::from_image(input_sized), height, width, true));
+  return viz::to_image(upsample(viz::from_image(input_sized), height, width, Interpolation::Bilinear));
 }
 
 void Lesson::write_manifest() const {

@@ -4,6 +4,7 @@
 // zooms and shifts instead of exploiting one exact pixel grid.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tinygrad-cpp/ops/helpers.h"
@@ -75,5 +76,38 @@ static std::vector<Tensor> affine_resample_backward(const Entry& e, const Tensor
   return {dx};
 }
 const OpKind Op::AffineResample{"affine_resample", affine_resample_backward};
+
+// ---- upsample (not recorded) ----
+Tensor upsample(const Tensor& map, int64_t height, int64_t width, Interpolation how) {
+  const bool flat = map.ndim() == 2, batched = map.ndim() == 4 && map.dim(0) == 1;
+  if (!flat && map.ndim() != 3 && !batched)
+    throw Error("upsample: map " + shape_str(map.shape()) + " must be [C,H,W], [H,W] or [1,C,H,W]");
+  const int64_t C = flat ? 1 : map.dim(-3), h = map.dim(-2), w = map.dim(-1);
+  if (height < 1 || width < 1) throw Error(fmt::format("upsample: target size {}x{} must be positive", height, width));
+  Tensor out = Tensor::empty({C, height, width});
+  const float sy = static_cast<float>(h) / static_cast<float>(height);
+  const float sx = static_cast<float>(w) / static_cast<float>(width);
+  for (int64_t c = 0; c < C; ++c) {
+    const float* src = map.data() + c * h * w;
+    float* dst = out.data() + c * height * width;
+    for (int64_t y = 0; y < height; ++y)
+      for (int64_t x = 0; x < width; ++x) {
+        if (how == Interpolation::Nearest) {
+          const int64_t yy = std::min(h - 1, static_cast<int64_t>((static_cast<float>(y) + 0.5f) * sy));
+          const int64_t xx = std::min(w - 1, static_cast<int64_t>((static_cast<float>(x) + 0.5f) * sx));
+          dst[y * width + x] = src[yy * w + xx];
+          continue;
+        }
+        const float fy = std::max(0.f, (static_cast<float>(y) + 0.5f) * sy - 0.5f);
+        const float fx = std::max(0.f, (static_cast<float>(x) + 0.5f) * sx - 0.5f);
+        const int64_t y0 = std::min(h - 1, static_cast<int64_t>(fy)), x0 = std::min(w - 1, static_cast<int64_t>(fx));
+        const int64_t y1 = std::min(h - 1, y0 + 1), x1 = std::min(w - 1, x0 + 1);
+        const float ty = fy - static_cast<float>(y0), tx = fx - static_cast<float>(x0);
+        dst[y * width + x] = (1 - ty) * ((1 - tx) * src[y0 * w + x0] + tx * src[y0 * w + x1]) +
+                             ty * ((1 - tx) * src[y1 * w + x0] + tx * src[y1 * w + x1]);
+      }
+  }
+  return out;
+}
 
 }  // namespace tg

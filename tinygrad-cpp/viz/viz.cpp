@@ -141,35 +141,6 @@ Tensor from_image(const io::Image& image) {
   return t;
 }
 
-Tensor upsample(const Tensor& map, int64_t height, int64_t width, bool bilinear) {
-  const Planes p = planes_of(map, "upsample");
-  if (height < 1 || width < 1) throw Error(fmt::format("upsample: target size {}x{} must be positive", height, width));
-  Tensor out = Tensor::empty({p.channels, height, width});
-  const float sy = static_cast<float>(p.height) / static_cast<float>(height);
-  const float sx = static_cast<float>(p.width) / static_cast<float>(width);
-  for (int64_t c = 0; c < p.channels; ++c) {
-    const float* src = map.data() + c * p.height * p.width;
-    float* dst = out.data() + c * height * width;
-    for (int64_t y = 0; y < height; ++y)
-      for (int64_t x = 0; x < width; ++x) {
-        if (!bilinear) {
-          const int64_t yy = std::min(p.height - 1, static_cast<int64_t>((static_cast<float>(y) + 0.5f) * sy));
-          const int64_t xx = std::min(p.width - 1, static_cast<int64_t>((static_cast<float>(x) + 0.5f) * sx));
-          dst[y * width + x] = src[yy * p.width + xx];
-          continue;
-        }
-        const float fy = std::max(0.f, (static_cast<float>(y) + 0.5f) * sy - 0.5f);
-        const float fx = std::max(0.f, (static_cast<float>(x) + 0.5f) * sx - 0.5f);
-        const int64_t y0 = std::min(p.height - 1, static_cast<int64_t>(fy)), x0 = std::min(p.width - 1, static_cast<int64_t>(fx));
-        const int64_t y1 = std::min(p.height - 1, y0 + 1), x1 = std::min(p.width - 1, x0 + 1);
-        const float ty = fy - static_cast<float>(y0), tx = fx - static_cast<float>(x0);
-        dst[y * width + x] = (1 - ty) * ((1 - tx) * src[y0 * p.width + x0] + tx * src[y0 * p.width + x1]) +
-                             ty * ((1 - tx) * src[y1 * p.width + x0] + tx * src[y1 * p.width + x1]);
-      }
-  }
-  return out;
-}
-
 io::Image scale_nearest(const io::Image& image, int factor) {
   if (factor < 1) throw Error(fmt::format("scale_nearest: factor {} must be >= 1", factor));
   io::Image out{image.width * factor, image.height * factor, image.channels, {}};

@@ -44,8 +44,6 @@ io::Image to_image(const Tensor& unit);
 // An 8-bit image as a [C,H,W] tensor in [0, 1].
 Tensor from_image(const io::Image& image);
 
-// [C,H,W] -> [C,h,w]; bilinear samples pixel centers (as align_corners=False).
-Tensor upsample(const Tensor& map, int64_t height, int64_t width, bool bilinear);
 // Every pixel repeated factor x factor times (for showing a 28x28 input large).
 io::Image scale_nearest(const io::Image& image, int factor);
 // base * (1 - alpha) + heat * alpha; a gray base is expanded to RGB; sizes must match.

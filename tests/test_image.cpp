@@ -161,6 +161,17 @@ TEST_SUITE("image") {
     CHECK(files >= 5);
   }
 
+  TEST_CASE("PNG headers: the reason reaches the user; 16-bit interlaced decoding is bounded") {
+    const std::string depth = "tests/fuzz/regressions/image/ihdr-bit-depth-5.png";
+    CHECK(error_message([&] { io::load_image(depth); }) ==
+          depth + ": corrupt PNG: bit depth 5 is not allowed with color type 2");
+    // 311 KB declaring 16384x2441 16-bit RGBA, interlaced: stb_image would hold 793 MB.
+    const std::string big = "tests/fuzz/regressions/image/16bit-interlaced-40mp.png";
+    const std::string message = error_message([&] { io::load_image(big); });
+    CHECK(contains(message, big + ": a 16384x2441 16-bit interlaced PNG would take about 1067 MB to decode"));
+    CHECK(contains(message, "the limit is 512 MB"));
+  }
+
   TEST_CASE("the shipped photos load") {
     const io::Image cat = io::load_image("assets/chelsea.png");
     CHECK(cat.width > 100);

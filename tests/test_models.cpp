@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "tests/helpers.h"
 #include "tflite_generated.h"
@@ -26,6 +27,14 @@ struct Tiny {
   tflite::TensorType filter_type = tflite::TensorType::FLOAT32;
   tflite::Padding padding = tflite::Padding::SAME;
   int stride = 2;
+  int side = 4;                                   // the input is [1, side, side, 1]
+  int out_channels = 1;
+  float filter_value = 1.f;
+  int depth_multiplier = -1;                      // >= 0: a DEPTHWISE_CONV_2D with this multiplier
+  std::vector<int32_t> conv_out = {1, 2, 2, 1};   // the declared shapes
+  std::vector<int32_t> reshape_to = {1, 4};
+  std::vector<int32_t> scores = {1, 4};
+  bool bias_shares_filter_buffer = false;         // a second tensor naming the filter's buffer
 };
 
 std::vector<uint8_t> tiny_tflite(const Tiny& o) {
@@ -34,10 +43,12 @@ std::vector<uint8_t> tiny_tflite(const Tiny& o) {
     const auto* u = static_cast<const uint8_t*>(p);
     return std::vector<uint8_t>(u, u + n);
   };
-  const std::vector<float> filter(9, 1.f), bias = {0.5f};
-  const std::vector<int32_t> shape = {1, 4};
-  const std::vector<uint8_t> filter_bytes = bytes_of(filter.data(), 36), bias_bytes = bytes_of(bias.data(), 4),
-                             shape_bytes = bytes_of(shape.data(), 8);
+  const std::vector<float> filter(static_cast<size_t>(9 * o.out_channels), o.filter_value),
+      bias(static_cast<size_t>(o.out_channels), 0.5f);
+  const std::vector<int32_t>& shape = o.reshape_to;
+  const std::vector<uint8_t> filter_bytes = bytes_of(filter.data(), 4 * filter.size()),
+                             bias_bytes = bytes_of(bias.data(), 4 * bias.size()),
+                             shape_bytes = bytes_of(shape.data(), 4 * shape.size());
   std::vector<flatbuffers::Offset<tflite::Buffer>> buffers = {
       tflite::CreateBuffer(b), tflite::CreateBufferDirect(b, &filter_bytes), tflite::CreateBufferDirect(b, &bias_bytes),
       tflite::CreateBufferDirect(b, &shape_bytes)};
@@ -45,22 +56,58 @@ std::vector<uint8_t> tiny_tflite(const Tiny& o) {
     return tflite::CreateTensor(b, b.CreateVector(dims), type, buffer, b.CreateString(name));
   };
   std::vector<flatbuffers::Offset<tflite::Tensor>> tensors = {
-      tensor({1, 4, 4, 1}, tflite::TensorType::FLOAT32, 0, "input"),
-      tensor({1, 3, 3, 1}, o.filter_type, 1, "conv/filter"),
-      tensor({1}, tflite::TensorType::FLOAT32, 2, "conv/bias"),
-      tensor({1, 2, 2, 1}, tflite::TensorType::FLOAT32, 0, "conv/Conv2D"),
-      tensor({2}, tflite::TensorType::INT32, 3, "reshape/shape"),
-      tensor({1, 4}, tflite::TensorType::FLOAT32, 0, "scores")};
-  auto options = tflite::CreateConv2DOptions(b, o.padding, o.stride, o.stride, tflite::Activation::NONE);
+      tensor({1, o.side, o.side, 1}, tflite::TensorType::FLOAT32, 0, "input"),
+      o.depth_multiplier >= 0 ? tensor({1, 3, 3, o.out_channels}, o.filter_type, 1, "conv/filter")
+                              : tensor({o.out_channels, 3, 3, 1}, o.filter_type, 1, "conv/filter"),
+      o.bias_shares_filter_buffer ? tensor({9 * o.out_channels}, tflite::TensorType::FLOAT32, 1, "conv/bias")
+                                  : tensor({o.out_channels}, tflite::TensorType::FLOAT32, 2, "conv/bias"),
+      tensor(o.conv_out, tflite::TensorType::FLOAT32, 0, "conv/Conv2D"),
+      tensor({static_cast<int32_t>(shape.size())}, tflite::TensorType::INT32, 3, "reshape/shape"),
+      tensor(o.scores, tflite::TensorType::FLOAT32, 0, "scores")};
+  auto conv = o.depth_multiplier >= 0
+                  ? tflite::CreateOperator(b, 0, b.CreateVector<int32_t>({0, 1, 2}), b.CreateVector<int32_t>({3}),
+                                           tflite::BuiltinOptions::DepthwiseConv2DOptions,
+                                           tflite::CreateDepthwiseConv2DOptions(b, o.padding, o.stride, o.stride,
+                                                                                o.depth_multiplier).Union())
+                  : tflite::CreateOperator(b, 0, b.CreateVector<int32_t>({0, 1, 2}), b.CreateVector<int32_t>({3}),
+                                           tflite::BuiltinOptions::Conv2DOptions,
+                                           tflite::CreateConv2DOptions(b, o.padding, o.stride, o.stride).Union());
   std::vector<flatbuffers::Offset<tflite::Operator>> operators = {
-      tflite::CreateOperator(b, 0, b.CreateVector<int32_t>({0, 1, 2}), b.CreateVector<int32_t>({3}),
-                             tflite::BuiltinOptions::Conv2DOptions, options.Union()),
+      conv,
       tflite::CreateOperator(b, 1, b.CreateVector<int32_t>({3, 4}), b.CreateVector<int32_t>({5}))};
   std::vector<flatbuffers::Offset<tflite::OperatorCode>> codes = {
-      tflite::CreateOperatorCode(b, static_cast<int8_t>(o.first_op_code), 0, 1, o.first_op_code),
+      tflite::CreateOperatorCode(b, static_cast<int8_t>(o.depth_multiplier >= 0 ? 4 : o.first_op_code), 0, 1,
+                                 o.depth_multiplier >= 0 ? 4 : o.first_op_code),
       tflite::CreateOperatorCode(b, 22, 0, 1, 22)};
   auto graph = tflite::CreateSubGraph(b, b.CreateVector(tensors), b.CreateVector<int32_t>({0}), b.CreateVector<int32_t>({5}),
                                       b.CreateVector(operators));
+  auto model = tflite::CreateModel(b, 3, b.CreateVector(codes), b.CreateVector(std::vector{graph}), 0, b.CreateVector(buffers));
+  tflite::FinishModelBuffer(b, model);
+  return {b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()};
+}
+
+// A chain of `count` RELU operators after the input, every output tensor named `name`.
+std::vector<uint8_t> relu_chain(int count, const std::string& name) {
+  flatbuffers::FlatBufferBuilder b;
+  std::vector<flatbuffers::Offset<tflite::Tensor>> tensors = {
+      tflite::CreateTensor(b, b.CreateVector<int32_t>({1, 2, 2, 1}), tflite::TensorType::FLOAT32, 0, b.CreateString("input"))};
+  std::vector<flatbuffers::Offset<tflite::Operator>> operators;
+  for (int i = 0; i < count; ++i) {
+    tensors.push_back(tflite::CreateTensor(b, b.CreateVector<int32_t>({1, 2, 2, 1}), tflite::TensorType::FLOAT32, 0,
+                                           b.CreateString(name)));
+    operators.push_back(tflite::CreateOperator(b, 0, b.CreateVector<int32_t>({i}), b.CreateVector<int32_t>({i + 1})));
+  }
+  tensors.push_back(tflite::CreateTensor(b, b.CreateVector<int32_t>({1, 4}), tflite::TensorType::FLOAT32, 0, b.CreateString("scores")));
+  const std::vector<int32_t> shape = {1, 4};
+  const auto* p = reinterpret_cast<const uint8_t*>(shape.data());
+  const std::vector<uint8_t> shape_bytes(p, p + 8);
+  tensors.push_back(tflite::CreateTensor(b, b.CreateVector<int32_t>({2}), tflite::TensorType::INT32, 1, b.CreateString("shape")));
+  operators.push_back(tflite::CreateOperator(b, 1, b.CreateVector<int32_t>({count, count + 2}), b.CreateVector<int32_t>({count + 1})));
+  std::vector<flatbuffers::Offset<tflite::Buffer>> buffers = {tflite::CreateBuffer(b), tflite::CreateBufferDirect(b, &shape_bytes)};
+  std::vector<flatbuffers::Offset<tflite::OperatorCode>> codes = {tflite::CreateOperatorCode(b, 19, 0, 1, 19),
+                                                                  tflite::CreateOperatorCode(b, 22, 0, 1, 22)};
+  auto graph = tflite::CreateSubGraph(b, b.CreateVector(tensors), b.CreateVector<int32_t>({0}),
+                                      b.CreateVector<int32_t>({count + 1}), b.CreateVector(operators));
   auto model = tflite::CreateModel(b, 3, b.CreateVector(codes), b.CreateVector(std::vector{graph}), 0, b.CreateVector(buffers));
   tflite::FinishModelBuffer(b, model);
   return {b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()};
@@ -149,6 +196,96 @@ TEST_SUITE("models-tflite") {
 }
 
 TEST_SUITE("models-tflite") {
+  TEST_CASE("hostile files, round 3: shapes computed at import, the memory budget, non-finite weights, bad enums") {
+    auto refused = [](const Tiny& o, std::vector<const char*> words) {
+      const std::string message = import_error(tiny_tflite(o));
+      CAPTURE(message);
+      CHECK(test::contains(message, "bad.tflite: "));
+      for (const char* w : words) CHECK(test::contains(message, w));
+      CHECK(message.find('\n') == std::string::npos);
+    };
+    // Declares [1,4] for scores its operators compute as [1,144]: refused, naming the tensor
+    // (it used to size the class names from the declaration and read past them).
+    Tiny lies;
+    lies.side = 24, lies.conv_out = {1, 12, 12, 1}, lies.reshape_to = {1, -1};
+    refused(lies, {"tensor 5 ('scores')", "declared [1,4]", "computes [1,144]"});
+    // Told the truth, the class names follow the computed output.
+    Tiny honest = lies;
+    honest.scores = {1, 144};
+    const std::vector<uint8_t> bytes = tiny_tflite(honest);
+    const auto model = models::parse_tflite(bytes.data(), bytes.size(), "honest.tflite");
+    CHECK(model->info().classes.size() == 144);
+    NoGrad no_grad;
+    CHECK(model->forward(Tensor::zeros({1, 1, 24, 24})).shape() == Shape{1, 144});
+    // A 4096x4096 input and 16 output channels: 1 GB for the convolution's output, refused at import.
+    Tiny big;
+    big.side = 4096, big.out_channels = 16, big.stride = 1, big.conv_out = {1, 4096, 4096, 16}, big.reshape_to = {1, -1};
+    big.scores = {1, 4096 * 4096 * 16 / 1024};
+    refused(big, {"layer 'conv/Conv2D' (conv2d [1,4096,4096,16])", "to 1088 MB of activations", "limit is 1024 MB"});
+    // The budget is the caller's: the tiny model's input, convolution, NHWC copy and reshape take 112 bytes.
+    const std::vector<uint8_t> tiny = tiny_tflite({});
+    CHECK(test::contains(test::error_message([&] { models::parse_tflite(tiny.data(), tiny.size(), "t", {.forward_bytes = 111}); }),
+                         "t: layer 'scores' (reshape [1,4]) would bring one forward pass to 0 MB"));
+    CHECK(models::parse_tflite(tiny.data(), tiny.size(), "t", {.forward_bytes = 112})->size() == 3);
+    // NaN and infinite weights.
+    Tiny nan;
+    nan.filter_value = std::numeric_limits<float>::quiet_NaN();
+    refused(nan, {"tensor 1 ('conv/filter')", "non-finite weight (nan) at element 0"});
+    Tiny inf;
+    inf.filter_value = std::numeric_limits<float>::infinity();
+    refused(inf, {"non-finite weight (inf)"});
+    // A depthwise multiplier of 0 (it was read as 1) and a padding enum of 7 (read as VALID).
+    Tiny zero;
+    zero.depth_multiplier = 0;
+    refused(zero, {"DEPTHWISE_CONV_2D", "depth multiplier 0"});
+    Tiny one = zero;
+    one.depth_multiplier = 1;
+    const std::vector<uint8_t> depthwise = tiny_tflite(one);
+    CHECK(models::parse_tflite(depthwise.data(), depthwise.size(), "d")->layers_of_kind("depthwise_conv2d").size() == 1);
+    Tiny padding;
+    padding.padding = static_cast<tflite::Padding>(7);
+    refused(padding, {"CONV_2D", "padding 7 is neither SAME (0) nor VALID (1)"});
+    // A RESHAPE whose target's product overflows int64 (signed overflow before): an error.
+    Tiny overflow;
+    overflow.reshape_to = {1, 1 << 30, 1 << 30, 1 << 30, 4};
+    refused(overflow, {"RESHAPE", "more elements than an int64 holds"});
+    // A bias naming the filter's buffer (decoded once, shared) is still checked by its own shape.
+    Tiny shared;
+    shared.bias_shares_filter_buffer = true;
+    refused(shared, {"bias [9] for 1 output channels"});
+  }
+
+  // Writes round 3's hostile files into tests/fuzz/regressions/tflite (run with --no-skip).
+  TEST_CASE("write the round-3 TFLite regression files" * doctest::skip()) {
+    Tiny lies;
+    lies.side = 24, lies.conv_out = {1, 12, 12, 1}, lies.reshape_to = {1, -1};
+    Tiny big;
+    big.side = 4096, big.out_channels = 16, big.stride = 1, big.conv_out = {1, 4096, 4096, 16}, big.reshape_to = {1, -1};
+    big.scores = {1, 4096 * 4096 * 16 / 1024};
+    Tiny nan, zero, padding, overflow;
+    nan.filter_value = std::numeric_limits<float>::quiet_NaN();
+    zero.depth_multiplier = 0;
+    padding.padding = static_cast<tflite::Padding>(7);
+    overflow.reshape_to = {1, 1 << 30, 1 << 30, 1 << 30, 4};
+    for (const auto& [name, o] : std::vector<std::pair<std::string, Tiny>>{
+             {"declares-4-computes-144-classes", lies}, {"4096-input-1gb-conv", big}, {"nan-weight", nan},
+             {"depth-multiplier-0", zero}, {"padding-7", padding}, {"reshape-overflows-int64", overflow}}) {
+      const std::vector<uint8_t> bytes = tiny_tflite(o);
+      io::write_file_atomic("tests/fuzz/regressions/tflite/" + name + ".tflite", bytes.data(), bytes.size());
+    }
+  }
+
+  TEST_CASE("many operators with one name: numbered in order, one lookup each") {
+    const std::vector<uint8_t> bytes = relu_chain(3000, "block/Relu");
+    const auto model = models::parse_tflite(bytes.data(), bytes.size(), "chain.tflite");
+    const std::vector<std::string> names = model->layer_names();
+    REQUIRE(names.size() == 3002);  // and the final reshape's NHWC copy and the reshape
+    CHECK(names[0] == "block/relu");
+    CHECK(names[1] == "block/relu#2");
+    CHECK(names[2999] == "block/relu#3000");
+    CHECK(model->node_index("block/relu#1500") == 1499);
+  }
+
   TEST_CASE("the fuzzer's TFLite findings under tests/fuzz/regressions are refused in one line") {
     int files = 0;
     for (const auto& entry : std::filesystem::directory_iterator("tests/fuzz/regressions/tflite")) {
@@ -280,5 +417,24 @@ TEST_SUITE("models-torchvision") {
     const std::string message = test::error_message([&] { models::torchvision_from_state_dict(wrong, "w.safetensors"); });
     CHECK(test::contains(message, "w.safetensors"));
     CHECK(test::contains(message, "features.3.weight"));
+  }
+
+  TEST_CASE("hostile state dicts: absurd widths refused before any layer exists, non-finite metadata refused") {
+    // A first convolution 4,000 channels wide: 1.6 GB of activations at 224x224, refused by name.
+    const io::NamedTensors wide = small_state_dict("vgg16", {4000, 2, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5}, 16, 7);
+    std::string message = test::error_message([&] { models::torchvision_from_state_dict(wide, "wide.safetensors"); });
+    CHECK(test::contains(message, "wide.safetensors: layer 'features.0' (4000 channels of 224x224)"));
+    CHECK(test::contains(message, "limit is 1024 MB"));
+    for (const char* bad : {"nan,0.5,0.5", "0.5,inf,0.5"}) {
+      io::NamedTensors dict = small_state_dict("alexnet", {4, 6, 8, 8, 6}, 16, 7);
+      dict.metadata["mean"] = bad;
+      message = test::error_message([&] { models::torchvision_from_state_dict(dict, "m.safetensors"); });
+      CHECK(test::contains(message, "m.safetensors: metadata mean holds"));
+      CHECK(test::contains(message, "must be finite"));
+      dict.metadata.erase("mean");
+      dict.metadata["std"] = "0.2,0,0.2";
+      message = test::error_message([&] { models::torchvision_from_state_dict(dict, "s.safetensors"); });
+      CHECK(test::contains(message, "metadata std holds 0; it must be finite and positive"));
+    }
   }
 }

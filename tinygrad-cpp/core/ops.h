@@ -65,6 +65,8 @@ extern const OpKind Sum, Mean, Max;
 
 // ---- shape ops (ops/shape.cpp) ----
 Tensor reshape(const Tensor& x, Shape shape);  // one dimension may be -1
+// The shape reshape(x of shape `from`, to) gives: its -1 inferred, every product overflow-checked.
+Shape reshape_target(const Shape& from, Shape to);
 Tensor flatten(const Tensor& x, int start_axis = 1);  // [N,C,H,W] -> [N, C*H*W]
 Tensor permute(const Tensor& x, std::vector<int64_t> order);
 Tensor transpose(const Tensor& x, int axis0, int axis1);

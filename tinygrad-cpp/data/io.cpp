@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 // jpeglib.h needs FILE from <cstdio> first.
 #include <jpeglib.h>
@@ -472,6 +473,10 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& path) {
   return image;
 }
 
+uint32_t big_endian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
 // Every PNG chunk (length, type, data, CRC) must lie inside the file. stb_image grows its
 // buffer to a chunk's declared length before it finds the bytes missing, so a 100-byte file
 // declaring a 1 GB chunk would cost 2 GB.
@@ -479,8 +484,7 @@ void check_png_chunks(const std::vector<uint8_t>& bytes, const std::string& path
   size_t pos = 8;
   while (pos < bytes.size()) {
     if (bytes.size() - pos < 12) throw file_error(path, "corrupt PNG: the last chunk is cut short");
-    const uint32_t length = (uint32_t{bytes[pos]} << 24) | (uint32_t{bytes[pos + 1]} << 16) |
-                            (uint32_t{bytes[pos + 2]} << 8) | uint32_t{bytes[pos + 3]};
+    const uint32_t length = big_endian32(bytes.data() + pos);
     const std::string type(bytes.begin() + static_cast<long>(pos) + 4, bytes.begin() + static_cast<long>(pos) + 8);
     if (length > bytes.size() - pos - 12)
       throw file_error(path, fmt::format("corrupt PNG: chunk '{}' declares {} bytes, more than the file holds",
@@ -488,6 +492,40 @@ void check_png_chunks(const std::vector<uint8_t>& bytes, const std::string& path
     pos += 12 + length;
     if (type == "IEND") return;
   }
+}
+
+// The PNG's IHDR checked as the format defines it, so a bad header says what is wrong (stb_image
+// only says "bad IHDR"), and what decoding it would cost bounded: stb_image holds the inflated
+// rows, the image at the file's bit depth (an interlaced one also its largest pass, half the
+// image), a 16-bit image's 8-bit copy, and we copy the result.
+void check_png_header(const std::vector<uint8_t>& bytes, const std::string& path) {
+  if (bytes.size() < 33) throw file_error(path, "corrupt PNG: too short for its IHDR header");
+  const uint32_t length = big_endian32(bytes.data() + 8);
+  const std::string type(bytes.begin() + 12, bytes.begin() + 16);
+  if (length != 13 || type != "IHDR")
+    throw file_error(path, fmt::format("corrupt PNG: the first chunk is '{}' of {} bytes, not the 13-byte IHDR",
+                                       printable(type), length));
+  const int64_t width = big_endian32(bytes.data() + 16), height = big_endian32(bytes.data() + 20);
+  const int depth = bytes[24], color = bytes[25], compression = bytes[26], filter = bytes[27], interlace = bytes[28];
+  // Channels by color type (gray, -, RGB, palette (RGB or RGBA), gray+alpha, -, RGBA) and the depths each allows.
+  const std::map<int, std::pair<int, std::vector<int>>> types = {
+      {0, {1, {1, 2, 4, 8, 16}}}, {2, {3, {8, 16}}}, {3, {4, {1, 2, 4, 8}}}, {4, {2, {8, 16}}}, {6, {4, {8, 16}}}};
+  const auto found = types.find(color);
+  if (found == types.end()) throw file_error(path, fmt::format("corrupt PNG: color type {} (0, 2, 3, 4 and 6 exist)", color));
+  const auto& [channels, depths] = found->second;
+  if (std::find(depths.begin(), depths.end(), depth) == depths.end())
+    throw file_error(path, fmt::format("corrupt PNG: bit depth {} is not allowed with color type {}", depth, color));
+  if (compression != 0 || filter != 0 || interlace > 1)
+    throw file_error(path, fmt::format("corrupt PNG: compression {}, filter {}, interlace {} (0, 0 and 0 or 1 exist)",
+                                       compression, filter, interlace));
+  check_size(path, width, height);
+  const int64_t pixels = width * height, sample_bytes = depth == 16 ? 2 : 1;
+  const int64_t rows = height * (1 + (width * channels * depth + 7) / 8);
+  const int64_t image = pixels * channels * sample_bytes;
+  const int64_t cost = rows + image + (interlace ? image / 2 : 0) + (depth == 16 ? pixels * channels : 0) + pixels * channels;
+  if (cost > kMaxPngDecodeBytes)
+    throw file_error(path, fmt::format("a {}x{} {}-bit{} PNG would take about {} MB to decode; the limit is {} MB", width,
+                                       height, depth, interlace ? " interlaced" : "", cost >> 20, kMaxPngDecodeBytes >> 20));
 }
 
 }  // namespace
@@ -499,11 +537,9 @@ Image load_image(const std::string& path) {
   if (bytes[0] == 0xff) return decode_jpeg(bytes, path);  // never handed to stb_image
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw file_error(path, "file is too large");
   check_png_chunks(bytes, path);
-  int width = 0, height = 0, channels = 0;
+  check_png_header(bytes, path);
+  // stb_image's PNG loader is the only one it tries on a PNG signature, so its reason is the PNG decoder's own.
   const int size = static_cast<int>(bytes.size());
-  if (!stbi_info_from_memory(bytes.data(), size, &width, &height, &channels))
-    throw file_error(path, std::string("corrupt image header (") + stbi_failure_reason() + ")");
-  check_size(path, width, height);
   int w = 0, h = 0, c = 0;
   uint8_t* data = stbi_load_from_memory(bytes.data(), size, &w, &h, &c, 0);
   if (!data) throw file_error(path, std::string("corrupt image data (") + stbi_failure_reason() + ")");

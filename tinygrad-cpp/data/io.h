@@ -65,6 +65,9 @@ struct Image {
 };
 constexpr int kMaxImageSide = 16384;             // larger declared sizes are refused before decoding,
 constexpr int64_t kMaxImagePixels = 40'000'000;  // and so are more pixels than this (120 MB as RGB)
+// A PNG whose decoding would hold more than this (estimated from its header: an 8-bit RGBA image at
+// the pixel cap costs 480 MB; 16-bit and interlaced ones cost more a pixel) is refused before decoding.
+constexpr int64_t kMaxPngDecodeBytes = int64_t{512} << 20;
 
 // Loads a PNG (stb_image) or JPEG (libjpeg-turbo) file. Other formats are refused by name
 // ("a GIF image"); the declared size is checked before anything is decoded.

@@ -10,8 +10,7 @@ int Graph::add(const std::string& name, const std::string& kind, std::vector<int
   for (int v : inputs)
     if (v < 0 || v > static_cast<int>(nodes_.size()))
       throw Error(fmt::format("graph: node '{}' reads value {}, which no earlier node makes", name, v));
-  for (const Node& n : nodes_)
-    if (n.name == name) throw Error("graph: a layer named '" + name + "' already exists");
+  if (!index_.emplace(name, nodes_.size()).second) throw Error("graph: a layer named '" + name + "' already exists");
   nodes_.push_back({name, kind, std::move(inputs), std::move(function)});
   values_.resize(nodes_.size() + 1);
   return static_cast<int>(nodes_.size());
@@ -45,8 +44,7 @@ size_t Graph::last_node() const {
 }
 
 size_t Graph::node_index(const std::string& name) const {
-  for (size_t i = 0; i < nodes_.size(); ++i)
-    if (nodes_[i].name == name) return i;
+  if (auto exact = index_.find(name); exact != index_.end()) return exact->second;
   size_t found = nodes_.size(), matches = 0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const std::string& n = nodes_[i].name;

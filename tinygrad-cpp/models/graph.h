@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ class Graph : public nn::Model {
   size_t last_node() const;               // the last node a forward pass runs: the later output's
   Tensor scores_from(const Tensor& output) const;
   std::vector<Node> nodes_;
+  std::map<std::string, size_t> index_;  // node by name: adding and finding stay O(log n)
   std::vector<Tensor> values_;  // value 0: the input; value i+1: node i's output (last forward)
   int output_ = -1;
   int box_output_ = -1;  // the box encodings' value, or -1

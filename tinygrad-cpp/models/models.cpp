@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "tinygrad-cpp/models/tflite.h"
@@ -38,6 +39,10 @@ std::vector<float> triple(const std::map<std::string, std::string>& metadata, co
     start = comma + 1;
   }
   if (values.size() != 3) throw Error(fmt::format("{}: metadata {} has {} values, not 3", label, key, values.size()));
+  for (float v : values)
+    if (!std::isfinite(v) || (std::string(key) == "std" && !(v > 0.f)))
+      throw Error(fmt::format("{}: metadata {} holds {}; it must be finite{}", label, key, v,
+                              std::string(key) == "std" ? " and positive" : ""));
   return values;
 }
 
@@ -65,9 +70,20 @@ std::shared_ptr<nn::Sequential> torchvision_from_state_dict(const io::NamedTenso
   Generator gen(0);
   auto model = std::make_shared<nn::Sequential>();
   int index = 0;
-  int64_t channels = 3;
+  int64_t channels = 3, side = 224, forward_bytes = 4 * 3 * side * side;
+  // One forward pass holds every layer's output: the widths read from the file are charged
+  // to the budget the TFLite importer uses, before any layer exists.
+  auto charge = [&](const std::string& layer, int64_t values) {
+    forward_bytes += 4 * values;
+    if (forward_bytes > ImportLimits{}.forward_bytes)
+      throw Error(fmt::format("{}: layer '{}' ({} channels of {}x{}) would bring one forward pass to {} MB of "
+                              "activations; the limit is {} MB", label, layer, channels, side, side,
+                              forward_bytes >> 20, ImportLimits{}.forward_bytes >> 20));
+  };
   for (const Layer& l : features) {
     if (l.pool) {
+      side = (side - pool_kernel) / pool_stride + 1;
+      charge(fmt::format("features.{}", index), channels * side * side);
       model->add(fmt::format("features.{}", index++), std::make_shared<nn::MaxPool2d>(pool_kernel, pool_stride));
       continue;
     }
@@ -77,6 +93,8 @@ std::shared_ptr<nn::Sequential> torchvision_from_state_dict(const io::NamedTenso
       throw Error(fmt::format("{}: '{}.weight' has shape {}, expected [out, {}, {}, {}] for {}", label, name,
                               shape_str(w.shape()), channels, l.kernel, l.kernel, arch));
     channels = w.dim(0);
+    side = (side + 2 * l.padding - l.kernel) / l.stride + 1;
+    charge(name, 2 * channels * side * side);  // the convolution and its ReLU
     model->add(name, std::make_shared<nn::Conv2d>(w.dim(1), channels, l.kernel, gen, l.stride, l.padding));
     model->add(fmt::format("features.{}", index + 1), std::make_shared<nn::ReLU>());
     index += 2;

@@ -81,7 +81,8 @@ struct PadState : SavedState {
 }  // namespace
 
 // ---- reshape: a view of the same storage ----
-Tensor reshape(const Tensor& x, Shape shape) {
+Shape reshape_target(const Shape& from, Shape shape) {
+  const int64_t numel = shape_numel(from);
   int infer = -1;
   int64_t known = 1;
   for (size_t a = 0; a < shape.size(); ++a) {
@@ -90,14 +91,18 @@ Tensor reshape(const Tensor& x, Shape shape) {
       infer = static_cast<int>(a);
     } else if (shape[a] < 0) {
       throw Error("reshape: negative dimension in target shape " + shape_str(shape));
-    } else {
-      known *= shape[a];
+    } else if (__builtin_mul_overflow(known, shape[a], &known)) {
+      throw Error(fmt::format("reshape: target shape {} has more elements than an int64 holds", shape_str(shape)));
     }
   }
-  if (infer >= 0 && known > 0 && x.numel() % known == 0) shape[infer] = x.numel() / known;
-  if ((infer >= 0 && shape[infer] == -1) || shape_numel(shape) != x.numel())
-    throw Error(fmt::format("reshape: cannot reshape {} ({} elements) to {}", shape_str(x.shape()), x.numel(),
-                            shape_str(shape)));
+  if (infer >= 0 && known > 0 && numel % known == 0) shape[infer] = numel / known;
+  if ((infer >= 0 && shape[infer] == -1) || (infer < 0 && known != numel))
+    throw Error(fmt::format("reshape: cannot reshape {} ({} elements) to {}", shape_str(from), numel, shape_str(shape)));
+  return shape;
+}
+
+Tensor reshape(const Tensor& x, Shape shape) {
+  shape = reshape_target(x.shape(), std::move(shape));
   auto view = std::make_shared<TensorImpl>();
   view->shape = shape;
   view->numel = x.numel();

@@ -34,6 +34,7 @@ struct Info {
   bool uses_model = true;
   bool uses_image = false;
   std::string default_image;  // for --image
+  int default_steps = 0;      // > 0: the lesson takes --steps N, its synthesis's steps (this by default)
 };
 
 class Lesson {
@@ -69,6 +70,7 @@ class Lesson {
 
   const std::string& out() const { return out_; }
   bool smoke() const { return smoke_; }  // a fast run for the tests: fewer steps and images
+  int synthesis_steps() const { return synthesis_steps_; }  // --steps (Info::default_steps when not given)
   nn::Sequential& model();               // --model, loaded on first use
   // The photo model (make setup installs it), loaded on first use: the lectures' figures
   // of photos come from it. A missing file is an error that says to run make setup.
@@ -84,7 +86,7 @@ class Lesson {
   Info info_;
   std::string out_, model_path_, image_path_;
   bool smoke_ = false;
-  int steps_ = 0;
+  int steps_ = 0, synthesis_steps_ = 0;
   std::optional<models::LoadedModel> model_;
   std::shared_ptr<nn::Model> photo_model_;
   struct Figure {

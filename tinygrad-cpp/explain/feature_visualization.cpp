@@ -71,27 +71,38 @@ Tensor detection_pick(const Tensor& logits, const DetectionTargets& targets, con
   }
   return pick;
 }
+
+// One-hot rows [N, classes] on the images whose anchor list is empty: their class's best anchor.
+Tensor best_anchor_pick(const Tensor& scores, const DetectionTargets& targets) {
+  Tensor pick = Tensor::zeros(scores.shape());
+  for (size_t n = 0; n < targets.anchors.size(); ++n)
+    if (targets.anchors[n].empty()) pick.data()[static_cast<int64_t>(n) * scores.dim(1) + targets.classes[n]] = 1.f;
+  return pick;
+}
 }  // namespace
 
 Objective detection_logits(nn::Model& model, const DetectionTargets& targets) {
   return [&model, targets](const Tensor& x) {
-    model(x);
+    const Tensor scores = model(x);  // [N, classes]: each class's best anchor
     const Tensor logits = model.anchor_logits();
-    return sum(mul(logits, detection_pick(logits, targets, "detection_logits")));
+    const Tensor one_anchor = sum(mul(logits, detection_pick(logits, targets, "detection_logits")));
+    return add(one_anchor, sum(mul(scores, best_anchor_pick(scores, targets))));
   };
 }
 
 std::vector<std::vector<float>> detection_logit_values(nn::Model& model, const Tensor& images,
                                                        const DetectionTargets& targets) {
   NoGrad no_grad;
-  model(images);
+  const Tensor scores = model(images);
   const Tensor logits = model.anchor_logits();
   detection_pick(logits, targets, "detection_logit_values");  // checks every index
   const int64_t A = logits.dim(1), C = logits.dim(2);
   std::vector<std::vector<float>> values(targets.anchors.size());
-  for (size_t n = 0; n < targets.anchors.size(); ++n)
+  for (size_t n = 0; n < targets.anchors.size(); ++n) {
+    if (targets.anchors[n].empty()) values[n].push_back(scores.at({static_cast<int64_t>(n), targets.classes[n]}));
     for (int64_t a : targets.anchors[n])
       values[n].push_back(logits.data()[(static_cast<int64_t>(n) * A + a) * C + targets.classes[n]]);
+  }
   return values;
 }
 

@@ -37,14 +37,16 @@ PixelBox ssd_square_anchor_box(int head, int64_t row, int64_t col, int64_t size)
 
 // ---- the objective ----
 // Image n climbs class classes[n] at the anchors anchors[n]: sum over n and over those anchors
-// of the recorded logit[n, anchor, class] (model.anchor_logits() after the forward pass).
+// of the recorded logit[n, anchor, class] (model.anchor_logits() after the forward pass). An
+// empty list means "the class anywhere": the best anchor's logit (forward()'s score), kept to
+// show why it misleads.
 struct DetectionTargets {
   std::vector<int64_t> classes;
   std::vector<std::vector<int64_t>> anchors;
 };
 Objective detection_logits(nn::Model& model, const DetectionTargets& targets);
-// The logit of every (image, anchor, class) above without recording: [N, anchors of image n],
-// read from one forward pass of `images`.
+// The logit of every (image, anchor, class) above without recording: [N, anchors of image n]
+// (the best anchor's logit for an empty list), read from one forward pass of `images`.
 std::vector<std::vector<float>> detection_logit_values(nn::Model& model, const Tensor& images,
                                                        const DetectionTargets& targets);
 
@@ -54,7 +56,7 @@ struct FeatureVisualizationOptions {
   float learning_rate = 0.05f;  // Adam, on the parameters z of the image
   // DecorrelatedImage's z is multiplied by `gain` first: with 1, a step of Adam moves pixels
   // by far less than in Lucid's Fourier parameterization; `gain` makes them comparable.
-  float gain = 20.f;
+  float gain = 40.f;
   float decay = 1.f;         // the spectrum's 1/frequency^decay
   float initial_sd = 0.01f;  // z starts as N(0, initial_sd^2): a gray image with faint noise
   RandomTransforms transforms;
@@ -63,7 +65,7 @@ struct FeatureVisualizationOptions {
   std::function<void(int step, float objective)> on_step;
 };
 // Climbs objective(image) for a batch of `images` images of height x width, starting from
-// faint noise; returns the images in (-1, 1) (the photo model's input range), [N,3,H,W].
+// faint noise; returns the images in [-1, 1] (tanh's range, the photo model's input range), [N,3,H,W].
 Tensor visualize(const Objective& objective, int64_t images, int64_t height, int64_t width,
                  const FeatureVisualizationOptions& options);
 

@@ -56,7 +56,7 @@ struct FeatureVisualizationOptions {
   float learning_rate = 0.05f;  // Adam, on the parameters z of the image
   // DecorrelatedImage's z is multiplied by `gain` first: with 1, a step of Adam moves pixels
   // by far less than in Lucid's Fourier parameterization; `gain` makes them comparable.
-  float gain = 40.f;
+  float gain = 60.f;
   float decay = 1.f;         // the spectrum's 1/frequency^decay
   float initial_sd = 0.01f;  // z starts as N(0, initial_sd^2): a gray image with faint noise
   RandomTransforms transforms;

@@ -256,6 +256,13 @@ int main(int argc, char** argv) {
     lesson.number("photo, one detection with the recipe: seconds", recipe_seconds, "{:.1f}");
     std::vector<io::Image> tiles = paper_tiles;
     tiles.insert(tiles.end(), recipe_tiles.begin(), recipe_tiles.end());
+    // What the default run shows, looked at without the titles (the seed is fixed, so it repeats).
+    const bool default_run = photo_steps == kDefaultSteps && !lesson.smoke();
+    const std::string seen =
+        default_run ? "Looked at without the titles: the cat is a tabby cat crouching in the box (ears, striped fur); "
+                      "the dog a shaggy brown furry animal; the bicycle has dark wheel and frame strokes; the car and the "
+                      "coffee cup are NOT recognizable (swirled shapes). "
+                    : "";
     lesson.figure("photo_classes.png", viz::grid(tiles, static_cast<int>(count), 6),
                   fmt::format("Class model visualizations of the photo model (lecture 39 (a)), each titled with the "
                               "probability measured on the image saved as 8-bit pixels. Top: Simonyan et al.'s objective "
@@ -263,14 +270,21 @@ int main(int argc, char** argv) {
                               "({:.1f} s): noise the detector scores at p {:.2f} on average. That is not a picture of the "
                               "class but a fooling image, the subject of lesson 13. Bottom: Olah et al.'s recipe "
                               "(decorrelated image, random turns, zooms and shifts, Adam) on ONE detection, the class logit "
-                              "of the anchor whose box is drawn, {} steps ({:.1f} s): TODO.",
-                              paper.steps, paper_seconds, paper_mean, photo_steps, recipe_seconds),
+                              "of the square anchor whose box is drawn (the centre cell of the 5x5 head; of the 3x3 head "
+                              "for Car), {} steps ({:.1f} s here): the object forms in that box. {}A high p does not mean "
+                              "a person sees the class: the lowest p below is {:.2f}.",
+                              paper.steps, paper_seconds, paper_mean, photo_steps, recipe_seconds, seen,
+                              *std::min_element(recipe_p.begin(), recipe_p.end())),
                   "Balasubramanian 39 (a): class model visualizations, plain and with a recipe, of one detection");
     lesson.figure("photo_anchors.png", viz::grid(contrast_tiles, 2, 6),
-                  fmt::format("The same recipe and steps on Cat, two objectives. Left: the Cat logit of its best anchor "
-                              "anywhere (what a classifier's score would be): any of the {} anchors may win at each step, "
-                              "so TODO. Right: the logit of the one anchor whose box is drawn: TODO.",
-                              explain::ssd_anchor_count()),
+                  fmt::format("The same recipe and {} steps on Cat, two objectives. Left: the Cat logit of its best "
+                              "anchor anywhere (what a classifier's score would be): whichever of the {} anchors is best "
+                              "at a step is the one that climbs, so {}. Right: the logit of the one anchor whose box is "
+                              "drawn{}.",
+                              photo_steps, explain::ssd_anchor_count(),
+                              default_run ? "cat fur and cat parts spread over the whole frame, with no single object"
+                                          : "the class's texture may spread anywhere in the frame",
+                              default_run ? ": one cat forms inside its box" : ""),
                   "Balasubramanian 39 (a): why a detector's class visualization targets one detection");
   });
 }

@@ -52,6 +52,7 @@ TEST_SUITE("feature visualization") {
   }
 
   TEST_CASE("one detection's objective is the sum of its anchors' logits, and its gradient reaches only them") {
+    NEEDS_TASKS("tape-reverse-walk");
     auto model = tiny_detector();
     const Tensor x = Tensor::from_vector({0.5f, -1.f, 2.f, 0.25f, 1.f, 2.f, 3.f, 4.f}, {2, 1, 2, 2}).requires_grad_();
     // Image 0: class 2 at anchors 1 and 3; image 1: class 1 at anchor 0.
@@ -68,6 +69,7 @@ TEST_SUITE("feature visualization") {
   }
 
   TEST_CASE("an empty anchor list is the class's best anchor anywhere") {
+    NEEDS_TASKS("tape-reverse-walk");
     auto model = tiny_detector();
     const Tensor x = Tensor::from_vector({0.5f, -1.f, 2.f, 0.25f}, {1, 1, 2, 2}).requires_grad_();
     Tensor value = detection_logits(*model, {{0}, {{}}})(x);
@@ -94,6 +96,7 @@ TEST_SUITE("feature visualization") {
   }
 
   TEST_CASE("visualize climbs the objective, keeps pixels inside [-1, 1] and is seeded") {
+    NEEDS_TASKS("tape-reverse-walk");
     // Objective: the mean red minus the mean blue of an 8x8 image; no transforms, so each
     // step sees the image itself.
     const Objective redder = [](const Tensor& image) {

@@ -166,8 +166,9 @@ int main(int argc, char** argv) {
         if (m.best_anchor.defined())
           lesson.number(fmt::format("{}: largest drop of max over anchors, {}x{} patch", who, m.patch.window, m.patch.window),
                         tg::max(m.best_anchor).item(), "{:.3f}");
-        words += fmt::format("{}{}x{}: {:.3f} ({:.0f}% in the box{})", words.empty() ? "" : "; ", m.patch.window, m.patch.window,
-                             drop, 100 * share,
+        const std::string drop_words = drop > 0 ? fmt::format("{:.3f} ({:.0f}% in the box", drop, 100 * share)
+                                                : fmt::format("no pixel's drop is positive (covering raises p by at least {:.3f}", -drop);
+        words += fmt::format("{}{}x{}: {}{})", words.empty() ? "" : "; ", m.patch.window, m.patch.window, drop_words,
                              m.best_anchor.defined() ? fmt::format("; max over anchors {:.3f}", tg::max(m.best_anchor).item()) : "");
       }
       return words;

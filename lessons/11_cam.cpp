@@ -10,6 +10,7 @@
 // go: one detection of the photo model, at layers the detection does and does not read.
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <numeric>
 
 #include "tinygrad-cpp/course/lesson.h"
@@ -56,18 +57,21 @@ int main(int argc, char** argv) {
       lesson.say("no training set ({}); training on the 1,000 sample images instead", e.what());
       train = sample, train_source = "assets/fashion-sample";
     }
-    const models::GapTraining training{.steps = lesson.smoke() ? 20 : 600};
-    lesson.say("relu2 (32 maps of 14x14) -> gap (each map's mean) -> fc (32 -> 10). conv1 and conv2 start from the "
-               "shipped FashionCNN; {} Adam steps of {} images from {}", training.steps, training.batch, train_source);
+    const models::GapTraining training{.steps = lesson.smoke() ? 20 : models::GapTraining{}.steps};
+    lesson.say("conv1, pool1, conv2 (14x14) -> conv3 3x3 -> relu3 (64 maps of 14x14) -> gap (each map's mean) -> fc (64 -> 10)");
+    lesson.say("conv1 and conv2 start from the shipped FashionCNN; {} Adam steps of {} images from {}", training.steps,
+               training.batch, train_source);
+    const std::clock_t cpu_start = std::clock();
     const auto gap_model = models::train_fashion_gap_cnn(fashion_cnn, train, training, [&](int64_t step, double loss) {
       lesson.progress(fmt::format("training, loss {:.3f}", loss), static_cast<int>(step), static_cast<int>(training.steps));
     });
     nn::Sequential& gap = *gap_model;
+    lesson.say("trained in {:.1f} s of CPU time (all threads)", static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC);
     const double accuracy = train::evaluate(gap, sample).accuracy();
     lesson.number("GAP model: accuracy on the 1,000 sample test images", accuracy, "{:.3f}");
     lesson.number("FashionCNN (two linear layers): accuracy on them", train::evaluate(fashion_cnn, sample).accuracy(), "{:.3f}");
 
-    lesson.step("CAM = sum_k w[c,k] A_k at relu2, and Grad-CAM at relu2: the same map");
+    lesson.step("CAM = sum_k w[c,k] A_k at relu3, and Grad-CAM at relu3: the same map");
     std::vector<int64_t> order(static_cast<size_t>(sample.size()));
     std::iota(order.begin(), order.end(), 0);
     const Tensor logits = explain::scores(gap, data::make_batch(sample, order, 0, sample.size()).images);
@@ -86,8 +90,8 @@ int main(int argc, char** argv) {
     for (int64_t index : picks) {
       const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
       for (int64_t c = 0; c < 10; ++c) {
-        const Tensor cam = explain::cam(gap, image, {c}, "relu2", "fc");
-        const Tensor grad_cam = explain::grad_cam(gap, image, {c}, "relu2");
+        const Tensor cam = explain::cam(gap, image, {c}, "relu3", "fc");
+        const Tensor grad_cam = explain::grad_cam(gap, image, {c}, "relu3");
         for (int64_t i = 0; i < cam.numel(); ++i) {
           const double expected = std::max(0.f, cam.data()[i]) / cells;
           largest_difference = std::max(largest_difference, std::fabs(grad_cam.data()[i] - expected));
@@ -101,7 +105,7 @@ int main(int argc, char** argv) {
 
     const int scale = 6;
     auto cam_tile = [&](const Tensor& image, int64_t c, bool gradient) {
-      const Tensor map = gradient ? explain::grad_cam(gap, image, {c}, "relu2") : explain::cam(gap, image, {c}, "relu2", "fc");
+      const Tensor map = gradient ? explain::grad_cam(gap, image, {c}, "relu3") : explain::cam(gap, image, {c}, "relu3", "fc");
       const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       const io::Image heat = viz::scale_nearest(viz::colorize(unit_of_positive(map, 28, 28), viz::Colormap::Viridis), scale);
       const float p = softmax(explain::scores(gap, image), 1).at({0, c});
@@ -130,10 +134,10 @@ int main(int argc, char** argv) {
     lesson.figure("cam.png",
                   viz::stack({viz::grid(tiles, 4, 4),
                               viz::color_bar(viz::Colormap::Viridis, 300, "0 (or below)", "map / its max", "max")}),
-                  fmt::format("CAM on the GAP network (FashionCNN's convolutions, global average pooling, one linear "
-                              "layer; {:.1f}% right on the sample). Rows: {} test images it gets right, then {} it gets "
-                              "wrong. Columns: the input; CAM = sum_k w[c,k] A_k at relu2 (14x14) for the predicted "
-                              "class, upsampled over the input; Grad-CAM at relu2 for the same class; CAM for the "
+                  fmt::format("CAM on the GAP network (FashionCNN's two convolutions, a third one, global average "
+                              "pooling and one linear layer; {:.1f}% right on the sample). Rows: {} test images it gets right, then {} it gets "
+                              "wrong. Columns: the input; CAM = sum_k w[c,k] A_k at relu3 (14x14) for the predicted "
+                              "class, upsampled over the input; Grad-CAM at relu3 for the same class; CAM for the "
                               "other class (the runner-up when the answer is right, the true class when it is wrong). "
                               "Titles: the class and its probability. Each map is drawn from 0 (dark; negative CAM "
                               "values too) to its own maximum (yellow). Columns 2 and 3 are the same picture: with a "

@@ -17,12 +17,14 @@ std::shared_ptr<nn::Sequential> make_fashion_gap_cnn(Generator& gen) {
       .add("pool1", std::make_shared<nn::MaxPool2d>(2))
       .add("conv2", std::make_shared<nn::Conv2d>(16, 32, 5, gen, 1, 2))
       .add("relu2", std::make_shared<nn::ReLU>())
+      .add("conv3", std::make_shared<nn::Conv2d>(32, 64, 3, gen, 1, 1))
+      .add("relu3", std::make_shared<nn::ReLU>())
       .add("gap", std::make_shared<nn::AdaptiveAvgPool2d>(1))
       .add("flatten", std::make_shared<nn::Flatten>())
-      .add("fc", std::make_shared<nn::Linear>(32, 10, gen));
+      .add("fc", std::make_shared<nn::Linear>(64, 10, gen));
   nn::ModelInfo info = make_fashion_cnn(gen)->info();  // the same input and classes
   info.arch = "FashionGAP";
-  info.cam_layer = "relu2";
+  info.cam_layer = "relu3";
   model->set_info(info);
   return model;
 }
@@ -38,7 +40,7 @@ std::shared_ptr<nn::Sequential> train_fashion_gap_cnn(const nn::Sequential& fash
   auto model = make_fashion_gap_cnn(gen);
   // The convolutions start where FashionCNN's training left them; the head starts at random.
   for (auto& [name, parameter] : model->named_parameters()) {
-    if (name.rfind("conv", 0) != 0) continue;
+    if (name.rfind("conv1", 0) != 0 && name.rfind("conv2", 0) != 0) continue;
     const Tensor trained = fashion_cnn.parameter(name);
     if (trained.shape() != parameter.shape())
       throw Error(fmt::format("train_fashion_gap_cnn: '{}' is {} in the FashionCNN, {} here", name,

@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
                               "whichever anchor scores Coffee cup best, so when the patch hides this detection's "
                               "evidence another anchor can still score the class, and the drop is hidden.",
                               cup.describe(), reading, cup_words),
-                  "Mopuri 10.1: occlusion sensitivity, a gray patch slid over the image");
+                  "Mopuri 10.1: occlusion sensitivity of one detection, 32x32 then larger gray patches, against max over anchors");
 
     lesson.step("The lesson's photo (--image, --target): the cat fills the frame");
     const lesson::Photo photo = lesson.photo();
@@ -224,6 +224,6 @@ int main(int argc, char** argv) {
                                                         photo_maps.front().patch.window, percent_raised(photo_maps.front().detection),
                                                         strongest->patch.window, strongest->patch.window)
                                           : ""),
-                  "Mopuri 10.1: occlusion sensitivity on the cat");
+                  "Mopuri 10.1: occlusion sensitivity on the cat (a frame-filling detection resists small patches)");
   });
 }

@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
                               "values too) to its own maximum (yellow). Columns 2 and 3 are the same picture: with a "
                               "GAP head Grad-CAM = ReLU(CAM)/196, measured to {:.1g}.",
                               100 * accuracy, right.size(), wrong.size(), largest_difference),
-                  "Mopuri 10.1: CAM, a global-average-pooling network's class activation maps");
+                  "Mopuri 10.1: CAM, a global-average-pooling network's class activation maps (equal to Grad-CAM there)");
 
     // ---------------------------------------------------------------- Grad-CAM of a detection
     lesson.step("Grad-CAM of one detection: which layer its head reads matters");
@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
       const io::Image detail = viz::picture(magnitude, viz::Normalize::Percentile99, viz::Colormap::Gray);
       lesson.say("  guided Grad-CAM at Conv_1: {}; {:.0f}% of its mass inside the box", viz::clip_note(magnitude, "|.|"),
                  100 * lesson::share_in_boxes(magnitude, {box}));
-      row.tiles.push_back(viz::titled(photo.at_own_aspect(with_box(detail, found)), "guided Grad-CAM (Conv_1)"));
+      row.tiles.push_back(viz::titled(photo.at_own_aspect(with_box(detail, found)), "guided Grad-CAM (Conv_1), |.| clipped at 99th pct"));
       return std::make_pair(row, found);
     };
 
@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
                               "maps it reads through put most of it on the cup. Guided Grad-CAM at Conv_1 is the cup's rim "
                               "and the coffee's edge inside the box.",
                               coffee_found.describe(), columns, share_words(coffee_row), coffee_found.detection.grid),
-                  "Mopuri 10.1: Grad-CAM and guided Grad-CAM, one detection, the layer choice");
+                  "Mopuri 10.1: Grad-CAM and guided Grad-CAM of one detection (the coffee cup), the layer choice");
     lesson.figure("photo_gradcam.png",
                   viz::stack({viz::grid(photo_row_result.tiles, static_cast<int>(photo_row_result.tiles.size()), 4), bar}),
                   fmt::format("The same for {} on {}: {}. {} Share of each map inside the box: {}.{}", photo.target_name,

@@ -246,8 +246,8 @@ int main(int argc, char** argv) {
                               photo_found.detection.grid == "1x1"
                                   ? " Its head reads the 1x1 map: one cell, whose box spans the photo, so Grad-CAM "
                                     "there is one flat value and a share inside the box says little (a flat map "
-                                    "scores the box's area). A whole-photo detection is explained poorly by a class "
-                                    "map: its evidence is everywhere."
+                                    "scores the box's area): for a box this large the share cannot tell a good map "
+                                    "from a bad one, and the maps must be compared by eye."
                                   : ""),
                   "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat");
   });

@@ -197,8 +197,9 @@ int main(int argc, char** argv) {
                               cup.describe(), reading, cup_words),
                   "Mopuri 10.1: occlusion sensitivity of one detection, 32x32 then larger gray patches, against max over anchors");
 
-    lesson.step("The lesson's photo (--image, --target): the cat fills the frame");
     const lesson::Photo photo = lesson.photo();
+    lesson.step(fmt::format("The lesson's photo (--image, --target): {} on {} (the shipped cat fills the frame)",
+                            photo.target_name, photo.name));
     const lesson::PhotoDetection found = lesson::photo_detection(photo_model, photo);
     lesson.say("{}", found.describe());
     const std::vector<Measured> photo_maps = sweep(photo, found, false);

@@ -27,8 +27,11 @@ Lesson::Lesson(int argc, char** argv, Info info) : info_(std::move(info)) {
     args.option("target", "CLASS", "the class to explain on it (default: Cat on the shipped photo, else the best class)",
                 false, "");
   }
+  if (info_.default_steps > 0)
+    args.option("steps", "N", "optimization steps of the lesson's synthesis", false, std::to_string(info_.default_steps));
   args.toggle("smoke", "a fast run (fewer steps and images), as the tests do");
   args.parse(argc, argv, 1);
+  if (info_.default_steps > 0) synthesis_steps_ = static_cast<int>(args.get_int("steps", 1, 100000));
   // Paths the user gave are theirs (relative to where they ran the lesson); the lesson's own
   // assets are the repository's. Run from elsewhere, the lesson moves to the repository
   // (found from its own executable) after making the user's paths absolute.

@@ -36,6 +36,7 @@ struct Info {
   bool uses_model = true;     // --model: the FashionCNN weights
   std::string fashion_image;  // the default of --fashion-image (a Fashion-MNIST picture); empty: no such flag
   bool uses_photo = false;    // --image and --target: the photo its photo steps explain (chelsea.png, Cat)
+  int default_steps = 0;      // > 0: the lesson takes --steps N, its synthesis's steps (this by default)
 };
 
 // A photo as the photo model sees it, and the way back to the photo for figures. The model's
@@ -85,6 +86,7 @@ class Lesson {
 
   const std::string& out() const { return out_; }
   bool smoke() const { return smoke_; }  // a fast run for the tests: fewer steps and images
+  int synthesis_steps() const { return synthesis_steps_; }  // --steps (Info::default_steps when not given)
   nn::Sequential& model();               // --model, loaded on first use
   // The photo model (make setup installs it), loaded on first use: the lectures' figures
   // of photos come from it. A missing file is an error that says to run make setup.
@@ -108,7 +110,7 @@ class Lesson {
   Info info_;
   std::string out_, model_path_, fashion_image_path_, image_path_, target_name_;
   bool smoke_ = false;
-  int steps_ = 0;
+  int steps_ = 0, synthesis_steps_ = 0;
   std::optional<models::LoadedModel> model_;
   std::shared_ptr<nn::Model> photo_model_;
   struct Figure {

@@ -204,12 +204,14 @@ int main(int argc, char** argv) {
                               "picture enlarged 24x on its own scale (mid-gray 0, its largest |weight| at 0 or 255 in some "
                               "channel); under it, what it computes on {}: its output after ReLU6, on one scale from 0 to 6 "
                               "for all, at the photo's own aspect ratio. The strong filters are edge detectors at different "
-                              "orientations (on the cat they trace the stripes, the eyes and the whiskers); the weak ones "
+                              "orientations{}; the weak ones "
                               "are colour blobs (a green, a cyan against red) whose maps are a smooth, faint copy of the "
                               "photo; the strongest, #{}, is at the ceiling on {:.0f}% of the photo. The other {} filters have all their weights 0 (norm at most {:.0e}, against {:.2f} "
                               "for the weakest live one): they output ReLU6(bias) everywhere, 0 for {} of them and a "
                               "constant for {} (listed under the figure), which the next layer uses as a bias.",
-                              live.size(), colour_opponent, photo_in.name, live.front(), 100 * ceiling_share, zero.size(),
+                              live.size(), colour_opponent, photo_in.name,
+                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? " (on the cat they trace the stripes, the eyes and the whiskers)" : "",
+                              live.front(), 100 * ceiling_share, zero.size(),
                               largest_zero, smallest_live,
                               zero.size() - static_cast<size_t>(std::count(constant.begin(), constant.end(), '(')),
                               std::count(constant.begin(), constant.end(), '(')),

@@ -142,18 +142,21 @@ int main(int argc, char** argv) {
     }
     tiles.insert(tiles.end(), crops.begin(), crops.end());
     lesson.figure("photo_neurons.png", viz::grid(tiles, static_cast<int>(depth_count), 6),
-                  "The image one neuron of the photo model wants, at three depths (lecture 39 (b)): the center neuron of "
-                  "expanded_conv_1 (150x150 map), expanded_conv_6 (38x38) and expanded_conv_13 (19x19) expansions, "
-                  "before their ReLU6, each of the channel whose map varies most over the photo (largest spatial "
-                  "variance after ReLU6, as in lesson 3; ranked by activity, expanded_conv_13's pick was a channel near "
-                  "ReLU6's ceiling over the whole photo), climbed from gray with the decorrelated image and 2-pixel "
-                  "shifts; "
-                  "titles give the value it reaches. Bottom: the middle of each image enlarged. The deeper the neuron, "
-                  "the larger the region it shapes and the more complex the pattern: a dark dot under a bright edge "
-                  "for expanded_conv_1 (a few pixels; the blue tint elsewhere is the parameterization's lowest "
-                  "frequencies, which the neuron also nudges), a dark blob in a bright rim for expanded_conv_6, and "
-                  "for expanded_conv_13 (a channel that fires on the cat's white chest and cheek) pale, fur-like "
-                  "strands over a dark band, about half the photo wide.",
+                  std::string("The image one neuron of the photo model wants, at three depths (lecture 39 (b)): the "
+                              "center neuron of expanded_conv_1 (150x150 map), expanded_conv_6 (38x38) and expanded_conv_13 "
+                              "(19x19) expansions, before their ReLU6, each of the channel whose map varies most over the "
+                              "photo (largest spatial variance after ReLU6, as in lesson 3; ranked by activity on the cat, "
+                              "expanded_conv_13's pick was a channel near ReLU6's ceiling over the whole photo), climbed "
+                              "from gray with the decorrelated image and 2-pixel shifts; titles give the value it reaches. "
+                              "Bottom: the middle of each image enlarged. The deeper the neuron, the larger the region it "
+                              "shapes and the more complex the pattern") +
+                      (lesson.image_path() == lesson::Lesson::kDefaultPhoto
+                           ? ": a dark dot under a bright edge for expanded_conv_1 (a few pixels; the blue tint elsewhere "
+                             "is the parameterization's lowest frequencies, which the neuron also nudges), a dark blob in "
+                             "a bright rim for expanded_conv_6, and for expanded_conv_13 (a channel that fires on the "
+                             "cat's white chest and cheek) pale, fur-like strands over a dark band, about half the photo "
+                             "wide."
+                           : "."),
                   "Balasubramanian 39 (b): intermediate neurons at three depths");
   });
 }

@@ -5,12 +5,14 @@
 // matching a filter does to a photo. Deeper filters act on 16 feature maps at once,
 // so as images they say little -- which is why later lessons look at what excites
 // them instead. Last, the photo model's first layer: 3x3 filters on R, G and B, drawn
-// in colour as the lecture draws them.
+// in colour as the lecture draws them, each with its response on the photo; each filter's
+// norm is measured first, and the 20 whose weights are all 0 are listed with what they output.
 #include <algorithm>
 #include <cmath>
 
 #include "tinygrad-cpp/course/lesson.h"
 #include "tinygrad-cpp/data/preprocess.h"
+#include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/viz/viz.h"
 
 using namespace tg;
@@ -18,7 +20,8 @@ using namespace tg;
 int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "02_filters", .title = "Filters: what the first layer looks for",
                                      .summary = "conv1's 16 learned 5x5 filters as images; Sobel and Gabor filters and their "
-                                     "responses on the cat photo; conv2's filters and why they are hard to read.", .uses_photo = true});
+                                     "responses on the cat photo; conv2's filters and why they are hard to read; the photo model's 12 live RGB filters with their "
+                                     "responses on the photo, and its 20 all-zero filters explained.", .uses_photo = true});
   return lesson.run([&] {
     nn::Sequential& model = lesson.model();
     const int scale = 10;
@@ -114,15 +117,50 @@ int main(int argc, char** argv) {
     const Tensor rgb = photo_model.parameter(first + ".weight");  // [32, 3, 3, 3]
     lesson.step(fmt::format("The photo model's first layer ({}): {} filters of shape {}x{}x{} on R, G, B", first,
                             rgb.dim(0), rgb.dim(1), rgb.dim(2), rgb.dim(3)));
-    // Each filter as a colour picture on its own scale (gray = 0, its largest |weight| at 0 or
-    // 255 in some channel), with that largest |weight| in its title: one shared scale would
-    // leave most of them flat gray next to the strongest.
-    const float largest = tg::max(tg::abs(rgb)).item();
-    std::vector<io::Image> rgb_tiles;
-    int64_t colour_opponent = 0, faint = 0;
-    for (int64_t k = 0; k < rgb.dim(0); ++k) {
-      const Tensor filter = slice(rgb, 0, k, k + 1);
-      const float own = std::max(1e-12f, tg::max(tg::abs(filter)).item());
+    // Measure each filter first: its norm (all 27 weights), its bias, and what it computes on
+    // the photo: the layer's output after ReLU6, one 150x150 map per filter (stride 2).
+    const Tensor bias = photo_model.parameter(first + ".bias");
+    const lesson::Photo photo_in = lesson.photo();
+    explain::scores(photo_model, photo_in.input);
+    const Tensor response = photo_model.activation(first + "/relu6");  // [1, 32, 150, 150]
+    const int64_t count = rgb.dim(0), map_h = response.dim(2), map_w = response.dim(3);
+    std::vector<double> norms;
+    for (int64_t k = 0; k < count; ++k) norms.push_back(std::sqrt(sum(mul(slice(rgb, 0, k, k + 1), slice(rgb, 0, k, k + 1))).item()));
+    const double strongest = *std::max_element(norms.begin(), norms.end());
+    // A filter whose weights are all (nearly) zero computes nothing from the pixels: its
+    // output is ReLU6(bias), the same number at every pixel. The gap is wide: measured below.
+    const double zero_norm = 1e-3 * strongest;
+    std::vector<int64_t> live, zero;
+    for (int64_t k = 0; k < count; ++k) (norms[static_cast<size_t>(k)] > zero_norm ? live : zero).push_back(k);
+    std::sort(live.begin(), live.end(), [&](int64_t a, int64_t b) { return norms[static_cast<size_t>(a)] > norms[static_cast<size_t>(b)]; });
+    double largest_zero = 0, smallest_live = strongest;
+    for (int64_t k : zero) largest_zero = std::max(largest_zero, norms[static_cast<size_t>(k)]);
+    for (int64_t k : live) smallest_live = std::min(smallest_live, norms[static_cast<size_t>(k)]);
+    lesson.say("filter  norm      bias   response on {}: min .. max (after ReLU6)", photo_in.name);
+    for (int64_t k = 0; k < count; ++k) {
+      const Tensor map = slice(response, 1, k, k + 1);
+      lesson.say("  #{:<3} {:<9.3g} {:+6.2f}   {:.2f} .. {:.2f}", k, norms[static_cast<size_t>(k)], bias.data()[k],
+                 -tg::max(neg(map)).item(), tg::max(map).item());
+    }
+    lesson.say("{} filters have weights: norms {:.2f} to {:.1f}; the other {} have norm at most {:.1e} (all 27 weights 0):",
+               live.size(), smallest_live, strongest, zero.size(), largest_zero);
+    lesson.say("the shipped model has them at 0 (switched off); each outputs ReLU6(bias) at every pixel");
+    // The strongest filter's share of the photo at ReLU6's ceiling.
+    const Tensor strongest_map = slice(response, 1, live.front(), live.front() + 1);
+    int64_t at_ceiling = 0;
+    for (int64_t i = 0; i < strongest_map.numel(); ++i) at_ceiling += strongest_map.data()[i] >= 6.f;
+    const double ceiling_share = static_cast<double>(at_ceiling) / strongest_map.numel();
+    lesson.say("the strongest, #{}, is at ReLU6's ceiling on {:.0f}% of the photo", live.front(), 100 * ceiling_share);
+    lesson.number("first-layer filters with weights", static_cast<double>(live.size()), "{:.0f}");
+    lesson.number("first-layer filters with all weights 0", static_cast<double>(zero.size()), "{:.0f}");
+
+    // Each live filter: the filter on its own scale (mid-gray 0, its largest |weight| reaches 0
+    // or 255 in some channel), enlarged 24x; below it, its response on the photo on one shared
+    // scale, 0 to ReLU6's ceiling 6, at the photo's own aspect ratio.
+    std::vector<io::Image> live_tiles;
+    int64_t colour_opponent = 0;
+    for (int64_t k : live) {
+      const float own = tg::max(tg::abs(slice(rgb, 0, k, k + 1))).item();
       io::Image tile{static_cast<int>(rgb.dim(3)), static_cast<int>(rgb.dim(2)), 3, {}};
       tile.pixels.resize(static_cast<size_t>(tile.width * tile.height * 3));
       float channel_sum[3] = {0, 0, 0};
@@ -133,32 +171,50 @@ int main(int argc, char** argv) {
             channel_sum[c] += w;
             tile.at(y, x, c) = static_cast<uint8_t>(std::clamp(127.5f + 127.5f * w / own, 0.f, 255.f));
           }
-      // A faint filter (largest |weight| under 1% of the strongest) is drawn flat gray: its
-      // output is its bias alone, nearly the same at every pixel.
-      if (own < 0.01f * largest) {
-        ++faint;
-        std::fill(tile.pixels.begin(), tile.pixels.end(), uint8_t{128});
-        rgb_tiles.push_back(viz::titled(viz::scale_nearest(tile, 24), fmt::format("{}: ~0", k)));
-        continue;
-      }
       // colour-opponent: the channels' sums do not all have one sign (e.g. red against green)
       const bool opponent = *std::min_element(channel_sum, channel_sum + 3) < 0.f && *std::max_element(channel_sum, channel_sum + 3) > 0.f;
       colour_opponent += opponent;
-      rgb_tiles.push_back(viz::titled(viz::scale_nearest(tile, 24), fmt::format("{}{}: {:.2g}", k, opponent ? "*" : "", own)));
+      const Tensor map = reshape(slice(response, 1, k, k + 1), {1, map_h, map_w}) * (1.f / 6.f);
+      const io::Image shown = photo_in.at_own_aspect(viz::colorize(map, viz::Colormap::Viridis));
+      live_tiles.push_back(viz::titled(viz::stack({viz::scale_nearest(tile, 24), shown}, 3),
+                                       fmt::format("#{}{}: norm {:.2g}, bias {:+.1f}", k, opponent ? "*" : "",
+                                                   norms[static_cast<size_t>(k)], bias.data()[k]), 13));
     }
-    lesson.say("largest |weight| {:.3f}; {} of {} filters are faint (largest |weight| under 1% of the strongest's): their",
-               largest, faint, rgb.dim(0));
-    lesson.say("output is their bias, nearly constant; of the {} others, {} are colour-opponent (R, G, B sums differ in sign)",
-               rgb.dim(0) - faint, colour_opponent);
-    lesson.figure("photo_first_layer.png", viz::grid(rgb_tiles, 8, 4),
-                  fmt::format("The {} first-layer filters of the photo model (3x3 on R, G, B, stride 2), each drawn as a "
-                              "colour picture enlarged 24x on its own scale: mid-gray is 0 and the filter's largest |weight| "
-                              "(in its title, after the index) reaches 0 or 255 in some channel. {} filters are faint "
-                              "(largest |weight| under 1% of the strongest, {:.1f}; titled ~0, drawn flat gray): their "
-                              "output is their bias, nearly the same everywhere. A * marks the {} colour-opponent filters, "
-                              "whose R, G and B weights sum to different signs. Unlike FashionCNN's gray 5x5 filters, "
-                              "these see colour: edges between colours, not only between light and dark.",
-                              rgb.dim(0), faint, largest, colour_opponent),
+    // The zero filters, by the constant they output.
+    std::string off, constant;
+    for (int64_t k : zero) {
+      const float value = std::clamp(bias.data()[k], 0.f, 6.f);
+      if (value == 0.f) off += fmt::format(" #{}", k);
+      else constant += fmt::format(" #{} ({:.2f})", k, value);
+    }
+    const io::Image words = viz::stack(
+        {viz::text(fmt::format("The other {} filters have all 27 weights 0 (norm at most {:.0e}): not drawn, as there is nothing to draw.",
+                               zero.size(), largest_zero), 13),
+         viz::text(fmt::format("Each outputs ReLU6(bias) at every pixel. 0, switched off:{}.", off), 13),
+         viz::text(fmt::format("A constant:{}; the next layer adds it like a bias.", constant), 13)}, 2);
+    lesson.say("output 0 everywhere:{}", off);
+    lesson.say("a constant everywhere:{}", constant);
+    lesson.say("of the {} filters with weights, {} are colour-opponent (their R, G, B sums differ in sign)", live.size(), colour_opponent);
+    lesson.figure("photo_first_layer.png",
+                  viz::stack({viz::grid(live_tiles, 4, 6),
+                              viz::color_bar(viz::Colormap::Viridis, 300, "response 0", "3", "6 (ReLU6's ceiling)"), words}, 6),
+                  fmt::format("The photo model's first layer (3x3 on R, G, B, stride 2): its {} filters that have weights, "
+                              "strongest first (title: index, norm of the 27 weights, bias; * marks the {} colour-opponent "
+                              "ones, whose R, G and B weights sum to different signs). Each filter is drawn as a colour "
+                              "picture enlarged 24x on its own scale (mid-gray 0, its largest |weight| at 0 or 255 in some "
+                              "channel); under it, what it computes on {}: its output after ReLU6, on one scale from 0 to 6 "
+                              "for all, at the photo's own aspect ratio. The strong filters are edge detectors at different "
+                              "orientations{}; the weak ones "
+                              "are colour blobs (a green, a cyan against red) whose maps are a smooth, faint copy of the "
+                              "photo; the strongest, #{}, is at the ceiling on {:.0f}% of the photo. The other {} filters have all their weights 0 (norm at most {:.0e}, against {:.2f} "
+                              "for the weakest live one): they output ReLU6(bias) everywhere, 0 for {} of them and a "
+                              "constant for {} (listed under the figure), which the next layer uses as a bias.",
+                              live.size(), colour_opponent, photo_in.name,
+                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? " (on the cat they trace the stripes, the eyes and the whiskers)" : "",
+                              live.front(), 100 * ceiling_share, zero.size(),
+                              largest_zero, smallest_live,
+                              zero.size() - static_cast<size_t>(std::count(constant.begin(), constant.end(), '(')),
+                              std::count(constant.begin(), constant.end(), '(')),
                   "Mopuri 10.1: the first layer's filters as RGB images");
   });
 }

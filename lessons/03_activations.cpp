@@ -3,7 +3,9 @@
 // The feature maps of conv1 and conv2 for one input, then the distribution of every
 // layer's activations over 1,000 test images: how many are exactly zero after the
 // ReLU, and how many units never fire at all ("dead" units). Then the same questions for
-// the photo model on the cat and the coffee cup: maps at three depths, and distributions.
+// the photo model: the photo's maps at three depths (the channels whose maps vary most, not
+// the most active, which can be stuck at ReLU6's ceiling), and distributions over ten views
+// of the cat and the coffee cup (whole, mirrored, cropped).
 #include <numeric>
 
 #include "tinygrad-cpp/data/data.h"
@@ -80,75 +82,138 @@ int main(int argc, char** argv) {
                                dead > 0 ? ": their weights get no gradient, so training cannot revive them" : ""));
     }
 
-    lesson.step("The photo model: the cat's feature maps at three depths (after ReLU6)");
+    lesson.step("The photo model: the photo's feature maps at three depths (after ReLU6)");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
     const std::vector<std::string> depths = {"expanded_conv_1/expand/relu6", "expanded_conv_6/expand/relu6",
                                              "expanded_conv_13/expand/relu6"};
-    const lesson::Photo cat_photo = lesson.photo();
-    const Tensor cat = cat_photo.input;
-    const Tensor coffee = preprocess::image_to_input(io::load_image("assets/coffee.png"), spec);
-    // One forward pass of both photos; every layer's output is then read from the model.
-    explain::scores(photo_model, tg::cat({cat, coffee}, 0));
+    const lesson::Photo photo = lesson.photo();
+    explain::scores(photo_model, photo.input);
     std::vector<io::Image> rows;
     for (const std::string& layer : depths) {
-      const Tensor a = slice(photo_model.activation(layer), 0, 0, 1);  // the cat
+      const Tensor a = photo_model.activation(layer);  // [1, C, h, w]
       const int64_t C = a.dim(1), h = a.dim(2), w = a.dim(3);
-      // The six channels with the largest mean on the cat, each map on its own scale.
-      std::vector<std::pair<double, int64_t>> means;
-      for (int64_t c = 0; c < C; ++c) {
-        double total = 0;
-        for (int64_t i = 0; i < h * w; ++i) total += a.data()[c * h * w + i];
-        means.emplace_back(-total / static_cast<double>(h * w), c);
-      }
-      std::sort(means.begin(), means.end());
       const std::string short_name = layer.substr(0, layer.find('/'));
-      std::vector<io::Image> tiles = {viz::titled(cat_photo.at_own_aspect(preprocess::input_to_image(cat, spec)), cat_photo.name)};
-      std::vector<int64_t> shown;
-      for (int k = 0; k < 6; ++k) {
-        const int64_t c = means[static_cast<size_t>(k)].second;
-        shown.push_back(c);
-        const Tensor map = upsample(reshape(slice(a, 1, c, c + 1), {1, h, w}), spec.height, spec.width, Interpolation::Nearest);
-        tiles.push_back(viz::titled(viz::colorize(viz::normalize(map, viz::Normalize::MinMax), viz::Colormap::Viridis),
-                                    fmt::format("{} #{}: mean {:.2f}", short_name, c, -means[static_cast<size_t>(k)].first)));
+      // Which channels to show? Ranking by the mean picks channels that sit at ReLU6's ceiling
+      // everywhere: a uniform tile. Rank by the spatial variance of each map instead: it is
+      // large only where the map has structure, and 0 for a constant map (at 0 or at 6).
+      std::vector<std::pair<double, int64_t>> by_variance;
+      int64_t constant = 0, at_ceiling = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* m = a.data() + c * h * w;
+        double total = 0, squares = 0;
+        bool all_six = true;
+        for (int64_t i = 0; i < h * w; ++i) total += m[i], squares += static_cast<double>(m[i]) * m[i], all_six &= m[i] == 6.f;
+        const double mean_value = total / static_cast<double>(h * w);
+        const double variance = std::max(0.0, squares / static_cast<double>(h * w) - mean_value * mean_value);
+        constant += variance < 1e-6;
+        at_ceiling += all_six;
+        by_variance.emplace_back(-variance, c);
       }
+      std::sort(by_variance.begin(), by_variance.end());
+      // Tiles at half the input's size (150 pixels high), at the photo's own aspect ratio.
+      const int64_t tile_size = spec.height / 2;
+      const io::Image small_photo =
+          viz::to_image(upsample(viz::from_image(preprocess::input_to_image(photo.input, spec)), tile_size, tile_size, Interpolation::Bilinear));
+      std::vector<io::Image> tiles = {viz::titled(photo.at_own_aspect(small_photo), fmt::format("{}, {}x{}", short_name, h, w))};
       std::string names;
-      for (int64_t c : shown) names += fmt::format("{}#{}", names.empty() ? "" : ", ", c);
-      lesson.say("{}: {} channels of {}x{}; the most active on the cat: {}", layer, C, h, w, names);
+      for (int k = 0; k < 6; ++k) {
+        const int64_t c = by_variance[static_cast<size_t>(k)].second;
+        const Tensor raw = reshape(slice(a, 1, c, c + 1), {1, h, w});
+        const Tensor map = upsample(raw, tile_size, tile_size, Interpolation::Nearest);
+        tiles.push_back(viz::titled(
+            photo.at_own_aspect(viz::colorize(viz::normalize(map, viz::Normalize::MinMax), viz::Colormap::Viridis)),
+            fmt::format("#{}: {:.1f}-{:.1f}, std {:.2f}", c, -tg::max(neg(raw)).item(), tg::max(raw).item(),
+                        std::sqrt(-by_variance[static_cast<size_t>(k)].first))));
+        names += fmt::format("{}#{}", names.empty() ? "" : ", ", c);
+      }
+      lesson.say("{}: {} channels of {}x{}; largest spatial variance on {}: {}", layer, C, h, w, photo.name, names);
+      lesson.say("  {} of its {} maps are constant on {} ({} of them at ReLU6's ceiling 6 everywhere); none is shown",
+                 constant, C, photo.name, at_ceiling);
+      lesson.number(short_name + ": constant maps on the photo", static_cast<double>(constant), "{:.0f}");
       rows.push_back(viz::grid(tiles, 7, 4));
     }
     lesson.figure("photo_maps.png",
                   viz::stack({viz::stack(rows, 8), viz::color_bar(viz::Colormap::Viridis, 300, "each map's min", "",
-                                                                    "each map's max")}),
-                  "The cat through the photo model (Mopuri 10.1): at each of three depths, the six channels most active "
-                  "on chelsea.png (channel number and mean value in the title), each map on its own scale and enlarged "
-                  "to the photo's size. Top: expanded_conv_1 (150x150): brightness, color and edges -- the eyes, the "
-                  "whiskers, the stripes. Middle: expanded_conv_6 (38x38): the eyes and the nose stand out in several "
-                  "maps. Bottom: expanded_conv_13 (19x19): coarse maps, several strongest in the lower left (the white "
-                  "fur of cheek and chest); #233 sits near ReLU6's ceiling of 6 almost everywhere.",
+                                                                    "each map's max (both in its title)")}),
+                  fmt::format("The photo through the photo model (Mopuri 10.1): at each of three depths, the six channels "
+                              "whose maps vary most over {} (largest spatial variance: channel number, range and standard "
+                              "deviation in the title; the row's first tile names the layer), each map on its own scale, "
+                              "enlarged at the photo's own aspect ratio. Ranking by variance rather than by mean keeps out maps that are constant -- at "
+                              "0 or at ReLU6's ceiling of 6 everywhere (the counts are printed; ranked by mean, a map at 6 "
+                              "everywhere came first at expanded_conv_13 on the cat). Top: expanded_conv_1 (150x150): "
+                              "brightness, colour and edges. Middle: expanded_conv_6 (38x38): {}. Bottom: expanded_conv_13 "
+                              "(19x19): coarse regions, harder to name.",
+                              photo.name,
+                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? "the eyes and the nose stand out in several maps"
+                                                                                   : "finer parts and outlines"),
                   "Mopuri 10.1: activation maps at several depths");
 
-    lesson.step("Distributions over the two photos: zeros, the ReLU6 ceiling, and the rest");
+    // The population: the lesson's photo and the coffee cup, each whole, mirrored, and cropped
+    // three ways (each crop is resized to the model's input, so the model sees other scales
+    // and other parts): 10 views through the model in one batch.
+    const lesson::Photo coffee = lesson.photo("assets/coffee.png", "Coffee cup");
+    auto crop = [](const io::Image& image, double left, double top, double width, double height) {
+      const int x0 = static_cast<int>(left * image.width), y0 = static_cast<int>(top * image.height);
+      io::Image out{static_cast<int>(width * image.width), static_cast<int>(height * image.height), image.channels, {}};
+      out.pixels.resize(static_cast<size_t>(out.width) * out.height * out.channels);
+      for (int y = 0; y < out.height; ++y)
+        for (int x = 0; x < out.width; ++x)
+          for (int c = 0; c < out.channels; ++c) out.at(y, x, c) = image.at(y0 + y, x0 + x, c);
+      return out;
+    };
+    auto mirror = [](const io::Image& image) {
+      io::Image out = image;
+      for (int y = 0; y < image.height; ++y)
+        for (int x = 0; x < image.width; ++x)
+          for (int c = 0; c < image.channels; ++c) out.at(y, x, c) = image.at(y, image.width - 1 - x, c);
+      return out;
+    };
+    std::vector<Tensor> views;
+    for (const lesson::Photo* p : {&photo, &coffee}) {
+      std::vector<io::Image> of_photo = {p->original};
+      if (!lesson.smoke())  // the fast run for the tests: the two photos whole
+        of_photo.insert(of_photo.end(), {mirror(p->original), crop(p->original, 0, 0, 0.6, 0.6),
+                                         crop(p->original, 0.4, 0.4, 0.6, 0.6), crop(p->original, 0.25, 0.25, 0.5, 0.5)});
+      for (const io::Image& view : of_photo) views.push_back(preprocess::image_to_input(view, spec));
+    }
+    const int64_t view_count = static_cast<int64_t>(views.size());
+    lesson.step(fmt::format("Distributions over {} views of two photos ({} and coffee.png: whole, mirrored, top-left, "
+                            "bottom-right and centre crops): zeros, the ReLU6 ceiling, and the rest",
+                            view_count, photo.name));
+    explain::scores(photo_model, tg::cat(views, 0));
     for (const std::string& layer : depths) {
       std::vector<double> values;
       int64_t zeros = 0, ceiling = 0;
-      const Tensor a = photo_model.activation(layer);  // both photos
-      const int64_t total = a.numel();
-      for (int64_t i = 0; i < total; ++i) {
-        const float v = a.data()[i];
-        zeros += v == 0.f;
-        ceiling += v == 6.f;
-        if (v > 0.f && v < 6.f) values.push_back(v);
+      const Tensor a = photo_model.activation(layer);  // every view
+      const int64_t total = a.numel(), per_view = total / view_count;
+      double fewest = 1, most = 0;  // the share of zeros in one view
+      for (int64_t n = 0; n < view_count; ++n) {
+        int64_t view_zeros = 0;
+        for (int64_t i = n * per_view; i < (n + 1) * per_view; ++i) {
+          const float v = a.data()[i];
+          view_zeros += v == 0.f;
+          ceiling += v == 6.f;
+          if (v > 0.f && v < 6.f) values.push_back(v);
+        }
+        zeros += view_zeros;
+        fewest = std::min(fewest, static_cast<double>(view_zeros) / per_view);
+        most = std::max(most, static_cast<double>(view_zeros) / per_view);
       }
       const std::string short_name = layer.substr(0, layer.find('/'));
-      lesson.say("{}: {:.1f}% exactly 0, {:.2f}% at the ceiling 6", short_name, 100.0 * zeros / total, 100.0 * ceiling / total);
-      lesson.number(short_name + ": fraction of activations that are 0 (two photos)", static_cast<double>(zeros) / total, "{:.3f}");
+      lesson.say("{}: {:.1f}% exactly 0 ({:.1f}% to {:.1f}% in one view), {:.2f}% at the ceiling 6", short_name,
+                 100.0 * zeros / total, 100 * fewest, 100 * most, 100.0 * ceiling / total);
+      lesson.number(short_name + ": fraction of activations that are 0 (" + std::to_string(view_count) + " views)",
+                    static_cast<double>(zeros) / total, "{:.3f}");
       lesson.chart("photo_" + short_name + "_histogram.svg",
-                   viz::histogram(values, 40, short_name + " (ReLU6): values between 0 and 6, cat and coffee", "activation"),
-                   fmt::format("{} of the photo model over chelsea.png and coffee.png: the histogram of the values "
-                               "strictly between 0 and 6; {:.1f}% are exactly 0 and {:.2f}% sit at ReLU6's ceiling of 6 "
+                   viz::histogram(values, 40, fmt::format("{} (ReLU6): values between 0 and 6, {} views", short_name, view_count),
+                                  "activation"),
+                   fmt::format("{} of the photo model over {} views of {} and coffee.png (each whole, mirrored, and "
+                               "cropped three ways): the histogram of the values strictly between 0 and 6; {:.1f}% are "
+                               "exactly 0 ({:.1f}% to {:.1f}% in a single view) and {:.2f}% sit at ReLU6's ceiling of 6 "
                                "(where, like at 0, no gradient passes).",
-                               short_name, 100.0 * zeros / total, 100.0 * ceiling / total),
+                               short_name, view_count, photo.name, 100.0 * zeros / total, 100 * fewest, 100 * most,
+                               100.0 * ceiling / total),
                   "Mopuri 10.1: the distribution of activations over a population of samples");
     }
   });

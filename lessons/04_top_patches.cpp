@@ -76,20 +76,27 @@ int main(int argc, char** argv) {
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
     const Tensor cat = lesson.photo().input;
-    // One neuron per depth, at the center of its map: the channel most active there on the
-    // cat. It is read before its ReLU6: from a gray start most neurons are at 0 (or at the
-    // ceiling 6), where the rectifier passes no gradient and the ascent could not begin.
+    // One neuron per depth, at the center of its map, of the channel whose map (after ReLU6)
+    // varies most over the photo -- lesson 3's ranking. Ranking by activity instead picks
+    // channels stuck near ReLU6's ceiling over the whole photo, which respond to nothing in
+    // particular. The neuron is read before its ReLU6: from a gray start most neurons are at
+    // 0 (or at 6), where the rectifier passes no gradient and the ascent could not begin.
     std::vector<explain::Neuron> neurons;
     for (const std::string layer : {"expanded_conv_1/expand", "expanded_conv_6/expand", "expanded_conv_13/expand"}) {
-      const Tensor map = photo_model.forward_until(cat, layer);
-      explain::Neuron n{layer, 0, map.dim(2) / 2, map.dim(3) / 2};
-      float best_value = -1e30f;
+      const Tensor map = clamp(photo_model.forward_until(cat, layer), 0.f, 6.f);  // the ReLU6 of it
+      const int64_t h = map.dim(2), w = map.dim(3);
+      explain::Neuron n{layer, 0, h / 2, w / 2};
+      double best_variance = -1;
       for (int64_t c = 0; c < map.dim(1); ++c) {
-        const float v = map.at({0, c, n.y, n.x});
-        if (v > best_value) best_value = v, n.channel = c;
+        const float* m = map.data() + c * h * w;
+        double total = 0, squares = 0;
+        for (int64_t i = 0; i < h * w; ++i) total += m[i], squares += static_cast<double>(m[i]) * m[i];
+        const double variance = squares / static_cast<double>(h * w) - (total / (h * w)) * (total / (h * w));
+        if (variance > best_variance) best_variance = variance, n.channel = c;
       }
-      lesson.say("{}: {}x{}; channel {} at ({}, {}), {:.2f} on the cat", layer, map.dim(2), map.dim(3), n.channel, n.y, n.x,
-                 best_value);
+      lesson.say("{}: {}x{}; channel {} (its map's std over the photo {:.2f}), the neuron at ({}, {}): {:.2f} on the photo before ReLU6",
+                 layer, h, w, n.channel, std::sqrt(best_variance), n.y, n.x,
+                 photo_model.activation(layer).at({0, n.channel, n.y, n.x}));
       neurons.push_back(n);
     }
     // All three climb in one batch, each image for its own neuron, with the class
@@ -122,7 +129,7 @@ int main(int argc, char** argv) {
       const Tensor x = slice(images, 0, k, k + 1);
       const float reached = photo_model.forward_until(x, n.layer).at({0, n.channel, n.y, n.x});
       const std::string name = n.layer.substr(0, n.layer.find('/'));
-      lesson.say("{} #{}: {:.2f} (on the cat {:.2f})", name, n.channel, reached,
+      lesson.say("{} #{}: {:.2f} (on the photo {:.2f})", name, n.channel, reached,
                  photo_model.forward_until(cat, n.layer).at({0, n.channel, n.y, n.x}));
       const io::Image picture = preprocess::input_to_image(x, spec);
       tiles.push_back(viz::titled(picture, fmt::format("{} #{} at the center: {:.2f}", name, n.channel, reached)));
@@ -135,14 +142,21 @@ int main(int argc, char** argv) {
     }
     tiles.insert(tiles.end(), crops.begin(), crops.end());
     lesson.figure("photo_neurons.png", viz::grid(tiles, static_cast<int>(depth_count), 6),
-                  "The image one neuron of the photo model wants, at three depths (lecture 39 (b)): the center neuron of "
-                  "expanded_conv_1 (150x150 map), expanded_conv_6 (38x38) and expanded_conv_13 (19x19) expansions, "
-                  "before their ReLU6, each the channel most active there on the cat, climbed from gray with the decorrelated image and 2-pixel shifts; "
-                  "titles give the value it reaches. Bottom: the middle of each image enlarged. The deeper the neuron, "
-                  "the larger the region it shapes and the more complex the pattern: a bright yellow dot for "
-                  "expanded_conv_1 (the tint elsewhere is the parameterization's lowest frequencies, which the "
-                  "neuron also nudges), a dark blob in a bright rim for expanded_conv_6, a structured pattern about "
-                  "a third of the photo wide for expanded_conv_13.",
+                  std::string("The image one neuron of the photo model wants, at three depths (lecture 39 (b)): the "
+                              "center neuron of expanded_conv_1 (150x150 map), expanded_conv_6 (38x38) and expanded_conv_13 "
+                              "(19x19) expansions, before their ReLU6, each of the channel whose map varies most over the "
+                              "photo (largest spatial variance after ReLU6, as in lesson 3; ranked by activity on the cat, "
+                              "expanded_conv_13's pick was a channel near ReLU6's ceiling over the whole photo), climbed "
+                              "from gray with the decorrelated image and 2-pixel shifts; titles give the value it reaches. "
+                              "Bottom: the middle of each image enlarged. The deeper the neuron, the larger the region it "
+                              "shapes and the more complex the pattern") +
+                      (lesson.image_path() == lesson::Lesson::kDefaultPhoto
+                           ? ": a dark dot under a bright edge for expanded_conv_1 (a few pixels; the blue tint elsewhere "
+                             "is the parameterization's lowest frequencies, which the neuron also nudges), a dark blob in "
+                             "a bright rim for expanded_conv_6, and for expanded_conv_13 (a channel that fires on the "
+                             "cat's white chest and cheek) pale, fur-like strands over a dark band, about half the photo "
+                             "wide."
+                           : "."),
                   "Balasubramanian 39 (b): intermediate neurons at three depths");
   });
 }

@@ -83,6 +83,9 @@ TEST_SUITE("viz") {
     CHECK(std::count(hist.begin(), hist.end(), '\n') > 5);
     const std::string bars = bar_chart({"a", "b"}, {0.5, -0.25}, "bars", "rank correlation");
     CHECK(test::contains(bars, ">b<"));
+    const std::string titled_bars = bar_chart({"Shirt -> Coat"}, {3.5}, "bars", "mean |change|", 640, 400, "case: true -> pushed to");
+    CHECK(test::contains(titled_bars, ">Shirt -&gt; Coat<"));
+    CHECK(test::contains(titled_bars, ">case: true -&gt; pushed to<"));
     CHECK(test::contains(test::error_message([] { bar_chart({"a"}, {1, 2}, "t", "y"); }), "one label per value"));
   }
 }

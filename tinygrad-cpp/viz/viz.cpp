@@ -446,12 +446,12 @@ std::string histogram(const std::vector<double>& values, int bins, const std::st
 }
 
 std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
-                      const std::string& y_label, int width, int height) {
+                      const std::string& y_label, int width, int height, const std::string& x_label) {
   if (labels.size() != values.size() || values.empty()) throw Error("bar_chart: needs one label per value");
   const double lo = std::min(0.0, *std::min_element(values.begin(), values.end()));
   const double hi = std::max(0.0, *std::max_element(values.begin(), values.end()));
   Frame f{width, height, 0, static_cast<double>(values.size()), lo, hi > lo ? hi * 1.05 : lo + 1};
-  std::string svg = axes(f, title, "", y_label, /*x_ticks=*/false);
+  std::string svg = axes(f, title, x_label, y_label, /*x_ticks=*/false);
   for (size_t i = 0; i < values.size(); ++i) {
     const double x0 = f.px(static_cast<double>(i) + 0.15), x1 = f.px(static_cast<double>(i) + 0.85);
     const double top = f.py(std::max(0.0, values[i])), bottom = f.py(std::min(0.0, values[i]));

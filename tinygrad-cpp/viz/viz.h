@@ -77,8 +77,9 @@ std::string line_chart(const std::vector<Series>& series, const std::string& tit
                        const std::string& y_label, int width = 640, int height = 400);
 std::string histogram(const std::vector<double>& values, int bins, const std::string& title, const std::string& x_label,
                       int width = 640, int height = 400);
+// One bar per label; `x_label` titles the x axis (what the labels are), under the labels.
 std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
-                      const std::string& y_label, int width = 640, int height = 400);
+                      const std::string& y_label, int width = 640, int height = 400, const std::string& x_label = "");
 // Text made safe inside HTML or SVG, in an element or a quoted attribute: < > & " as entities.
 std::string escape_markup(const std::string& text);
 // Writes text (an SVG, an HTML page) atomically.

@@ -55,7 +55,7 @@ constexpr const char* kSeenDefault =
     "with a wheel on each side forms at p 0.95, and the cat is then a less clear sitting animal. Coffee cup, Mug and seven "
     "other classes were tried and did not read at all. ";
 constexpr const char* kSeenAnywhere = "cat fur and cat parts spread over the whole frame, with no single object";
-constexpr const char* kSeenOne = ": one cat forms in the centre";
+constexpr const char* kSeenOne = ": one tabby cat forms, inside that detection's box (a little right of and below the centre)";
 // "Cat at the 5x5 head's square anchor, Dog at all 6 of ...": what each image climbs, for the caption.
 std::string objectives(const std::vector<PhotoClass>& classes, const std::vector<std::vector<int64_t>>& anchors) {
   std::string text;

@@ -1,7 +1,8 @@
-// Feature visualization of one detection: the SSD anchor layout, the one-detection
-// objective and the recipe's climb.
+// Feature visualization of one detection: a cell's anchors, the one-detection objective
+// (read through explain/target.h) and the recipe's climb.
 #include "tests/helpers.h"
 #include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/graph.h"
 
 using namespace tg;
@@ -22,40 +23,27 @@ std::shared_ptr<models::Graph> tiny_detector() {
 }  // namespace
 
 TEST_SUITE("feature visualization") {
-  TEST_CASE("the SSD-MobileNetV2-300 anchors: 1,917 in six heads, indexed by cell and anchor") {
-    const auto& heads = ssd_mobilenet_v2_heads();
-    REQUIRE(heads.size() == 6);
-    const int64_t firsts[] = {0, 1083, 1683, 1833, 1887, 1911};
-    for (size_t i = 0; i < heads.size(); ++i) CHECK(heads[i].first == firsts[i]);
-    CHECK(ssd_anchor_count() == 1917);
-    CHECK(ssd_anchor(0, 0, 0, 0) == 0);
-    CHECK(ssd_anchor(0, 18, 18, 2) == 1082);
-    CHECK(ssd_anchor(2, 2, 2, 0) == 1683 + 12 * 6);  // the 5x5 head's centre cell
-    CHECK(ssd_anchor(5, 0, 0, 5) == 1916);
-    CHECK_THROWS_WITH(ssd_anchor(2, 5, 0, 0), doctest::Contains("head 2 has 5x5 cells of 6 anchors, got row 5"));
-    CHECK_THROWS_WITH(ssd_anchor(6, 0, 0, 0), doctest::Contains("head 6 out of range 0..5"));
-  }
-
-  TEST_CASE("a square anchor's box: the cell's centre, side = the head's scale") {
-    const PixelBox centre = ssd_square_anchor_box(2, 2, 2, 300);  // scale 0.5 of 300 pixels
-    CHECK(centre.x0 == 75);
-    CHECK(centre.y0 == 75);
-    CHECK(centre.x1 == 225);
-    CHECK(centre.y1 == 225);
-    const PixelBox corner = ssd_square_anchor_box(0, 0, 0, 190);  // 0.1 of 190 = 19, centred at 5: clipped at 0
-    CHECK(corner.x0 == 0);
-    CHECK(corner.x1 == 15);
-    const PixelBox whole = ssd_square_anchor_box(5, 0, 0, 300);  // 0.95: 7.5 pixels from each side
-    CHECK(whole.x0 >= 7);
-    CHECK(whole.x0 <= 8);
-    CHECK(whole.x1 == 300 - whole.x0);
+  TEST_CASE("a cell's anchors: first_anchor + (row * width + col) * per_cell + k") {
+    // The 5x5 head of SSD-MobileNetV2-300: 19x19x3 + 10x10x6 = 1,683 anchors come before it.
+    const models::Head head{.grid = "5x5", .height = 5, .width = 5, .per_cell = 6, .first_anchor = 1683, .anchors = 150};
+    const std::vector<int64_t> centre = cell_anchors(head, 2, 2);
+    REQUIRE(centre.size() == 6);
+    for (int64_t k = 0; k < 6; ++k) CHECK(centre[static_cast<size_t>(k)] == 1683 + 12 * 6 + k);
+    CHECK(cell_anchors(head, 4, 4).back() == 1683 + 150 - 1);
+    // Anchor 0 of that cell is its square box: centre (0.5, 0.5), side 0.2 + 0.75 * 2 / 5 = 0.5.
+    const models::Anchor square = models::ssd_anchors()[static_cast<size_t>(centre[0])];
+    CHECK(square.x == doctest::Approx(0.5f));
+    CHECK(square.y == doctest::Approx(0.5f));
+    CHECK(square.w == doctest::Approx(0.5f));
+    CHECK(square.h == doctest::Approx(0.5f));
+    CHECK_THROWS_WITH(cell_anchors(head, 5, 0), doctest::Contains("cell_anchors: head 5x5 has 5x5 cells, got row 5, col 0"));
   }
 
   TEST_CASE("one detection's objective is the sum of its anchors' logits, and its gradient reaches only them") {
     NEEDS_TASKS("tape-reverse-walk");
     auto model = tiny_detector();
     const Tensor x = Tensor::from_vector({0.5f, -1.f, 2.f, 0.25f, 1.f, 2.f, 3.f, 4.f}, {2, 1, 2, 2}).requires_grad_();
-    // Image 0: class 2 at anchors 1 and 3; image 1: class 1 at anchor 0.
+    // Image 0: class 2 at anchors 1 and 3; image 1: class 1 at anchor 0 (one anchor fewer).
     const DetectionTargets targets{{2, 1}, {{1, 3}, {0}}};
     Tensor value = detection_logits(*model, targets)(x);
     CHECK(value.item() == doctest::Approx(3.f * (-1.f + 0.25f) + -2.f * 1.f));
@@ -64,35 +52,45 @@ TEST_SUITE("feature visualization") {
     for (size_t i = 0; i < expected.size(); ++i) CHECK(x.grad().data()[i] == doctest::Approx(expected[i]));
     const auto values = detection_logit_values(*model, x.detach(), targets);
     REQUIRE(values.size() == 2);
-    CHECK(values[0] == std::vector<float>{-3.f, 0.75f});
-    CHECK(values[1] == std::vector<float>{-2.f});
+    REQUIRE(values[0].size() == 2);
+    CHECK(values[0][0].anchor == 1);
+    CHECK(values[0][0].logit == doctest::Approx(-3.f));
+    CHECK(values[0][1].anchor == 3);
+    CHECK(values[0][1].logit == doctest::Approx(0.75f));
+    REQUIRE(values[1].size() == 1);
+    CHECK(values[1][0].anchor == 0);
+    CHECK(values[1][0].logit == doctest::Approx(-2.f));
   }
 
-  TEST_CASE("an empty anchor list is the class's best anchor anywhere") {
+  TEST_CASE("anchor -1 is the class's best anchor anywhere") {
     NEEDS_TASKS("tape-reverse-walk");
     auto model = tiny_detector();
     const Tensor x = Tensor::from_vector({0.5f, -1.f, 2.f, 0.25f}, {1, 1, 2, 2}).requires_grad_();
-    Tensor value = detection_logits(*model, {{0}, {{}}})(x);
+    Tensor value = detection_logits(*model, {{0}, {{-1}}})(x);
     CHECK(value.item() == doctest::Approx(2.f));  // pixel 2 wins
     value.backward();
     const std::vector<float> expected = {0, 0, 1, 0};
     for (size_t i = 0; i < expected.size(); ++i) CHECK(x.grad().data()[i] == doctest::Approx(expected[i]));
-    CHECK(detection_logit_values(*model, x.detach(), {{0}, {{}}})[0] == std::vector<float>{2.f});
+    const auto values = detection_logit_values(*model, x.detach(), {{0}, {{-1}}});
+    CHECK(values[0][0].anchor == 2);
+    CHECK(values[0][0].logit == doctest::Approx(2.f));
   }
 
   TEST_CASE("bad targets and a classifier give one line naming what is wrong") {
     auto model = tiny_detector();
     const Tensor x = Tensor::zeros({1, 1, 2, 2});
     CHECK_THROWS_WITH(detection_logits(*model, {{0}, {{4}}})(x),
-                      doctest::Contains("detection_logits: image 0: anchor 4 out of range 0..3"));
+                      doctest::Contains("detection_logits: anchor 4 out of range for 4 anchors"));
     CHECK_THROWS_WITH(detection_logits(*model, {{3}, {{0}}})(x),
-                      doctest::Contains("detection_logits: image 0: class 3 out of range 0..2"));
+                      doctest::Contains("detection_logits: target 3 out of range for 3 classes"));
     CHECK_THROWS_WITH(detection_logits(*model, {{0, 1}, {{0}, {0}}})(x),
                       doctest::Contains("2 classes and 2 anchor lists for a batch of 1"));
+    CHECK_THROWS_WITH(detection_logits(*model, {{0}, {{}}})(x), doctest::Contains("image 0: no anchor (-1 = the best one)"));
+    CHECK_THROWS_WITH(detection_logits(*model, {{0}, {{-2}}})(x),
+                      doctest::Contains("image 0: anchor -2 is not an index (>= 0) or -1 (the best)"));
     nn::Sequential classifier;
     classifier.add("flatten", std::make_shared<nn::Flatten>());
-    CHECK_THROWS_WITH(detection_logit_values(classifier, x, {{0}, {{0}}}),
-                      doctest::Contains("no per-anchor logits"));
+    CHECK_THROWS_WITH(detection_logit_values(classifier, x, {{0}, {{0}}}), doctest::Contains("needs a detector"));
   }
 
   TEST_CASE("visualize climbs the objective, keeps pixels inside [-1, 1] and is seeded") {

@@ -8,100 +8,76 @@
 
 namespace tg::explain {
 
-const std::vector<SsdHead>& ssd_mobilenet_v2_heads() {
-  // Scales 0.2 + 0.75 i / 5 of the image side (SSD's linear rule from 0.2 to 0.95); the
-  // 19x19 head's square is the smaller 0.1.
-  static const std::vector<SsdHead> heads = [] {
-    std::vector<SsdHead> h;
-    const int64_t cells[] = {19, 10, 5, 3, 2, 1};
-    int64_t first = 0;
-    for (int i = 0; i < 6; ++i) {
-      const int64_t per_cell = i == 0 ? 3 : 6;
-      h.push_back({cells[i], per_cell, first, i == 0 ? 0.1f : 0.2f + 0.15f * static_cast<float>(i)});
-      first += cells[i] * cells[i] * per_cell;
-    }
-    return h;
-  }();
-  return heads;
-}
-
-int64_t ssd_anchor_count() {
-  const SsdHead& last = ssd_mobilenet_v2_heads().back();
-  return last.first + last.cells * last.cells * last.per_cell;
-}
-
-int64_t ssd_anchor(int head, int64_t row, int64_t col, int64_t k) {
-  const auto& heads = ssd_mobilenet_v2_heads();
-  if (head < 0 || head >= static_cast<int>(heads.size()))
-    throw Error(fmt::format("ssd_anchor: head {} out of range 0..{}", head, heads.size() - 1));
-  const SsdHead& h = heads[static_cast<size_t>(head)];
-  if (row < 0 || row >= h.cells || col < 0 || col >= h.cells || k < 0 || k >= h.per_cell)
-    throw Error(fmt::format("ssd_anchor: head {} has {}x{} cells of {} anchors, got row {}, col {}, k {}", head, h.cells,
-                            h.cells, h.per_cell, row, col, k));
-  return h.first + (row * h.cells + col) * h.per_cell + k;
-}
-
-PixelBox ssd_square_anchor_box(int head, int64_t row, int64_t col, int64_t size) {
-  ssd_anchor(head, row, col, 0);  // checks the arguments
-  const SsdHead& h = ssd_mobilenet_v2_heads()[static_cast<size_t>(head)];
-  const double cy = (static_cast<double>(row) + 0.5) / static_cast<double>(h.cells);
-  const double cx = (static_cast<double>(col) + 0.5) / static_cast<double>(h.cells);
-  const double half = h.scale / 2.0, side = static_cast<double>(size);
-  auto pixel = [&](double v) { return static_cast<int64_t>(std::lround(std::clamp(v, 0.0, 1.0) * side)); };
-  return {pixel(cx - half), pixel(cy - half), pixel(cx + half), pixel(cy + half)};
+std::vector<int64_t> cell_anchors(const models::Head& head, int64_t row, int64_t col) {
+  if (row < 0 || row >= head.height || col < 0 || col >= head.width)
+    throw Error(fmt::format("cell_anchors: head {} has {}x{} cells, got row {}, col {}", head.grid, head.height,
+                            head.width, row, col));
+  std::vector<int64_t> anchors;
+  for (int64_t k = 0; k < head.per_cell; ++k)
+    anchors.push_back(head.first_anchor + (row * head.width + col) * head.per_cell + k);
+  return anchors;
 }
 
 namespace {
-// The one-hot weights of the chosen logits, [N, anchors, classes], after checking the shape.
-Tensor detection_pick(const Tensor& logits, const DetectionTargets& targets, const char* who) {
-  if (!logits.defined() || logits.ndim() != 3)
-    throw Error(fmt::format("{}: the model has no per-anchor logits (is it a detector?)", who));
-  const int64_t N = logits.dim(0), A = logits.dim(1), C = logits.dim(2);
-  if (static_cast<int64_t>(targets.classes.size()) != N || static_cast<int64_t>(targets.anchors.size()) != N)
+// The targets as one detection target per anchor slot: slot k holds image n's k-th anchor,
+// or its last one when it has fewer (those images are masked out of slot k by `counts`).
+struct Slots {
+  std::vector<Target> targets;
+  std::vector<std::vector<bool>> counts;  // [slot][image]: this image has a k-th anchor
+};
+Slots slots_of(const DetectionTargets& targets, int64_t batch, const char* who) {
+  if (static_cast<int64_t>(targets.classes.size()) != batch || static_cast<int64_t>(targets.anchors.size()) != batch)
     throw Error(fmt::format("{}: {} classes and {} anchor lists for a batch of {}", who, targets.classes.size(),
-                            targets.anchors.size(), N));
-  Tensor pick = Tensor::zeros(logits.shape());
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t c = targets.classes[static_cast<size_t>(n)];
-    if (c < 0 || c >= C) throw Error(fmt::format("{}: image {}: class {} out of range 0..{}", who, n, c, C - 1));
-    for (int64_t a : targets.anchors[static_cast<size_t>(n)]) {
-      if (a < 0 || a >= A) throw Error(fmt::format("{}: image {}: anchor {} out of range 0..{}", who, n, a, A - 1));
-      pick.data()[(n * A + a) * C + c] = 1.f;
-    }
+                            targets.anchors.size(), batch));
+  size_t most = 0;
+  for (size_t n = 0; n < targets.anchors.size(); ++n) {
+    if (targets.anchors[n].empty()) throw Error(fmt::format("{}: image {}: no anchor (-1 = the best one)", who, n));
+    for (int64_t a : targets.anchors[n])
+      if (a < -1) throw Error(fmt::format("{}: image {}: anchor {} is not an index (>= 0) or -1 (the best)", who, n, a));
+    most = std::max(most, targets.anchors[n].size());
   }
-  return pick;
-}
-
-// One-hot rows [N, classes] on the images whose anchor list is empty: their class's best anchor.
-Tensor best_anchor_pick(const Tensor& scores, const DetectionTargets& targets) {
-  Tensor pick = Tensor::zeros(scores.shape());
-  for (size_t n = 0; n < targets.anchors.size(); ++n)
-    if (targets.anchors[n].empty()) pick.data()[static_cast<int64_t>(n) * scores.dim(1) + targets.classes[n]] = 1.f;
-  return pick;
+  Slots slots;
+  for (size_t k = 0; k < most; ++k) {
+    Targets anchors;
+    std::vector<bool> counts;
+    for (const std::vector<int64_t>& list : targets.anchors) {
+      anchors.push_back(list[std::min(k, list.size() - 1)]);
+      counts.push_back(k < list.size());
+    }
+    slots.targets.push_back(Target::of_detections(targets.classes, std::move(anchors)));
+    slots.counts.push_back(std::move(counts));
+  }
+  return slots;
 }
 }  // namespace
 
 Objective detection_logits(nn::Model& model, const DetectionTargets& targets) {
   return [&model, targets](const Tensor& x) {
-    const Tensor scores = model(x);  // [N, classes]: each class's best anchor
-    const Tensor logits = model.anchor_logits();
-    const Tensor one_anchor = sum(mul(logits, detection_pick(logits, targets, "detection_logits")));
-    return add(one_anchor, sum(mul(scores, best_anchor_pick(scores, targets))));
+    const Tensor scores = model(x);
+    const Slots slots = slots_of(targets, x.dim(0), "detection_logits");
+    Tensor root, seed;  // the anchor logits, and the sum of every counted slot's one-hot seed
+    for (size_t k = 0; k < slots.targets.size(); ++k) {
+      const Seeded s = seed_scores(model, scores, slots.targets[k], "detection_logits");
+      const int64_t per_image = s.seed.numel() / s.seed.dim(0);
+      if (!seed.defined()) root = s.root, seed = Tensor::zeros(s.seed.shape());
+      for (int64_t n = 0; n < s.seed.dim(0); ++n)
+        if (slots.counts[k][static_cast<size_t>(n)])
+          for (int64_t i = n * per_image; i < (n + 1) * per_image; ++i) seed.data()[i] += s.seed.data()[i];
+    }
+    return sum(mul(root, seed));
   };
 }
 
-std::vector<std::vector<float>> detection_logit_values(nn::Model& model, const Tensor& images,
-                                                       const DetectionTargets& targets) {
-  NoGrad no_grad;
-  const Tensor scores = model(images);
-  const Tensor logits = model.anchor_logits();
-  detection_pick(logits, targets, "detection_logit_values");  // checks every index
-  const int64_t A = logits.dim(1), C = logits.dim(2);
-  std::vector<std::vector<float>> values(targets.anchors.size());
-  for (size_t n = 0; n < targets.anchors.size(); ++n) {
-    if (targets.anchors[n].empty()) values[n].push_back(scores.at({static_cast<int64_t>(n), targets.classes[n]}));
-    for (int64_t a : targets.anchors[n])
-      values[n].push_back(logits.data()[(static_cast<int64_t>(n) * A + a) * C + targets.classes[n]]);
+std::vector<std::vector<AnchorLogit>> detection_logit_values(nn::Model& model, const Tensor& images,
+                                                             const DetectionTargets& targets) {
+  const Tensor logits = scores(model, images);
+  const Slots slots = slots_of(targets, images.dim(0), "detection_logit_values");
+  std::vector<std::vector<AnchorLogit>> values(targets.anchors.size());
+  for (size_t k = 0; k < slots.targets.size(); ++k) {
+    const Target resolved = seed_scores(model, logits, slots.targets[k], "detection_logit_values").resolved;
+    const std::vector<float> v = target_values(model, logits, resolved, Measure::Score);
+    for (size_t n = 0; n < values.size(); ++n)
+      if (slots.counts[k][n]) values[n].push_back({.anchor = resolved.anchors[n], .logit = v[n]});
   }
   return values;
 }

@@ -13,42 +13,34 @@
 #include <vector>
 
 #include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/models/detection.h"
 
 namespace tg::explain {
 
-// ---- where an SSD-MobileNetV2-300 anchor sits ----
-// Six heads read maps of 19x19, 10x10, 5x5, 3x3, 2x2 and 1x1 cells; the 19x19 head has 3
-// anchors a cell, the others 6; 1,917 in all. Within a head the index is
-// first + (row * cols + col) * per_cell + k. Anchor k = 0 is the head's square box of side
-// `scale` (of the image side); on the 19x19 head it is a small square of 0.1.
-struct SsdHead {
-  int64_t cells = 0, per_cell = 0, first = 0;  // cells x cells
-  float scale = 0.f;
-};
-const std::vector<SsdHead>& ssd_mobilenet_v2_heads();
-int64_t ssd_anchor_count();  // 1917
-// Anchor k of the cell (row, col) of head `head` (0 = 19x19 ... 5 = 1x1); errors name the range.
-int64_t ssd_anchor(int head, int64_t row, int64_t col, int64_t k);
-// The square anchor (k = 0) of a cell as pixels of an image of side `size`: x0, y0, x1, y1.
-struct PixelBox {
-  int64_t x0 = 0, y0 = 0, x1 = 0, y1 = 0;
-};
-PixelBox ssd_square_anchor_box(int head, int64_t row, int64_t col, int64_t size);
-
 // ---- the objective ----
-// Image n climbs class classes[n] at the anchors anchors[n]: sum over n and over those anchors
-// of the recorded logit[n, anchor, class] (model.anchor_logits() after the forward pass). An
-// empty list means "the class anywhere": the best anchor's logit (forward()'s score), kept to
-// show why it misleads.
+// The anchors of one cell of a detector's head (models/detection.h: detection_heads() gives
+// the heads, their grids and their first anchor): first_anchor + (row * width + col) *
+// per_cell + k for every k; errors name the head's grid and the cell asked for.
+std::vector<int64_t> cell_anchors(const models::Head& head, int64_t row, int64_t col);
+
+// Image n climbs class classes[n] at the anchors anchors[n]: the sum of those anchors'
+// logits, each read as explain/target.h reads one detection (Target::of_detections). An
+// anchor of -1 is the class's best anchor at each step ("the class anywhere", what a
+// classifier's score would be), kept to show why it misleads.
 struct DetectionTargets {
   std::vector<int64_t> classes;
   std::vector<std::vector<int64_t>> anchors;
 };
 Objective detection_logits(nn::Model& model, const DetectionTargets& targets);
-// The logit of every (image, anchor, class) above without recording: [N, anchors of image n]
-// (the best anchor's logit for an empty list), read from one forward pass of `images`.
-std::vector<std::vector<float>> detection_logit_values(nn::Model& model, const Tensor& images,
-                                                       const DetectionTargets& targets);
+// Each image's logits of the targets above, without recording, from one forward pass of
+// `images`: [N][anchors of image n], each with the anchor it was read at (a -1 resolved to
+// that pass's best anchor).
+struct AnchorLogit {
+  int64_t anchor = 0;
+  float logit = 0.f;
+};
+std::vector<std::vector<AnchorLogit>> detection_logit_values(nn::Model& model, const Tensor& images,
+                                                             const DetectionTargets& targets);
 
 // ---- the climb ----
 struct FeatureVisualizationOptions {

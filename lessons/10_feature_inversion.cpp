@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
       // As saved: whole 8-bit pixels.
       const Tensor x = preprocess::image_to_input(preprocess::input_to_image(slice(inverted, 0, s, s + 1), spec), spec);
       const double error = code_error(x).item();
-      const float logit = explain::detection_logit_values(photo_model, x, same_anchor)[0][0];
+      const float logit = explain::detection_logit_values(photo_model, x, same_anchor)[0][0].logit;
       const double p = 1.0 / (1.0 + std::exp(-logit));
       worst = std::max(worst, error);
       lowest_p = std::min(lowest_p, p);

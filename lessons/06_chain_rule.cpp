@@ -135,7 +135,14 @@ int main(int argc, char** argv) {
     for (int64_t c = 0; c < features.dim(1); ++c)
       if (features.at({0, c, fy, fx}) < 6.f && features.at({0, c, fy, fx}) > features.at({0, channel, fy, fx})) channel = c;
     const Tensor photo_neuron = explain::neuron_gradient(photo_model, cat, {layer, channel, fy, fx});
-    const Tensor photo_score = explain::class_gradient(photo_model, cat, {cat_class});
+    // The photo model is a detector: the score explained is one detection's, the best anchor
+    // of the class (its box drawn on the figure).
+    const models::Detection& detection = photo.detection;
+    const Tensor photo_score =
+        explain::gradient(photo_model, cat, explain::Target::of_detections({cat_class}, {detection.anchor}));
+    lesson.say("{} on {}: anchor {} of the {} head, p = {:.3f}, box {:.0f},{:.0f},{:.0f},{:.0f} (photo pixels)", photo.target_name,
+               photo.name, detection.anchor, detection.grid, detection.score, detection.pixels.x0, detection.pixels.y0,
+               detection.pixels.x1, detection.pixels.y1);
     // How spread out is each map? The share of the pixels it takes to hold half of its total |g|.
     auto half_mass = [](const Tensor& g) {
       std::vector<float> magnitude(static_cast<size_t>(g.numel()));
@@ -153,24 +160,35 @@ int main(int argc, char** argv) {
                  for (int64_t i = 0; i < photo_neuron.numel(); ++i) nonzero_values += photo_neuron.data()[i] != 0.f;
                  return 100.0 * static_cast<double>(nonzero_values) / static_cast<double>(photo_neuron.numel());
                }());
-    lesson.number("d score(Cat)/d pixels: share of values holding half of its |g|", half_mass(photo_score), "{:.3f}");
+    lesson.number(fmt::format("d logit({})/d pixels: share of values holding half of its |g|", photo.target_name),
+                  half_mass(photo_score), "{:.3f}");
     lesson.number("d neuron/d pixels: share of values holding half of its |g|", half_mass(photo_neuron), "{:.4f}");
-    // 0 as gray in every color channel: positive lighter, negative darker, per channel.
-    auto signed_rgb = [&](const Tensor& g, const std::string& title) {
-      return viz::titled(viz::to_image(viz::normalize(reshape(g, {3, spec.height, spec.width}), viz::Normalize::Signed)),
-                         title);
+    // 0 as gray in every color channel: positive lighter, negative darker, per channel, with
+    // +-the 99th percentile of |g| (max over R, G, B) at white and black, so a few pixels cannot
+    // flatten the rest to gray.
+    auto signed_rgb = [&](const Tensor& g, const std::string& title, bool boxed) {
+      const float clip = viz::clip_level(g);
+      lesson.say("{}: {}", title, viz::clip_note(g));
+      Tensor unit = reshape(g, {3, spec.height, spec.width}).detach();
+      for (int64_t i = 0; i < unit.numel(); ++i) unit.data()[i] = 0.5f + 0.5f * std::clamp(unit.data()[i] / clip, -1.f, 1.f);
+      return viz::titled(boxed ? photo.with_box(viz::to_image(unit)) : photo.at_own_aspect(viz::to_image(unit)), title);
     };
+    const std::string score_title = fmt::format("d logit({}) / d pixels", photo.target_name);
     lesson.figure("cat_gradients.png",
-                  viz::stack({viz::grid({viz::titled(preprocess::input_to_image(cat, spec), "chelsea.png"),
-                                         signed_rgb(photo_neuron, "d neuron / d pixels"),
-                                         signed_rgb(photo_score, "d score(Cat) / d pixels")}, 3, 6),
-                              viz::color_bar(viz::Colormap::Gray, 300, "-max |g|", "0", "+max |g|")}),
-                  fmt::format("The lecture's figure (lecture 96), through the photo model. Middle: the gradient of one "
-                              "hidden neuron ({} channel {}, at the left eye) with respect to the pixels, drawn with 0 "
-                              "as gray in each color channel: gray outside its receptive field. Right: the gradient of "
-                              "the Cat score: murky over the whole photo -- half of its |g| is spread over {:.0f}% of "
-                              "the values, and nothing stands out as the cat.",
-                              layer, channel, 100 * half_mass(photo_score)),
+                  viz::stack({viz::grid({viz::titled(photo.with_box(preprocess::input_to_image(cat, spec)), photo.name),
+                                         signed_rgb(photo_neuron, "d neuron / d pixels", false),
+                                         signed_rgb(photo_score, score_title, true)},
+                                        3, 6),
+                              viz::color_bar(viz::Colormap::Gray, 360, "-99th pct. of |g|", "0", "+99th pct. (per map)")}),
+                  fmt::format("The lecture's figure (lecture 96), through the photo model, at the photo's own aspect "
+                              "ratio. Middle: the gradient of one hidden neuron ({} channel {}, at the left eye) with "
+                              "respect to the pixels, drawn with 0 as gray in each color channel: gray outside its "
+                              "receptive field. Right: the gradient of one detection's logit, {} on {} (anchor {}, the "
+                              "{} head, p = {:.2f}; its box drawn): murky over the whole photo -- half of its |g| is "
+                              "spread over {:.0f}% of the values, and nothing stands out as the cat. Each map is clipped "
+                              "at +-its 99th percentile of |g|.",
+                              layer, channel, photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
+                              100 * half_mass(photo_score)),
                   "Khapra 96: the gradient of a hidden neuron and of the Cat score w.r.t. the pixels");
   });
 }

@@ -7,8 +7,9 @@
 // Simonyan et al. also used the map for weakly supervised segmentation: the most salient
 // pixels are surely the object, the least salient surely background, and GrabCut (color
 // models plus a graph cut, iterated) decides the rest.
-#include <filesystem>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
@@ -130,27 +131,31 @@ int main(int argc, char** argv) {
     lesson.say("noisy copies keeps what is consistent. Saliency alone is no mask (it is high on some background");
     lesson.say("pixels too); GrabCut uses it only for seeds and lets the image's own colors draw the boundary.");
 
-    lesson.step("The cat photo through the photo model: the data gradient, max |g| over R, G, B");
+    lesson.step("The photo through the photo model: the data gradient of one detection, max |g| over R, G, B");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
     const lesson::Photo photo = lesson.photo();
-    const int64_t cat_class = photo.target;
+    const models::Detection& detection = photo.detection;
+    const explain::Target target = explain::Target::of_detections({photo.target}, {detection.anchor});
     const Tensor& cat = photo.input;
     const io::Image cat_photo = preprocess::input_to_image(cat, spec);
-    const float cat_p = photo_model.probabilities(explain::scores(photo_model, cat)).data()[cat_class];
-    lesson.say("p(Cat) = {:.4f}", cat_p);
+    lesson.say("{} on {}: anchor {} of the {} head, p = {:.4f}, box {:.0f},{:.0f},{:.0f},{:.0f} (photo pixels)", photo.target_name,
+               photo.name, detection.anchor, detection.grid, detection.score, detection.pixels.x0, detection.pixels.y0,
+               detection.pixels.x1, detection.pixels.y1);
     auto start = std::chrono::steady_clock::now();
-    const Tensor cat_gradient = explain::saliency(photo_model, cat, {cat_class});
-    lesson.say("one saliency map: {:.0f} ms", 1000 * seconds_since(start));
-    const Tensor cat_map = viz::normalize(cat_gradient, viz::Normalize::MaxAbs);  // [1,300,300]
+    const Tensor cat_gradient = explain::saliency(photo_model, cat, target);
+    lesson.say("one saliency map: {:.0f} ms; {}", 1000 * seconds_since(start), viz::clip_note(cat_gradient));
+    // Each map drawn as max |g| over R, G, B, clipped at its own 99th percentile, at the photo's aspect.
+    auto show = [&](const Tensor& g, const std::string& title) {
+      return viz::titled(photo.with_box(viz::picture(g, viz::Normalize::Percentile99, viz::Colormap::Gray)), title);
+    };
 
-    lesson.step("SmoothGrad on the cat: the noise level sigma (a fraction of the input's range) and the sample count");
+    lesson.step("SmoothGrad on the detection: the noise level sigma (a fraction of the input's range) and the sample count");
     // How concentrated each map is: the share of its |g| inside two boxes around the eyes
-    // (10% of the photo).
+    // (10% of chelsea.png; on another photo they are just two boxes).
     auto eyes = [](const Tensor& map) { return lesson::share_in_boxes(map, lesson::kChelseaEyes); };
-    const double gradient_eyes = eyes(cat_map);
-    std::vector<io::Image> sweep = {
-        viz::titled(viz::colorize(cat_map, viz::Colormap::Gray), fmt::format("gradient: eyes {:.0f}%", 100 * gradient_eyes))};
+    const double gradient_eyes = eyes(cat_gradient);
+    std::vector<io::Image> sweep = {show(cat_gradient, fmt::format("gradient: eyes {:.0f}%", 100 * gradient_eyes))};
     const std::vector<float> sigmas = {0.05f, 0.10f, 0.20f, 0.25f};
     const int sweep_samples = lesson.smoke() ? 2 : 25;
     std::vector<double> sigma_eyes;
@@ -160,13 +165,10 @@ int main(int argc, char** argv) {
     for (float sigma : sigmas) {
       lesson.progress("SmoothGrad samples", sweep_done, sweep_total);
       sweep_done += sweep_samples;
-      const Tensor map = viz::normalize(explain::smoothgrad(photo_model, cat, {cat_class}, sweep_samples, sigma, 11),
-                                        viz::Normalize::MaxAbs);
+      const Tensor map = explain::smoothgrad(photo_model, cat, target, sweep_samples, sigma, 11);
       sigma_eyes.push_back(eyes(map));
       lesson.say("sigma {:>2.0f}%, {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma, sweep_samples, 100 * sigma_eyes.back());
-      sweep.push_back(viz::titled(viz::colorize(map, viz::Colormap::Gray),
-                                  fmt::format("sigma {:.0f}%, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
-                                              100 * sigma_eyes.back())));
+      sweep.push_back(show(map, fmt::format("sigma {:.0f}%, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples, 100 * sigma_eyes.back())));
     }
     lesson.progress("SmoothGrad samples", sweep_total, sweep_total);
     lesson.say("{} noise levels x {} samples: {:.1f} s", sigmas.size(), sweep_samples, seconds_since(start));
@@ -175,85 +177,114 @@ int main(int argc, char** argv) {
     std::vector<double> count_eyes;
     start = std::chrono::steady_clock::now();
     for (int n : counts) {
-      const Tensor map = viz::normalize(explain::smoothgrad(photo_model, cat, {cat_class}, n, sweep_sigma, 11),
-                                        viz::Normalize::MaxAbs);
+      const Tensor map = explain::smoothgrad(photo_model, cat, target, n, sweep_sigma, 11);
       count_eyes.push_back(eyes(map));
       lesson.say("sigma {:.0f}%, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
-      sweep.push_back(viz::titled(viz::colorize(map, viz::Colormap::Gray),
-                                  fmt::format("sigma {:.0f}%, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n,
-                                              n == 1 ? "" : "s", 100 * count_eyes.back())));
+      sweep.push_back(show(map, fmt::format("sigma {:.0f}%, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n, n == 1 ? "" : "s",
+                                            100 * count_eyes.back())));
     }
     std::string count_list;
     for (int n : counts) count_list += fmt::format("{}{}", count_list.empty() ? "" : ", ", n);
     lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, count_list, seconds_since(start));
     lesson.number("share of |g| in the eye boxes: the gradient", gradient_eyes, "{:.3f}");
     lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 20%, 25 samples", sigma_eyes[2], "{:.3f}");
-    sweep.insert(sweep.begin() + 5, viz::titled(cat_photo, fmt::format("chelsea.png, p(Cat) = {:.2f}", cat_p)));
+    sweep.insert(sweep.begin() + 5, viz::titled(photo.with_box(cat_photo), fmt::format("{}: the {} detection", photo.name,
+                                                                                       photo.target_name)));
     lesson.figure("cat_smoothgrad.png",
-                  viz::stack({viz::grid(sweep, 5, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "", "max |g| (per map)")}),
-                  fmt::format("SmoothGrad for Cat on chelsea.png, max |g| over R, G, B, each map scaled to its own "
-                              "largest value; each title gives the share of the map's |g| inside two boxes around the "
-                              "eyes (10% of the photo). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 "
-                              "and 25% of the input's range with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). "
-                              "Bottom row: the photo, then sigma = {:.0f}% with {} samples ({:.0f}% to {:.0f}%). The noise "
-                              "level is what moves the map onto the eyes; more samples change the share little but "
-                              "average the speckle away.",
-                              100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1],
-                              100 * sigma_eyes[2], 100 * sigma_eyes[3], 100 * sweep_sigma, count_list,
-                              100 * count_eyes.front(), 100 * count_eyes.back()),
+                  viz::stack({viz::grid(sweep, 5, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "",
+                                                                     "99th percentile of |g| (per map) and above")}),
+                  fmt::format("SmoothGrad of one detection, {} on {} (anchor {}, the {} head, p = {:.2f}; its box drawn): "
+                              "max |g| over R, G, B of d logit / d pixels, each map clipped at its own 99th percentile. "
+                              "Each title gives the share of the map's |g| inside two boxes, 10% of the photo (around the "
+                              "cat's eyes on chelsea.png). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 and 25% of the "
+                              "input's range with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). Bottom row: the "
+                              "photo, then sigma = {:.0f}% with {} samples ({:.0f}% to {:.0f}%). The noise level is what "
+                              "concentrates the map (onto the eyes, on chelsea.png); more samples change the share little but average the speckle "
+                              "away.",
+                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
+                              100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1], 100 * sigma_eyes[2],
+                              100 * sigma_eyes[3], 100 * sweep_sigma, count_list, 100 * count_eyes.front(),
+                              100 * count_eyes.back()),
                   "Mopuri 10.1: the gradient as saliency, and SmoothGrad");
 
-    lesson.step("GrabCut on the photos, seeded from the data gradient (top 5% object, bottom 30% background)");
+    lesson.step("GrabCut seeded from the detection's data gradient (top 5% object, bottom 30% background), then also from its box");
     const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
     std::vector<io::Image> cut_tiles;
-    double cat_mask_share = 0, cat_mask_in_eyes = 0, cup_mask_share = 0;
-    for (const auto& [file, label] : std::vector<std::pair<std::string, std::string>>{{lesson.image_path(), photo.target_name},
-                                                                                      {"assets/coffee.png", "Coffee cup"}}) {
-      const Tensor x = preprocess::image_to_input(io::load_image(file), spec);
-      const io::Image photo = preprocess::input_to_image(x, spec);
-      const int64_t target = photo_model.class_index(label);
-      const Tensor map = viz::normalize(explain::saliency(photo_model, x, {target}), viz::Normalize::MaxAbs);
-      const std::vector<uint8_t> seeds =
+    struct Cut {
+      std::string name;
+      segment::BoxCoverage saliency_only, with_box;
+      double photo_share = 0;
+    };
+    std::vector<Cut> cuts;
+    for (const lesson::Photo& p : {photo, lesson.photo("assets/coffee.png", "Coffee cup")}) {
+      const io::Image seen = preprocess::input_to_image(p.input, spec);  // 300x300, as the model saw it
+      const explain::Target t = explain::Target::of_detections({p.target}, {p.detection.anchor});
+      const Tensor gradient = explain::saliency(photo_model, p.input, t);
+      const Tensor map = viz::normalize(gradient, viz::Normalize::MaxAbs);
+      const segment::Rect box{static_cast<int>(std::lround(p.detection.box.x0 * seen.width)),
+                              static_cast<int>(std::lround(p.detection.box.y0 * seen.height)),
+                              static_cast<int>(std::lround(p.detection.box.x1 * seen.width)),
+                              static_cast<int>(std::lround(p.detection.box.y1 * seen.height))};
+      std::vector<uint8_t> seeds =
           segment::seeds_from_saliency(explain::gaussian_blur(map, photo_seed_blur), object_quantile, background_quantile);
+      const std::vector<uint8_t> mask = segment::grabcut(seen, seeds, 5);
+      std::vector<uint8_t> box_seeds = seeds;
+      segment::background_outside(box_seeds, seen.width, seen.height, box);
       start = std::chrono::steady_clock::now();
-      const std::vector<uint8_t> mask = segment::grabcut(photo, seeds, 5);
+      const std::vector<uint8_t> box_mask = segment::grabcut(seen, box_seeds, 5);
       const double cut_seconds = seconds_since(start);
-      const double share = static_cast<double>(std::count(mask.begin(), mask.end(), 1)) / static_cast<double>(mask.size());
-      // How salient is what GrabCut kept, against what it dropped?
-      double inside = 0, outside = 0;
-      for (size_t i = 0; i < mask.size(); ++i) (mask[i] ? inside : outside) += map.data()[i];
-      const double kept = inside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 1)));
-      const double dropped = outside / std::max<double>(1, static_cast<double>(std::count(mask.begin(), mask.end(), 0)));
-      lesson.say("{} ({}): the mask covers {:.0f}% of the photo; mean saliency inside {:.3f}, outside {:.3f}; GrabCut {:.2f} s",
-                 std::filesystem::path(file).filename().string(), label, 100 * share, kept, dropped, cut_seconds);
-      if (label == "Cat") {
-        Tensor mask_map = Tensor::zeros({300, 300});
-        for (size_t i = 0; i < mask.size(); ++i) mask_map.data()[i] = mask[i];
-        cat_mask_share = share;
-        cat_mask_in_eyes = lesson::share_in_boxes(mask_map, lesson::kChelseaEyes);
-        lesson.say("{:.0f}% of the cat's mask lies in the two eye boxes (10% of the photo)", 100 * cat_mask_in_eyes);
-      } else {
-        cup_mask_share = share;
-      }
-      cut_tiles.push_back(viz::titled(photo, fmt::format("{}: {}", std::filesystem::path(file).filename().string(), label)));
-      cut_tiles.push_back(viz::titled(viz::colorize(map, viz::Colormap::Viridis), fmt::format("max |d score({})/d pixel|", label)));
-      cut_tiles.push_back(viz::titled(show_seeds(seeds, photo.width, photo.height), "seeds"));
-      cut_tiles.push_back(viz::titled(show_mask(photo, mask), fmt::format("GrabCut: {:.0f}% of the photo", 100 * share)));
+      Cut cut{.name = p.name,
+              .saliency_only = segment::box_coverage(mask, seen.width, seen.height, box),
+              .with_box = segment::box_coverage(box_mask, seen.width, seen.height, box),
+              .photo_share = static_cast<double>(std::count(box_mask.begin(), box_mask.end(), 1)) /
+                             static_cast<double>(box_mask.size())};
+      lesson.say("{} ({} detection, box {}% of the photo):", p.name, p.target_name,
+                 std::lround(100.0 * (box.x1 - box.x0) * (box.y1 - box.y0) / (seen.width * seen.height)));
+      lesson.say("  saliency seeds only: the mask covers {:.0f}% of the box; {:.0f}% of the mask lies inside it",
+                 100 * cut.saliency_only.box_covered, 100 * cut.saliency_only.mask_inside);
+      lesson.say("  saliency seeds + the box (outside it background): {:.0f}% of the box; {:.0f}% of the mask inside; "
+                 "GrabCut {:.2f} s", 100 * cut.with_box.box_covered, 100 * cut.with_box.mask_inside, cut_seconds);
+      cuts.push_back(cut);
+      cut_tiles.push_back(viz::titled(p.with_box(seen), fmt::format("{}: {} {:.2f}", p.name, p.target_name, p.detection.score)));
+      cut_tiles.push_back(viz::titled(p.with_box(viz::picture(gradient, viz::Normalize::Percentile99, viz::Colormap::Viridis)),
+                                      fmt::format("max |d logit({})/d pixel|", p.target_name)));
+      cut_tiles.push_back(viz::titled(p.at_own_aspect(show_seeds(seeds, seen.width, seen.height)), "seeds from saliency"));
+      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, mask)),
+                                      fmt::format("GrabCut: {:.0f}% of box, {:.0f}% inside", 100 * cut.saliency_only.box_covered,
+                                                  100 * cut.saliency_only.mask_inside)));
+      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, box_mask)),
+                                      fmt::format("+ box: {:.0f}% of box, {:.0f}% inside", 100 * cut.with_box.box_covered,
+                                                  100 * cut.with_box.mask_inside)));
     }
-    lesson.number("GrabCut on the cat: share of the photo in the mask", cat_mask_share, "{:.2f}");
-    lesson.number("GrabCut on the coffee cup: share of the photo in the mask", cup_mask_share, "{:.2f}");
+    for (const Cut& c : cuts) {
+      lesson.number("GrabCut on " + c.name + ", saliency + box: share of the box in the mask", c.with_box.box_covered, "{:.2f}");
+      lesson.number("GrabCut on " + c.name + ", saliency + box: share of the mask in the box", c.with_box.mask_inside, "{:.2f}");
+    }
     lesson.figure("photo_grabcut.png",
-                  viz::stack({viz::grid(cut_tiles, 4, 6),
-                              viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max |g| (per map)")}),
-                  fmt::format("Simonyan et al.'s segmentation on the photo model (lecture 39 (c)). Columns: the photo; "
-                              "the data gradient of the class score, max |g| over R, G, B; the seeds from that map "
-                              "blurred over {:.0f} pixels (red: its top 5%, surely the object; blue: bottom 30%, surely "
-                              "background; gray: left to GrabCut); GrabCut's mask (outside it dimmed over blue). On the "
-                              "coffee photo the mask is the cup and the coffee ({:.0f}% of the photo). The cat fills the "
-                              "whole photo, so its least salient 30% lies on fur and GrabCut cannot keep the cat: the "
-                              "mask ({:.0f}% of the photo, {:.0f}% of it in the eye boxes) is the eyes and the nose -- "
-                              "where the Cat score is most sensitive.",
-                              photo_seed_blur, 100 * cup_mask_share, 100 * cat_mask_share, 100 * cat_mask_in_eyes),
+                  viz::stack({viz::grid(cut_tiles, 5, 6),
+                              viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "99th percentile of |g| (per map) and above")}),
+                  fmt::format("Simonyan et al.'s segmentation (lecture 39) for one detection per photo, its box drawn. "
+                              "Columns: the photo; the detection's data gradient, max |g| over R, G, B, clipped at its 99th "
+                              "percentile; the seeds from that map blurred over {:.0f} pixels (red: its top 5%, surely the "
+                              "object; blue: bottom 30%, surely background; gray: left to GrabCut); GrabCut's mask from "
+                              "those seeds alone (outside it dimmed over blue); the mask when everything outside the "
+                              "detection's box is also surely background. Titles: the share of the box the mask covers and "
+                              "the share of the mask inside the box. {}: saliency alone covers {:.0f}% of the box with "
+                              "{:.0f}% of its mask inside, with the box {:.0f}% and {:.0f}%. {}: {:.0f}%/{:.0f}%, then "
+                              "{:.0f}%/{:.0f}%. The saliency seeds sit where the score is most sensitive, and GrabCut grows the "
+                              "mask from them by color. On the shipped coffee photo the box is what keeps the mask on the "
+                              "cup (without it the mask runs into the table); the cup does not fill its box, which also "
+                              "holds saucer and spoon.{}",
+                              photo_seed_blur, cuts[0].name, 100 * cuts[0].saliency_only.box_covered,
+                              100 * cuts[0].saliency_only.mask_inside, 100 * cuts[0].with_box.box_covered,
+                              100 * cuts[0].with_box.mask_inside, cuts[1].name, 100 * cuts[1].saliency_only.box_covered,
+                              100 * cuts[1].saliency_only.mask_inside, 100 * cuts[1].with_box.box_covered,
+                              100 * cuts[1].with_box.mask_inside,
+                              photo.name == "chelsea.png" && photo.target_name == "Cat"
+                                  ? " On the shipped cat photo the box is the whole frame and adds nothing: the cat's "
+                                    "least salient 30% lies on its own fur, so the mask stays on the eyes, nose and a "
+                                    "few patches of the head."
+                                  : ""),
                   "Balasubramanian 39 (c): the data gradient, max |g| over RGB, and a GrabCut mask from it");
   });
 }

@@ -3,6 +3,7 @@
 // not a constant image. Then the gallery must show them all.
 #include <sys/wait.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include "tinygrad-cpp/course/assignment.h"
 #include "tinygrad-cpp/data/io.h"
 #include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 #ifndef TG_BIN_DIR
 #define TG_BIN_DIR "build/bin"
@@ -122,6 +124,36 @@ TEST_SUITE("lessons") {
     CHECK(tg::lesson::share_in_boxes(map, box) == doctest::Approx(0.75));
     CHECK(tg::lesson::share_in_boxes(tg::Tensor::zeros({4, 4}), box) == 0.0);
     CHECK_THROWS_WITH_AS(tg::lesson::share_in_boxes(tg::Tensor::zeros({2, 1, 4, 4}), box), doctest::Contains("[2,1,4,4]"), tg::Error);
+  }
+
+  TEST_CASE("a lesson's photo carries the detection it explains, and with_box draws it at the photo's aspect") {
+    REQUIRE_MESSAGE(tg::io::file_exists(tg::lesson::Lesson::kPhotoModelPath), "run make setup: it fetches the photo model");
+    const char* argv[] = {"photo_test", "--out", "build/photo_test_unused"};
+    tg::lesson::Lesson lesson(3, const_cast<char**>(argv),
+                              {.id = "photo_test", .title = "t", .summary = "s", .uses_model = false, .uses_photo = true});
+    // The shipped photo: Cat, its best anchor (the 1x1 head's, as tests/test_detection.cpp finds).
+    const tg::lesson::Photo cat = lesson.photo();
+    CHECK(cat.target_name == "Cat");
+    CHECK(cat.detection.class_index == cat.target);
+    CHECK(cat.detection.anchor == 1911);
+    CHECK(cat.detection.grid == "1x1");
+    // Another photo and class: the coffee cup on the 3x3 head, above the detector's 0.5.
+    const tg::lesson::Photo cup = lesson.photo("assets/coffee.png", "Coffee cup");
+    CHECK(cup.detection.label == "Coffee cup");
+    CHECK(cup.detection.grid == "3x3");
+    CHECK(cup.detection.score > 0.5f);
+    // A 300x300 gray map comes back 450x300 (the photo is 600x400) with the box's color on its left edge.
+    const tg::io::Image gray{300, 300, 3, std::vector<uint8_t>(300 * 300 * 3, 128)};
+    const tg::io::Image boxed = cup.with_box(gray);
+    CHECK(boxed.width == 450);
+    CHECK(boxed.height == 300);
+    const tg::viz::Rgb color = tg::viz::class_color(cup.detection.class_index);
+    const int x0 = static_cast<int>(std::lround(cup.detection.box.x0 * 450));
+    const int middle = static_cast<int>(std::lround((cup.detection.box.y0 + cup.detection.box.y1) / 2 * 300));
+    CHECK(boxed.at(middle, x0, 0) == color.r);
+    CHECK(boxed.at(middle, x0, 1) == color.g);
+    CHECK(boxed.at(middle, x0 - 3, 0) == 128);  // outside the box: the map itself
+    CHECK(boxed.at(middle, x0 + 5, 0) == 128);  // inside it too
   }
 
   TEST_CASE("a lesson given a bad path says so in one line") {

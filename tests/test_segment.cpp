@@ -140,4 +140,45 @@ TEST_SUITE("segment") {
     CHECK(intersection_over_union({0, 0}, {0, 0}) == 1.0);
     CHECK_THROWS_WITH_AS(intersection_over_union({1}, {1, 0}), doctest::Contains("1 and 2"), Error);
   }
+
+  TEST_CASE("a detector's box: seeds outside it become background, the ones inside stay") {
+    // A 4x3 image, box x 1..2, y 1..1 (two pixels).
+    std::vector<uint8_t> seeds(12, kProbablyForeground);
+    seeds[5] = kForeground;
+    seeds[0] = kForeground;  // outside the box: overruled
+    background_outside(seeds, 4, 3, {.x0 = 1, .y0 = 1, .x1 = 3, .y1 = 2});
+    const std::vector<uint8_t> expected = {0, 0, 0, 0, 0, kForeground, kProbablyForeground, 0, 0, 0, 0, 0};
+    CHECK(seeds == expected);
+    // A box reaching past the image is clipped; a wrong size is refused with both numbers.
+    std::vector<uint8_t> all(12, kProbablyForeground);
+    background_outside(all, 4, 3, {.x0 = -5, .y0 = -5, .x1 = 50, .y1 = 50});
+    CHECK(std::count(all.begin(), all.end(), kProbablyForeground) == 12);
+    CHECK_THROWS_WITH_AS(background_outside(all, 5, 3, {}), doctest::Contains("12 pixels for a 5x3 image (expected 15)"), Error);
+  }
+
+  TEST_CASE("box coverage: the share of the box in the mask and of the mask in the box") {
+    // The block's own box covered fully; a box of its left half is covered fully and holds half the mask.
+    const std::vector<uint8_t> mask = block_mask();
+    const BoxCoverage whole = box_coverage(mask, 40, 30, {.x0 = 12, .y0 = 8, .x1 = 26, .y1 = 18});
+    CHECK(whole.box_covered == 1.0);
+    CHECK(whole.mask_inside == 1.0);
+    const BoxCoverage left = box_coverage(mask, 40, 30, {.x0 = 12, .y0 = 8, .x1 = 19, .y1 = 18});
+    CHECK(left.box_covered == 1.0);
+    CHECK(left.mask_inside == doctest::Approx(0.5));
+    // A box twice the block's height: half of it covered, all of the mask inside.
+    const BoxCoverage tall = box_coverage(mask, 40, 30, {.x0 = 12, .y0 = 3, .x1 = 26, .y1 = 23});
+    CHECK(tall.box_covered == doctest::Approx(0.5));
+    CHECK(tall.mask_inside == 1.0);
+    const BoxCoverage empty = box_coverage(mask, 40, 30, {.x0 = 5, .y0 = 5, .x1 = 5, .y1 = 9});
+    CHECK(empty.box_covered == 0.0);
+    CHECK(empty.mask_inside == 0.0);
+  }
+
+  TEST_CASE("GrabCut from a box alone: everything outside background, inside probably the object") {
+    // GrabCut's own start (Rother et al.): a box around the block with a margin, no saliency.
+    std::vector<uint8_t> seeds(40 * 30, kProbablyForeground);
+    background_outside(seeds, 40, 30, {.x0 = 8, .y0 = 5, .x1 = 30, .y1 = 21});
+    const std::vector<uint8_t> mask = grabcut(block_image(), seeds);
+    CHECK(intersection_over_union(mask, block_mask()) > 0.9);
+  }
 }

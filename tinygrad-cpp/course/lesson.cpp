@@ -165,7 +165,29 @@ Photo Lesson::photo(const std::string& path, const std::string& target_name) {
     p.target = model.class_index(target_name);
   }
   p.target_name = model.info().classes.at(static_cast<size_t>(p.target));
+  p.detection.anchor = -1;
+  if (models::is_detector(model)) {
+    // Every box with its score (no 0.5 threshold): per class, suppression keeps the class's
+    // best anchor first, so the first `target` box is its best detection.
+    const std::vector<models::Detection> found = models::detect(dynamic_cast<models::Graph&>(model), p.input, p.original.width,
+                                                                p.original.height, {.min_score = 0.f});
+    for (const models::Detection& d : found)
+      if (d.class_index == p.target) {
+        p.detection = d;
+        break;
+      }
+  }
   return p;
+}
+
+io::Image Photo::with_box(const io::Image& input_sized) const {
+  io::Image shown = at_own_aspect(input_sized);
+  if (detection.anchor < 0) return shown;
+  const models::Box& b = detection.box;
+  viz::draw_box(shown, b.x0 * static_cast<float>(shown.width), b.y0 * static_cast<float>(shown.height),
+                b.x1 * static_cast<float>(shown.width), b.y1 * static_cast<float>(shown.height), viz::class_color(detection.class_index),
+                fmt::format("{} {:.2f}", detection.label, detection.score));
+  return shown;
 }
 
 io::Image Photo::at_own_aspect(const io::Image& input_sized) const {

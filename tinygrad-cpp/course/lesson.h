@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/data/io.h"
@@ -48,9 +49,15 @@ struct Photo {
   Tensor input;             // [1,C,H,W], the model's input
   int64_t target = -1;      // the class the lesson explains on it
   std::string target_name;  // its label ("Cat")
+  // On a detector, the one detection a lesson explains there: the anchor where `target`'s
+  // score is highest (the best `target` detection; its score may be below the detector's 0.5).
+  // anchor < 0 on a classifier.
+  models::Detection detection;
   // An image of the input's size (the input itself, a map, an overlay) resampled to the
   // photo's aspect ratio; the longer side grows, so no pixel of the map is lost.
   io::Image at_own_aspect(const io::Image& input_sized) const;
+  // The same with the detection's box drawn on it (labelled "Cat 0.85"), when there is one.
+  io::Image with_box(const io::Image& input_sized) const;
 };
 
 class Lesson {

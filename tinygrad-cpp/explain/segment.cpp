@@ -87,4 +87,33 @@ double intersection_over_union(const std::vector<uint8_t>& a, const std::vector<
   return either ? static_cast<double>(both) / static_cast<double>(either) : 1.0;
 }
 
+// The box clipped to the image, and a check that width x height matches the pixels given.
+static Rect clipped(const char* op, size_t pixels, int width, int height, const Rect& box) {
+  if (width <= 0 || height <= 0 || pixels != static_cast<size_t>(width) * static_cast<size_t>(height))
+    throw Error(fmt::format("{}: {} pixels for a {}x{} image (expected {})", op, pixels, width, height,
+                            static_cast<int64_t>(width) * height));
+  return {std::clamp(box.x0, 0, width), std::clamp(box.y0, 0, height), std::clamp(box.x1, 0, width), std::clamp(box.y1, 0, height)};
+}
+
+void background_outside(std::vector<uint8_t>& seeds, int width, int height, const Rect& box) {
+  const Rect b = clipped("background_outside", seeds.size(), width, height, box);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      if (!(x >= b.x0 && x < b.x1 && y >= b.y0 && y < b.y1)) seeds[static_cast<size_t>(y) * width + x] = kBackground;
+}
+
+BoxCoverage box_coverage(const std::vector<uint8_t>& mask, int width, int height, const Rect& box) {
+  const Rect b = clipped("box_coverage", mask.size(), width, height, box);
+  size_t in_box = 0, in_mask = 0, both = 0;
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      const bool inside = x >= b.x0 && x < b.x1 && y >= b.y0 && y < b.y1, object = mask[static_cast<size_t>(y) * width + x] != 0;
+      in_box += inside;
+      in_mask += object;
+      both += inside && object;
+    }
+  return {.box_covered = in_box ? static_cast<double>(both) / static_cast<double>(in_box) : 0.0,
+          .mask_inside = in_mask ? static_cast<double>(both) / static_cast<double>(in_mask) : 0.0};
+}
+
 }  // namespace tg::segment

@@ -37,4 +37,20 @@ std::vector<uint8_t> grabcut(const io::Image& image, const std::vector<uint8_t>&
 // |a and b| / |a or b| of two masks of the same size (1 when both are empty).
 double intersection_over_union(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
 
+// A rectangle of pixels, [x0, x1) x [y0, y1): a detector's box on the image it saw.
+struct Rect {
+  int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+// A detector says where the object is: every seed outside its box becomes kBackground
+// (GrabCut's own rectangle start), the seeds inside are kept. Seeds are width x height.
+void background_outside(std::vector<uint8_t>& seeds, int width, int height, const Rect& box);
+
+// How a mask (width x height, 1 = object) sits on a box: the share of the box's pixels in the
+// mask, and the share of the mask's pixels inside the box (0 for an empty box or mask).
+struct BoxCoverage {
+  double box_covered = 0, mask_inside = 0;
+};
+BoxCoverage box_coverage(const std::vector<uint8_t>& mask, int width, int height, const Rect& box);
+
 }  // namespace tg::segment

@@ -153,20 +153,20 @@ int main(int argc, char** argv) {
     // three ways (each crop is resized to the model's input, so the model sees other scales
     // and other parts): 10 views through the model in one batch.
     const lesson::Photo coffee = lesson.photo("assets/coffee.png", "Coffee cup");
-    auto crop = [](const io::Image& image, double left, double top, double width, double height) {
-      const int x0 = static_cast<int>(left * image.width), y0 = static_cast<int>(top * image.height);
-      io::Image out{static_cast<int>(width * image.width), static_cast<int>(height * image.height), image.channels, {}};
+    auto crop = [](const io::Image& whole, double left, double top, double width, double height) {
+      const int x0 = static_cast<int>(left * whole.width), y0 = static_cast<int>(top * whole.height);
+      io::Image out{static_cast<int>(width * whole.width), static_cast<int>(height * whole.height), whole.channels, {}};
       out.pixels.resize(static_cast<size_t>(out.width) * out.height * out.channels);
       for (int y = 0; y < out.height; ++y)
         for (int x = 0; x < out.width; ++x)
-          for (int c = 0; c < out.channels; ++c) out.at(y, x, c) = image.at(y0 + y, x0 + x, c);
+          for (int c = 0; c < out.channels; ++c) out.at(y, x, c) = whole.at(y0 + y, x0 + x, c);
       return out;
     };
-    auto mirror = [](const io::Image& image) {
-      io::Image out = image;
-      for (int y = 0; y < image.height; ++y)
-        for (int x = 0; x < image.width; ++x)
-          for (int c = 0; c < image.channels; ++c) out.at(y, x, c) = image.at(y, image.width - 1 - x, c);
+    auto mirror = [](const io::Image& whole) {
+      io::Image out = whole;
+      for (int y = 0; y < whole.height; ++y)
+        for (int x = 0; x < whole.width; ++x)
+          for (int c = 0; c < whole.channels; ++c) out.at(y, x, c) = whole.at(y, whole.width - 1 - x, c);
       return out;
     };
     std::vector<Tensor> views;

@@ -173,7 +173,7 @@ TEST_SUITE("lessons") {
     // lesson's first step draws FashionCNN's filters, which need neither).
     const std::string bad = (out.path / "bad.png").string();
     { std::ofstream(bad) << "not an image"; }
-    for (const std::string flags : {" --image " + bad, std::string(" --target Unicorn")}) {
+    for (const std::string& flags : {" --image " + bad, std::string(" --target Unicorn")}) {
       CAPTURE(flags);
       const int status = std::system((program.string() + flags + " --out " + (out.path / "p").string() + " > /dev/null 2> " + log).c_str());
       CHECK(WEXITSTATUS(status) == 1);

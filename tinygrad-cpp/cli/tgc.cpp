@@ -382,14 +382,8 @@ int command_explain(int argc, char** argv) {
                               shown.size(), shown.size() == 1 ? "" : "s"));
       chosen = shown[static_cast<size_t>(box_number - 1)];
     } else {
-      // The class's best anchor, then the detections scoring at least as much (a few): it is among them.
       const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
-      const explain::Target best = explain::resolve(model, input, explain::Target::of_detections({c}, {-1}), "explain");
-      const float p = explain::target_values(model, logits, best, explain::Measure::Probability)[0];
-      for (const models::Detection& d :
-           models::detections(*graph, photo.width, photo.height, {.min_score = std::nextafter(p, 0.f)}))
-        if (d.class_index == c && d.anchor == best.anchors[0]) chosen = d;
-      if (!chosen) throw Error(fmt::format("explain: class {}'s best anchor {} is not among the detections", c, best.anchors[0]));
+      chosen = models::best_detection(*graph, c, photo.width, photo.height);
     }
     const models::Detection& d = *chosen;
     target = explain::Target::of_detections({d.class_index}, {d.anchor});

@@ -167,15 +167,9 @@ Photo Lesson::photo(const std::string& path, const std::string& target_name) {
   p.target_name = model.info().classes.at(static_cast<size_t>(p.target));
   p.detection.anchor = -1;
   if (models::is_detector(model)) {
-    // Every box with its score (no 0.5 threshold): per class, suppression keeps the class's
-    // best anchor first, so the first `target` box is its best detection.
-    const std::vector<models::Detection> found = models::detect(dynamic_cast<models::Graph&>(model), p.input, p.original.width,
-                                                                p.original.height, {.min_score = 0.f});
-    for (const models::Detection& d : found)
-      if (d.class_index == p.target) {
-        p.detection = d;
-        break;
-      }
+    NoGrad no_grad;
+    model.forward(p.input);
+    p.detection = models::best_detection(dynamic_cast<models::Graph&>(model), p.target, p.original.width, p.original.height);
   }
   return p;
 }

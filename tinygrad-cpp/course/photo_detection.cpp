@@ -30,18 +30,9 @@ std::string PhotoDetection::describe() const {
 }
 
 PhotoDetection photo_detection(nn::Model& model, const Photo& photo) {
-  auto* graph = dynamic_cast<models::Graph*>(&model);
-  if (!graph || !models::is_detector(model)) throw Error("photo_detection: the photo model is not a detector");
-  const auto of_class = [&](float min_score) -> std::optional<models::Detection> {
-    for (const models::Detection& d :
-         models::detect(*graph, photo.input, photo.original.width, photo.original.height,
-                        {.min_score = min_score, .max_detections = 1u << 20}))
-      if (d.class_index == photo.target) return d;  // best first
-    return std::nullopt;
-  };
-  if (auto d = of_class(0.5f)) return {.detection = *d, .detected = true};
-  if (auto d = of_class(0.f)) return {.detection = *d, .detected = false};
-  throw Error("photo_detection: " + photo.name + " has no anchor for " + photo.target_name);
+  if (!models::is_detector(model)) throw Error("photo_detection: the photo model is not a detector");
+  if (photo.detection.anchor < 0) throw Error("photo_detection: " + photo.name + " was loaded without its detection");
+  return {.detection = photo.detection, .detected = photo.detection.score >= models::DetectOptions{}.min_score};
 }
 
 io::Image with_box(const io::Image& picture, const PhotoDetection& found) {

@@ -242,4 +242,24 @@ std::vector<Detection> detect(Graph& graph, const Tensor& input, int64_t image_w
   return detections(graph, image_width, image_height, options);
 }
 
+Detection best_detection(const Graph& graph, int64_t class_index, int64_t image_width, int64_t image_height,
+                         int64_t image) {
+  const Tensor logits = graph.anchor_logits();
+  if (!logits.defined() || logits.ndim() != 3) throw Error("detection: run the detector forward first (no class logits yet)");
+  const int64_t anchors = logits.dim(1), classes = logits.dim(2);
+  if (class_index < 0 || class_index >= classes || image < 0 || image >= logits.dim(0))
+    throw Error(fmt::format("detection: class {} of image {}, the model has {} classes and the batch {} images", class_index,
+                            image, classes, logits.dim(0)));
+  const float* l = logits.data() + image * anchors * classes;
+  int64_t best = 0;
+  for (int64_t a = 1; a < anchors; ++a)
+    if (l[a * classes + class_index] > l[best * classes + class_index]) best = a;
+  const float score = 1.f / (1.f + std::exp(-l[best * classes + class_index]));
+  const std::vector<Detection> found = detections(
+      graph, image_width, image_height, {.min_score = std::nextafter(score, 0.f), .max_detections = 1u << 20, .image = image});
+  for (const Detection& d : found)
+    if (d.class_index == class_index && d.anchor == best) return d;
+  throw Error(fmt::format("detection: class {}'s best anchor {} is not among the detections", class_index, best));
+}
+
 }  // namespace tg::models

@@ -115,4 +115,10 @@ std::vector<Detection> detections(const Graph& graph, int64_t image_width, int64
 std::vector<Detection> detect(Graph& graph, const Tensor& input, int64_t image_width, int64_t image_height,
                               const DetectOptions& options = {});
 
+// The best detection of one class in the last forward pass: that class's best anchor (which
+// non-maximum suppression always keeps) as a Detection, whatever its score (it may be below
+// the 0.5 threshold). Cheap: it suppresses only the boxes that score at least as high.
+Detection best_detection(const Graph& graph, int64_t class_index, int64_t image_width, int64_t image_height,
+                         int64_t image = 0);
+
 }  // namespace tg::models

@@ -158,6 +158,21 @@ TEST_SUITE("detection-photo") {
     // The scores of forward() are unchanged: the best anchor's logit per class.
     const Tensor logits = model->anchor_logits();
     CHECK(logits.data()[cat.anchor * 24 + 8] == cat.logit);
+    // best_detection: the same Cat; and a class that is not there (Dog) still gets its best
+    // anchor, as a detection below the threshold, with that anchor's box and score.
+    const models::Detection best_cat = models::best_detection(*model, 8, 451, 300);
+    CHECK(best_cat.anchor == cat.anchor);
+    CHECK(best_cat.pixels.x1 == cat.pixels.x1);
+    const int64_t dog = model->class_index("Dog");
+    const models::Detection best_dog = models::best_detection(*model, dog, 451, 300);
+    int64_t argmax = 0;
+    for (int64_t a = 1; a < 1917; ++a)
+      if (logits.data()[a * 24 + dog] > logits.data()[argmax * 24 + dog]) argmax = a;
+    CHECK(best_dog.anchor == argmax);
+    CHECK(best_dog.class_index == dog);
+    CHECK(best_dog.score < 0.5f);
+    CHECK(best_dog.score == doctest::Approx(1 / (1 + std::exp(-logits.data()[argmax * 24 + dog]))));
+    CHECK_THROWS_WITH_AS(models::best_detection(*model, 24, 451, 300), doctest::Contains("class 24"), tg::Error);
   }
 
   TEST_CASE("the Coffee cup on coffee.png: the box on the cup, as measured by eye") {

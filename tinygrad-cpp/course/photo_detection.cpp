@@ -30,9 +30,14 @@ std::string PhotoDetection::describe() const {
 }
 
 PhotoDetection photo_detection(nn::Model& model, const Photo& photo) {
-  if (!models::is_detector(model)) throw Error("photo_detection: the photo model is not a detector");
-  if (photo.detection.anchor < 0) throw Error("photo_detection: " + photo.name + " was loaded without its detection");
-  return {.detection = photo.detection, .detected = photo.detection.score >= models::DetectOptions{}.min_score};
+  auto* graph = dynamic_cast<models::Graph*>(&model);
+  if (!graph || !models::is_detector(model)) throw Error("photo_detection: the photo model is not a detector");
+  {
+    NoGrad no_grad;
+    graph->forward(photo.input);
+  }
+  const models::Detection d = models::best_detection(*graph, photo.target, photo.original.width, photo.original.height);
+  return {.detection = d, .detected = d.score >= models::DetectOptions{}.min_score};
 }
 
 io::Image with_box(const io::Image& picture, const PhotoDetection& found) {

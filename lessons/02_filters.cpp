@@ -42,8 +42,10 @@ int main(int argc, char** argv) {
     lesson.figure("conv1_filters.png",
                   viz::stack({viz::grid(tiles, 8, 3),
                               viz::color_bar(viz::Colormap::Diverging, 300, "-max |w|", "0", "+max |w| (per filter)")}),
-                  "conv1's 16 learned filters (5x5 each; red positive, blue negative, white 0). Several are edge and "
-                  "bar detectors at different orientations.");
+                  "conv1's 16 learned filters (5x5 each; red positive, blue negative, white 0). Learned from small gray "
+                  "garments, most look like noisy strokes and only a few hint at an oriented bar; the clean edge "
+                  "filters of the lecture's slide come from a network trained on photos (the photo model's first "
+                  "layer, at the end of this lesson).");
 
     lesson.step("Hand-made filters: Sobel (horizontal and vertical edges) and two Gabor filters");
     const Tensor sobel_x = Tensor::from_vector({-1, 0, 1, -2, 0, 2, -1, 0, 1}, {1, 1, 3, 3});

@@ -241,13 +241,19 @@ int main(int argc, char** argv) {
                   "Mopuri 10.1: Grad-CAM and guided Grad-CAM of one detection (the coffee cup), the layer choice");
     lesson.figure("photo_gradcam.png",
                   viz::stack({viz::grid(photo_row_result.tiles, static_cast<int>(photo_row_result.tiles.size()), 4), bar}),
-                  fmt::format("The same for {} on {}: {}. {} Share of each map inside the box: {}.{}", photo.target_name,
+                  fmt::format("The same for {} on {}: {}. {} Share of each map inside the box: {}.{}{}", photo.target_name,
                               photo.name, photo_found.describe(), columns, share_words(photo_row_result),
                               photo_found.detection.grid == "1x1"
                                   ? " Its head reads the 1x1 map: one cell, whose box spans the photo, so Grad-CAM "
                                     "there is one flat value and a share inside the box says little (a flat map "
                                     "scores the box's area): for a box this large the share cannot tell a good map "
                                     "from a bad one, and the maps must be compared by eye."
+                                  : "",
+                              photo.name == "chelsea.png" && photo_found.detection.grid == "1x1"
+                                  ? " Compared by eye, they fail here: the 19x19 and Conv_1 maps peak at the edges, "
+                                    "and guided Grad-CAM lights the border and the background, not the cat. Grad-CAM "
+                                    "of a detection whose box is the whole photo does not localize the object; the "
+                                    "coffee cup above (a 3x3-head detection) is where it does."
                                   : ""),
                   "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat");
   });

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     auto show = [&](const Tensor& map) {
       return viz::picture(map, viz::Normalize::MaxAbs, viz::Colormap::Viridis, scale);
     };
-    for (size_t m = 0; m < methods.size(); ++m) tiles.push_back(viz::titled(show(trained[0][m]), methods[m], 11));
+    for (size_t m = 0; m < methods.size(); ++m) tiles.push_back(viz::titled(show(trained[0][m]), methods[m] + ", trained", 11));
 
     Generator gen(12);
     for (size_t step = 0; step < layers.size(); ++step) {

@@ -18,14 +18,18 @@ std::shared_ptr<nn::Sequential> make_fashion_cnn(Generator& gen) {
       .add("fc1", std::make_shared<nn::Linear>(32 * 7 * 7, 128, gen))
       .add("relu3", std::make_shared<nn::ReLU>())
       .add("fc2", std::make_shared<nn::Linear>(128, 10, gen));
+  model->set_info(fashion_cnn_info());
+  return model;
+}
+
+nn::ModelInfo fashion_cnn_info() {
   nn::ModelInfo info;
   info.arch = "FashionCNN";
   info.input = {.channels = 1, .height = data::kImageSide, .width = data::kImageSide, .mean = {data::kFashionMean},
                 .std = {data::kFashionStd}, .invert_light_background = true};
   info.classes.assign(data::kFashionClasses.begin(), data::kFashionClasses.end());
   info.cam_layer = "relu2";
-  model->set_info(info);
-  return model;
+  return info;
 }
 
 std::map<std::string, std::string> fashion_cnn_metadata() {

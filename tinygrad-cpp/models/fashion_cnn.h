@@ -13,6 +13,8 @@ namespace tg::models {
 // conv1 1->16 5x5 pad 2, relu1, pool1, conv2 16->32 5x5 pad 2, relu2, pool2, flatten,
 // fc1 1568->128, relu3, fc2 128->10.
 std::shared_ptr<nn::Sequential> make_fashion_cnn(Generator& gen);
+// Its input (1x28x28, Fashion-MNIST's normalization), class names and Grad-CAM layer.
+nn::ModelInfo fashion_cnn_info();
 std::map<std::string, std::string> fashion_cnn_metadata();  // arch, mean, std, classes
 struct LoadedModel {
   std::shared_ptr<nn::Sequential> model;

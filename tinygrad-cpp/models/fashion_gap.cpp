@@ -22,7 +22,7 @@ std::shared_ptr<nn::Sequential> make_fashion_gap_cnn(Generator& gen) {
       .add("gap", std::make_shared<nn::AdaptiveAvgPool2d>(1))
       .add("flatten", std::make_shared<nn::Flatten>())
       .add("fc", std::make_shared<nn::Linear>(64, 10, gen));
-  nn::ModelInfo info = make_fashion_cnn(gen)->info();  // the same input and classes
+  nn::ModelInfo info = fashion_cnn_info();  // the same input and classes
   info.arch = "FashionGAP";
   info.cam_layer = "relu3";
   model->set_info(info);

@@ -207,18 +207,27 @@ int main(int argc, char** argv) {
     lesson.say("seed: 1 at {}[{},{},{}] (value {:.2f}), 0 at the other {} neurons of the layer", layer, channel, fy, fx, strongest,
                features.numel() - 1);
     // Two boxes around the eyes (10% of the image): how much of each map's |g| lands there.
+    // They are chelsea.png's: on another photo they are neither drawn nor claimed.
+    const bool shipped_cat = photo.name == "chelsea.png" && photo.target_name == "Cat";
     auto eye_share = [](const Tensor& g) { return lesson::share_in_boxes(g, lesson::kChelseaEyes); };
-    const io::Image shown = photo.with_box(preprocess::input_to_image(photo.input, photo_spec));
+    auto with_eyes = [&](io::Image input_sized) {  // the boxes the eye shares are measured in, drawn
+      if (shipped_cat)
+        for (const lesson::Box& eye : lesson::kChelseaEyes)
+          viz::draw_box(input_sized, static_cast<float>(eye.x0), static_cast<float>(eye.y0), static_cast<float>(eye.x1),
+                        static_cast<float>(eye.y1), viz::Rgb{230, 160, 0}, "eye", 1, 11);
+      return input_sized;
+    };
+    const io::Image shown = photo.with_box(with_eyes(preprocess::input_to_image(photo.input, photo_spec)));
     std::vector<io::Image> cat_tiles = {viz::titled(shown, fmt::format("{}: the {} detection", photo.name, photo.target_name))};
-    std::vector<io::Image> neuron_tiles = {viz::titled(photo.at_own_aspect(preprocess::input_to_image(photo.input, photo_spec)),
-                                                       "the same input")};
+    std::vector<io::Image> neuron_tiles = {viz::titled(
+        photo.at_own_aspect(with_eyes(preprocess::input_to_image(photo.input, photo_spec))), "the same input")};
     std::vector<double> cat_shares, neuron_shares;
     Tensor vanilla_cat, guided_cat;
     for (size_t i = 0; i < relu_rules.size(); ++i) {
       auto show_magnitude = [&](const Tensor& g, const std::string& title, bool boxed) {
         const Tensor display = magnitude_for_display(g);
         lesson.say("{}: {}", title, viz::clip_note(display, "blurred max |g|"));
-        const io::Image picture = viz::picture(display, viz::Normalize::Percentile99, viz::Colormap::Gray);
+        const io::Image picture = with_eyes(viz::picture(display, viz::Normalize::Percentile99, viz::Colormap::Gray));
         return viz::titled(boxed ? photo.with_box(picture) : photo.at_own_aspect(picture), title);
       };
       const Tensor g_cat = explain::gradient(photo_model, photo.input, cat_target, relu_rules[i].second);
@@ -246,10 +255,8 @@ int main(int argc, char** argv) {
     lesson.number("vanilla, the detection: share of |g| in the eye boxes", cat_shares[0], "{:.3f}");
     std::vector<io::Image> rows = cat_tiles;
     rows.insert(rows.end(), neuron_tiles.begin(), neuron_tiles.end());
-    // The eye boxes are chelsea.png's: on another photo the caption does not claim them.
-    const bool shipped_cat = photo.name == "chelsea.png" && photo.target_name == "Cat";
     const std::string eyes_said =
-        shipped_cat ? fmt::format("The eye boxes (10% of the image) hold {:.0f}% of the vanilla map's |g| and {:.0f}% of the "
+        shipped_cat ? fmt::format("The eye boxes (orange, 10% of the image) hold {:.0f}% of the vanilla map's |g| and {:.0f}% of the "
                                   "guided one's for the detection, {:.0f}% and {:.0f}% for the neuron: guided backprop is "
                                   "sharp on the eyes. ",
                                   100 * cat_shares[0], 100 * cat_shares[2], 100 * neuron_shares[0], 100 * neuron_shares[2])
@@ -297,8 +304,30 @@ int main(int argc, char** argv) {
     const Tensor other = preprocess::image_to_input(io::load_image("assets/fashion-png/1_trouser.png"), fashion_spec);
     const int64_t other_class = argmax(explain::scores(model, other))[0];
     const Tensor deconv_other = explain::class_gradient(model, other, {other_class}, rules::deconvnet_relu);
+    const Tensor guided_other = explain::class_gradient(model, other, {other_class}, rules::guided_relu);
     const double deconv_fashion = lesson::pearson(magnitude(class_maps[1]), magnitude(deconv_other));
+    const double guided_fashion = lesson::pearson(magnitude(class_maps[2]), magnitude(guided_other));
     lesson.number("FashionCNN: corr of the deconvnet maps of the two images", deconv_fashion, "{:.2f}");
+    lesson.number("FashionCNN: corr of the guided maps of the two images", guided_fashion, "{:.2f}");
+    // Does each map sit on its garment? The share of its |g| on the garment's own pixels.
+    // With g = 1 everywhere it is the garment's share of the pixels: what a map blind to the image would give.
+    auto on_garment = [](const Tensor& x, const Tensor& g) {
+      const float background = *std::min_element(x.data(), x.data() + x.numel());  // Fashion-MNIST's black, after normalization
+      double inside = 0, total = 0;
+      for (int64_t i = 0; i < g.numel(); ++i) {
+        total += std::abs(g.data()[i]);
+        if (x.data()[i] > background + 0.1f) inside += std::abs(g.data()[i]);
+      }
+      return total > 0 ? inside / total : 0.0;
+    };
+    const double boot_area = on_garment(image, Tensor::full(image.shape(), 1.f)),
+                 trouser_area = on_garment(other, Tensor::full(other.shape(), 1.f));
+    const double boot_deconv_on = on_garment(image, class_maps[1]), trouser_deconv_on = on_garment(other, deconv_other);
+    const double boot_guided_on = on_garment(image, class_maps[2]), trouser_guided_on = on_garment(other, guided_other);
+    lesson.say("FashionCNN: the {} covers {:.0f}% of its image, the {} {:.0f}%; on those pixels lies", data::kFashionClasses[predicted],
+               100 * boot_area, data::kFashionClasses[other_class], 100 * trouser_area);
+    lesson.say("deconvnet's |g|: {:.0f}% and {:.0f}%; guided's: {:.0f}% and {:.0f}%", 100 * boot_deconv_on, 100 * trouser_deconv_on,
+               100 * boot_guided_on, 100 * trouser_guided_on);
 
     auto photo_tile = [&](const lesson::Photo& p, const Tensor& g, const std::string& title) {
       return viz::titled(p.with_box(viz::picture(magnitude_for_display(g), viz::Normalize::Percentile99, viz::Colormap::Gray)),
@@ -310,35 +339,41 @@ int main(int argc, char** argv) {
     auto fashion_input = [&](const Tensor& x, int64_t k) {
       return viz::titled(viz::picture(x, viz::Normalize::MinMax, viz::Colormap::Gray, 10), data::kFashionClasses[k]);
     };
+    // One row per image: the input (its box drawn), deconvnet, guided backprop.
     std::vector<io::Image> deconv_tiles = {
         viz::titled(photo.with_box(preprocess::input_to_image(photo.input, photo_spec)), photo.name),
         photo_tile(photo, deconv_cat, "deconvnet: " + photo.target_name),
+        photo_tile(photo, guided_cat, "guided: " + photo.target_name),
         viz::titled(cup.with_box(preprocess::input_to_image(cup.input, photo_spec)), cup.name),
         photo_tile(cup, deconv_cup, "deconvnet: " + cup.target_name),
-        viz::text("the same two detections, guided:", 16),
-        photo_tile(photo, guided_cat, "guided: " + photo.target_name),
-        viz::text("", 16),
         photo_tile(cup, guided_cup, "guided: " + cup.target_name),
         fashion_input(image, predicted),
-        fashion_tile(class_maps[1], "deconvnet (switches)"),
+        fashion_tile(class_maps[1], "deconvnet (max-pool switches)"),
+        fashion_tile(class_maps[2], "guided"),
         fashion_input(other, other_class),
-        fashion_tile(deconv_other, "deconvnet (switches)")};
+        fashion_tile(deconv_other, "deconvnet (max-pool switches)"),
+        fashion_tile(guided_other, "guided")};
     lesson.figure("deconvnet_switches.png",
-                  viz::stack({viz::grid(deconv_tiles, 4, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "",
+                  viz::stack({viz::grid(deconv_tiles, 3, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "",
                                                                             "99th percentile (per map) and above")}),
                   fmt::format("Deconvnet needs max-pool switches to show the image. Top: the photo model's deconvnet "
-                              "maps of the {} detection on {} and the {} detection on {} (boxes drawn) correlate {:.2f}: "
-                              "the same soft blob with a grid on both photos. MobileNetV2 has no max-pooling, and "
+                              "maps (middle column) of the {} detection on {} and the {} detection on {} (boxes drawn) "
+                              "correlate {:.2f}: the same soft blob with a grid on both photos, no cat, no cup. MobileNetV2 has no max-pooling, and "
                               "deconvnet's ReLU rule max(g,0) ignores the input, so nothing in the backward pass reads "
-                              "the photo: seeding the {} detection on {} gives the {} map to within {:.1g}. Middle: "
+                              "the photo: seeding the {} detection on {} gives the {} map to within {:.1g}. Right: "
                               "guided backprop on the same two detections (correlation {:.2f}) keeps the forward pass's "
                               "masks, which is the information deconvnet lacks (Springenberg et al.'s point, and why "
-                              "guided backprop exists). Bottom: FashionCNN has two max-pools, whose switches (which "
-                              "input won each window) route the deconvnet signal back to where the garment is: its "
-                              "two maps correlate {:.2f}. Photo maps: max |g| over R, G, B, blurred over 2 pixels; "
+                              "guided backprop exists). Bottom two rows: FashionCNN has two max-pools, whose switches "
+                              "(which input won each window) route the deconvnet signal back towards the garment: {:.0f}% "
+                              "and {:.0f}% of its |g| lies on the boot's and the trouser's pixels, which cover {:.0f}% "
+                              "and {:.0f}% of their images, and its two maps correlate only {:.2f}: here deconvnet "
+                              "depends on the image. At 28x28 both rules are speckled; guided puts {:.0f}% and {:.0f}% "
+                              "on the garments. Photo maps: max |g| over R, G, B, blurred over 2 pixels; "
                               "all maps clipped at their own 99th percentile.",
                               photo.target_name, photo.name, cup.target_name, cup.name, deconv_photos, photo.target_name,
-                              cup.name, photo.name, largest_difference, guided_photos, deconv_fashion),
+                              cup.name, photo.name, largest_difference, guided_photos, 100 * boot_deconv_on,
+                              100 * trouser_deconv_on, 100 * boot_area, 100 * trouser_area, deconv_fashion,
+                              100 * boot_guided_on, 100 * trouser_guided_on),
                   "Balasubramanian 39: deconvnet next to guided backprop, and what max-pool switches do");
   });
 }

@@ -74,6 +74,55 @@ int main(int argc, char** argv) {
     lesson.number("largest |by hand - tape|", largest_difference);
     lesson.say("after backward the tape is empty again: {} entries", tape().size());
 
+    // The lecture's picture of it: the network drawn, one input's paths to h picked out, each
+    // path's product written on it, and their sum next to the tape's value.
+    {
+      const int64_t input = 0;  // x0: two open paths, both contributing
+      const char* path_colors[] = {"#d62728", "#1f77b4", "#2ca02c"};
+      std::vector<viz::DiagramNode> nodes;
+      for (int64_t i = 0; i < 4; ++i)
+        nodes.push_back({.x = 90, .y = 70 + 80.0 * static_cast<double>(i), .label = fmt::format("x{}", i),
+                         .note = fmt::format("= {:g}", x.at({0, i}))});
+      for (int64_t j = 0; j < 3; ++j)
+        nodes.push_back({.x = 340, .y = 110 + 80.0 * static_cast<double>(j), .label = fmt::format("a{}", j),
+                         .note = fmt::format("z={:g}, relu'={}", z.at({0, j}), z.at({0, j}) > 0 ? 1 : 0),
+                         .dimmed = z.at({0, j}) <= 0});
+      nodes.push_back({.x = 590, .y = 190, .label = "h", .note = fmt::format("= {:g}", h.item())});
+      std::vector<viz::DiagramEdge> edges;
+      std::vector<viz::DiagramNote> notes = {
+          {.text = fmt::format("edge labels: the weights W1[j,{}] out of x{} and w2[j] into h; each path's derivative is their "
+                               "product with relu'(z_j)", input, input), .color = "#555"}};
+      for (int64_t j = 0; j < 3; ++j) {
+        const bool open_path = z.at({0, j}) > 0;
+        const auto style = open_path ? viz::EdgeStyle::Highlighted : viz::EdgeStyle::Cut;
+        for (int64_t i = 0; i < 4; ++i)
+          edges.push_back({.from = static_cast<size_t>(i), .to = static_cast<size_t>(4 + j),
+                           .label = i == input ? fmt::format("{:g}", W1.at({j, i})) : "",
+                           .style = i == input ? style : viz::EdgeStyle::Plain, .color = path_colors[j]});
+        edges.push_back({.from = static_cast<size_t>(4 + j), .to = 7, .label = fmt::format("{:g}", w2.at({0, j})), .style = style,
+                         .color = path_colors[j]});
+        const float product = W1.at({j, input}) * (open_path ? 1.f : 0.f) * w2.at({0, j});
+        notes.push_back({.text = fmt::format("path x{0} -> a{1} -> h:  W1[{1},{0}] * relu'(z{1}) * w2[{1}] = {2:g} * {3} * {4:g} = {5:g}{6}",
+                                             input, j, W1.at({j, input}), open_path ? 1 : 0, w2.at({0, j}), product == 0.f ? 0.f : product,
+                                             open_path ? "" : fmt::format("   (a{} is off: z{} = {:g} < 0, the path is cut)", j, j,
+                                                                          z.at({0, j}))),
+                         .color = open_path ? path_colors[j] : "#888"});
+      }
+      notes.push_back({.text = fmt::format("dh/dx{} = the sum over its paths = {:+g};  the tape's x{}.grad = {:+g}", input,
+                                           by_hand[input], input, x.grad().at({0, input}))});
+      lesson.chart("two_paths.svg",
+                   viz::diagram(nodes, edges, fmt::format("h = w2 . relu(W1 x): dh/dx{} is a sum over paths", input), notes, 720, 490),
+                   fmt::format("The chain rule as the lecture draws it (lecture 96: dh/dx is the sum over every path from x "
+                               "to h of the product of the local derivatives on it), on the lesson's 4-3-1 network with "
+                               "its own numbers. x{0}'s three paths to h are coloured, each edge labelled with its weight, "
+                               "each hidden unit with its pre-activation z and relu'(z). Two paths are open and give {1:+g} "
+                               "and {2:+g}; the path through a2 is cut (dashed: z2 = {3:g} < 0, relu' = 0). Their sum, "
+                               "{4:+g}, is exactly what the tape's backward pass put in x{0}.grad.",
+                               input, W1.at({0, input}) * w2.at({0, 0}), W1.at({1, input}) * w2.at({0, 1}), z.at({0, 2}),
+                               by_hand[input]),
+                   "Khapra 96: the chain rule to the input is a sum over paths");
+    }
+
     lesson.step("The same chain rule through the trained CNN, for a test image");
     nn::Sequential& model = lesson.model();
     const data::Dataset sample = data::load_fashion_mnist("assets/fashion-sample", data::Split::Test);
@@ -163,6 +212,15 @@ int main(int argc, char** argv) {
     lesson.number(fmt::format("d logit({})/d pixels: share of values holding half of its |g|", photo.target_name),
                   half_mass(photo_score), "{:.3f}");
     lesson.number("d neuron/d pixels: share of values holding half of its |g|", half_mass(photo_neuron), "{:.4f}");
+    // The neuron's own cell of the 38x38 map, in the input's pixels, drawn on the photo and on its map.
+    const float cell_h = static_cast<float>(spec.height) / static_cast<float>(features.dim(2)),
+                cell_w = static_cast<float>(spec.width) / static_cast<float>(features.dim(3));
+    auto mark_neuron = [&](io::Image input_sized, const std::string& label) {
+      viz::draw_box(input_sized, static_cast<float>(fx) * cell_w - 1, static_cast<float>(fy) * cell_h - 1,
+                    static_cast<float>(fx + 1) * cell_w + 1, static_cast<float>(fy + 1) * cell_h + 1, viz::Rgb{255, 215, 0},
+                    label, 2, 12);
+      return input_sized;
+    };
     // 0 as gray in every color channel: positive lighter, negative darker, per channel, with
     // +-the 99th percentile of |g| (max over R, G, B) at white and black, so a few pixels cannot
     // flatten the rest to gray.
@@ -171,23 +229,38 @@ int main(int argc, char** argv) {
       lesson.say("{}: {}", title, viz::clip_note(g));
       Tensor unit = reshape(g, {3, spec.height, spec.width}).detach();
       for (int64_t i = 0; i < unit.numel(); ++i) unit.data()[i] = 0.5f + 0.5f * std::clamp(unit.data()[i] / clip, -1.f, 1.f);
-      return viz::titled(boxed ? photo.with_box(viz::to_image(unit)) : photo.at_own_aspect(viz::to_image(unit)), title);
+      return viz::titled(boxed ? photo.with_box(viz::to_image(unit)) : photo.at_own_aspect(mark_neuron(viz::to_image(unit), "")),
+                         title);
     };
     const std::string score_title = fmt::format("d logit({}) / d pixels", photo.target_name);
+    const io::Image neuron_tile = signed_rgb(photo_neuron, "d neuron / d pixels", false);
+    // A signed RGB map has no single colour scale: the legend says what each colour means.
+    const io::Image legend = viz::stack(
+        {viz::swatch_legend({{{128, 128, 128}, "0 (gray in every channel)"},
+                             {{255, 128, 128}, "+R"}, {{0, 128, 128}, "-R"},
+                             {{128, 255, 128}, "+G"}, {{128, 0, 128}, "-G"},
+                             {{128, 128, 255}, "+B"}, {{128, 128, 0}, "-B"},
+                             {{255, 255, 255}, "+ in all three"}, {{0, 0, 0}, "- in all three"}}),
+         viz::text("each channel: 128 + 127 * g / c, with c the map's 99th percentile of |g| (|g| beyond c saturates)", 12)},
+        2);
     lesson.figure("cat_gradients.png",
-                  viz::stack({viz::grid({viz::titled(photo.with_box(preprocess::input_to_image(cat, spec)), photo.name),
-                                         signed_rgb(photo_neuron, "d neuron / d pixels", false),
-                                         signed_rgb(photo_score, score_title, true)},
+                  viz::stack({viz::grid({viz::titled(photo.with_box(mark_neuron(preprocess::input_to_image(cat, spec), fmt::format("neuron #{} at ({},{})", channel, fy, fx))),
+                                                     photo.name + ": the detection's box, the neuron's cell"),
+                                         neuron_tile, signed_rgb(photo_score, score_title, true)},
                                         3, 6),
-                              viz::color_bar(viz::Colormap::Gray, 360, "-99th pct. of |g|", "0", "+99th pct. (per map)")}),
+                              legend}),
                   fmt::format("The lecture's figure (lecture 96), through the photo model, at the photo's own aspect "
-                              "ratio. Middle: the gradient of one hidden neuron ({} channel {}, at the left eye) with "
-                              "respect to the pixels, drawn with 0 as gray in each color channel: gray outside its "
-                              "receptive field. Right: the gradient of one detection's logit, {} on {} (anchor {}, the "
+                              "ratio. Middle: the gradient of one hidden neuron ({} channel {}, {}; its cell "
+                              "of the 38x38 map boxed in yellow on the photo and on its map) with respect to the "
+                              "pixels, drawn with 0 as gray in each color channel (legend: lighter is positive, darker "
+                              "negative, per channel): gray outside its receptive field. Right: the gradient of one detection's logit, {} on {} (anchor {}, the "
                               "{} head, p = {:.2f}; its box drawn): murky over the whole photo -- half of its |g| is "
                               "spread over {:.0f}% of the values, and nothing stands out as the cat. Each map is clipped "
                               "at +-its 99th percentile of |g|.",
-                              layer, channel, photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
+                              layer, channel,
+                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? "at the cat's left eye"
+                                                                                   : fmt::format("at row {}, column {}", fy, fx),
+                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
                               100 * half_mass(photo_score)),
                   "Khapra 96: the gradient of a hidden neuron and of the Cat score w.r.t. the pixels");
   });

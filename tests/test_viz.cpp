@@ -87,5 +87,44 @@ TEST_SUITE("viz") {
     CHECK(test::contains(titled_bars, ">Shirt -&gt; Coat<"));
     CHECK(test::contains(titled_bars, ">case: true -&gt; pushed to<"));
     CHECK(test::contains(test::error_message([] { bar_chart({"a"}, {1, 2}, "t", "y"); }), "one label per value"));
+    const std::string named = line_chart({{"saliency", {0, 1, 2}, {1.0, 0.2, 0.1}}}, "t", "layers", "r", 640, 400,
+                                         {"trained", "fc2", "fc1"});
+    CHECK(test::contains(named, ">fc1<"));
+    CHECK(!test::contains(named, ">0.5<"));  // names, not numbers, on the x axis
+  }
+
+  TEST_CASE("a histogram counts exact values apart and labels their shares") {
+    Histogram h(0, 6, 6, {0, 6});
+    for (double v : {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 2.5, 6.0, 7.0}) h.add(v);
+    CHECK(h.count() == 10);
+    CHECK(h.share_exact(0) == doctest::Approx(0.6));
+    CHECK(h.share_exact(6) == doctest::Approx(0.1));
+    const std::string svg = h.svg("relu6", "activation");
+    CHECK(test::contains(svg, ">0: 60.0% (cut)<"));  // far taller than the ordinary bins: cut, its share written
+    CHECK(test::contains(svg, ">6: 10.0%<"));
+    CHECK(test::contains(svg, "share of all values (%)"));
+    CHECK(test::contains(test::error_message([&] { h.share_exact(3); }), "not one of its exact values"));
+    CHECK(test::contains(test::error_message([] { Histogram(1, 1, 4); }), "lo < hi"));
+  }
+
+  TEST_CASE("a diagram draws its nodes, its edges' labels and its notes") {
+    const std::string svg = diagram({{.x = 40, .y = 60, .label = "x0", .note = "= 1"}, {.x = 200, .y = 60, .label = "h", .dimmed = true}},
+                                    {{.from = 0, .to = 1, .label = "w=0.5", .style = EdgeStyle::Highlighted, .color = "#123456"}},
+                                    "paths < 2", {{.text = "dh/dx0 = 0.5", .color = "#123456"}});
+    CHECK(svg.rfind("<svg", 0) == 0);
+    CHECK(test::contains(svg, ">x0<"));
+    CHECK(test::contains(svg, ">w=0.5<"));
+    CHECK(test::contains(svg, "stroke=\"#123456\""));
+    CHECK(test::contains(svg, ">dh/dx0 = 0.5<"));
+    CHECK(test::contains(svg, "paths &lt; 2"));
+    CHECK(test::contains(test::error_message([] { diagram({}, {{.from = 0, .to = 1}}, "t", {}); }), "past the 0 nodes"));
+  }
+
+  TEST_CASE("a swatch legend is one row of squares in their colours") {
+    const io::Image legend = swatch_legend({{Rgb{255, 0, 0}, "+R"}, {Rgb{128, 128, 128}, "0"}});
+    CHECK(legend.channels == 3);
+    CHECK(legend.at(5, 5, 0) == 255);
+    CHECK(legend.at(5, 5, 1) == 0);
+    CHECK(swatch_legend({{Rgb{}, "a"}, {Rgb{}, "b"}}, 1).height > legend.height);  // one to a row: two rows
   }
 }

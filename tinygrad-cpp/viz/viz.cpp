@@ -330,6 +330,36 @@ io::Image color_bar(Colormap colormap, int width, const std::string& low, const 
   return stack({bar, labels}, 1);
 }
 
+io::Image swatch_legend(const std::vector<std::pair<Rgb, std::string>>& entries, int per_row) {
+  if (entries.empty()) throw Error("swatch_legend: needs at least one entry");
+  const size_t row_length = per_row > 0 ? static_cast<size_t>(per_row) : entries.size();
+  std::vector<io::Image> rows;
+  for (size_t first = 0; first < entries.size(); first += row_length) {
+    std::vector<io::Image> items;
+    for (size_t k = first; k < std::min(entries.size(), first + row_length); ++k) {
+      const io::Image words = text(entries[k].second, 12);
+      const int side = 14;
+      io::Image item = blank(side + 4 + words.width + 14, std::max(side, words.height), 3);
+      for (int y = 0; y < side; ++y)
+        for (int x = 0; x < side; ++x) {
+          const bool edge = x == 0 || y == 0 || x == side - 1 || y == side - 1;  // a thin dark frame: white shows too
+          item.at(y, x, 0) = edge ? 60 : entries[k].first.r;
+          item.at(y, x, 1) = edge ? 60 : entries[k].first.g;
+          item.at(y, x, 2) = edge ? 60 : entries[k].first.b;
+        }
+      paste(item, words, side + 4, (item.height - words.height) / 2);
+      items.push_back(item);
+    }
+    int width = 0, height = 0;
+    for (const io::Image& item : items) width += item.width, height = std::max(height, item.height);
+    io::Image row = blank(width, height, 3);
+    int x = 0;
+    for (const io::Image& item : items) paste(row, item, x, 0), x += item.width;
+    rows.push_back(row);
+  }
+  return stack(rows, 3);
+}
+
 // ---------------------------------------------------------------------------------
 // SVG charts
 std::string escape_markup(const std::string& text) {
@@ -372,9 +402,10 @@ struct Frame {
   double py(double y) const { return height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom); }
 };
 
-// The SVG header, title, axes with ticks and labels.
+// The SVG header, title, axes with ticks and labels. With `x_tick_labels` the x ticks are at
+// 0, 1, 2, ... and carry those words instead of numbers.
 std::string axes(const Frame& f, const std::string& title, const std::string& x_label, const std::string& y_label,
-                 bool x_ticks = true) {
+                 bool x_ticks = true, const std::vector<std::string>& x_tick_labels = {}) {
   std::string s = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
@@ -388,7 +419,11 @@ std::string axes(const Frame& f, const std::string& title, const std::string& x_
                      "<text x=\"{3:.1f}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:g}</text>\n",
                      x0, x1, f.py(t), x0 - 6, f.py(t) + 4, t);
   }
-  if (x_ticks)
+  for (size_t k = 0; k < x_tick_labels.size(); ++k)
+    s += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\"/>"
+                     "<text x=\"{0:.1f}\" y=\"{3:.1f}\" text-anchor=\"middle\">{4}</text>\n",
+                     f.px(static_cast<double>(k)), y0, y0 + 5, y0 + 18, escape_markup(x_tick_labels[k]));
+  if (x_ticks && x_tick_labels.empty())
     for (double t : nice_ticks(f.x_lo, f.x_hi, 6)) {
       if (t < f.x_lo || t > f.x_hi) continue;
       s += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\"/>"
@@ -404,7 +439,7 @@ std::string axes(const Frame& f, const std::string& title, const std::string& x_
 }  // namespace
 
 std::string line_chart(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
-                       const std::string& y_label, int width, int height) {
+                       const std::string& y_label, int width, int height, const std::vector<std::string>& x_tick_labels) {
   double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
   for (const Series& s : series) {
     if (s.x.size() != s.y.size()) throw Error("line_chart: series '" + s.label + "' has different x and y lengths");
@@ -413,10 +448,11 @@ std::string line_chart(const std::vector<Series>& series, const std::string& tit
   }
   if (!std::isfinite(x_lo)) throw Error("line_chart: no data");
   if (y_hi == y_lo) y_hi = y_lo + 1;
+  if (!x_tick_labels.empty()) x_lo = std::min(x_lo, 0.0), x_hi = std::max(x_hi, static_cast<double>(x_tick_labels.size() - 1));
   if (x_hi == x_lo) x_hi = x_lo + 1;
   const double pad = 0.05 * (y_hi - y_lo);
   Frame f{width, height, x_lo, x_hi, y_lo - pad, y_hi + pad};
-  std::string svg = axes(f, title, x_label, y_label);
+  std::string svg = axes(f, title, x_label, y_label, /*x_ticks=*/true, x_tick_labels);
   for (size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
     std::string d;
@@ -432,15 +468,64 @@ std::string histogram(const std::vector<double>& values, int bins, const std::st
                       int width, int height) {
   if (values.empty() || bins < 1) throw Error("histogram: needs values and at least one bin");
   const auto [lo_it, hi_it] = std::minmax_element(values.begin(), values.end());
-  const double lo = *lo_it, hi = *hi_it > *lo_it ? *hi_it : *lo_it + 1;
-  std::vector<double> counts(static_cast<size_t>(bins), 0);
-  for (double v : values) counts[std::min<size_t>(bins - 1, static_cast<size_t>((v - lo) / (hi - lo) * bins))] += 1;
-  Frame f{width, height, lo, hi, 0, *std::max_element(counts.begin(), counts.end()) * 1.05};
-  std::string svg = axes(f, title, x_label, "count");
-  for (int b = 0; b < bins; ++b) {
-    const double x0 = f.px(lo + (hi - lo) * b / bins), x1 = f.px(lo + (hi - lo) * (b + 1) / bins);
+  Histogram h(*lo_it, *hi_it > *lo_it ? *hi_it : *lo_it + 1, bins);
+  for (double v : values) h.add(v);
+  return h.svg(title, x_label, width, height);
+}
+
+Histogram::Histogram(double lo, double hi, int bins, std::vector<double> exact)
+    : lo_(lo), hi_(hi), bins_(static_cast<size_t>(std::max(bins, 0)), 0.0), exact_(std::move(exact)),
+      exact_counts_(exact_.size(), 0.0) {
+  if (bins < 1 || !(hi > lo)) throw Error(fmt::format("Histogram: needs at least one bin and lo < hi (got {} bins, [{:g}, {:g}])", bins, lo, hi));
+}
+
+void Histogram::add(double value) {
+  ++total_;
+  for (size_t k = 0; k < exact_.size(); ++k)
+    if (value == exact_[k]) {
+      exact_counts_[k] += 1;
+      return;
+    }
+  const double at = (value - lo_) / (hi_ - lo_) * static_cast<double>(bins_.size());
+  bins_[static_cast<size_t>(std::clamp(at, 0.0, static_cast<double>(bins_.size() - 1)))] += 1;
+}
+
+double Histogram::share_exact(double value) const {
+  for (size_t k = 0; k < exact_.size(); ++k)
+    if (exact_[k] == value) return total_ ? exact_counts_[k] / static_cast<double>(total_) : 0.0;
+  throw Error(fmt::format("Histogram: {:g} is not one of its exact values", value));
+}
+
+std::string Histogram::svg(const std::string& title, const std::string& x_label, int width, int height) const {
+  if (total_ == 0) throw Error("Histogram: no values");
+  const double percent = 100.0 / static_cast<double>(total_), bin_width = (hi_ - lo_) / static_cast<double>(bins_.size());
+  double tallest = 0, tallest_exact = 0;
+  for (double c : bins_) tallest = std::max(tallest, c * percent);
+  for (double c : exact_counts_) tallest_exact = std::max(tallest_exact, c * percent);
+  if (tallest == 0) tallest = tallest_exact;
+  // An exact value's bar is one bin wide, beside the range when it sits on its end.
+  double x_lo = lo_, x_hi = hi_;
+  for (double v : exact_) x_lo = std::min(x_lo, v - bin_width), x_hi = std::max(x_hi, v + bin_width);
+  Frame f{width, height, x_lo, x_hi, 0, tallest * 1.15};
+  std::string svg = axes(f, title, x_label, exact_.empty() ? "share of values (%)" : "share of all values (%)");
+  for (size_t b = 0; b < bins_.size(); ++b) {
+    const double x0 = f.px(lo_ + bin_width * static_cast<double>(b)), x1 = f.px(lo_ + bin_width * static_cast<double>(b + 1));
     svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x0,
-                       f.py(counts[b]), std::max(0.5, x1 - x0 - 1), f.py(0) - f.py(counts[b]), kPalette[0]);
+                       f.py(bins_[b] * percent), std::max(0.5, x1 - x0 - 1), f.py(0) - f.py(bins_[b] * percent), kPalette[0]);
+  }
+  for (size_t k = 0; k < exact_.size(); ++k) {
+    const double v = exact_[k], share = exact_counts_[k] * percent;
+    const double left = v <= lo_ ? v - bin_width : v >= hi_ ? v : v - bin_width / 2;
+    const double x0 = f.px(left), x1 = f.px(left + bin_width), shown = std::min(share, f.y_hi);
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x0, f.py(shown),
+                       std::max(1.0, x1 - x0), f.py(0) - f.py(shown), kPalette[3]);
+    if (share > f.y_hi)  // cut: a white gap across the bar near its top
+      svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"4\" fill=\"white\"/>\n", x0 - 1,
+                         f.py(f.y_hi) + 8, x1 - x0 + 2);
+    const bool right_half = x0 > width / 2;
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"{}\" fill=\"{}\" font-weight=\"bold\">{:g}: {:.1f}%{}</text>\n",
+                       right_half ? x0 - 4 : x1 + 4, f.py(shown) + 14, right_half ? "end" : "start", kPalette[3], v, share,
+                       share > f.y_hi ? " (cut)" : "");
   }
   return svg + "</svg>\n";
 }
@@ -458,6 +543,53 @@ std::string bar_chart(const std::vector<std::string>& labels, const std::vector<
     svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>"
                        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
                        x0, top, x1 - x0, bottom - top, kPalette[0], (x0 + x1) / 2, f.py(lo) + 16, escape_markup(labels[i]));
+  }
+  return svg + "</svg>\n";
+}
+
+std::string diagram(const std::vector<DiagramNode>& nodes, const std::vector<DiagramEdge>& edges, const std::string& title,
+                    const std::vector<DiagramNote>& notes, int width, int height) {
+  const double radius = 22;
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" "
+      "orient=\"auto-start-reverse\"><path d=\"M0 0 L10 5 L0 10 z\" fill=\"context-stroke\"/></marker></defs>\n"
+      "<text x=\"{2}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
+      width, height, width / 2, escape_markup(title));
+  // Plain edges first, so the highlighted paths are drawn over them.
+  for (const EdgeStyle pass : {EdgeStyle::Plain, EdgeStyle::Cut, EdgeStyle::Highlighted})
+    for (const DiagramEdge& e : edges) {
+      if (e.style != pass) continue;
+      if (e.from >= nodes.size() || e.to >= nodes.size())
+        throw Error(fmt::format("diagram: edge {} -> {} names a node past the {} nodes", e.from, e.to, nodes.size()));
+      const DiagramNode &a = nodes[e.from], &b = nodes[e.to];
+      const double dx = b.x - a.x, dy = b.y - a.y, length = std::max(1e-9, std::hypot(dx, dy));
+      const double ux = dx / length, uy = dy / length;
+      const std::string stroke = pass == EdgeStyle::Highlighted ? e.color : "#999";
+      svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"{}\"{} "
+                         "marker-end=\"url(#arrow)\"/>\n",
+                         a.x + ux * radius, a.y + uy * radius, b.x - ux * radius, b.y - uy * radius, stroke,
+                         pass == EdgeStyle::Highlighted ? 3 : 1.2, pass == EdgeStyle::Cut ? " stroke-dasharray=\"6 4\"" : "");
+      if (!e.label.empty())
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"{}\" stroke=\"white\" "
+                           "stroke-width=\"4\" paint-order=\"stroke\">{}</text>\n",
+                           a.x + dx / 3, a.y + dy / 3 - 4, pass == EdgeStyle::Highlighted ? e.color : "#555",
+                           escape_markup(e.label));
+    }
+  for (const DiagramNode& n : nodes) {
+    svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"1.5\"/>"
+                       "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"{}\">{}</text>\n",
+                       n.x, n.y, radius, n.dimmed ? "#eee" : "#fff", n.dimmed ? "#aaa" : "#333", n.x, n.y + 5,
+                       n.dimmed ? "#999" : "#111", escape_markup(n.label));
+    if (!n.note.empty())
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"12\" fill=\"{}\">{}</text>\n", n.x,
+                         n.y + radius + 15, n.dimmed ? "#999" : "#333", escape_markup(n.note));
+  }
+  double y = height - 12.0 - 18.0 * static_cast<double>(notes.size() - (notes.empty() ? 0 : 1));
+  for (const DiagramNote& note : notes) {
+    svg += fmt::format("<text x=\"16\" y=\"{:.1f}\" fill=\"{}\">{}</text>\n", y, note.color, escape_markup(note.text));
+    y += 18;
   }
   return svg + "</svg>\n";
 }

@@ -73,13 +73,56 @@ struct Series {
   std::string label;
   std::vector<double> x, y;
 };
+// `x_tick_labels`, when given, names the x values 0, 1, 2, ... (layer names instead of numbers).
 std::string line_chart(const std::vector<Series>& series, const std::string& title, const std::string& x_label,
-                       const std::string& y_label, int width = 640, int height = 400);
+                       const std::string& y_label, int width = 640, int height = 400,
+                       const std::vector<std::string>& x_tick_labels = {});
 std::string histogram(const std::vector<double>& values, int bins, const std::string& title, const std::string& x_label,
                       int width = 640, int height = 400);
+// A histogram filled one value at a time (its memory is its bins, so millions of activations
+// need no list). A value equal to one of `exact` (a ReLU's 0, a ReLU6's ceiling 6) is counted
+// apart and drawn as its own orange bar at that value, labelled with its share ("0: 40.2%"),
+// so a spike of zeros is visible instead of hidden in the first bin or left out. The y axis is
+// the share of all values in %, scaled to the ordinary bins; a spike taller than that is cut
+// at the top (a white gap marks the cut) and its label gives its height. Values outside
+// [lo, hi] count in the end bins.
+class Histogram {
+ public:
+  Histogram(double lo, double hi, int bins, std::vector<double> exact = {});
+  void add(double value);
+  int64_t count() const { return total_; }
+  double share_exact(double value) const;  // the share of all values equal to `value` (one of `exact`)
+  std::string svg(const std::string& title, const std::string& x_label, int width = 640, int height = 400) const;
+
+ private:
+  double lo_, hi_;
+  std::vector<double> bins_, exact_, exact_counts_;
+  int64_t total_ = 0;
+};
 // One bar per label; `x_label` titles the x axis (what the labels are), under the labels.
 std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
                       const std::string& y_label, int width = 640, int height = 400, const std::string& x_label = "");
+// A small graph drawn as an SVG diagram (a network small enough to list every path): labelled
+// circles, and arrows between them with their labels. Coordinates are the SVG's pixels.
+struct DiagramNode {
+  double x = 0, y = 0;  // the circle's centre
+  std::string label;    // inside the circle ("x0")
+  std::string note;     // under it ("= 1.0")
+  bool dimmed = false;  // drawn gray (a unit that is off)
+};
+enum class EdgeStyle { Plain, Highlighted, Cut };  // thin gray; thick in `color`; dashed gray
+struct DiagramEdge {
+  size_t from = 0, to = 0;  // indices into the nodes
+  std::string label;        // written a third of the way along it ("w=0.5")
+  EdgeStyle style = EdgeStyle::Plain;
+  std::string color = "#d62728";  // for Highlighted edges and their labels
+};
+struct DiagramNote {  // a line of text under the graph, in a color (a path's, to match it)
+  std::string text;
+  std::string color = "black";
+};
+std::string diagram(const std::vector<DiagramNode>& nodes, const std::vector<DiagramEdge>& edges, const std::string& title,
+                    const std::vector<DiagramNote>& notes, int width = 720, int height = 420);
 // Text made safe inside HTML or SVG, in an element or a quoted attribute: < > & " as entities.
 std::string escape_markup(const std::string& text);
 // Writes text (an SVG, an HTML page) atomically.
@@ -89,6 +132,9 @@ void save_text(const std::string& path, const std::string& text);
 struct Rgb {
   uint8_t r = 0, g = 0, b = 0;
 };
+// A legend of colour swatches, each a square followed by its words, `per_row` to a row (all in
+// one row when 0): for a picture whose colours one colour bar cannot say (a signed RGB map).
+io::Image swatch_legend(const std::vector<std::pair<Rgb, std::string>>& entries, int per_row = 0);
 // A distinct strong color for class k (white text reads on all of them).
 Rgb class_color(int64_t k);
 // Draws the outline of the box with corners (x0, y0) and (x1, y1) in the image's pixels,

@@ -448,7 +448,8 @@ std::string line_chart(const std::vector<Series>& series, const std::string& tit
   }
   if (!std::isfinite(x_lo)) throw Error("line_chart: no data");
   if (y_hi == y_lo) y_hi = y_lo + 1;
-  if (!x_tick_labels.empty()) x_lo = std::min(x_lo, 0.0), x_hi = std::max(x_hi, static_cast<double>(x_tick_labels.size() - 1));
+  if (!x_tick_labels.empty())  // a quarter step beyond the first and last name, so both fit
+    x_lo = std::min(x_lo, 0.0) - 0.25, x_hi = std::max(x_hi, static_cast<double>(x_tick_labels.size() - 1)) + 0.25;
   if (x_hi == x_lo) x_hi = x_lo + 1;
   const double pad = 0.05 * (y_hi - y_lo);
   Frame f{width, height, x_lo, x_hi, y_lo - pad, y_hi + pad};

@@ -104,8 +104,8 @@ int main(int argc, char** argv) {
                                    after.at({0, now}), data::kFashionClasses[wrong], after.at({0, wrong}), used);
       if (!was_fooled)
         failures += fmt::format(" Not fooled: test image {} ({} -> {}) is still {} at p {:.2f} after {} steps, with p({}) {:.3f} "
-                                "and the change at the bound on many pixels (mean {:.1f}): some images are far from the "
-                                "boundary, and ascent within the bound does not reach it.",
+                                "and a mean change of {:.1f} levels: some images are farther from the class boundary than "
+                                "the bound lets the ascent go.",
                                 index, data::kFashionClasses[label], data::kFashionClasses[wrong], data::kFashionClasses[now],
                                 after.at({0, now}), used, data::kFashionClasses[wrong], after.at({0, wrong}), mean_abs);
       const io::Image b = viz::titled(as_pixels(fooled), result_title, 12);

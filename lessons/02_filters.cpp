@@ -9,6 +9,7 @@
 // norm is measured first, and the 20 whose weights are all 0 are listed with what they output.
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "tinygrad-cpp/course/lesson.h"
 #include "tinygrad-cpp/data/preprocess.h"
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
                   "filters of the lecture's slide come from a network trained on photos (the photo model's first "
                   "layer, at the end of this lesson).");
 
-    lesson.step("Hand-made filters: Sobel (horizontal and vertical edges) and two Gabor filters");
+    lesson.step("Hand-made filters: Sobel (horizontal and vertical edges) and three Gabor filters");
     const Tensor sobel_x = Tensor::from_vector({-1, 0, 1, -2, 0, 2, -1, 0, 1}, {1, 1, 3, 3});
     const Tensor sobel_y = Tensor::from_vector({-1, -2, -1, 0, 0, 0, 1, 2, 1}, {1, 1, 3, 3});
     auto gabor = [](double theta) {  // a cosine grating under a Gaussian, oriented at theta
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
       return g - mean(g).item();  // zero mean: a flat patch gives no response
     };
     const std::vector<std::pair<std::string, Tensor>> filters = {
-        {"Sobel x", sobel_x}, {"Sobel y", sobel_y}, {"Gabor 0 deg", gabor(0)}, {"Gabor 45 deg", gabor(M_PI / 4)}};
+        {"Sobel x", sobel_x}, {"Sobel y", sobel_y}, {"Gabor 0 deg", gabor(0)}, {"Gabor 45 deg", gabor(M_PI / 4)},
+        {"Gabor 135 deg", gabor(3 * M_PI / 4)}};
 
     const int64_t width = 200;
     lesson.step(fmt::format("Their responses on the cat photo (made gray, {} pixels wide; no padding)", width));
@@ -86,15 +88,16 @@ int main(int argc, char** argv) {
     std::vector<io::Image> handmade;
     for (const auto& [name, f] : filters) handmade.push_back(viz::titled(filter_image(f), name, 12));
     lesson.figure("handmade_filters.png",
-                  viz::stack({viz::grid(handmade, 4, 3),
+                  viz::stack({viz::grid(handmade, 5, 3),
                               viz::color_bar(viz::Colormap::Diverging, 300, "-max |w|", "0", "+max |w| (per filter)")}),
-                  "Sobel x, Sobel y, Gabor at 0 and 45 degrees, drawn like the learned filters.");
+                  "Sobel x, Sobel y, Gabor at 0, 45 and 135 degrees, drawn like the learned filters.");
     lesson.figure("responses.png",
                   viz::stack({viz::grid(responses, 3, 4),
                               viz::color_bar(viz::Colormap::Diverging, 300, "-limit", "0", "+limit (in each title)")}),
-                  "The cat photo and its responses to Sobel x, Sobel y, Gabor 0 and Gabor 45 (red: the patch matches "
-                  "the filter, blue: it matches its negative; each clipped at the 99th percentile of its |response|, "
-                  "the limit in its title). Each filter lights up edges of one orientation.");
+                  "The cat photo and its responses to Sobel x, Sobel y, Gabor 0, Gabor 45 and Gabor 135 (red: the "
+                  "patch matches the filter, blue: it matches its negative; each clipped at the 99th percentile of its "
+                  "|response|, the limit in its title). Each filter lights up edges of one orientation: Gabor 45 and "
+                  "Gabor 135 pick out opposite diagonals.");
 
     lesson.step("conv2.weight has shape [32, 16, 5, 5]: each filter spans 16 feature maps, not pixels");
     const Tensor w2 = dynamic_cast<nn::Conv2d&>(model.layer("conv2")).weight;
@@ -156,6 +159,67 @@ int main(int argc, char** argv) {
     lesson.number("first-layer filters with weights", static_cast<double>(live.size()), "{:.0f}");
     lesson.number("first-layer filters with all weights 0", static_cast<double>(zero.size()), "{:.0f}");
 
+    // What does each live filter's map follow? Its correlation with the photo's brightness
+    // (the mean of R, G, B) and with the brightness's edges (|gradient|), both at the map's 150x150.
+    Tensor brightness;
+    {
+      NoGrad no_grad;
+      brightness = avg_pool2d(mean(photo_in.input, {1}, /*keepdim=*/true), 2);  // [1,1,150,150]
+    }
+    const int64_t bh = brightness.dim(2), bw = brightness.dim(3);
+    Tensor edges = Tensor::zeros(brightness.shape());
+    for (int64_t y = 1; y + 1 < bh; ++y)
+      for (int64_t x = 1; x + 1 < bw; ++x) {
+        const float dx = brightness.at({0, 0, y, x + 1}) - brightness.at({0, 0, y, x - 1});
+        const float dy = brightness.at({0, 0, y + 1, x}) - brightness.at({0, 0, y - 1, x});
+        edges.at({0, 0, y, x}) = std::sqrt(dx * dx + dy * dy);
+      }
+    // And with its colour: each channel minus the brightness (red, green, blue against gray).
+    std::vector<Tensor> colour;
+    {
+      NoGrad no_grad;
+      const Tensor pooled = avg_pool2d(photo_in.input, 2);
+      for (int64_t c = 0; c < 3; ++c) colour.push_back(sub(slice(pooled, 1, c, c + 1), brightness));
+    }
+    struct Follows {
+      double brightness, edges, red, green, blue;  // correlations of the map with each
+    };
+    std::map<int64_t, Follows> follows;
+    for (int64_t k : live) {
+      const Tensor map = slice(response, 1, k, k + 1);
+      follows[k] = {lesson::pearson(map, brightness), lesson::pearson(map, edges), lesson::pearson(map, colour[0]),
+                    lesson::pearson(map, colour[1]), lesson::pearson(map, colour[2])};
+      const Follows& f = follows[k];
+      lesson.say("  #{:<3} its map's correlation with the photo's brightness {:+.2f}, edges {:+.2f}; red {:+.2f}, green {:+.2f}, "
+                 "blue {:+.2f} (each against gray)", k, f.brightness, f.edges, f.red, f.green, f.blue);
+    }
+
+    // Which maps are a copy of the photo's brightness, and which follow a colour: in words for the caption.
+    std::string brightness_copies, colour_followers;
+    const char* colour_names[] = {"red", "green", "blue"};
+    for (int64_t k : live) {
+      const Follows& f = follows[k];
+      const double by_colour[3] = {f.red, f.green, f.blue};
+      const size_t most = static_cast<size_t>(std::max_element(by_colour, by_colour + 3, [](double a, double b) {
+                                                return std::fabs(a) < std::fabs(b);
+                                              }) - by_colour);
+      const size_t least = static_cast<size_t>(std::min_element(by_colour, by_colour + 3) - by_colour);
+      const size_t top = static_cast<size_t>(std::max_element(by_colour, by_colour + 3) - by_colour);
+      if (f.brightness > 0.9)
+        brightness_copies += fmt::format("{}#{} (r = {:.2f})", brightness_copies.empty() ? "" : ", ", k, f.brightness);
+      else if (std::fabs(by_colour[most]) > 0.6)
+        colour_followers += fmt::format("{}#{} ({} r = {:+.2f}, against {} r = {:+.2f})", colour_followers.empty() ? "" : ", ", k,
+                                        colour_names[top], by_colour[top], colour_names[least], by_colour[least]);
+    }
+
+    std::string weak_said;  // measured against the photo at the map's 150x150
+    if (!brightness_copies.empty())
+      weak_said += fmt::format(" Maps that follow the photo's brightness (the mean of R, G and B): a gray copy of the "
+                               "photo,: {}.", brightness_copies);
+    if (!colour_followers.empty())
+      weak_said += fmt::format(" Maps that follow a colour against gray (each channel minus the brightness), colour-blob "
+                               "detectors: {}.", colour_followers);
+
     // Each live filter: the filter on its own scale (mid-gray 0, its largest |weight| reaches 0
     // or 255 in some channel), enlarged 24x; below it, its response on the photo on one shared
     // scale, 0 to ReLU6's ceiling 6, at the photo's own aspect ratio.
@@ -206,14 +270,13 @@ int main(int argc, char** argv) {
                               "picture enlarged 24x on its own scale (mid-gray 0, its largest |weight| at 0 or 255 in some "
                               "channel); under it, what it computes on {}: its output after ReLU6, on one scale from 0 to 6 "
                               "for all, at the photo's own aspect ratio. The strong filters are edge detectors at different "
-                              "orientations{}; the weak ones "
-                              "are colour blobs (a green, a cyan against red) whose maps are a smooth, faint copy of the "
-                              "photo; the strongest, #{}, is at the ceiling on {:.0f}% of the photo. The other {} filters have all their weights 0 (norm at most {:.0e}, against {:.2f} "
+                              "orientations{}.{} The "
+                              "strongest, #{}, is at the ceiling on {:.0f}% of the photo. The other {} filters have all their weights 0 (norm at most {:.0e}, against {:.2f} "
                               "for the weakest live one): they output ReLU6(bias) everywhere, 0 for {} of them and a "
                               "constant for {} (listed under the figure), which the next layer uses as a bias.",
                               live.size(), colour_opponent, photo_in.name,
                               lesson.image_path() == lesson::Lesson::kDefaultPhoto ? " (on the cat they trace the stripes, the eyes and the whiskers)" : "",
-                              live.front(), 100 * ceiling_share, zero.size(),
+                              weak_said, live.front(), 100 * ceiling_share, zero.size(),
                               largest_zero, smallest_live,
                               zero.size() - static_cast<size_t>(std::count(constant.begin(), constant.end(), '(')),
                               std::count(constant.begin(), constant.end(), '(')),

@@ -131,16 +131,11 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     lesson.say("{} starts x {} steps: {:.1f} s", photo_starts, photo_steps, seconds);
 
-    // Every tile at the photo's own aspect ratio, with the detection's box.
-    auto with_box = [&](const Tensor& x) {
-      io::Image picture = photo.at_own_aspect(preprocess::input_to_image(x, spec));
-      const float sx = static_cast<float>(picture.width) / photo.original.width, sy = static_cast<float>(picture.height) / photo.original.height;
-      viz::draw_box(picture, detection.pixels.x0 * sx, detection.pixels.y0 * sy, detection.pixels.x1 * sx,
-                    detection.pixels.y1 * sy, viz::class_color(detection.class_index));
-      return picture;
-    };
-    std::vector<io::Image> photo_tiles = {viz::titled(with_box(photo.input), fmt::format("{}: {} p {:.2f}", photo.name, detection.label,
-                                                                                   detection.score))};
+    // Every tile at the photo's own aspect ratio; the detection's box on the original only (an
+    // inversion has no box: a 1x1 code keeps no place, and one frame on every tile is clutter).
+    auto shown = [&](const Tensor& x) { return photo.at_own_aspect(preprocess::input_to_image(x, spec)); };
+    std::vector<io::Image> photo_tiles = {viz::titled(photo.with_box(preprocess::input_to_image(photo.input, spec)),
+                                                      fmt::format("{}: {} p {:.2f}", photo.name, detection.label, detection.score))};
     const explain::DetectionTargets same_anchor{{detection.class_index}, {{detection.anchor}}};
     NoGrad no_grad;
     double worst = 0, lowest_p = 1;
@@ -155,7 +150,7 @@ int main(int argc, char** argv) {
       lowest_p = std::min(lowest_p, p);
       errors += fmt::format("{}{:.3f}", s ? ", " : "", error);
       lesson.say("start {}: code error {:.3f}; the same anchor's {} p = {:.3f}", s + 1, error, detection.label, p);
-      photo_tiles.push_back(viz::titled(with_box(x), fmt::format("start {}: error {:.3f}, p {:.2f}", s + 1, error, p)));
+      photo_tiles.push_back(viz::titled(shown(x), fmt::format("start {}: error {:.3f}, p {:.2f}", s + 1, error, p)));
     }
     lesson.number("photo inversion: worst relative code error over the starts", worst, "{:.3f}");
     lesson.number("photo inversion: relative code error of " + other.name, other_error, "{:.3f}");
@@ -163,7 +158,7 @@ int main(int argc, char** argv) {
     lesson.number("photo inversion: seconds", seconds, "{:.1f}");
     lesson.figure("cat_inversion.png", viz::grid(photo_tiles, 3, 6),
                   fmt::format("Feature inversion (lecture 39 (d)) of the code {}'s {} detection is read from (p {:.2f}, "
-                              "its box drawn on every tile): the {} numbers of {} ({} channels of {}x{}), the map the {} "
+                              "its box drawn on the original): the {} numbers of {} ({} channels of {}x{}), the map the {} "
                               "head reads, the detector's fc7. Each of {} random starts minimizes the relative code "
                               "error ||phi(x) - phi0||^2 / ||phi0||^2 for {} steps (Adam, descending the error) under an "
                               "image prior: a decorrelated image (smooth, natural colours, valid pixels) seen through "

@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
                               "maps (middle column) of the {} detection on {} and the {} detection on {} (boxes drawn) "
                               "correlate {:.2f}: the same soft blob with a grid on both photos, no cat, no cup. MobileNetV2 has no max-pooling, and "
                               "deconvnet's ReLU rule max(g,0) ignores the input, so nothing in the backward pass reads "
-                              "the photo: seeding the {} detection on {} gives the {} map to within {:.1g}. Right: "
+                              "the photo: seeding the {} detection on {} gives the {} map {}. Right: "
                               "guided backprop on the same two detections (correlation {:.2f}) keeps the forward pass's "
                               "masks, which is the information deconvnet lacks (Springenberg et al.'s point, and why "
                               "guided backprop exists). Bottom two rows: FashionCNN has two max-pools, whose switches "
@@ -371,7 +371,10 @@ int main(int argc, char** argv) {
                               "on the garments. Photo maps: max |g| over R, G, B, blurred over 2 pixels; "
                               "all maps clipped at their own 99th percentile.",
                               photo.target_name, photo.name, cup.target_name, cup.name, deconv_photos, photo.target_name,
-                              cup.name, photo.name, largest_difference, guided_photos, 100 * boot_deconv_on,
+                              cup.name, photo.name,
+                              largest_difference == 0.f ? std::string("exactly, to the last bit")
+                                                        : fmt::format("to within {:.1g}", largest_difference),
+                              guided_photos, 100 * boot_deconv_on,
                               100 * trouser_deconv_on, 100 * boot_area, 100 * trouser_area, deconv_fashion,
                               100 * boot_guided_on, 100 * trouser_guided_on),
                   "Balasubramanian 39: deconvnet next to guided backprop, and what max-pool switches do");

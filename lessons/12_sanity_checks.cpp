@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
                               "conv2, conv1 randomized in turn, cumulatively (titles: which layers are random). The trained "
                               "Grad-CAM is weak on this model: over the {} test images it puts {:.0f}% of its mass on the "
                               "garment, which covers {:.0f}% of the image, so it is little better than a map blind to the "
-                              "garment (on test image 0 it lights the heel and spots of background). An all-dark "
+                              "garment (on test image 0: a blob at the left edge and scattered spots). An all-dark "
                               "Grad-CAM tile is a map that is 0 everywhere: with random layers the weighted sum of the maps "
                               "can be negative everywhere, and Grad-CAM keeps only its positive part.",
                               picks.size(), 100 * mass_on, 100 * area));

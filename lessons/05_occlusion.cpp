@@ -66,7 +66,12 @@ int main(int argc, char** argv) {
       tiles.push_back(viz::titled(input, fmt::format("{}: p {:.4f}", name, p), 12));
       tiles.push_back(viz::titled(heat, fmt::format("p drop, max {:.4f}", biggest), 12));
       tiles.push_back(viz::titled(score_heat, fmt::format("score drop, max {:.1f}", biggest_score), 12));
-      tiles.push_back(viz::titled(viz::overlay(input, score_heat, 0.5f), fmt::format("beats next class by {:.1f}", lead), 12));
+      // The same map tinted over the image in gray (untinted where covering changes nothing).
+      const io::Image over = lesson::heat_over(viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray),
+                                               viz::normalize(reshape(score_map, {1, 28, 28}), viz::Normalize::Signed),
+                                               viz::Colormap::Diverging, 0.5f);
+      tiles.push_back(viz::titled(viz::titled(viz::scale_nearest(over, scale), fmt::format("its score leads by {:.1f}", lead), 12),
+                                  "score drop on the image", 12));
     }
     lesson.figure("occlusion.png",
                   viz::stack({viz::grid(tiles, 4, 4),
@@ -74,8 +79,8 @@ int main(int argc, char** argv) {
                   fmt::format("Rows: test images. Columns: the input with p(true class); the drop in that probability when "
                               "a 6x6 black square covers the pixel, on one scale for all images (full red: a drop of 1); "
                               "the drop in the class score (logit), each map on its own scale (red: covering hurts, blue: "
-                              "it helps); that map over the input, titled with how far the class's score beats the "
-                              "next class's score (its lead). A pixel's value is the mean drop over the squares that cover it. {} of the {} "
+                              "it helps); that map tinted over the input (in gray), titled with how far the class's score "
+                              "leads the next class's score. A pixel's value is the mean drop over the squares that cover it. {} of the {} "
                               "probability maps are blank (no pixel reaches a drop of 0.01): the class "
                               "leads by so much that p stays 1.0000 even when a square takes away part of the lead. The "
                               "score maps show where the evidence is in every image.",

@@ -165,7 +165,10 @@ int main(int argc, char** argv) {
     };
     // Delta = x_max - x_min of the input: SmoothGrad's sigma is a share of it.
     const float x_min = -tg::max(neg(cat)).item(), x_max = tg::max(cat).item(), delta = x_max - x_min;
-    lesson.say("the input's range: x_min {:.2f}, x_max {:.2f}, Delta = x_max - x_min = {:.2f} (255 pixel levels)", x_min, x_max, delta);
+    // One input unit is 255 * std pixel levels (x = (pixel / 255 - mean) / std).
+    const float levels_per_unit = 255.f * spec.std[0];
+    lesson.say("the input's range: x_min {:.2f}, x_max {:.2f}, Delta = x_max - x_min = {:.2f} ({:.0f} of 255 pixel levels)", x_min,
+               x_max, delta, delta * levels_per_unit);
 
     lesson.step("SmoothGrad on the detection: the noise level sigma (a fraction of the input's range) and the sample count");
     // How concentrated each map is: the share of its |g| inside two boxes around the eyes
@@ -185,7 +188,7 @@ int main(int argc, char** argv) {
       const Tensor map = explain::smoothgrad(photo_model, cat, target, sweep_samples, sigma, 11);
       sigma_eyes.push_back(eyes(map));
       lesson.say("sigma = {:>2.0f}% of Delta ({:.2f}, {:.0f} pixel levels), {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma,
-                 sigma * delta, 255 * sigma, sweep_samples, 100 * sigma_eyes.back());
+                 sigma * delta, sigma * delta * levels_per_unit, sweep_samples, 100 * sigma_eyes.back());
       sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
                                             100 * sigma_eyes.back())));
     }
@@ -198,7 +201,7 @@ int main(int argc, char** argv) {
     for (int n : counts) {
       const Tensor map = explain::smoothgrad(photo_model, cat, target, n, sweep_sigma, 11);
       count_eyes.push_back(eyes(map));
-      lesson.say("sigma {:.0f}%, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
+      lesson.say("sigma = {:.0f}% of Delta, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
       sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n, n == 1 ? "" : "s",
                                             100 * count_eyes.back())));
     }
@@ -223,7 +226,7 @@ int main(int argc, char** argv) {
                               "photo, then sigma = {:.0f}% of Delta with {} samples ({:.0f}% to {:.0f}%). The noise level is "
                               "what concentrates the map (onto the eyes, on chelsea.png); more samples change the share "
                               "little but average the speckle away.",
-                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score, delta, 25.5,
+                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score, delta, 0.1f * delta * levels_per_unit,
                               100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1], 100 * sigma_eyes[2],
                               100 * sigma_eyes[3], 100 * sweep_sigma, count_list, 100 * count_eyes.front(),
                               100 * count_eyes.back()),

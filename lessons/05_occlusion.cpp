@@ -196,8 +196,8 @@ int main(int argc, char** argv) {
                                    fmt::format("max over anchors of p({})", cup.detection.label), "coffee.png, max over anchors");
     const std::string cup_words = report(cup_detection);
     const std::string cup_any_words = report(cup_any);
-    add_line(cup_detection, "coffee.png: the Coffee cup detection, 3x3 head");
-    add_line(cup_any, "coffee.png: max over anchors of p(Coffee cup)");
+    add_line(cup_detection, fmt::format("{}: the detection", cup.detection.label));
+    add_line(cup_any, fmt::format("{}: max over anchors", cup.detection.label));
     lesson.say("the trade-off: a small patch localizes finely but hides little of the cup's evidence, so p moves little;");
     lesson.say("a large patch moves p most but blurs the map over its own size.");
     lesson.say("max over anchors moves less: it reads whichever anchor scores the class best, so when the patch hides");
@@ -229,7 +229,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> words;
     for (const Column& c : columns) {
       words.push_back(report(c));
-      add_line(c, fmt::format("{}: the {} detection, {} head", c.photo->name, c.found.detection.label, c.found.detection.grid));
+      add_line(c, fmt::format("{} {} ({} head)", photo.target_name, &c == &columns.front() ? "as it is" : "shrunk",
+                              c.found.detection.grid));
     }
     const float as_is_raised = static_cast<float>(percent_raised(columns.front().maps.front()));
     std::string eyes_words;

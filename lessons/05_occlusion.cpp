@@ -206,13 +206,16 @@ int main(int argc, char** argv) {
                   fmt::format("Occlusion of one detection, {}. Blocks: the lecture's 32x32 patch, then 64x64 and "
                               "100x100. Left: the drop in this detection's p (its anchor's sigmoid); right: the drop in "
                               "p({}) read as the max over all 1,917 anchors. {} The detection, per patch: {}. The "
-                              "trade-off: the 32x32 patch hides {:.0f}% of the box and moves p least, but its map is the "
-                              "sharpest; the 100x100 patch moves p most, with a map blurred over 100 pixels. Max over "
-                              "anchors: {}; it moves less, because when the patch hides this detection's evidence "
-                              "another anchor can still score the class.",
+                              "trade-off: the smallest patch has the finest map, but it hides {:.0f}% of the box, too little "
+                              "of evidence spread over the cup to move p much, so its map is faint and scattered (a flat "
+                              "map would put {:.0f}% in the box); the largest patch moves p most and puts most of the "
+                              "drop on the cup, with a map blurred over its own size. Max over anchors: {}; it moves "
+                              "less, because when the patch hides this detection's evidence another anchor can still "
+                              "score the class.",
                               cup.describe(), cup.detection.label, reading, cup_words,
-                              100.0 * 32 * 32 / std::max<double>(1.0, static_cast<double>(cup.detection.box.area()) * spec.height * spec.width),
-                              cup_any_words),
+                              100.0 * static_cast<double>(patches.front().window * patches.front().window) /
+                                  std::max<double>(1.0, static_cast<double>(cup.detection.box.area()) * spec.height * spec.width),
+                              100.0 * cup.detection.box.area(), cup_any_words),
                   "Mopuri 10.1: occlusion sensitivity of one detection, 32x32 then larger gray patches, against max over anchors");
 
     const lesson::Photo photo = lesson.photo();

@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "07_saliency", .title = "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
                                      .summary = "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
                                      "SmoothGrad's noise level and sample count swept on the cat; object masks by "
-                                     "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did.", .uses_photo = true});
+                                     "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did, of the "
+                                     "gradient and of SmoothGrad.", .uses_photo = true});
   return lesson.run([&] {
     lesson.step("Load the model and one test image of each of several classes");
     nn::Sequential& model = lesson.model();
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
     // blurred over about 2 pixels (unblurred, the bottom 30% is scattered over the object and
     // the mean IoU below is 0.14).
     const float seed_blur = 2.f;
+    // SmoothGrad's noise: sigma as a share of the input's range, Delta = x_max - x_min (the
+    // lecture's sigma = Delta/4 is 25%).
+    const float fashion_sigma = 0.15f;
 
     const int scale = 6;
     std::vector<io::Image> tiles;
@@ -82,7 +86,7 @@ int main(int argc, char** argv) {
       const Tensor p = softmax(explain::scores(model, image), 1);
       lesson.say("p({}) = {:.4f}", name, p.at({0, label}));
       const Tensor gradient = explain::saliency(model, image, {label});
-      const Tensor smooth = explain::smoothgrad(model, image, {label}, samples, 0.15f, 7);
+      const Tensor smooth = explain::smoothgrad(model, image, {label}, samples, fashion_sigma, 7);
       const Tensor saliency = viz::normalize(reshape(gradient, {1, 28, 28}), viz::Normalize::MaxAbs);
       const Tensor smooth_map = viz::normalize(reshape(smooth, {1, 28, 28}), viz::Normalize::MaxAbs);
 
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
       tiles.push_back(viz::titled(viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale),
                                   fmt::format("{} {:.2f}", name, p.at({0, label}))));
       tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(saliency, viz::Colormap::Viridis), scale), "saliency"));
-      tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(smooth_map, viz::Colormap::Viridis), scale), "SmoothGrad"));
+      tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(smooth_map, viz::Colormap::Viridis), scale),
+                                  fmt::format("SmoothGrad, sigma {:.0f}% of range", 100 * fashion_sigma)));
       tiles.push_back(viz::titled(viz::scale_nearest(show_seeds(seeds, 28, 28), scale), "seeds"));
       tiles.push_back(viz::titled(viz::scale_nearest(show_mask(pixels, mask), scale), fmt::format("GrabCut, IoU {:.2f}", iou)));
     }
@@ -120,13 +125,14 @@ int main(int argc, char** argv) {
                   viz::stack({viz::grid(tiles, 5, 4),
                               viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max |d score/d pixel| (per map)")}),
                   fmt::format("Rows: test images, titled with the class and its probability. Columns: input; saliency "
-                              "max|d score/d pixel|; SmoothGrad (mean over {} noisy copies, sigma = 15% of the range); "
+                              "max|d score/d pixel|; SmoothGrad (mean over {} noisy copies, noise sigma = {:.0f}% of the "
+                              "input's range: sigma / (x_max - x_min) = {:.2f}); "
                               "GrabCut's seeds (red: top 5% of saliency, surely the object; blue: bottom 30%, surely "
                               "background; gray: left to GrabCut), from saliency blurred over {:.0f} pixels; the GrabCut "
                               "mask (outside it dimmed). Intersection over union with the object's pixels (pixel > 0): "
                               "mean {:.2f}, from {:.2f} to {:.2f}. GrabCut keeps what has the colors of the red seeds, "
                               "so where they sit on one shade of a garment of several shades, the mask is that shade.",
-                              samples, seed_blur, mean_iou, lowest_iou, highest_iou));
+                              samples, 100 * fashion_sigma, fashion_sigma, seed_blur, mean_iou, lowest_iou, highest_iou));
     lesson.say("saliency is speckled: neighbouring pixels' gradients differ a lot. SmoothGrad's average over");
     lesson.say("noisy copies keeps what is consistent. Saliency alone is no mask (it is high on some background");
     lesson.say("pixels too); GrabCut uses it only for seeds and lets the image's own colors draw the boundary.");
@@ -146,9 +152,23 @@ int main(int argc, char** argv) {
     const Tensor cat_gradient = explain::saliency(photo_model, cat, target);
     lesson.say("one saliency map: {:.0f} ms; {}", 1000 * seconds_since(start), viz::clip_note(cat_gradient));
     // Each map drawn as max |g| over R, G, B, clipped at its own 99th percentile, at the photo's aspect.
-    auto show = [&](const Tensor& g, const std::string& title) {
-      return viz::titled(photo.with_box(viz::picture(g, viz::Normalize::Percentile99, viz::Colormap::Gray)), title);
+    // The two eye boxes the shares below are measured in, drawn (yellow) on every map.
+    const viz::Rgb eye_color{255, 200, 0};
+    auto with_eyes = [&](io::Image picture) {
+      for (const lesson::Box& e : lesson::kChelseaEyes)
+        viz::draw_box(picture, static_cast<float>(e.x0), static_cast<float>(e.y0), static_cast<float>(e.x1), static_cast<float>(e.y1),
+                      eye_color, "", 2);
+      return picture;
     };
+    auto show = [&](const Tensor& g, const std::string& title) {
+      return viz::titled(photo.with_box(with_eyes(viz::picture(g, viz::Normalize::Percentile99, viz::Colormap::Gray))), title);
+    };
+    // Delta = x_max - x_min of the input: SmoothGrad's sigma is a share of it.
+    const float x_min = -tg::max(neg(cat)).item(), x_max = tg::max(cat).item(), delta = x_max - x_min;
+    // One input unit is 255 * std pixel levels (x = (pixel / 255 - mean) / std).
+    const float levels_per_unit = 255.f * spec.std[0];
+    lesson.say("the input's range: x_min {:.2f}, x_max {:.2f}, Delta = x_max - x_min = {:.2f} ({:.0f} of 255 pixel levels)", x_min,
+               x_max, delta, delta * levels_per_unit);
 
     lesson.step("SmoothGrad on the detection: the noise level sigma (a fraction of the input's range) and the sample count");
     // How concentrated each map is: the share of its |g| inside two boxes around the eyes
@@ -167,8 +187,10 @@ int main(int argc, char** argv) {
       sweep_done += sweep_samples;
       const Tensor map = explain::smoothgrad(photo_model, cat, target, sweep_samples, sigma, 11);
       sigma_eyes.push_back(eyes(map));
-      lesson.say("sigma {:>2.0f}%, {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma, sweep_samples, 100 * sigma_eyes.back());
-      sweep.push_back(show(map, fmt::format("sigma {:.0f}%, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples, 100 * sigma_eyes.back())));
+      lesson.say("sigma = {:>2.0f}% of Delta ({:.2f}, {:.0f} pixel levels), {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma,
+                 sigma * delta, sigma * delta * levels_per_unit, sweep_samples, 100 * sigma_eyes.back());
+      sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
+                                            100 * sigma_eyes.back())));
     }
     lesson.progress("SmoothGrad samples", sweep_total, sweep_total);
     lesson.say("{} noise levels x {} samples: {:.1f} s", sigmas.size(), sweep_samples, seconds_since(start));
@@ -179,8 +201,8 @@ int main(int argc, char** argv) {
     for (int n : counts) {
       const Tensor map = explain::smoothgrad(photo_model, cat, target, n, sweep_sigma, 11);
       count_eyes.push_back(eyes(map));
-      lesson.say("sigma {:.0f}%, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
-      sweep.push_back(show(map, fmt::format("sigma {:.0f}%, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n, n == 1 ? "" : "s",
+      lesson.say("sigma = {:.0f}% of Delta, {:>2} samples: {:.0f}% of |g| in the eye boxes", 100 * sweep_sigma, n, 100 * count_eyes.back());
+      sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} sample{}: eyes {:.0f}%", 100 * sweep_sigma, n, n == 1 ? "" : "s",
                                             100 * count_eyes.back())));
     }
     std::string count_list;
@@ -188,103 +210,129 @@ int main(int argc, char** argv) {
     lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, count_list, seconds_since(start));
     lesson.number("share of |g| in the eye boxes: the gradient", gradient_eyes, "{:.3f}");
     lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 20%, 25 samples", sigma_eyes[2], "{:.3f}");
-    sweep.insert(sweep.begin() + 5, viz::titled(photo.with_box(cat_photo), fmt::format("{}: the {} detection", photo.name,
-                                                                                       photo.target_name)));
+    sweep.insert(sweep.begin() + 5, viz::titled(photo.with_box(with_eyes(cat_photo)),
+                                                fmt::format("{}: the {} detection; eye boxes yellow", photo.name, photo.target_name)));
     lesson.figure("cat_smoothgrad.png",
                   viz::stack({viz::grid(sweep, 5, 6), viz::color_bar(viz::Colormap::Gray, 300, "0", "",
                                                                      "99th percentile of |g| (per map) and above")}),
                   fmt::format("SmoothGrad of one detection, {} on {} (anchor {}, the {} head, p = {:.2f}; its box drawn): "
                               "max |g| over R, G, B of d logit / d pixels, each map clipped at its own 99th percentile. "
-                              "Each title gives the share of the map's |g| inside two boxes, 10% of the photo (around the "
-                              "cat's eyes on chelsea.png). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 and 25% of the "
-                              "input's range with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). Bottom row: the "
-                              "photo, then sigma = {:.0f}% with {} samples ({:.0f}% to {:.0f}%). The noise level is what "
-                              "concentrates the map (onto the eyes, on chelsea.png); more samples change the share little but average the speckle "
-                              "away.",
-                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
+                              "SmoothGrad averages the gradient over copies of the input with Gaussian noise of standard "
+                              "deviation sigma, given as a share of the input's range Delta = x_max - x_min = {:.2f} (the "
+                              "lecture's sigma = Delta/4 is 25%; 10% of Delta is {:.0f} of 255 pixel levels). Each title "
+                              "gives the share of the map's |g| inside the two yellow boxes, 10% of the photo (around the "
+                              "cat's eyes on chelsea.png). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 and "
+                              "25% of Delta with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). Bottom row: the "
+                              "photo, then sigma = {:.0f}% of Delta with {} samples ({:.0f}% to {:.0f}%). The noise level is "
+                              "what concentrates the map (onto the eyes, on chelsea.png); more samples change the share "
+                              "little but average the speckle away.",
+                              photo.target_name, photo.name, detection.anchor, detection.grid, detection.score, delta, 0.1f * delta * levels_per_unit,
                               100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1], 100 * sigma_eyes[2],
                               100 * sigma_eyes[3], 100 * sweep_sigma, count_list, 100 * count_eyes.front(),
                               100 * count_eyes.back()),
                   "Mopuri 10.1: the gradient as saliency, and SmoothGrad");
 
-    lesson.step("GrabCut seeded from the detection's data gradient (top 5% object, bottom 30% background), then also from its box");
+    lesson.step("GrabCut seeded from the detection's data gradient (top 5% object, bottom 30% background), then from SmoothGrad");
     const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
+    // The raw gradient's most and least salient pixels are speckle scattered over the object, so
+    // its seeds say little; SmoothGrad's map (the sweep above) is where the object is.
+    const float cut_sigma = 0.20f;
+    const int cut_samples = lesson.smoke() ? 2 : 16;
     std::vector<io::Image> cut_tiles;
     struct Cut {
-      std::string name;
-      segment::BoxCoverage saliency_only, with_box;
-      double photo_share = 0;
+      std::string name, target;
+      segment::BoxCoverage from_gradient, from_smoothgrad;
+      double gradient_share = 0, smoothgrad_share = 0;  // of the photo
+      double box_share = 0;
     };
     std::vector<Cut> cuts;
+    const auto count = [](const std::vector<uint8_t>& m) {
+      return static_cast<double>(std::count(m.begin(), m.end(), 1)) / static_cast<double>(m.size());
+    };
     for (const lesson::Photo& p : {photo, lesson.photo("assets/coffee.png", "Coffee cup")}) {
       const io::Image seen = preprocess::input_to_image(p.input, spec);  // 300x300, as the model saw it
       const explain::Target t = explain::Target::of_detections({p.target}, {p.detection.anchor});
-      const Tensor gradient = explain::saliency(photo_model, p.input, t);
-      const Tensor map = viz::normalize(gradient, viz::Normalize::MaxAbs);
       const segment::Rect box{static_cast<int>(std::lround(p.detection.box.x0 * seen.width)),
                               static_cast<int>(std::lround(p.detection.box.y0 * seen.height)),
                               static_cast<int>(std::lround(p.detection.box.x1 * seen.width)),
                               static_cast<int>(std::lround(p.detection.box.y1 * seen.height))};
-      std::vector<uint8_t> seeds =
-          segment::seeds_from_saliency(explain::gaussian_blur(map, photo_seed_blur), object_quantile, background_quantile);
-      const std::vector<uint8_t> mask = segment::grabcut(seen, seeds, 5);
-      std::vector<uint8_t> box_seeds = seeds;
-      segment::background_outside(box_seeds, seen.width, seen.height, box);
+      // Seeds (top 5% object, bottom 30% background) from a map blurred over 6 pixels, then GrabCut.
+      auto cut_from = [&](const Tensor& gradient) {
+        const Tensor map = viz::normalize(gradient, viz::Normalize::MaxAbs);
+        std::vector<uint8_t> seeds =
+            segment::seeds_from_saliency(explain::gaussian_blur(map, photo_seed_blur), object_quantile, background_quantile);
+        std::vector<uint8_t> mask = segment::grabcut(seen, seeds, 5);
+        return std::make_pair(seeds, mask);
+      };
+      const Tensor gradient = explain::saliency(photo_model, p.input, t);
       start = std::chrono::steady_clock::now();
-      const std::vector<uint8_t> box_mask = segment::grabcut(seen, box_seeds, 5);
-      const double cut_seconds = seconds_since(start);
+      const Tensor smooth = explain::smoothgrad(photo_model, p.input, t, cut_samples, cut_sigma, 5);
+      const double smooth_seconds = seconds_since(start);
+      const auto [gradient_seeds, gradient_mask] = cut_from(gradient);
+      const auto [smooth_seeds, smooth_mask] = cut_from(smooth);
       Cut cut{.name = p.name,
-              .saliency_only = segment::box_coverage(mask, seen.width, seen.height, box),
-              .with_box = segment::box_coverage(box_mask, seen.width, seen.height, box),
-              .photo_share = static_cast<double>(std::count(box_mask.begin(), box_mask.end(), 1)) /
-                             static_cast<double>(box_mask.size())};
-      lesson.say("{} ({} detection, box {}% of the photo):", p.name, p.target_name,
-                 std::lround(100.0 * (box.x1 - box.x0) * (box.y1 - box.y0) / (seen.width * seen.height)));
-      lesson.say("  saliency seeds only: the mask covers {:.0f}% of the box; {:.0f}% of the mask lies inside it",
-                 100 * cut.saliency_only.box_covered, 100 * cut.saliency_only.mask_inside);
-      lesson.say("  saliency seeds + the box (outside it background): {:.0f}% of the box; {:.0f}% of the mask inside; "
-                 "GrabCut {:.2f} s", 100 * cut.with_box.box_covered, 100 * cut.with_box.mask_inside, cut_seconds);
+              .target = p.target_name,
+              .from_gradient = segment::box_coverage(gradient_mask, seen.width, seen.height, box),
+              .from_smoothgrad = segment::box_coverage(smooth_mask, seen.width, seen.height, box),
+              .gradient_share = count(gradient_mask),
+              .smoothgrad_share = count(smooth_mask),
+              .box_share = static_cast<double>(p.detection.box.area())};
+      lesson.say("{} ({} detection, box {:.0f}% of the photo); SmoothGrad of {} samples {:.1f} s:", p.name, p.target_name,
+                 100 * cut.box_share, cut_samples, smooth_seconds);
+      lesson.say("  seeds from the gradient:   the mask is {:.0f}% of the photo, covers {:.0f}% of the box, {:.0f}% of it inside",
+                 100 * cut.gradient_share, 100 * cut.from_gradient.box_covered, 100 * cut.from_gradient.mask_inside);
+      lesson.say("  seeds from SmoothGrad:     the mask is {:.0f}% of the photo, covers {:.0f}% of the box, {:.0f}% of it inside",
+                 100 * cut.smoothgrad_share, 100 * cut.from_smoothgrad.box_covered, 100 * cut.from_smoothgrad.mask_inside);
       cuts.push_back(cut);
+      auto coverage = [](double share, const segment::BoxCoverage& c) {
+        return fmt::format("{:.0f}% of photo, {:.0f}% of box", 100 * share, 100 * c.box_covered);
+      };
       cut_tiles.push_back(viz::titled(p.with_box(seen), fmt::format("{}: {} {:.2f}", p.name, p.target_name, p.detection.score)));
       cut_tiles.push_back(viz::titled(p.with_box(viz::picture(gradient, viz::Normalize::Percentile99, viz::Colormap::Viridis)),
-                                      fmt::format("max |d logit({})/d pixel|", p.target_name)));
-      cut_tiles.push_back(viz::titled(p.at_own_aspect(show_seeds(seeds, seen.width, seen.height)), "seeds from saliency"));
-      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, mask)),
-                                      fmt::format("GrabCut: {:.0f}% of box, {:.0f}% inside", 100 * cut.saliency_only.box_covered,
-                                                  100 * cut.saliency_only.mask_inside)));
-      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, box_mask)),
-                                      fmt::format("+ box: {:.0f}% of box, {:.0f}% inside", 100 * cut.with_box.box_covered,
-                                                  100 * cut.with_box.mask_inside)));
+                                      fmt::format("gradient, max |d logit({})/d pixel|", p.target_name)));
+      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, gradient_mask)),
+                                      "GrabCut from its seeds: " + coverage(cut.gradient_share, cut.from_gradient)));
+      cut_tiles.push_back(viz::titled(p.with_box(viz::picture(smooth, viz::Normalize::Percentile99, viz::Colormap::Viridis)),
+                                      fmt::format("SmoothGrad, sigma {:.0f}% of Delta, {} samples", 100 * cut_sigma, cut_samples)));
+      cut_tiles.push_back(viz::titled(p.at_own_aspect(show_seeds(smooth_seeds, seen.width, seen.height)), "its seeds"));
+      cut_tiles.push_back(viz::titled(p.with_box(show_mask(seen, smooth_mask)),
+                                      "GrabCut from them: " + coverage(cut.smoothgrad_share, cut.from_smoothgrad)));
     }
     for (const Cut& c : cuts) {
-      lesson.number("GrabCut on " + c.name + ", saliency + box: share of the box in the mask", c.with_box.box_covered, "{:.2f}");
-      lesson.number("GrabCut on " + c.name + ", saliency + box: share of the mask in the box", c.with_box.mask_inside, "{:.2f}");
+      lesson.number("GrabCut on " + c.name + ", gradient seeds: share of the box in the mask", c.from_gradient.box_covered, "{:.2f}");
+      lesson.number("GrabCut on " + c.name + ", SmoothGrad seeds: share of the box in the mask", c.from_smoothgrad.box_covered, "{:.2f}");
+      lesson.number("GrabCut on " + c.name + ", SmoothGrad seeds: share of the mask in the box", c.from_smoothgrad.mask_inside, "{:.2f}");
     }
+    std::string cut_words;
+    for (const Cut& c : cuts)
+      cut_words += fmt::format(" {} ({} box {:.0f}% of the photo): from the gradient's seeds the mask is {:.0f}% of the photo "
+                               "and covers {:.0f}% of the box; from SmoothGrad's, {:.0f}% of the photo, {:.0f}% of the box, "
+                               "{:.0f}% of the mask inside it.",
+                               c.name, c.target, 100 * c.box_share, 100 * c.gradient_share, 100 * c.from_gradient.box_covered,
+                               100 * c.smoothgrad_share, 100 * c.from_smoothgrad.box_covered, 100 * c.from_smoothgrad.mask_inside);
+    const bool shipped = photo.name == "chelsea.png" && photo.target_name == "Cat";
     lesson.figure("photo_grabcut.png",
-                  viz::stack({viz::grid(cut_tiles, 5, 6),
+                  viz::stack({viz::grid(cut_tiles, 6, 6),
                               viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "99th percentile of |g| (per map) and above")}),
                   fmt::format("Simonyan et al.'s segmentation (lecture 39) for one detection per photo, its box drawn. "
                               "Columns: the photo; the detection's data gradient, max |g| over R, G, B, clipped at its 99th "
-                              "percentile; the seeds from that map blurred over {:.0f} pixels (red: its top 5%, surely the "
-                              "object; blue: bottom 30%, surely background; gray: left to GrabCut); GrabCut's mask from "
-                              "those seeds alone (outside it dimmed over blue); the mask when everything outside the "
-                              "detection's box is also surely background. Titles: the share of the box the mask covers and "
-                              "the share of the mask inside the box. {}: saliency alone covers {:.0f}% of the box with "
-                              "{:.0f}% of its mask inside, with the box {:.0f}% and {:.0f}%. {}: {:.0f}%/{:.0f}%, then "
-                              "{:.0f}%/{:.0f}%. The saliency seeds sit where the score is most sensitive, and GrabCut grows the "
-                              "mask from them by color. On the shipped coffee photo the box is what keeps the mask on the "
-                              "cup (without it the mask runs into the table); the cup does not fill its box, which also "
-                              "holds saucer and spoon.{}",
-                              photo_seed_blur, cuts[0].name, 100 * cuts[0].saliency_only.box_covered,
-                              100 * cuts[0].saliency_only.mask_inside, 100 * cuts[0].with_box.box_covered,
-                              100 * cuts[0].with_box.mask_inside, cuts[1].name, 100 * cuts[1].saliency_only.box_covered,
-                              100 * cuts[1].saliency_only.mask_inside, 100 * cuts[1].with_box.box_covered,
-                              100 * cuts[1].with_box.mask_inside,
-                              photo.name == "chelsea.png" && photo.target_name == "Cat"
-                                  ? " On the shipped cat photo the box is the whole frame and adds nothing: the cat's "
-                                    "least salient 30% lies on its own fur, so the mask stays on the eyes, nose and a "
-                                    "few patches of the head."
-                                  : ""),
+                              "percentile; GrabCut's mask from its seeds (outside the mask dimmed over blue); SmoothGrad "
+                              "of the same detection (sigma {:.0f}% of the input's range Delta, {} samples); its seeds, "
+                              "from the map blurred over {:.0f} pixels (red: its top 5%, surely the object; blue: bottom "
+                              "30%, surely background; gray: left to GrabCut); GrabCut's mask from them. Titles: the share "
+                              "of the photo in the mask and the share of the box it covers.{} The raw gradient's top and "
+                              "bottom pixels are speckle scattered over object and background alike, so GrabCut grows its "
+                              "mask from a few sensitive spots; SmoothGrad's are where the object is, and GrabCut grows the "
+                              "object from them by color.{}",
+                              100 * cut_sigma, cut_samples, photo_seed_blur, cut_words,
+                              shipped ? " On the cat the gradient's mask is the eyes, the nose and a few patches; "
+                                        "SmoothGrad's is the cat's face from the ears to the chin (its white chest and "
+                                        "the fur at the left edge stay out; the detection's box is the whole photo, so "
+                                        "its coverage says little). On the coffee cup the gradient's mask is the rim, "
+                                        "the coffee and a slab of table; SmoothGrad's is the cup on its saucer, with the "
+                                        "handle and the spoon (the saucer reaches beyond the cup's box, so part of the "
+                                        "mask lies outside it)."
+                                      : ""),
                   "Balasubramanian 39 (c): the data gradient, max |g| over RGB, and a GrabCut mask from it");
   });
 }

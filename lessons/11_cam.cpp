@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "11_cam", .title = "CAM, then Grad-CAM of one detection",
                                      .summary = "CAM on a FashionCNN with a global-average-pooling head (trained here in "
                                      "seconds), shown equal to Grad-CAM at its last convolution; then Grad-CAM and guided "
-                                     "Grad-CAM of one detection of the photo model (the coffee cup, the cat), at the 19x19 "
+                                     "Grad-CAM of one detection of the photo model (the coffee cup; the cat as it is and shrunk "
+                                     "on gray), at the 19x19 "
                                      "map and at the maps the detection's head reads, with the share of the map inside "
                                      "the detection's box.", .uses_photo = true});
   return lesson.run([&] {
@@ -195,8 +196,8 @@ int main(int argc, char** argv) {
                                              : fmt::format("peak at x {:.0f}%, y {:.0f}% of the photo, {} the box",
                                                            100.0 * peak_x / spec.width, 100.0 * peak_y / spec.height,
                                                            box.contains(peak_x, peak_y) ? "inside" : "outside"));
-        const io::Image heat = viz::colorize(unit, viz::Colormap::Viridis);
-        row.tiles.push_back(viz::titled(photo.at_own_aspect(with_box(viz::overlay(picture, heat, 0.6f), found)),
+        const io::Image heat = lesson::heat_over(picture, unit, viz::Colormap::Viridis, 0.f);
+        row.tiles.push_back(viz::titled(photo.at_own_aspect(with_box(heat, found)),
                                         fmt::format("Grad-CAM {}x{}, {}: {:.0f}% in box", map.dim(1), map.dim(2),
                                                     read_by_head ? "its head's map" : short_name(layer), 100 * share)));
       }
@@ -213,10 +214,18 @@ int main(int argc, char** argv) {
     const auto [coffee_row, coffee_found] = photo_row(coffee);
     const lesson::Photo photo = lesson.photo();
     const auto [photo_row_result, photo_found] = photo_row(photo);
+    // A frame-filling object's detection (the shipped cat: the 1x1 head's box over the photo)
+    // reads the whole photo; the same photo shrunk on gray is detected by a finer head.
+    const lesson::FramedDetection framed = lesson::detection_inside_frame(photo_model, photo);
+    lesson.say("{}", framed.why());
+    const bool shrunk = framed.scale < 1.f;
+    const auto [framed_row, framed_found] = shrunk ? photo_row(framed.photo) : std::make_pair(Row{}, photo_found);
     for (const auto& [layer, share] : coffee_row.shares)
       lesson.number(fmt::format("coffee cup: share of Grad-CAM at {} inside the box", layer), share, "{:.2f}");
     for (const auto& [layer, share] : photo_row_result.shares)
       lesson.number(fmt::format("{} {}: share of Grad-CAM at {} inside the box", photo.name, photo.target_name, layer), share, "{:.2f}");
+    for (const auto& [layer, share] : framed_row.shares)
+      lesson.number(fmt::format("{} {}: share of Grad-CAM at {} inside the box", framed.photo.name, photo.target_name, layer), share, "{:.2f}");
 
     auto share_words = [](const Row& row) {
       std::string words = fmt::format("(the box is {:.0f}% of the photo) ", 100 * row.box_area);
@@ -224,12 +233,12 @@ int main(int argc, char** argv) {
         words += fmt::format("{}{} {:.0f}% ({})", i == 0 ? "" : ", ", row.shares[i].first, 100 * row.shares[i].second, row.peaks[i]);
       return words;
     };
-    const io::Image bar = viz::color_bar(viz::Colormap::Viridis, 300, "0", "Grad-CAM / its max", "max");
+    const io::Image bar = viz::color_bar(viz::Colormap::Viridis, 460, "0 (the gray photo shows)", "Grad-CAM / its max", "max");
     const std::string columns =
         "Columns: the photo at its own aspect ratio with the detection's box; Grad-CAM of that detection's class logit "
         "(its one anchor, not the best of 1,917) at expanded_conv_13/expand (19x19: the map the 19x19 head reads), at "
-        "Conv_1 (10x10: the backbone's last map) and at the map the detection's own head reads, each upsampled over the "
-        "photo from 0 (dark) to its maximum (yellow), titled with the share of the map inside the box; guided "
+        "Conv_1 (10x10: the backbone's last map) and at the map the detection's own head reads, each upsampled and tinted over "
+        "the photo in gray, from 0 (untinted) to its maximum (yellow), titled with the share of the map inside the box; guided "
         "Grad-CAM at Conv_1 (max |.| over R, G, B, clipped at its 99th percentile).";
     lesson.figure("coffee_gradcam.png", viz::stack({viz::grid(coffee_row.tiles, static_cast<int>(coffee_row.tiles.size()), 4), bar}),
                   fmt::format("Grad-CAM of the detection {}. {} Share of each map inside the box: {}. The cup's box "
@@ -239,22 +248,41 @@ int main(int argc, char** argv) {
                               "and the coffee's edge inside the box.",
                               coffee_found.describe(), columns, share_words(coffee_row), coffee_found.detection.grid),
                   "Mopuri 10.1: Grad-CAM and guided Grad-CAM of one detection (the coffee cup), the layer choice");
-    lesson.figure("photo_gradcam.png",
-                  viz::stack({viz::grid(photo_row_result.tiles, static_cast<int>(photo_row_result.tiles.size()), 4), bar}),
-                  fmt::format("The same for {} on {}: {}. {} Share of each map inside the box: {}.{}{}", photo.target_name,
-                              photo.name, photo_found.describe(), columns, share_words(photo_row_result),
-                              photo_found.detection.grid == "1x1"
-                                  ? " Its head reads the 1x1 map: one cell, whose box spans the photo, so Grad-CAM "
-                                    "there is one flat value and a share inside the box says little (a flat map "
-                                    "scores the box's area): for a box this large the share cannot tell a good map "
-                                    "from a bad one, and the maps must be compared by eye."
-                                  : "",
-                              photo.name == "chelsea.png" && photo_found.detection.grid == "1x1"
-                                  ? " Compared by eye, they fail here: the 19x19 and Conv_1 maps peak at the edges, "
-                                    "and guided Grad-CAM lights the border and the background, not the cat. Grad-CAM "
-                                    "of a detection whose box is the whole photo does not localize the object; the "
-                                    "coffee cup above (a 3x3-head detection) is where it does."
-                                  : ""),
-                  "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat");
+    std::vector<io::Image> photo_tiles = photo_row_result.tiles;
+    photo_tiles.insert(photo_tiles.end(), framed_row.tiles.begin(), framed_row.tiles.end());
+    const bool frame_filling_1x1 = photo_found.detection.grid == "1x1";
+    // What the shrunk row shows, measured: do the maps its detection reads (Conv_1, its head's map)
+    // peak inside the box, and the 19x19 map (which its head does not read) put less there?
+    std::string localizes_words;
+    if (shrunk && framed_row.shares.size() >= 3) {
+      const auto inside = [&](size_t i) { return framed_row.peaks[i].find("inside") != std::string::npos; };
+      localizes_words =
+          inside(1) && inside(2) && framed_row.shares[0].second < framed_row.shares[2].second
+              ? fmt::format("Here Grad-CAM localizes: the maps this detection reads peak inside its box, its own head's "
+                            "map with {:.0f}% of its mass there and Conv_1 with {:.0f}% (Conv_1 also lights the gray "
+                            "canvas's edges, which a flat map would score {:.0f}%); the 19x19 map, which its head does "
+                            "not read, puts {:.0f}% there.",
+                            100 * framed_row.shares[2].second, 100 * framed_row.shares[1].second, 100 * framed_row.box_area,
+                            100 * framed_row.shares[0].second)
+              : "Even shrunk, the maps do not all peak inside the box: see the shares.";
+    }
+    lesson.figure(
+        "photo_gradcam.png",
+        viz::stack({viz::grid(photo_tiles, static_cast<int>(photo_row_result.tiles.size()), 4), bar}),
+        fmt::format("The same for {} on {}{}. {} {}{}; share of each map inside the box: {}.{}{}",
+                    photo.target_name, photo.name, shrunk ? ", as it is and shrunk on gray" : "", columns,
+                    shrunk ? "Top row, the photo as it is: " : "The detection: ",
+                    photo_found.describe(), share_words(photo_row_result),
+                    frame_filling_1x1 ? " Its head reads the 1x1 map: one cell, whose box spans the photo, so Grad-CAM "
+                                        "there is one flat value, and the share inside a box this large cannot tell a "
+                                        "good map from a bad one. By eye the maps do not find the cat: the detection "
+                                        "reads the whole photo a little everywhere."
+                                      : "",
+                    shrunk ? fmt::format(" Bottom row, the photo shrunk to {:.0f}% in the middle of a gray canvas (derived "
+                                         "in code), where the cat is a quarter of the frame: {}; share inside the box: {}. "
+                                         "{}",
+                                         100 * framed.scale, framed_found.describe(), share_words(framed_row), localizes_words)
+                           : ""),
+        "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat, frame-filling and shrunk (a finer head's detection)");
   });
 }

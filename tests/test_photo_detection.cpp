@@ -66,4 +66,61 @@ TEST_SUITE("lesson-photo-detection") {
     CHECK(is_gray(50, 100));        // the inside
     CHECK(is_gray(50, 20));         // outside, left
   }
+
+  TEST_CASE("a frame-filling cat shrunk to half on gray is a finer head's detection, and its boxes move with it") {
+    REQUIRE_MESSAGE(io::file_exists(kPhotoModel), "run make setup: it fetches the photo model");
+    const std::shared_ptr<nn::Model> model = models::load_model(kPhotoModel);
+    const lesson::Photo photo = chelsea(*model, "Cat");
+    const lesson::Photo shrunk = lesson::shrunk_on_gray(*model, photo, 0.5f);
+    CHECK(shrunk.name == "chelsea.png at 50% on gray");
+    CHECK(shrunk.original.width == 451);
+    CHECK(shrunk.original.height == 300);
+    CHECK(shrunk.original.at(0, 0, 0) == 128);      // the canvas
+    CHECK(shrunk.original.at(299, 450, 2) == 128);
+    CHECK(shrunk.original.at(150, 225, 0) != 128);  // the photo, in the middle
+    CHECK(shrunk.target == photo.target);
+    CHECK(shrunk.detection.anchor == 1760);         // its best Cat anchor, kept in the Photo
+    CHECK_THROWS_WITH_AS(lesson::shrunk_on_gray(*model, photo, 0.f), doctest::Contains("scale 0, expected in (0, 1]"), Error);
+
+    // The whole-photo 1x1 detection (93% of the photo) is replaced by the 5x5 head's.
+    const lesson::FramedDetection framed = lesson::detection_inside_frame(*model, photo);
+    CHECK(framed.scale == 0.5f);
+    CHECK(framed.box_share_before == doctest::Approx(0.93).epsilon(0.01));
+    CHECK(framed.found.detected);
+    CHECK(framed.found.detection.grid == "5x5");
+    CHECK(framed.found.detection.anchor == 1760);
+    CHECK(framed.found.detection.score == doctest::Approx(0.79).epsilon(0.02));
+    CHECK(framed.found.detection.box.area() == doctest::Approx(0.26).epsilon(0.05));
+    CHECK(test::contains(framed.why(), "shrunk to 50% on gray"));
+    // A box of the photo's input moves toward the centre by the scale.
+    const lesson::Box eye = framed.framed({75, 80, 145, 150}, *model);
+    CHECK(eye.x0 == 113);
+    CHECK(eye.y0 == 115);
+    CHECK(eye.x1 == 148);
+    CHECK(eye.y1 == 150);
+
+    // A photo whose box is not frame-filling is explained as it is.
+    const lesson::Photo half = lesson::shrunk_on_gray(*model, photo, 0.5f);
+    const lesson::FramedDetection as_is = lesson::detection_inside_frame(*model, half);
+    CHECK(as_is.scale == 1.f);
+    CHECK(as_is.photo.name == half.name);
+    CHECK(as_is.found.detection.anchor == 1760);
+  }
+
+  TEST_CASE("heat_over: the photo in gray where the map is neutral, the map's colour where it is strongest") {
+    // Two pixels, pure red and pure green: luma 76 and 150.
+    const io::Image picture{.width = 2, .height = 1, .channels = 3, .pixels = {255, 0, 0, 0, 255, 0}};
+    Tensor unit = Tensor::zeros({1, 1, 2});
+    unit.data()[0] = 0.5f;  // neutral on a diverging map
+    unit.data()[1] = 1.f;   // the strongest: dark red (178, 24, 43), 85% over the gray
+    const io::Image out = lesson::heat_over(picture, unit, viz::Colormap::Diverging, 0.5f);
+    REQUIRE(out.channels == 3);
+    CHECK(out.at(0, 0, 0) == 76);
+    CHECK(out.at(0, 0, 1) == 76);
+    CHECK(out.at(0, 0, 2) == 76);
+    CHECK(out.at(0, 1, 0) == std::lround(150 + 0.85 * (178 - 150)));
+    CHECK(out.at(0, 1, 1) == std::lround(150 + 0.85 * (24 - 150)));
+    CHECK_THROWS_WITH_AS(lesson::heat_over(picture, Tensor::zeros({1, 2, 2}), viz::Colormap::Viridis, 0.f),
+                         doctest::Contains("the map is 2x2 but the picture 2x1"), Error);
+  }
 }

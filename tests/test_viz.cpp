@@ -78,6 +78,10 @@ TEST_SUITE("viz") {
     CHECK(test::contains(line, ">training<"));
     CHECK(test::contains(line, ">epoch<"));
     CHECK(test::contains(line, ">loss<"));
+    // The legend sits in the first corner no line crosses: top right (x = 640 - 16 - 154), or top
+    // left (x = 64 + 8) when a line rises into the top right.
+    CHECK(test::contains(line_chart({{"falling", {0, 1}, {1.0, 0.0}}}, "t", "x", "y"), "<rect x=\"470\""));
+    CHECK(test::contains(line_chart({{"rising", {0, 1}, {0.0, 1.0}}}, "t", "x", "y"), "<rect x=\"72\""));
     const std::string hist = histogram({1, 2, 2, 3, 3, 3}, 3, "h < 4 & more", "activation");
     CHECK(test::contains(hist, "h &lt; 4 &amp; more"));
     CHECK(std::count(hist.begin(), hist.end(), '\n') > 5);

@@ -454,13 +454,39 @@ std::string line_chart(const std::vector<Series>& series, const std::string& tit
   const double pad = 0.05 * (y_hi - y_lo);
   Frame f{width, height, x_lo, x_hi, y_lo - pad, y_hi + pad};
   std::string svg = axes(f, title, x_label, y_label, /*x_ticks=*/true, x_tick_labels);
+  // The legend (154 pixels wide, 16 a line) goes in the first corner of the plot, of top right,
+  // top left, bottom right, bottom left, that no line passes through (top right when all do).
+  const double legend_w = 154, legend_h = 16.0 * static_cast<double>(series.size()) + 4;
+  const double plot_x0 = f.px(f.x_lo), plot_x1 = f.px(f.x_hi), plot_y0 = f.py(f.y_hi), plot_y1 = f.py(f.y_lo);
+  const std::vector<std::pair<double, double>> corners = {{plot_x1 - legend_w, plot_y0 + 4},
+                                                           {plot_x0 + 8, plot_y0 + 4},
+                                                           {plot_x1 - legend_w, plot_y1 - legend_h - 4},
+                                                           {plot_x0 + 8, plot_y1 - legend_h - 4}};
+  auto crossed = [&](double lx, double ly) {
+    for (const Series& s : series)
+      for (size_t i = 0; i < s.x.size(); ++i)
+        for (int step = 0; step <= (i + 1 < s.x.size() ? 20 : 0); ++step) {  // points along each segment
+          const double t = step / 20.0;
+          const double x = f.px(s.x[i]) + (i + 1 < s.x.size() ? t * (f.px(s.x[i + 1]) - f.px(s.x[i])) : 0);
+          const double y = f.py(s.y[i]) + (i + 1 < s.x.size() ? t * (f.py(s.y[i + 1]) - f.py(s.y[i])) : 0);
+          if (x >= lx && x <= lx + legend_w && y >= ly && y <= ly + legend_h) return true;
+        }
+    return false;
+  };
+  std::pair<double, double> legend = corners.front();
+  for (const auto& corner : corners)
+    if (!crossed(corner.first, corner.second)) {
+      legend = corner;
+      break;
+    }
   for (size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
     std::string d;
     for (size_t i = 0; i < s.x.size(); ++i) d += fmt::format("{}{:.1f} {:.1f} ", i ? "L" : "M", f.px(s.x[i]), f.py(s.y[i]));
     svg += fmt::format("<path d=\"{}\" stroke=\"{}\" stroke-width=\"2\" fill=\"none\"/>\n", d, kPalette[k % 8]);
-    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-                       width - 170, f.top + 8 + 16 * k, kPalette[k % 8], width - 152, f.top + 13 + 16 * k, escape_markup(s.label));
+    svg += fmt::format("<rect x=\"{:.0f}\" y=\"{:.0f}\" width=\"12\" height=\"4\" fill=\"{}\"/><text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
+                       legend.first, legend.second + 4 + 16.0 * k, kPalette[k % 8], legend.first + 18,
+                       legend.second + 9 + 16.0 * k, escape_markup(s.label));
   }
   return svg + "</svg>\n";
 }

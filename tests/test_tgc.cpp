@@ -470,6 +470,30 @@ TEST_SUITE("tgc-questions") {
     CHECK(tg::io::load_image(dir.file("t.png")).width > 4 * 56);
   }
 
+  TEST_CASE("on the photo model: one detection's logit climbs, a neuron's receptive field, top patches of the photos") {
+    NEEDS_TASKS("tape-reverse-walk", "conv2d-backward", "ascent-step");
+    const std::string ssd = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
+    REQUIRE_MESSAGE(tg::io::file_exists(ssd), "run make setup: it fetches the photo model");
+    Run r = tgc("visualize --model " + ssd + " --target Cat --steps 4");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "class Cat (8), one detection: the 5x5 head's centre cell, square anchor: 4 steps"));
+    CHECK(number_after(r.out.substr(r.out.find("after")), "logit ") > number_after(r.out, "logit "));
+    r = tgc("visualize --model " + ssd + " --target Cat --head 4x4");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "no '4x4' head (its heads: 19x19, 10x10, 5x5, 3x3, 2x2, 1x1)"));
+    r = tgc("visualize --model " + ssd + " --neuron expanded_conv_6/expand:52 --steps 3");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "neuron expanded_conv_6/expand:52:19:19"));
+    CHECK(number_after(r.out.substr(r.out.find("after")), "activation ") > number_after(r.out, "activation "));
+    // assets/ holds the two photos and files that are not images (each skipped with a note).
+    r = tgc("top-patches --model " + ssd + " --images assets --neuron expanded_conv_6/expand:52 --top 2");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "2 images read; expanded_conv_6/expand channel 52: receptive field 59x59 input pixels, 8 pixels apart"));
+    CHECK(contains(r.out, "1. coffee.png: 5.09"));
+    CHECK(contains(r.out, "2. chelsea.png: 4.17"));
+    CHECK(contains(r.err, "note: skipped assets/SOURCES.md"));
+  }
+
   TEST_CASE("tgc visualize, invert, top-patches: usage errors exit 2, bad input is one line, outputs checked first") {
     const test::TempDir dir;
     const std::string fashion = " --model assets/fashion_cnn.safetensors";

@@ -119,7 +119,7 @@ int command_top_patches(int argc, char** argv) {
     if (!args.has("png")) continue;
     const auto picture = std::find_if(pictures.begin(), pictures.end(), [&](const auto& q) { return q.first == p.image; });
     const io::Image patch = explain::crop(picture->second, w);
-    const int scale = std::max(1, 96 / std::max(patch.width, patch.height));
+    const int scale = std::max(1, 128 / std::max(patch.width, patch.height));  // small patches enlarged
     tiles.push_back(viz::titled(viz::scale_nearest(patch, scale), fmt::format("{} {:.2f}", short_name(name), p.value), 12));
   }
   if (args.has("png")) {

@@ -231,10 +231,25 @@ int command_visualize(int argc, char** argv) {
                  box.x0 * static_cast<float>(spec.width), box.y0 * static_cast<float>(spec.height),
                  box.x1 * static_cast<float>(spec.width), box.y1 * static_cast<float>(spec.height), spec.width, spec.height);
     }
+    std::vector<io::Image> panels = {picture};
+    std::string boxed = after.anchor >= 0 ? " (red: the detection's box)" : "";
+    if (neuron_target && neuron.y >= 0) {
+      // A neuron of a map sees only its receptive field: framed, and beside it enlarged.
+      const explain::Window w = explain::receptive_field(model, neuron.layer).window(neuron.y, neuron.x);
+      if (w.height() * w.width() * 4 <= spec.height * spec.width) {
+        const io::Image field = explain::crop(preprocess::input_to_image(saved, spec), w);
+        const int enlarge = std::max(1, static_cast<int>(picture.height / std::max(field.height, field.width)));
+        viz::draw_box(panels[0], static_cast<float>(w.x0 * scale), static_cast<float>(w.y0 * scale),
+                      static_cast<float>(w.x1 * scale), static_cast<float>(w.y1 * scale), {230, 20, 20});
+        panels.push_back(viz::scale_nearest(field, enlarge));
+        boxed = fmt::format(" (red: its {}x{} receptive field, right: enlarged {}x)", w.height(), w.width(), enlarge);
+      }
+    }
     const std::string recipe = gray ? "lesson 9's ascent" : neuron_target ? "lesson 4's decorrelated ascent" : "Olah et al.'s recipe";
     const io::Image figure = viz::titled(
-        viz::titled(picture, fmt::format("{} steps of {}: {}; a gray image: {}{}", steps, recipe, reading_text(after),
-                                         reading_text(before), after.anchor >= 0 ? " (red: the detection's box)" : ""),
+        viz::titled(viz::grid(panels, static_cast<int>(panels.size()), 8),
+                    fmt::format("{} steps of {}: {}; a gray image: {}{}", steps, recipe, reading_text(after),
+                                reading_text(before), boxed),
                     12),
         "visualize " + what);
     outputs.emplace_back(args.get("png"), io::encode_png(figure, args.get("png")));

@@ -53,7 +53,10 @@ double Progress::cpu_seconds() const { return static_cast<double>(std::clock() -
 
 void Progress::update(int64_t done, int64_t total, const std::string& detail) {
   if (!terminal_ || done <= 0) return;
-  const double left = seconds() / static_cast<double>(done) * static_cast<double>(total - done);
+  const double now = seconds();
+  if (done < total && now - shown_at_ < 0.1) return;  // ten lines a second at most
+  shown_at_ = now;
+  const double left = now / static_cast<double>(done) * static_cast<double>(total - done);
   const std::string line = fmt::format("{}: {}/{}{}{}, {} left", what_, done, total, detail.empty() ? "" : ", ", detail,
                                        minutes_seconds(left));
   fmt::print(stderr, "\r{:<{}}", line, shown_);

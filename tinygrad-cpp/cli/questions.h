@@ -35,7 +35,8 @@ class Progress {
  private:
   std::string what_;
   bool terminal_;
-  size_t shown_ = 0;  // characters on the line now
+  size_t shown_ = 0;       // characters on the line now
+  double shown_at_ = -1;  // when it was last written (seconds from the start)
   std::chrono::steady_clock::time_point start_;
   std::clock_t cpu_start_;
 };

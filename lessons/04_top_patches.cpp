@@ -28,11 +28,10 @@ int main(int argc, char** argv) {
 
     lesson.step("Receptive field of relu2[c, y, x]: conv1 (5x5, pad 2), pool (2), conv2 (5x5, pad 2) -> 14x14 input pixels");
     lesson.say("relu2 position (y, x) covers input rows 2y-6 .. 2y+7 and columns 2x-6 .. 2x+7 (clipped at the border)");
-    // The same measured: the input pixels with a path to relu2's centre neuron (one backward pass).
-    const explain::ReceptiveField field = explain::receptive_field(model, "relu2");
-    lesson.say("measured: relu2 ({}, {}) sees rows {} .. {}, columns {} .. {}; its neighbours are {} pixels apart",
-               field.centre_y, field.centre_x, field.centre.y0, field.centre.y1 - 1, field.centre.x0, field.centre.x1 - 1,
-               field.stride_y);
+    // That is the window of the centre (7, 7), rows and columns 8 .. 21, moved 2 pixels a position.
+    // (explain::receptive_field measures the same with one backward pass; `tgc top-patches` uses it.)
+    const explain::ReceptiveField field{.centre = {.y0 = 8, .x0 = 8, .y1 = 22, .x1 = 22}, .centre_y = 7, .centre_x = 7,
+                                        .stride_y = 2, .stride_x = 2, .channels = 32};
 
     lesson.step(fmt::format("Run {} test images and record relu2", count));
     std::vector<int64_t> order(static_cast<size_t>(count));

@@ -494,6 +494,31 @@ TEST_SUITE("tgc-questions") {
     CHECK(contains(r.err, "note: skipped assets/SOURCES.md"));
   }
 
+  TEST_CASE("tgc visualize and top-patches check a neuron against its layer; invert names a missing layer") {
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward");  // the layer's shape comes from running the model
+    const std::string fashion = " --model assets/fashion_cnn.safetensors";
+    for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+             {"visualize" + fashion + " --neuron conv2:32", "channel 32 of layer 'conv2', which has 32 channels"},
+             {"visualize" + fashion + " --neuron conv2:1:14:0", "position 14:0 of layer 'conv2', whose map is 14x14"},
+             {"visualize" + fashion + " --neuron fc1:1:0:0", "give LAYER:CHANNEL, no Y:X"},
+             {"top-patches" + fashion + " --images assets/fashion-png --neuron relu2:40", "channel 40 of layer 'relu2'"}}) {
+      CAPTURE(args);
+      const Run r = tgc(args);
+      CHECK(r.status == 2);
+      CHECK(contains(r.err, "error: --neuron: "));
+      CHECK(contains(r.err, message));
+    }
+    Run r = tgc("invert" + fashion + " --image assets/fashion-png/1_trouser.png --layer fc9");
+    CHECK(r.status == 1);
+    CHECK(lines(r.err) == 1);
+    CHECK(contains(r.err, "fc9"));
+    const test::TempDir dir;
+    std::ofstream(dir.file("junk.txt")) << "junk";
+    r = tgc("top-patches" + fashion + " --images " + dir.path.string() + " --neuron relu2:1");
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "no readable PNG or JPEG image among the 1 files"));
+  }
+
   TEST_CASE("tgc visualize, invert, top-patches: usage errors exit 2, bad input is one line, outputs checked first") {
     const test::TempDir dir;
     const std::string fashion = " --model assets/fashion_cnn.safetensors";
@@ -505,15 +530,11 @@ TEST_SUITE("tgc-questions") {
              {"visualize" + fashion + " --target 1 --neuron conv1:0", "give one of --target and --neuron"},
              {"visualize" + fashion + " --target 1 --steps 0", "--steps: 0 is outside [1, 10000]"},
              {"visualize" + fashion + " --target 1 --png out.jpg", "--png: 'out.jpg' must end in .png"},
-             {"visualize" + fashion + " --neuron conv2:32", "channel 32 of layer 'conv2', which has 32 channels"},
-             {"visualize" + fashion + " --neuron conv2:1:14:0", "position 14:0 of layer 'conv2', whose map is 14x14"},
-             {"visualize" + fashion + " --neuron fc1:1:0:0", "give LAYER:CHANNEL, no Y:X"},
              {"visualize" + fashion + " --neuron conv2", "is not LAYER:CHANNEL[:Y:X]"},
              {"visualize" + fashion + " --target 1 --head 3x3", "they go with --target on a detector"},
              {"invert" + fashion + " --image assets/fashion-png/1_trouser.png", "--layer is required"},
              {"invert" + fashion + " --image assets/fashion-png/1_trouser.png --layer fc1 --starts 17", "--starts: 17 is outside [1, 16]"},
              {"top-patches" + fashion + " --images assets/fashion-png --neuron conv2:1:2:3", "give LAYER:CHANNEL; every position"},
-             {"top-patches" + fashion + " --images assets/fashion-png --neuron relu2:40", "channel 40 of layer 'relu2'"},
              {"top-patches" + fashion + " --images assets/fashion-png --neuron relu2:1 --top 0", "--top: 0 is outside [1, 100]"}}) {
       CAPTURE(u.args);
       const Run r = tgc(u.args);
@@ -530,7 +551,6 @@ TEST_SUITE("tgc-questions") {
              {"visualize" + fashion + " --target 1 --frames " + dir.file("missing"), "--frames: cannot write into"},
              {"visualize" + fashion + " --target Sweater", "Sweater"},
              {"invert" + fashion + " --image " + dir.file("none.png") + " --layer fc1", "none.png"},
-             {"invert" + fashion + " --image assets/fashion-png/1_trouser.png --layer fc9", "fc9"},
              {"top-patches" + fashion + " --images " + dir.file("nowhere") + " --neuron relu2:1", "is not a folder"},
              {"top-patches" + fashion + " --images " + dir.path.string() + " --neuron relu2:1", "holds no files"}}) {
       CAPTURE(b.args);
@@ -540,10 +560,6 @@ TEST_SUITE("tgc-questions") {
       CHECK(contains(r.err, "error: "));
       CHECK(contains(r.err, b.message));
     }
-    std::ofstream(dir.file("junk.txt")) << "junk";
-    Run r = tgc("top-patches" + fashion + " --images " + dir.path.string() + " --neuron relu2:1");
-    CHECK(r.status == 1);
-    CHECK(contains(r.err, "no readable PNG or JPEG image among the 1 files"));
     // --help shows the real defaults.
     CHECK(contains(tgc("invert --help").out, "random starts, 1..16 (default: 5)"));
     CHECK(contains(tgc("top-patches --help").out, "how many patches, 1..100 (default: 9)"));

@@ -17,6 +17,7 @@ TEST_SUITE("top-patches") {
     CHECK(relu2.centre_x == 7);
     CHECK(relu2.stride_y == 2);
     CHECK(relu2.stride_x == 2);
+    // Lesson 4 derives it by hand: rows 2y-6 .. 2y+7.
     for (int64_t y : {0, 3, 7, 13}) {
       const explain::Window w = relu2.window(y, 13 - y);
       CHECK(w.y0 == 2 * y - 6);

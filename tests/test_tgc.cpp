@@ -471,7 +471,7 @@ TEST_SUITE("tgc-questions") {
   }
 
   TEST_CASE("on the photo model: one detection's logit climbs, a neuron's receptive field, top patches of the photos") {
-    NEEDS_TASKS("tape-reverse-walk", "conv2d-backward", "ascent-step");
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "ascent-step");
     const std::string ssd = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
     REQUIRE_MESSAGE(tg::io::file_exists(ssd), "run make setup: it fetches the photo model");
     Run r = tgc("visualize --model " + ssd + " --target Cat --steps 4");

@@ -8,7 +8,7 @@ using namespace tg;
 
 TEST_SUITE("top-patches") {
   TEST_CASE("FashionCNN's relu2 sees rows 2y-6 .. 2y+7: 14x14 windows 2 pixels apart; fc1 sees everything") {
-    NEEDS_TASKS("tape-reverse-walk", "conv2d-backward", "linear-backward");
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "linear-backward", "maxpool-backward");
     Generator gen(0);
     auto model = models::make_fashion_cnn(gen);
     const explain::ReceptiveField relu2 = explain::receptive_field(*model, "relu2");

@@ -37,7 +37,7 @@ int command_top_patches(int argc, char** argv) {
       .option("images", "DIR", "folder of PNG/JPEG images", true)
       .option("neuron", "LAYER:CHANNEL", "the layer and channel (every position of the channel's map is searched)", true)
       .option("top", "K", "how many patches, 1..100", false, "9")
-      .option("max-files", "N", "read at most this many files (the first by name), 1..100000", false, "1000")
+      .option("max-files", "N", "read at most this many files (the first by name), 1..100000", false, "500")
       .option("png", "OUT.png", "the patches, strongest first, each titled with its file and value");
   args.parse(argc, argv, 2);
   const int64_t top = args.get_int("top", 1, 100);

@@ -40,8 +40,11 @@ Progress::Progress(std::string what)
     : what_(std::move(what)), terminal_(isatty(fileno(stderr)) == 1), start_(std::chrono::steady_clock::now()),
       cpu_start_(std::clock()) {}
 
-Progress::~Progress() {
+Progress::~Progress() { clear(); }
+
+void Progress::clear() {
   if (terminal_ && shown_ > 0) fmt::print(stderr, "\r{:<{}}\r", "", shown_);
+  shown_ = 0;
   std::fflush(stderr);
 }
 
@@ -53,8 +56,9 @@ double Progress::cpu_seconds() const { return static_cast<double>(std::clock() -
 
 void Progress::update(int64_t done, int64_t total, const std::string& detail) {
   if (!terminal_ || done <= 0) return;
+  if (done >= total) return clear();  // finished: the line goes, for what the command prints next
   const double now = seconds();
-  if (done < total && now - shown_at_ < 0.1) return;  // ten lines a second at most
+  if (now - shown_at_ < 0.1) return;  // ten lines a second at most
   shown_at_ = now;
   const double left = now / static_cast<double>(done) * static_cast<double>(total - done);
   const std::string line = fmt::format("{}: {}/{}{}{}, {} left", what_, done, total, detail.empty() ? "" : ", ", detail,

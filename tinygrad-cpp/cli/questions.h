@@ -20,7 +20,8 @@ int command_top_patches(int argc, char** argv);
 
 // A long loop's progress on one line of stderr, rewritten in place on a terminal:
 // "visualize: 120/256, logit 3.41, 0m52s left". Nothing when stderr is not a terminal (logs
-// and tests get the summary line the command prints). The line is cleared when it goes.
+// and tests get the summary line the command prints). The line is cleared when done reaches
+// total, and when the Progress goes.
 // It also times the loop: wall seconds, and CPU seconds of every thread (user + sys).
 class Progress {
  public:
@@ -33,6 +34,7 @@ class Progress {
   double cpu_seconds() const;
 
  private:
+  void clear();
   std::string what_;
   bool terminal_;
   size_t shown_ = 0;       // characters on the line now

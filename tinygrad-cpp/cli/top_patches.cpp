@@ -73,7 +73,7 @@ int command_top_patches(int argc, char** argv) {
   int64_t read = 0;
   Progress progress("top-patches");
   for (size_t i = 0; i < files.size(); ++i) {
-    progress.update(static_cast<int64_t>(i) + 1, static_cast<int64_t>(files.size()));
+    progress.update(static_cast<int64_t>(i), static_cast<int64_t>(files.size()));  // the files done so far
     const std::string path = files[i].string();
     Tensor input;
     try {
@@ -101,6 +101,7 @@ int command_top_patches(int argc, char** argv) {
       return std::none_of(best.begin(), best.end(), [&](const explain::Patch& p) { return p.image == picture.first; });
     });
   }
+  progress.update(static_cast<int64_t>(files.size()), static_cast<int64_t>(files.size()));
   if (read == 0) throw Error(fmt::format("--images: no readable PNG or JPEG image among the {} files of '{}'", files.size(), folder));
   const explain::Window& c = field.centre;
   fmt::print("{} images read; {} channel {}: receptive field {}x{} input pixels{}\n", read, printable(n.layer), n.channel,

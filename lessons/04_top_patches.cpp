@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
 
     lesson.step("Receptive field of relu2[c, y, x]: conv1 (5x5, pad 2), pool (2), conv2 (5x5, pad 2) -> 14x14 input pixels");
     lesson.say("relu2 position (y, x) covers input rows 2y-6 .. 2y+7 and columns 2x-6 .. 2x+7 (clipped at the border)");
+    // That is the window of the centre (7, 7), rows and columns 8 .. 21, moved 2 pixels a position.
+    // (explain::receptive_field measures the same with one backward pass; `tgc top-patches` uses it.)
+    const explain::ReceptiveField field{.centre = {.y0 = 8, .x0 = 8, .y1 = 22, .x1 = 22}, .centre_y = 7, .centre_x = 7,
+                                        .stride_y = 2, .stride_x = 2, .channels = 32};
 
     lesson.step(fmt::format("Run {} test images and record relu2", count));
     std::vector<int64_t> order(static_cast<size_t>(count));
@@ -44,32 +48,18 @@ int main(int argc, char** argv) {
     std::vector<io::Image> rows;
     for (int64_t c : channels) {
       // The 9 strongest (image, y, x), at most one per image so the patches are not all alike.
-      std::vector<std::tuple<float, int64_t, int64_t, int64_t>> best;  // value, image, y, x
-      for (int64_t n = 0; n < count; ++n) {
-        float top = -1.f;
-        int64_t ty = 0, tx = 0;
-        for (int64_t y = 0; y < 14; ++y)
-          for (int64_t x = 0; x < 14; ++x)
-            if (a.at({n, c, y, x}) > top) top = a.at({n, c, y, x}), ty = y, tx = x;
-        best.emplace_back(top, n, ty, tx);
-      }
-      std::sort(best.begin(), best.end(), [](const auto& p, const auto& q) { return std::get<0>(p) > std::get<0>(q); });
-      best.resize(9);
+      const std::vector<explain::Patch> best = explain::top_patches(explain::strongest_positions(a, c), 9);
       std::vector<io::Image> patches;
       std::vector<Tensor> patch_values;  // for the patches' agreement
       std::map<std::string, int> classes;
       std::string labels;
-      for (const auto& [value, n, y, x] : best) {
-        io::Image patch{14, 14, 1, std::vector<uint8_t>(14 * 14, 0)};
-        for (int64_t i = 0; i < 14; ++i)
-          for (int64_t j = 0; j < 14; ++j) {
-            const int64_t iy = 2 * y - 6 + i, ix = 2 * x - 6 + j;
-            if (iy >= 0 && iy < 28 && ix >= 0 && ix < 28) patch.at(static_cast<int>(i), static_cast<int>(j), 0) = sample.pixels[n * 784 + iy * 28 + ix];
-          }
+      for (const explain::Patch& p : best) {
+        const io::Image image{28, 28, 1, std::vector<uint8_t>(sample.pixels.begin() + p.image * 784, sample.pixels.begin() + (p.image + 1) * 784)};
+        const io::Image patch = explain::crop(image, field.window(p.y, p.x));
         patches.push_back(viz::scale_nearest(patch, scale));
         patch_values.push_back(viz::from_image(patch));
-        labels += fmt::format(" {}", data::kFashionClasses[sample.labels[n]]);
-        ++classes[data::kFashionClasses[sample.labels[n]]];
+        labels += fmt::format(" {}", data::kFashionClasses[sample.labels[p.image]]);
+        ++classes[data::kFashionClasses[sample.labels[p.image]]];
       }
       // Do the patches share one concept? Their agreement: the mean correlation of every pair
       // of patches, pixel by pixel (1: the same picture nine times; 0: nothing in common).
@@ -80,11 +70,11 @@ int main(int argc, char** argv) {
       agreement /= std::max(pairs, 1);
       int most_common = 0;
       for (const auto& [name, k] : classes) most_common = std::max(most_common, k);
-      lesson.say("channel {:>2}: top activation {:.2f}; patches' agreement {:.2f}; from:{}", c, std::get<0>(best.front()), agreement,
+      lesson.say("channel {:>2}: top activation {:.2f}; patches' agreement {:.2f}; from:{}", c, best.front().value, agreement,
                  labels);
       rows.push_back(viz::titled(viz::grid(patches, 9, 2, 128),
                                  fmt::format("conv2 channel {}: top activation {:.2f}, patches' agreement {:.2f}, {} of 9 one class", c,
-                                             std::get<0>(best.front()), agreement, most_common)));
+                                             best.front().value, agreement, most_common)));
     }
     lesson.figure("top_patches.png", viz::grid(rows, 1, 6),
                   "One row per conv2 channel (0, 5, 28, 12, 20, 31): the 14x14 input patches where it fired most, "

@@ -382,3 +382,188 @@ TEST_SUITE("tgc-hardening") {
     CHECK_FALSE(fs::exists(dir.file("w.safetensors")));
   }
 }
+
+// tgc visualize, invert and top-patches on FashionCNN: a few steps each, real values checked.
+TEST_SUITE("tgc-questions") {
+  // The number after `key` on the first line holding it ("logit " -> -0.77).
+  auto number_after = [](const std::string& text, const std::string& key) {
+    const size_t at = text.find(key);
+    REQUIRE_MESSAGE(at != std::string::npos, "no '" << key << "' in: " << text);
+    return std::stod(text.substr(at + key.size()));
+  };
+
+  TEST_CASE("tgc visualize raises the class's logit and the neuron's activation; frames at Fibonacci steps") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward", "ascent-step");
+    const test::TempDir dir;
+    Run r = tgc("visualize --model assets/fashion_cnn.safetensors --target Trouser --steps 30 --png " + dir.file("v.png") +
+                " --frames " + dir.path.string());
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "visualizing class Trouser (1): 30 steps"));
+    const std::string before = r.out.substr(0, r.out.find("after"));
+    const std::string after = r.out.substr(r.out.find("after 30 steps"));
+    const double logit_before = number_after(before, "logit "), logit_after = number_after(after, "logit ");
+    CHECK(logit_after > logit_before + 5);
+    CHECK(number_after(after, "p = ") > 0.9);
+    const tg::io::Image figure = tg::io::load_image(dir.file("v.png"));
+    CHECK(figure.width >= 224);
+    for (int step : {1, 2, 3, 5, 8, 13, 21, 30}) CHECK(fs::exists(dir.file(fmt::format("step_{:04d}.png", step))));
+    CHECK_FALSE(fs::exists(dir.file("step_0004.png")));
+    CHECK(contains(r.out, "wrote 8 frames"));
+
+    r = tgc("visualize --model assets/fashion_cnn.safetensors --neuron conv2:5 --steps 20");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "neuron conv2:5:7:7"));  // the centre by default
+    CHECK(number_after(r.out.substr(r.out.find("after")), "activation ") > number_after(r.out, "activation ") + 1);
+    CHECK(contains(r.out, "no --png given"));
+  }
+
+  TEST_CASE("tgc invert: every start's code error falls far below a gray image's") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward", "ascent-step");
+    const test::TempDir dir;
+    Run r = tgc("invert --model assets/fashion_cnn.safetensors --image assets/fashion-png/1_trouser.png --layer fc1 "
+                "--starts 2 --steps 60 --png " + dir.file("i.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "the code at fc1 is [1,128]"));
+    CHECK(contains(r.out, "start 2: relative code error"));
+    CHECK_FALSE(contains(r.out, "start 3:"));
+    const double worst = number_after(r.out, "worst: "), gray = number_after(r.out, "(a gray image: ");
+    CHECK(gray > 0.5);
+    CHECK(worst < gray / 4);
+    const tg::io::Image figure = tg::io::load_image(dir.file("i.png"));
+    CHECK(figure.width > 3 * 224);  // the image and two reconstructions
+  }
+
+  TEST_CASE("tgc top-patches: K patches, strongest first, each the image's largest activation read directly") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward");
+    const test::TempDir dir;
+    // The shipped garments, and two files that are not images: each skipped with one note.
+    for (const auto& entry : fs::directory_iterator("assets/fashion-png")) fs::copy(entry.path(), dir.path / entry.path().filename());
+    std::ofstream(dir.file("notes.txt")) << "not an image";
+    std::ofstream(dir.file("broken.png")) << "\x89PNG\r\n\x1a\n";
+    Run r = tgc("top-patches --model assets/fashion_cnn.safetensors --images " + dir.path.string() +
+                " --neuron relu2:5 --top 4 --png " + dir.file("t.png"));
+    REQUIRE(r.status == 0);
+    CHECK(lines(r.err) == 2);
+    CHECK(contains(r.err, "note: skipped " + dir.file("notes.txt")));
+    CHECK(contains(r.err, "note: skipped " + dir.file("broken.png")));
+    CHECK(contains(r.out, "10 images read; relu2 channel 5: receptive field 14x14 input pixels, 2 pixels apart"));
+    tg::models::LoadedModel loaded = tg::models::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    const std::regex line(R"((\d+)\. (\S+): (-?[0-9.]+) at \((\d+), (\d+)\); input rows (-?\d+)\.\.(-?\d+))");
+    std::vector<double> values;
+    for (std::sregex_iterator m(r.out.begin(), r.out.end(), line), end; m != end; ++m) {
+      const std::string file = (*m)[2];
+      const double value = std::stod((*m)[3]);
+      const int64_t y = std::stoll((*m)[4]), x = std::stoll((*m)[5]);
+      CAPTURE(file);
+      values.push_back(value);
+      const tg::Tensor input = tg::preprocess::image_to_input(tg::io::load_image(dir.file(file)), loaded.model->info().input);
+      tg::NoGrad no_grad;
+      const tg::Tensor a = loaded.model->forward_until(input, "relu2");
+      const float* plane = a.data() + 5 * 14 * 14;
+      CHECK(*std::max_element(plane, plane + 14 * 14) == doctest::Approx(value).epsilon(1e-4));
+      CHECK(a.at({0, 5, y, x}) == doctest::Approx(value).epsilon(1e-4));
+      CHECK(std::stoll((*m)[6]) == 2 * y - 6);  // its receptive field
+      CHECK(std::stoll((*m)[7]) == 2 * y + 7);
+    }
+    CHECK(values.size() == 4);
+    CHECK(std::is_sorted(values.rbegin(), values.rend()));
+    CHECK(tg::io::load_image(dir.file("t.png")).width > 4 * 56);
+  }
+
+  TEST_CASE("on the photo model: one detection's logit climbs, a neuron's receptive field, top patches of the photos") {
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward", "ascent-step");
+    const std::string ssd = "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite";
+    REQUIRE_MESSAGE(tg::io::file_exists(ssd), "run make setup: it fetches the photo model");
+    Run r = tgc("visualize --model " + ssd + " --target Cat --steps 4");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "class Cat (8), one detection: the 5x5 head's centre cell, square anchor: 4 steps"));
+    CHECK(number_after(r.out.substr(r.out.find("after")), "logit ") > number_after(r.out, "logit "));
+    r = tgc("visualize --model " + ssd + " --target Cat --head 4x4");
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "no '4x4' head (its heads: 19x19, 10x10, 5x5, 3x3, 2x2, 1x1)"));
+    r = tgc("visualize --model " + ssd + " --neuron expanded_conv_6/expand:52 --steps 3");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "neuron expanded_conv_6/expand:52:19:19"));
+    CHECK(number_after(r.out.substr(r.out.find("after")), "activation ") > number_after(r.out, "activation "));
+    // assets/ holds the two photos and files that are not images (each skipped with a note).
+    r = tgc("top-patches --model " + ssd + " --images assets --neuron expanded_conv_6/expand:52 --top 2");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "2 images read; expanded_conv_6/expand channel 52: receptive field 59x59 input pixels, 8 pixels apart"));
+    CHECK(contains(r.out, "1. coffee.png: 5.09"));
+    CHECK(contains(r.out, "2. chelsea.png: 4.17"));
+    CHECK(contains(r.err, "note: skipped assets/SOURCES.md"));
+  }
+
+  TEST_CASE("tgc visualize and top-patches check a neuron against its layer; invert names a missing layer") {
+    NEEDS_TASKS("relu", "tape-reverse-walk", "conv2d-backward");  // the layer's shape comes from running the model
+    const std::string fashion = " --model assets/fashion_cnn.safetensors";
+    for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+             {"visualize" + fashion + " --neuron conv2:32", "channel 32 of layer 'conv2', which has 32 channels"},
+             {"visualize" + fashion + " --neuron conv2:1:14:0", "position 14:0 of layer 'conv2', whose map is 14x14"},
+             {"visualize" + fashion + " --neuron fc1:1:0:0", "give LAYER:CHANNEL, no Y:X"},
+             {"top-patches" + fashion + " --images assets/fashion-png --neuron relu2:40", "channel 40 of layer 'relu2'"}}) {
+      CAPTURE(args);
+      const Run r = tgc(args);
+      CHECK(r.status == 2);
+      CHECK(contains(r.err, "error: --neuron: "));
+      CHECK(contains(r.err, message));
+    }
+    Run r = tgc("invert" + fashion + " --image assets/fashion-png/1_trouser.png --layer fc9");
+    CHECK(r.status == 1);
+    CHECK(lines(r.err) == 1);
+    CHECK(contains(r.err, "fc9"));
+    const test::TempDir dir;
+    std::ofstream(dir.file("junk.txt")) << "junk";
+    r = tgc("top-patches" + fashion + " --images " + dir.path.string() + " --neuron relu2:1");
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "no readable PNG or JPEG image among the 1 files"));
+  }
+
+  TEST_CASE("tgc visualize, invert, top-patches: usage errors exit 2, bad input is one line, outputs checked first") {
+    const test::TempDir dir;
+    const std::string fashion = " --model assets/fashion_cnn.safetensors";
+    struct Usage {
+      std::string args, message;
+    };
+    for (const Usage& u : std::vector<Usage>{
+             {"visualize" + fashion, "give one of --target and --neuron"},
+             {"visualize" + fashion + " --target 1 --neuron conv1:0", "give one of --target and --neuron"},
+             {"visualize" + fashion + " --target 1 --steps 0", "--steps: 0 is outside [1, 10000]"},
+             {"visualize" + fashion + " --target 1 --png out.jpg", "--png: 'out.jpg' must end in .png"},
+             {"visualize" + fashion + " --neuron conv2", "is not LAYER:CHANNEL[:Y:X]"},
+             {"visualize" + fashion + " --target 1 --head 3x3", "they go with --target on a detector"},
+             {"invert" + fashion + " --image assets/fashion-png/1_trouser.png", "--layer is required"},
+             {"invert" + fashion + " --image assets/fashion-png/1_trouser.png --layer fc1 --starts 17", "--starts: 17 is outside [1, 16]"},
+             {"top-patches" + fashion + " --images assets/fashion-png --neuron conv2:1:2:3", "give LAYER:CHANNEL; every position"},
+             {"top-patches" + fashion + " --images assets/fashion-png --neuron relu2:1 --top 0", "--top: 0 is outside [1, 100]"}}) {
+      CAPTURE(u.args);
+      const Run r = tgc(u.args);
+      CHECK(r.status == 2);
+      CHECK(contains(r.err, "error: "));
+      CHECK(contains(r.err, u.message));
+      CHECK(contains(r.err, "--help` for every flag"));
+    }
+    struct Bad {
+      std::string args, message;
+    };
+    for (const Bad& b : std::vector<Bad>{
+             {"visualize" + fashion + " --target 1 --png " + dir.file("missing/v.png"), "folder '" + dir.file("missing") + "' is missing"},
+             {"visualize" + fashion + " --target 1 --frames " + dir.file("missing"), "--frames: cannot write into"},
+             {"visualize" + fashion + " --target Sweater", "Sweater"},
+             {"invert" + fashion + " --image " + dir.file("none.png") + " --layer fc1", "none.png"},
+             {"top-patches" + fashion + " --images " + dir.file("nowhere") + " --neuron relu2:1", "is not a folder"},
+             {"top-patches" + fashion + " --images " + dir.path.string() + " --neuron relu2:1", "holds no files"}}) {
+      CAPTURE(b.args);
+      const Run r = tgc(b.args);
+      CHECK(r.status == 1);
+      CHECK(lines(r.err) == 1);
+      CHECK(contains(r.err, "error: "));
+      CHECK(contains(r.err, b.message));
+    }
+    // --help shows the real defaults.
+    CHECK(contains(tgc("invert --help").out, "random starts, 1..16 (default: 5)"));
+    CHECK(contains(tgc("top-patches --help").out, "how many patches, 1..100 (default: 9)"));
+    CHECK(contains(tgc("visualize --help").out, "(default: 5x5)"));
+    CHECK(contains(tgc("--help").out, "top-patches"));
+  }
+}

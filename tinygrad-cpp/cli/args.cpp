@@ -2,10 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+
+#include <unistd.h>
 
 #include "tinygrad-cpp/core/tensor.h"
 
@@ -140,6 +144,59 @@ float Args::get_float(const std::string& name, double min, double max) const {
     fail(fmt::format("--{}: '{}' is not a finite number", name, text));
   if (v < min || v > max) fail(fmt::format("--{}: {} is outside [{}, {}]", name, v, min, max));
   return static_cast<float>(v);
+}
+
+void check_output(const Args& args, const std::string& flag, const std::string& extension) {
+  if (!args.has(flag)) return;
+  const std::string name = args.get(flag);
+  if (!name.ends_with(extension) || name.size() == extension.size())
+    args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
+  namespace fs = std::filesystem;
+  const fs::path path(name);
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code error;
+  if (!fs::is_directory(folder, error) || access(folder.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--{}: cannot write '{}': folder '{}' is missing or not writable", flag, name, folder.string()));
+  if (fs::exists(fs::symlink_status(path, error)) && !fs::is_regular_file(fs::symlink_status(path, error)))
+    throw Error(fmt::format("--{}: '{}' exists and is not a regular file", flag, name));
+}
+
+void check_output_folder(const Args& args, const std::string& flag) {
+  if (!args.has(flag)) return;
+  const std::string name = args.get(flag);
+  std::error_code error;
+  if (name.empty() || !std::filesystem::is_directory(name, error) || access(name.c_str(), W_OK) != 0)
+    throw Error(fmt::format("--{}: cannot write into '{}': it is not a writable folder", flag, name));
+}
+
+explain::Neuron neuron(const Args& args, const std::string& flag) {
+  const std::string text = args.get(flag);
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  auto number = [&](const std::string& word) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(word.c_str(), &end, 10);
+    if (word.empty() || *end != '\0' || errno != 0 || v < 0)
+      args.fail(fmt::format("--{}: '{}' is not LAYER:CHANNEL[:Y:X] with whole numbers >= 0", flag, text));
+    return static_cast<int64_t>(v);
+  };
+  const size_t numbers = parts.size() >= 4 && !parts[parts.size() - 3].empty() &&
+                                 std::isdigit(static_cast<unsigned char>(parts[parts.size() - 3][0]))
+                             ? 3
+                             : 1;
+  if (parts.size() < numbers + 1 || parts.front().empty())
+    args.fail(fmt::format("--{}: '{}' is not LAYER:CHANNEL[:Y:X]", flag, text));
+  explain::Neuron n;
+  for (size_t k = 0; k + numbers < parts.size(); ++k) n.layer += (k ? ":" : "") + parts[k];
+  n.channel = number(parts[parts.size() - numbers]);
+  if (numbers == 3) n.y = number(parts[parts.size() - 2]), n.x = number(parts.back());
+  return n;
 }
 
 }  // namespace tg::cli

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tinygrad-cpp/explain/target.h"
+
 namespace tg::cli {
 
 class Args {
@@ -49,5 +51,15 @@ class Args {
   std::vector<Spec> specs_;
   std::vector<std::string> rest_;
 };
+
+// An output file (--png, --out) checked before any work: a usage error when its name does not
+// end in `extension` (the format written); tg::Error when its folder is missing or not
+// writable, or the name is a folder or another non-regular file. Nothing when not given.
+void check_output(const Args& args, const std::string& flag, const std::string& extension);
+// An output folder (--frames): it must exist and be writable. Nothing when not given.
+void check_output_folder(const Args& args, const std::string& flag);
+// --flag LAYER:CHANNEL or LAYER:CHANNEL:Y:X (the layer's name may hold ':'; the numbers are
+// last); y = x = -1 when not given. A usage error otherwise.
+explain::Neuron neuron(const Args& args, const std::string& flag);
 
 }  // namespace tg::cli

@@ -23,6 +23,7 @@
 
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/cli/questions.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -47,7 +48,10 @@ const char* kUsage =
     "  explain  an attribution map (saliency, guided backprop, Grad-CAM, ...) for one image\n"
     "  predict  a classifier's top classes or a detector's boxes for one image\n"
     "  info     a model file's tensors or layers, shapes and metadata\n"
-    "  bench    time the benchmark workloads (NAME: X ms/iter)\n\n"
+    "  bench    time the benchmark workloads (NAME: X ms/iter)\n"
+    "  visualize    the image a class or a neuron wants (gradient ascent)\n"
+    "  invert       images with the same code at a layer as an image (feature inversion)\n"
+    "  top-patches  the patches of a folder of images that excite a neuron most\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
 
 std::atomic<bool> interrupted{false};
@@ -710,6 +714,9 @@ int main(int argc, char** argv) {
     if (command == "explain") return command_explain(argc, argv);
     if (command == "predict") return command_predict(argc, argv);
     if (command == "bench") return command_bench(argc, argv);
+    if (command == "visualize") return cli::command_visualize(argc, argv);
+    if (command == "invert") return cli::command_invert(argc, argv);
+    if (command == "top-patches") return cli::command_top_patches(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -6,6 +6,7 @@
 //   occlusion.h   occlusion sensitivity
 //   ascent.h      synthesis: the gradient-ascent engine, its objectives, feature inversion
 //   image.h       synthesis: image parameterizations (decorrelated image, random transforms)
+//   top_patches.h the data's answer: receptive fields, the patches that excite a unit most
 //   methods.h     the method table tgc and the explorer read
 #pragma once
 
@@ -17,3 +18,4 @@
 #include "tinygrad-cpp/explain/occlusion.h"
 #include "tinygrad-cpp/explain/rule_based.h"
 #include "tinygrad-cpp/explain/target.h"
+#include "tinygrad-cpp/explain/top_patches.h"

@@ -104,6 +104,10 @@ Tensor visualize(const Objective& objective, int64_t images, int64_t height, int
     neg(value).backward();  // Adam descends: climb the objective by descending its negative
     adam.step();
     if (options.on_step) options.on_step(step, objective_value);
+    if (options.on_images) {
+      NoGrad no_grad;
+      options.on_images(step, image_of());
+    }
   }
   NoGrad no_grad;
   return image_of();

@@ -55,6 +55,9 @@ struct FeatureVisualizationOptions {
   uint64_t seed = 0;
   // Called after each step with the step number (from 1) and the objective's value.
   std::function<void(int step, float objective)> on_step;
+  // When set, also called after each step with the images as they now are ([N,3,H,W], one
+  // pass of the parameterization without recording): frames of the climb.
+  std::function<void(int step, const Tensor& images)> on_images;
 };
 // Climbs objective(image) for a batch of `images` images of height x width, starting from
 // faint noise; returns the images in [-1, 1] (tanh's range, the photo model's input range), [N,3,H,W].

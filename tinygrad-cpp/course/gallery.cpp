@@ -24,15 +24,18 @@ namespace {
 constexpr int kPixelatedBelowWidth = 400;
 
 const char* kStyle =
-    "body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 12px;color:#222;line-height:1.4}"
-    "h2{border-top:1px solid #ccc;padding-top:1em}a.top{font-size:0.85em;margin-left:0.5em}"
-    "nav ol{columns:2 260px;padding-left:1.5em}nav li{margin:0.15em 0}"
+    "body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 12px;color:#222}"
+    "h2{border-top:1px solid #ccc;padding-top:1em}a.top{font-size:0.6em;font-weight:normal;margin-left:0.8em}"
+    "nav ul{columns:2 300px;list-style:none;padding-left:0}nav li{margin:0.15em 0}"
     "figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:100%}"
     "img{max-width:100%;height:auto;border:1px solid #ddd}img.pixels{image-rendering:pixelated}"
     "figcaption{font-size:0.9em;max-width:640px}.wide{overflow-x:auto}table{border-collapse:collapse}"
-    "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace;overflow-wrap:anywhere}"
+    "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace;overflow-wrap:break-word}"
     "table.map td,table.courses td{font-family:sans-serif}th{text-align:left;padding:2px 10px}"
-    "@media (max-width:600px){body{padding:0 6px}figure{margin:0.5em 0}td,th{padding:2px 4px}}";
+    "@media (max-width:600px){body{padding:0 6px}figure{margin:0.5em 0}td,th{padding:2px 4px}"
+    // narrow: the two tables of links become one block per row, no sideways scrolling
+    "table.map tr,table.courses tr,table.map td,table.courses td{display:block;border:none}"
+    "table.map tr,table.courses tr{border-bottom:1px solid #ddd;padding:4px 0}table.map th,table.courses th{display:none}}";
 
 // The three courses whose figures the lessons reproduce, as the lecture column names them.
 const char* kCourses =
@@ -74,13 +77,13 @@ void write_gallery(const std::string& out_dir) {
       "<code>lessons/</code>; run one with <code>make lesson N=07</code>.</p>\n",
       kStyle);
   // The contents: every lesson, and the lecture map.
-  html += "<nav id=\"top\">\n<h2>Contents</h2>\n<ol>\n";
+  html += "<nav id=\"top\">\n<h2>Contents</h2>\n<ul>\n";
   for (const nlohmann::json& m : lessons) {
     const std::string folder = m["folder"].get<std::string>();
-    html += fmt::format("<li><a href=\"#{}\">{}</a> ({} figures)</li>\n", e(folder), e(m.value("title", folder)),
-                        m.value("figures", nlohmann::json::array()).size());
+    html += fmt::format("<li>{} <a href=\"#{}\">{}</a> ({} figures)</li>\n", e(folder.substr(0, folder.find('_'))), e(folder),
+                        e(m.value("title", folder)), m.value("figures", nlohmann::json::array()).size());
   }
-  html += "</ol>\n<p><a href=\"#lectures\">The lectures' figures and the lessons that reproduce them</a></p>\n</nav>\n";
+  html += "</ul>\n<p><a href=\"#lectures\">The lectures' figures and the lessons that reproduce them</a></p>\n</nav>\n";
   // The lectures' figures and where each is reproduced, in lesson order.
   std::string map;
   for (const nlohmann::json& m : lessons)

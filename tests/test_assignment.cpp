@@ -368,8 +368,12 @@ TEST_SUITE("assignment") {
     CHECK(unique_lines > 40);
     CHECK(found_in_copy == 0);
     // Each task left a TODO and a throw; the README gained the students' section.
-    const std::vector<uint8_t> readme = io::read_file(dir.file("student/README.md"));
-    CHECK(contains(std::string(readme.begin(), readme.end()), "## For students"));
+    // It opens with "For students" and the task table, without the instructors' guide.
+    const std::string readme = read_text(dir.file("student/README.md"));
+    CHECK(readme.rfind("# tinygrad-cpp: your copy\n\n## For students\n", 0) == 0);
+    CHECK(contains(readme, "| " + tasks[0].id + " | "));
+    CHECK_FALSE(contains(readme, "100/100"));
+    CHECK_FALSE(fs::exists(dir.file("student/tinygrad-cpp/course/README.md")));
     const std::vector<uint8_t> conv = io::read_file(dir.file("student/tinygrad-cpp/ops/conv.cpp"));
     const std::string conv_text(conv.begin(), conv.end());
     CHECK(contains(conv_text, "  // TODO(conv2d-backward): "));

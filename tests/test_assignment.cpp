@@ -368,8 +368,12 @@ TEST_SUITE("assignment") {
     CHECK(unique_lines > 40);
     CHECK(found_in_copy == 0);
     // Each task left a TODO and a throw; the README gained the students' section.
-    const std::vector<uint8_t> readme = io::read_file(dir.file("student/README.md"));
-    CHECK(contains(std::string(readme.begin(), readme.end()), "## For students"));
+    // It opens with "For students" and the task table, without the instructors' guide.
+    const std::string readme = read_text(dir.file("student/README.md"));
+    CHECK(readme.rfind("# tinygrad-cpp: your copy\n\n## For students\n", 0) == 0);
+    CHECK(contains(readme, "| " + tasks[0].id + " | "));
+    CHECK_FALSE(contains(readme, "100/100"));
+    CHECK_FALSE(fs::exists(dir.file("student/tinygrad-cpp/course/README.md")));
     const std::vector<uint8_t> conv = io::read_file(dir.file("student/tinygrad-cpp/ops/conv.cpp"));
     const std::string conv_text(conv.begin(), conv.end());
     CHECK(contains(conv_text, "  // TODO(conv2d-backward): "));
@@ -427,7 +431,7 @@ TEST_SUITE("assignment") {
                         dir.file("results.json"));
     INFO(r.out);
     CHECK(r.status == 0);
-    CHECK(contains(r.out, "score: 100/100"));
+    CHECK(contains(r.out, "score: 100/100\nevery task passes"));
     CHECK(gradescope_totals(dir.file("results.json"), tasks.size()) == std::pair<double, double>{100, 100});
   }
 
@@ -456,6 +460,27 @@ TEST_SUITE("assignment") {
     CHECK(contains(r.out, "only                    2/10    partial"));
     CHECK(contains(r.out, "score: 2/10"));
     CHECK(gradescope_totals(dir.file("r.json"), 1) == std::pair<double, double>{2, 10});
+    // The last lines are the score and the next step, after the details.
+    CHECK(r.out.rfind("score: 2/10\nnext: task 1 of 1 in the suggested order, only (10 points): the only task (nowhere)\n") >
+          r.out.find("failures in full:"));
+    CHECK(contains(r.out, "run its tests alone with: " + fake + " -ts=only\n"));
+  }
+
+  TEST_CASE("make_student --help prints its usage and writes nothing; it never writes into a folder that holds files") {
+    const test::TempDir dir;
+    const std::string tool = fs::absolute(std::string(TG_BIN_DIR) + "/make_student").string();
+    const Run help = shell("cd " + dir.path.string() + " && " + tool + " --help");
+    CHECK(help.status == 0);
+    CHECK(contains(help.out, "usage: make_student [DESTINATION...]"));
+    CHECK(fs::is_empty(dir.path));  // no folder named --help
+    const Run flag = shell("cd " + dir.path.string() + " && " + tool + " -h");
+    CHECK(flag.status == 2);
+    CHECK(contains(flag.out, "error: unknown flag -h"));
+    { std::ofstream(dir.file("work.cpp")) << "a student's work\n"; }
+    const Run full = shell(tool + " " + dir.path.string());
+    CHECK(full.status == 1);
+    CHECK(contains(full.out, "error: make_student: " + dir.path.string() + " already exists and is not an empty folder"));
+    CHECK(read_text(dir.file("work.cpp")) == "a student's work\n");
   }
 
   // The whole pipeline as an instructor and a student would meet it: generate the copy,
@@ -493,6 +518,12 @@ TEST_SUITE("assignment") {
     INFO(first.out);
     REQUIRE(contains(first.out, "score: "));
     CHECK(first.status != 0);  // below full marks, make grade fails
+    // ... without make's "make: *** [Makefile:NN: grade] Error 1": the last lines are the score
+    // and the first task to do, and make grade built the tests, not the lessons.
+    CHECK_FALSE(contains(first.out, "make: ***"));
+    CHECK(first.out.rfind(fmt::format("score: 0/{}\nnext: task 1 of {} in the suggested order, {} (", total, tasks.size(),
+                                      tasks[0].id)) > first.out.find("failures in full:"));
+    CHECK_FALSE(fs::exists(copy + "/build/bin/lessons"));
     CHECK(gradescope_totals(copy + "/build/grade/results.json", tasks.size()) == std::pair<double, double>{0, total});
     // Under the table each failed task has its first failed check in full.
     CHECK(contains(first.out, "failures in full:"));
@@ -507,7 +538,8 @@ TEST_SUITE("assignment") {
     CHECK(contains(first.out, " 0 failed"));  // every test outside the task suites passes or waits
     CHECK(contains(first.out, "waiting for unfinished tasks"));
     // A lesson that needs a task names it instead of crashing.
-    const Run lesson = shell("cd " + copy + " && build/bin/lessons/07_saliency --smoke --out " + dir.file("out"));
+    const Run lesson = shell("cd " + copy + " && make -j2 build/bin/lessons/07_saliency > /dev/null && build/bin/lessons/07_saliency --smoke --out " +
+                             dir.file("out"));
     CHECK(lesson.status == tg::lesson::Lesson::kExitWaitingForTask);
     CHECK(contains(lesson.out, "error: this lesson needs task '"));
 
@@ -535,16 +567,30 @@ TEST_SUITE("assignment") {
     // A racy conv2d-backward: the reference, but every thread adds into the one shared dW
     // (what the hint warns against). The threads sub-case fails; a gradient check may fail too
     // when the race happens to strike while it runs, so only the threads label is certain.
+    // And a relu whose rule passes the gradient at x = 0 (x >= 0): its failures show the numbers.
     std::string conv = read_text("tinygrad-cpp/ops/conv.cpp");
     const std::string own_sum = "my_dw.data() + g * out_per_group * patch";
     REQUIRE(contains(conv, own_sum));
     conv.replace(conv.find(own_sum), own_sum.size(), "dw.data() + g * out_per_group * patch");
     { std::ofstream(copy + "/tinygrad-cpp/ops/conv.cpp") << conv; }
-    { std::ofstream(dir.file("conv_task.txt")) << "conv2d-backward " << conv_task->points << " " << conv_task->description << "\n"; }
+    std::string activation = read_text("tinygrad-cpp/ops/activation.cpp");
+    const std::string strictly_inside = "((x > 0.f) & (x < upper))";
+    REQUIRE(contains(activation, strictly_inside));
+    activation.replace(activation.find(strictly_inside), strictly_inside.size(), "((x >= 0.f) & (x < upper))");
+    { std::ofstream(copy + "/tinygrad-cpp/ops/activation.cpp") << activation; }
+    {
+      std::ofstream task_file(dir.file("two_tasks.txt"));
+      for (const auto& t : tasks)
+        if (t.id == "relu" || t.id == "conv2d-backward") task_file << t.id << " " << t.points << " " << t.description << "\n";
+    }
     const Run racy = shell("cd " + copy + " && timeout 1200 make -j2 build/bin/tests build/bin/grade > /dev/null && " +
-                           "build/bin/grade build/bin/tests " + dir.file("conv_task.txt") + " --tasks-only");
+                           "build/bin/grade build/bin/tests " + dir.file("two_tasks.txt") + " --tasks-only");
     INFO(racy.out);
     CHECK(racy.status == 1);
+    CHECK(std::regex_search(grade_line(racy.out, "relu"), std::regex(R"(partial +2 of 3 failed: got 2, expected 0 at index 1 of )")));
+    CHECK(contains(racy.out, "ERROR: got 3, expected 0 at index 0 of rule_gradient(rules::vanilla_relu, x, Tensor::full({4}, 3.f)) "
+                             "(tolerance 0; 2 of 4 values differ)\n  got      {3, 3, 3, 0}\n  expected {0, 0, 3, 0}\n"));
+    CHECK_FALSE(contains(racy.out, "{?}"));
     const std::string racy_line = grade_line(racy.out, "conv2d-backward");
     CHECK(std::regex_search(racy_line, std::regex(R"((partial|FAILED) +[1-6] of 6 failed \(([a-z ]+, )*threads\): )")));
   }

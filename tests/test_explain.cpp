@@ -106,7 +106,7 @@ TEST_SUITE("smoothgrad") {
     const Tensor g = smoothgrad_of([&](const Tensor& p) { ++calls; return mul(p, p); }, x, 5, 0.f, 3);
     CHECK(calls == 5);
     CHECK(g.shape() == x.shape());
-    CHECK(g.to_vector() == std::vector<float>{1, 0.25f, 4, 9});
+    CHECK_VALUES(g.to_vector(), {1, 0.25f, 4, 9});
   }
 
   TEST_CASE("the noise has sigma = fraction of the input's range: the mean of (x + e)^2 is x^2 + sigma^2") {
@@ -132,7 +132,7 @@ TEST_SUITE("smoothgrad") {
     for (size_t i = 0; i < 6; ++i)
       CHECK(mean.data()[i] == doctest::Approx((points[0][i] + points[1][i] + points[2][i]) / 3).epsilon(1e-6));
     points.clear();
-    CHECK(smoothgrad_of(record, x, 3, 0.1f, 7).to_vector() == mean.to_vector());
+    CHECK_VALUES(smoothgrad_of(record, x, 3, 0.1f, 7).to_vector(), mean.to_vector());
     points.clear();
     CHECK(smoothgrad_of(record, x, 3, 0.1f, 8).to_vector() != mean.to_vector());
   }
@@ -476,8 +476,8 @@ TEST_SUITE("ascent-step") {
     for (int step = 0; step < 10; ++step) ascent_step(x, Tensor::zeros(x.shape()), 0.5f, 0.1f);
     const double factor = std::pow(1.0 - 2 * 0.5 * 0.1, 10);  // each step multiplies by (1 - 2 lr l2)
     for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(x.data()[i] == doctest::Approx(start[i] * factor));
-    CHECK(test::contains(test::error_message([&] { ascent_step(x, Tensor::zeros({3}), 0.1f, 0.f); }),
-                         "ascent_step: gradient of shape [3] for an image of shape [2,3,4,5]"));
+    CHECK_CONTAINS(test::error_message([&] { ascent_step(x, Tensor::zeros({3}), 0.1f, 0.f); }),
+                   "ascent_step: gradient of shape [3] for an image of shape [2,3,4,5]");
   }
 }
 

@@ -196,7 +196,7 @@ TASK_PROBE("relu") { test::probe_rule([](const Tensor& x) { return relu(x); }, {
 TEST_SUITE("relu") {
   TEST_CASE("relu forward values and vanilla gradient") {
     Tensor x = Tensor::from_vector({-2, -0.5f, 0.5f, 3}, {2, 2});
-    CHECK(relu(x).to_vector() == std::vector<float>{0, 0, 0.5f, 3});
+    CHECK_VALUES(relu(x).to_vector(), {0, 0, 0.5f, 3});
     for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {
       Tensor xs = away_from_zero(shape, 61);
       test::check_rule("relu", [](const std::vector<Tensor>& in) { return relu(in[0]); }, {xs});
@@ -205,7 +205,7 @@ TEST_SUITE("relu") {
 
   TEST_CASE("relu6 forward values; its vanilla rule is (0 < x < 6) * g, checked against central differences") {
     Tensor x = Tensor::from_vector({-2, 0, 0.5f, 5.9f, 6, 7.5f}, {2, 3});
-    CHECK(relu6(x).to_vector() == std::vector<float>{0, 0, 0.5f, 5.9f, 6, 6});
+    CHECK_VALUES(relu6(x).to_vector(), {0, 0, 0.5f, 5.9f, 6, 6});
     // At the kinks the rule lets nothing through, as PyTorch's hardtanh: 0 at x = 0 and at x = 6.
     Tensor leaf = x.clone().requires_grad_();
     const Entry entry = [&] {
@@ -214,7 +214,7 @@ TEST_SUITE("relu") {
       tape().discard_last();
       return copy;
     }();
-    CHECK(rules::vanilla_relu(entry, Tensor::full({2, 3}, 2.f)).at(0).to_vector() == std::vector<float>{0, 0, 2, 2, 0, 0});
+    CHECK_VALUES(rules::vanilla_relu(entry, Tensor::full({2, 3}, 2.f)).at(0).to_vector(), {0, 0, 2, 2, 0, 0});
     // Values spread over [-3, 9]: both kinks inside the range, none within eps of a value.
     for (const Shape& shape : {Shape{3, 4}, Shape{2, 3, 5, 4}}) {
       Tensor xs = away_from_zero(shape, 62);
@@ -462,10 +462,10 @@ TEST_SUITE("maxpool-backward") {
     // By hand, one row of 5: windows [0..2] and [2..4] (kernel 3, stride 2) share pixel 2, the max of both.
     Tensor x = Tensor::from_vector({1, 2, 9, 3, 4}, {1, 1, 1, 5}, true);
     Tensor y = max_pool2d(x, {1, 3}, {1, 2});
-    CHECK(y.to_vector() == std::vector<float>{9, 9});
+    CHECK_VALUES(y.to_vector(), {9, 9});
     const std::vector<Tensor> grads = test::call_rule_directly(y, Tensor::from_vector({0.5f, 2.f}, {1, 1, 1, 2}));
     REQUIRE(grads.size() == 1);
-    CHECK(grads[0].to_vector() == std::vector<float>{0, 0, 2.5f, 0, 0});
+    CHECK_VALUES(grads[0].to_vector(), {0, 0, 2.5f, 0, 0});
   }
 
   TEST_CASE("padding: windows that hang over the edge, never sending gradient to the padding") {
@@ -473,10 +473,10 @@ TEST_SUITE("maxpool-backward") {
     // By hand: all values negative, so the zero-free padding must never win a window.
     Tensor x = Tensor::from_vector({-4, -1, -3, -2}, {1, 1, 2, 2}, true);
     Tensor y = max_pool2d(x, 2, 1, 1);  // 3x3 windows' outputs, each over the pixels it covers
-    CHECK(y.to_vector() == std::vector<float>{-4, -1, -1, -3, -1, -1, -3, -2, -2});
+    CHECK_VALUES(y.to_vector(), {-4, -1, -1, -3, -1, -1, -3, -2, -2});
     const std::vector<Tensor> grads = test::call_rule_directly(y, Tensor::ones(y.shape()));
     REQUIRE(grads.size() == 1);
-    CHECK(grads[0].to_vector() == std::vector<float>{1, 4, 2, 2});
+    CHECK_VALUES(grads[0].to_vector(), {1, 4, 2, 2});
   }
 
   TEST_CASE("ties: the first maximum in reading order takes the gradient, as in PyTorch") {
@@ -484,12 +484,12 @@ TEST_SUITE("maxpool-backward") {
     Tensor x = Tensor::from_vector({2, 2, 0, 1, 2, 2, 1, 0}, {1, 1, 2, 4}, true);
     const std::vector<Tensor> hand = test::call_rule_directly(max_pool2d(x, 2), Tensor::from_vector({3, 5}, {1, 1, 1, 2}));
     REQUIRE(hand.size() == 1);
-    CHECK(hand[0].to_vector() == std::vector<float>{3, 0, 0, 5, 0, 0, 0, 0});
+    CHECK_VALUES(hand[0].to_vector(), {3, 0, 0, 5, 0, 0, 0, 0});
     // A 3x3 window with its 2 three times: the first in reading order, (0, 1), takes it all.
     Tensor x3 = Tensor::from_vector({0, 2, 2, 2, 1, 2, 0, 0, 1}, {1, 1, 3, 3}, true);
     const std::vector<Tensor> three = test::call_rule_directly(max_pool2d(x3, 3), Tensor::from_vector({7}, {1, 1, 1, 1}));
     REQUIRE(three.size() == 1);
-    CHECK(three[0].to_vector() == std::vector<float>{0, 7, 0, 0, 0, 0, 0, 0, 0});
+    CHECK_VALUES(three[0].to_vector(), {0, 7, 0, 0, 0, 0, 0, 0, 0});
     // Values from {0, 1, 2}, so most windows hold a tie; shapes cover the engine's vectorized
     // rows (widths 8, 9, 70) and odd sizes. Checked by properties, window by window: all of
     // its gradient lands on one pixel, that pixel holds the window's maximum, and every pixel

@@ -44,7 +44,7 @@ TEST_SUITE("grabcut-seeds") {
     CHECK(seeds[0] == kBackground);
     CHECK(seeds[50] == kProbablyForeground);
     // [1,H,W] is the same map.
-    CHECK(seeds_from_saliency(reshape(map, {1, 10, 10}), 0.95, 0.30) == seeds);
+    CHECK_VALUES(seeds_from_saliency(reshape(map, {1, 10, 10}), 0.95, 0.30), seeds);
   }
 
   TEST_CASE("seeds follow the values, not the positions: a shuffled map, checked by order and counts") {

@@ -76,7 +76,7 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor x = Tensor::full({2}, 3.f, true);
     sum(x * x).backward();
     sum(x * x).backward();
-    CHECK(x.grad().to_vector() == std::vector<float>{12, 12});
+    CHECK_VALUES(x.grad().to_vector(), {12, 12});
     x.zero_grad();
     CHECK_FALSE(x.grad().defined());
   }
@@ -98,11 +98,11 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor a = sum(x * x);
     Tensor b = sum(3.f * x);
     b.backward();
-    CHECK(x.grad().to_vector() == std::vector<float>{3, 3, 3});
+    CHECK_VALUES(x.grad().to_vector(), {3, 3, 3});
     x.zero_grad();
     a.backward();
     REQUIRE(x.grad().defined());
-    CHECK(x.grad().to_vector() == std::vector<float>{2, -4, 6});
+    CHECK_VALUES(x.grad().to_vector(), {2, -4, 6});
   }
 
   TEST_CASE("a second backward through a freed graph is an error that names retain_graph") {
@@ -110,8 +110,8 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor a = sum(x * x);
     a.backward();
     const std::string message = test::error_message([&] { a.backward(); });
-    CHECK(test::contains(message, "freed"));
-    CHECK(test::contains(message, "retain_graph"));
+    CHECK_CONTAINS(message, "freed");
+    CHECK_CONTAINS(message, "retain_graph");
     CHECK(message.find('\n') == std::string::npos);
     // Through a shared intermediate: h's graph went with a's walk, so c cannot reach x.
     Tensor h = tg::tanh(x);
@@ -119,8 +119,8 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor c = sum(h * 2.f);
     first.backward();
     const std::string shared = test::error_message([&] { c.backward(); });
-    CHECK(test::contains(shared, "an input of mul"));
-    CHECK(test::contains(shared, "retain_graph"));
+    CHECK_CONTAINS(shared, "an input of mul");
+    CHECK_CONTAINS(shared, "retain_graph");
   }
 
   TEST_CASE("two independent graphs interleaved on one tape, walked in either order") {
@@ -158,7 +158,7 @@ TEST_SUITE("tape-reverse-walk") {
     for (int i = 0; i < 5000; ++i) Tensor unused = sum(w * 2.f);
     w.zero_grad();
     kept.backward();
-    CHECK(w.grad().to_vector() == std::vector<float>{1, 1, 1, 1});
+    CHECK_VALUES(w.grad().to_vector(), {1, 1, 1, 1});
   }
 
   TEST_CASE("a hook's replacement gradient is what flows on") {
@@ -170,13 +170,13 @@ TEST_SUITE("tape-reverse-walk") {
       return g * 10.f;  // replace
     });
     sum(h * 3.f).backward();
-    CHECK(seen == std::vector<float>{3, 3, 3});                 // the fully accumulated gradient of h
-    CHECK(x.grad().to_vector() == std::vector<float>{60, 60, 60});  // 3 * 10 * 2
+    CHECK_VALUES(seen, {3, 3, 3});                 // the fully accumulated gradient of h
+    CHECK_VALUES(x.grad().to_vector(), {60, 60, 60});  // 3 * 10 * 2
     // Hooks on leaves see the gradient of the pass before it is added.
     Tensor leaf = Tensor::full({2}, 1.f, true);
     leaf.register_hook([](const Tensor& g) { return g * 0.5f; });
     sum(leaf * 4.f).backward();
-    CHECK(leaf.grad().to_vector() == std::vector<float>{2, 2});
+    CHECK_VALUES(leaf.grad().to_vector(), {2, 2});
   }
 
   TEST_CASE("accumulation checks shapes and names the op") {
@@ -184,9 +184,9 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor y = tg::tanh(x);
     tape().set_rule(y, [](const Entry&, const Tensor&) { return std::vector<Tensor>{Tensor::zeros({3, 2})}; });
     const std::string message = test::error_message([&] { sum(y).backward(); });
-    CHECK(test::contains(message, "backward of tanh"));
-    CHECK(test::contains(message, "[3,2]"));
-    CHECK(test::contains(message, "[2,3]"));
+    CHECK_CONTAINS(message, "backward of tanh");
+    CHECK_CONTAINS(message, "[3,2]");
+    CHECK_CONTAINS(message, "[2,3]");
     tape().clear();
   }
 }
@@ -256,8 +256,8 @@ TASK_PROBE("relu-rules") {  // a relu entry by hand: relu's own task need not be
 TEST_SUITE("relu-rules") {
   // Each rule is called on a relu entry directly, so these tests need no other task.
   TEST_CASE("the deconvnet and guided rules give their formulas") {
-    CHECK(rule_gradient(rules::deconvnet_relu, kX, kG) == kDeconvnet);
-    CHECK(rule_gradient(rules::guided_relu, kX, kG) == kGuided);
+    CHECK_VALUES(rule_gradient(rules::deconvnet_relu, kX, kG), kDeconvnet);
+    CHECK_VALUES(rule_gradient(rules::guided_relu, kX, kG), kGuided);
   }
 
   TEST_CASE("guided and deconvnet on random inputs and seeds, element by element") {
@@ -282,8 +282,7 @@ TEST_SUITE("relu-rules") {
     const std::vector<float> guided = rule_gradient(rules::guided_relu, x, positive_seed);
     for (int64_t i = 0; i < x.numel(); ++i) CHECK(guided[i] == (x.data()[i] > 0 ? 1.5f : 0.f));
     // Deconvnet on positive inputs and a positive seed is the true gradient too.
-    CHECK(rule_gradient(rules::deconvnet_relu, Tensor::full({5}, 0.5f), Tensor::full({5}, 2.f)) ==
-          std::vector<float>{2, 2, 2, 2, 2});
+    CHECK_VALUES(rule_gradient(rules::deconvnet_relu, Tensor::full({5}, 0.5f), Tensor::full({5}, 2.f)), {2, 2, 2, 2, 2});
   }
 }
 
@@ -291,8 +290,8 @@ TEST_SUITE("relu") {
   // The edge a central difference cannot see: at exactly 0 the ReLU is off (x > 0, not x >= 0).
   TEST_CASE("relu at exactly 0: the output is 0 and the vanilla rule passes no gradient") {
     const Tensor x = Tensor::from_vector({0.f, -0.f, 1e-30f, -1e-30f}, {4});
-    CHECK(relu(x).to_vector() == std::vector<float>{0, 0, 1e-30f, 0});
-    CHECK(rule_gradient(rules::vanilla_relu, x, Tensor::full({4}, 3.f)) == std::vector<float>{0, 0, 3, 0});
+    CHECK_VALUES(relu(x).to_vector(), {0, 0, 1e-30f, 0});
+    CHECK_VALUES(rule_gradient(rules::vanilla_relu, x, Tensor::full({4}, 3.f)), {0, 0, 3, 0});
   }
 }
 
@@ -300,8 +299,8 @@ TEST_SUITE("relu-rules") {
   TEST_CASE("the rules at exactly x = 0: guided passes nothing there, deconvnet ignores x") {
     const Tensor x = Tensor::from_vector({0.f, 0.f, -0.f}, {3});
     const Tensor g = Tensor::from_vector({2.f, -2.f, 5.f}, {3});
-    CHECK(rule_gradient(rules::guided_relu, x, g) == std::vector<float>{0, 0, 0});
-    CHECK(rule_gradient(rules::deconvnet_relu, x, g) == std::vector<float>{2, 0, 5});
+    CHECK_VALUES(rule_gradient(rules::guided_relu, x, g), {0, 0, 0});
+    CHECK_VALUES(rule_gradient(rules::deconvnet_relu, x, g), {2, 0, 5});
   }
 }
 
@@ -312,7 +311,7 @@ TEST_SUITE("relu-rules") {
     entry.inputs = {Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 8.f, 2.f}, {6})};
     entry.output = relu6(entry.inputs[0]);
     const Tensor g = Tensor::from_vector({4.f, 4.f, 4.f, 4.f, 4.f, -5.f}, {6});
-    CHECK(rules::deconvnet_relu(entry, g).at(0).to_vector() == std::vector<float>{4, 4, 4, 4, 4, 0});
+    CHECK_VALUES(rules::deconvnet_relu(entry, g).at(0).to_vector(), {4, 4, 4, 4, 4, 0});
   }
 }
 
@@ -333,7 +332,7 @@ TEST_SUITE("relu6-guided") {
   TEST_CASE("guided ReLU6 by hand: nothing at x = 0, at x = 6, above 6, or for a negative gradient") {
     const Tensor x = Tensor::from_vector({-1.f, 0.f, 3.f, 6.f, 8.f, 2.f, 5.99f}, {7});
     const Tensor g = Tensor::from_vector({4.f, 4.f, 4.f, 4.f, 4.f, -5.f, 1.5f}, {7});
-    CHECK(guided_on_relu6(x, g) == std::vector<float>{0, 0, 4, 0, 0, 0, 1.5f});
+    CHECK_VALUES(guided_on_relu6(x, g), {0, 0, 4, 0, 0, 0, 1.5f});
   }
 
   TEST_CASE("guided ReLU6 on random inputs in [-3, 9] and seeds of both signs, element by element") {
@@ -356,7 +355,7 @@ TEST_SUITE("relu6-guided") {
 
   TEST_CASE("with a positive seed, guided ReLU6 is the true gradient of clamp(x, 0, 6)") {
     const Tensor x = Tensor::from_vector({-2.f, 0.5f, 3.f, 5.5f, 6.5f, 10.f}, {2, 3});
-    CHECK(guided_on_relu6(x, Tensor::full({2, 3}, 1.5f)) == std::vector<float>{0, 1.5f, 1.5f, 1.5f, 0, 0});
+    CHECK_VALUES(guided_on_relu6(x, Tensor::full({2, 3}, 1.5f)), {0, 1.5f, 1.5f, 1.5f, 0, 0});
   }
 }
 

@@ -1,5 +1,6 @@
 // grade: runs each task's test suite on its own and prints a score table.
-//   build/bin/grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only]   (make grade runs it)
+//   build/bin/grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only] [--skip-suites A,B]
+// (make grade runs it).
 // A task's points are split evenly over the test cases of its suite, its named sub-cases
 // (conv2d-backward: stride, padding, dilation, groups, bias, threads), so one wrong case
 // costs its share, not the task. Under the table, every failed sub-case gets its first
@@ -7,8 +8,11 @@
 // it (a gradient check's op, input, index, expected and got). A suite that crashed says in
 // which test case and how many of its test cases never ran; a ThreadSanitizer report
 // (make grade TSAN=1) fails its whole task. --json writes the same results in Gradescope's
-// format. --tasks-only skips the tests outside the task suites. The exit status is 0 only
-// with full marks.
+// format. --tasks-only skips the tests outside the task suites; --skip-suites leaves some of
+// them out (make grade skips the lessons' suite, whose programs it does not build). The last
+// lines are the score and the next step: the first task, in the order of the tasks file, that
+// does not pass yet, and how to run its tests alone. The exit status is 0 with full marks, 1
+// below them, 2 when grading could not run (a bad tasks file, a bad flag).
 #include <fmt/format.h>
 
 #include <array>
@@ -185,24 +189,45 @@ std::string label(const std::string& name) {
 // Points with at most two decimals: 20, 2.5, 3.33.
 std::string points(double p) { return fmt::format("{:g}", std::round(p * 100.0) / 100.0); }
 
+// The summary's last lines: the first task in the suggested order that does not pass yet, and
+// how to run its tests alone.
+std::string next_step(const std::vector<tg::assignment::Task>& tasks, const std::vector<bool>& passed, const std::string& tests) {
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (passed[i]) continue;
+    const tg::assignment::Task& t = tasks[i];
+    return fmt::format(
+        "next: task {} of {} in the suggested order, {} ({} points): {}\n"
+        "      its failures are above under \"--- {} \"; run its tests alone with: {} -ts={}\n"
+        "      `make lessons` runs every lesson your finished tasks unlock (README.md says which tasks each needs)\n",
+        i + 1, tasks.size(), t.id, t.points, t.description, t.id, tests, t.id);
+  }
+  return "every task passes: `make lessons` runs all the lessons and writes out/index.html\n";
+}
+
+constexpr const char* kUsage = "usage: grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only] [--skip-suites A,B]\n";
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> positional;
   std::string json_path;
+  std::string skip_suites;  // comma-separated, left out of the other tests
   bool tasks_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--skip-suites" && i + 1 < argc) skip_suites = argv[++i];
     else if (a == "--tasks-only") tasks_only = true;
-    else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "error: unknown option %s\nusage: grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only]\n",
-                   tg::printable(a).c_str());
+    else if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    } else if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "error: unknown option %s\n%s", tg::printable(a).c_str(), kUsage);
       return 2;
     } else positional.push_back(a);
   }
   if (positional.empty() || positional.size() > 2) {
-    std::fprintf(stderr, "usage: grade TESTS_BINARY [TASKS_FILE] [--json FILE] [--tasks-only]\n");
+    std::fprintf(stderr, "%s", kUsage);
     return 2;
   }
   try {
@@ -212,6 +237,7 @@ int main(int argc, char** argv) {
     double earned = 0;
     int total = 0;
     std::string task_ids, details;
+    std::vector<bool> task_passed;  // in the order of the tasks file
     nlohmann::json gradescope = {{"tests", nlohmann::json::array()}};
     for (const auto& t : tasks) {
       if (!task_ids.empty()) task_ids += ',';
@@ -223,6 +249,7 @@ int main(int argc, char** argv) {
       const bool passed = n > 0 && r.race.empty() && r.passed_cases() == n;
       earned += score;
       total += t.points;
+      task_passed.push_back(passed);
       std::string why, output;
       if (n == 0) {
         why = "no tests for this task";
@@ -245,8 +272,8 @@ int main(int argc, char** argv) {
           if (!same.empty()) details += "and failing the same way: " + same + "\n";
           same.clear();
           previous_reason = reason;
-          details += fmt::format("\n--- {} ({} points), test case \"{}\" ({} points): {}\n{}", t.id, t.points, c.name,
-                                 points(share), ran ? c.first_failure : reason, c.details);
+          details += fmt::format("\n--- {} ({} points), test case \"{}\" ({} points):\n{}", t.id, t.points, c.name,
+                                 points(share), c.details.empty() ? reason + "\n" : c.details);
         }
         if (!same.empty()) details += "and failing the same way: " + same + "\n";
         const CaseResult& first = *r.first_failed();
@@ -256,7 +283,10 @@ int main(int argc, char** argv) {
         else if (r.passed_cases() == 0)
           why = table_reason(first);
         else
-          why = fmt::format("{} of {} failed ({}): {}", n - r.passed_cases(), n, failed_labels, table_reason(first));
+          // Short labels (conv's "stride, bias") before the reason; whole test-case names would
+          // push the reason off the line, so those are only in the details.
+          why = fmt::format("{} of {} failed{}: {}", n - r.passed_cases(), n,
+                            failed_labels.size() <= 48 ? " (" + failed_labels + ")" : "", table_reason(first));
       }
       fmt::print("{:<20} {:>4}/{:<4}  {:<7} {}\n", t.id, points(score), t.points,
                  passed ? "passed" : score > 0 ? "partial" : "FAILED", shorten(why, 130));
@@ -269,18 +299,20 @@ int main(int argc, char** argv) {
            {"output", n ? output : why}});
     }
     SuiteResult others;
+    std::string others_line;
     if (!tasks_only) {
-      others = run_suite(tests, "-tse=" + task_ids);
-      fmt::print("\nother tests (no task): {} passed, {} failed{}{}\n", others.passed - others.waiting, others.failed,
-                 others.waiting ? fmt::format(", {} waiting for unfinished tasks ({})", others.waiting,
-                                              shorten(others.waiting_for, 100))
-                                : "",
-                 others.finished ? "" : fmt::format(", crashed in \"{}\" ({} not run)", others.crashed_in, others.never_ran()));
+      others = run_suite(tests, "-tse=" + task_ids + (skip_suites.empty() ? "" : "," + skip_suites));
+      others_line = fmt::format(
+          "other tests (no task): {} passed, {} failed{}{}{}\n", others.passed - others.waiting, others.failed,
+          others.waiting ? fmt::format(", {} waiting for unfinished tasks ({})", others.waiting, shorten(others.waiting_for, 100))
+                         : "",
+          others.finished ? "" : fmt::format(", crashed in \"{}\" ({} not run)", others.crashed_in, others.never_ran()),
+          skip_suites.empty() ? "" : fmt::format("; not run here: {}", skip_suites));
       for (const CaseResult& c : others.cases)
-        if (c.failed) details += fmt::format("\n--- other tests, test case \"{}\": {}\n{}", c.name, c.first_failure, c.details);
+        if (c.failed) details += fmt::format("\n--- other tests, test case \"{}\":\n{}", c.name, c.details);
     }
     const bool full_marks = std::fabs(earned - total) < 1e-6;
-    fmt::print("score: {}/{}\n", points(earned), total);
+    // The details first, the summary last: what a student reads at the bottom of the terminal.
     if (!details.empty()) fmt::print("\nfailures in full:{}", details);
     if (!json_path.empty()) {
       gradescope["score"] = std::round(earned * 100.0) / 100.0;
@@ -289,11 +321,12 @@ int main(int argc, char** argv) {
                                                       points(earned), total, others.passed - others.waiting, others.failed,
                                                       others.waiting);
       tg::viz::save_text(json_path, gradescope.dump(2) + "\n");
-      fmt::print("wrote {}\n", json_path);
+      fmt::print("\nwrote {}\n", json_path);
     }
+    fmt::print("\n{}score: {}/{}\n{}", others_line, points(earned), total, next_step(tasks, task_passed, tests));
     return full_marks ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", tg::printable(e.what()).c_str());
-    return 1;
+    return 2;
   }
 }

@@ -150,6 +150,9 @@ void make_student_copy(const std::string& root, const std::string& destination, 
   std::string table = "| task | points | what to implement |\n|---|---|---|\n";
   for (const Task& t : tasks) table += fmt::format("| {} | {} | {} |\n", t.id, t.points, t.description);
   files["README.md"] = std::string(files[guide]).replace(at, placeholder.size(), table);
+  // The instructors' guide (markers, make student, "In this tree: 100/100") is not the students'.
+  files.erase("tinygrad-cpp/course/README.md");
+  files.erase(guide);
   // A cut region leaves the names set up for it (sizes, pointers, a lambda) unused until the
   // student writes the code: GCC would greet them with a page of unused-variable warnings.
   if (files.count("Makefile"))

@@ -32,8 +32,9 @@ std::string strip_solutions(const std::string& source, const std::string& label,
 
 // Copies the project at `root` (tinygrad-cpp/, lessons/, tests/, assets/, .ci/, Makefile,
 // README.md, .gitignore, LICENSE) to `destination`, stripping every .h/.cpp file; the copy's
-// README.md is tinygrad-cpp/course/STUDENT_README.md with the task table filled in. Checks
-// every file before writing any.
+// README.md is tinygrad-cpp/course/STUDENT_README.md with the task table filled in, and the
+// instructors' guide (tinygrad-cpp/course/README.md) is left out. Checks every file before
+// writing any.
 void make_student_copy(const std::string& root, const std::string& destination, const std::vector<Task>& tasks);
 
 }  // namespace tg::assignment

@@ -200,62 +200,6 @@ void Lesson::write_manifest() const {
   viz::save_text(out_ + "/lesson.json", manifest.dump(2) + "\n");
 }
 
-void write_gallery(const std::string& out_dir) {
-  std::vector<fs::path> manifests;
-  for (const auto& entry : fs::directory_iterator(out_dir))
-    if (entry.is_directory() && fs::exists(entry.path() / "lesson.json")) manifests.push_back(entry.path() / "lesson.json");
-  std::sort(manifests.begin(), manifests.end());
-  std::string html =
-      "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>tinygrad-cpp lessons</title>\n<style>\n"
-      "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}h2{border-top:1px solid #ccc;padding-top:1em}"
-      "figure{display:inline-block;margin:0.5em;vertical-align:top;max-width:100%}img{max-width:100%;image-rendering:pixelated;"
-      "border:1px solid #ddd}figcaption{font-size:0.9em;max-width:640px}table{border-collapse:collapse}"
-      "td{padding:2px 10px;border-bottom:1px solid #eee;font-family:monospace}table.map td{font-family:sans-serif}"
-      "th{text-align:left;padding:2px 10px}\n</style></head><body>\n"
-      "<h1>tinygrad-cpp: looking inside a CNN</h1>\n<p>Every lesson's figures, in order. Each lesson is a program in "
-      "<code>lessons/</code>; run one with <code>make lesson N=07</code>.</p>\n";
-  std::vector<nlohmann::json> lessons;
-  for (const fs::path& path : manifests) {
-    const std::vector<uint8_t> bytes = io::read_file(path.string(), 1 << 24);
-    try {
-      lessons.push_back(nlohmann::json::parse(bytes.begin(), bytes.end()));
-      lessons.back()["folder"] = path.parent_path().filename().string();
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path.string() + ": not a lesson manifest (" + e.what() + ")");
-    }
-  }
-  // The lectures' figures and where each is reproduced, in lesson order.
-  std::string map;
-  for (const nlohmann::json& m : lessons)
-    for (const auto& f : m["figures"])
-      if (!f.value("lecture", "").empty()) {
-        const std::string folder = m["folder"].get<std::string>(), file = f.value("file", "");
-        map += fmt::format("<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td><a href=\"{}/{}\">{}</a></td></tr>\n",
-                           viz::escape_markup(f.value("lecture", "")), viz::escape_markup(folder), viz::escape_markup(folder), viz::escape_markup(folder),
-                           viz::escape_markup(file), viz::escape_markup(file));
-      }
-  if (!map.empty())
-    html += "<h2>The lectures' figures</h2>\n<table class=\"map\">\n<tr><th>lecture figure</th><th>lesson</th><th>file</th></tr>\n" +
-            map + "</table>\n";
-  for (const nlohmann::json& m : lessons) {
-    const std::string folder = m["folder"].get<std::string>();
-    html += fmt::format("<h2 id=\"{0}\">{0}: {1}</h2>\n<p>{2}</p>\n", viz::escape_markup(m.value("id", folder)),
-                        viz::escape_markup(m.value("title", "")), viz::escape_markup(m.value("summary", "")));
-    if (m.contains("numbers") && !m["numbers"].empty()) {
-      html += "<table>\n";
-      for (const auto& n : m["numbers"])
-        html += fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", viz::escape_markup(n.value("name", "")), viz::escape_markup(n.value("value", "")));
-      html += "</table>\n";
-    }
-    for (const auto& f : m["figures"])
-      html += fmt::format("<figure><img src=\"{}/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n", viz::escape_markup(folder),
-                          viz::escape_markup(f.value("file", "")), viz::escape_markup(f.value("caption", "")), viz::escape_markup(f.value("caption", "")));
-  }
-  html += "</body></html>\n";
-  viz::save_text(out_dir + "/index.html", html);
-  fmt::print("wrote {}/index.html ({} lessons)\n", out_dir, manifests.size());
-}
-
 double pearson(const Tensor& a, const Tensor& b) {
   if (a.numel() != b.numel())
     throw Error(fmt::format("pearson: {} and {} elements ({} vs {})", a.numel(), b.numel(), shape_str(a.shape()),

@@ -30,7 +30,7 @@ namespace {
 // head (its grid as models::detection_heads() names it), by their place in the cell
 // (models::ssd_anchors): 0 the square box, 1 the 2:1 wide one, 2 the 1:2 tall one, 3 and 4
 // the 3:1 and 1:3 ones, 5 a larger square; several are summed. Chosen by looking at the
-// images without their titles (the trials are listed in the commit log).
+// images without their titles (the trials are listed below).
 struct PhotoClass {
   std::string name;
   std::string grid;                  // "5x5": a head's feature map
@@ -54,10 +54,11 @@ const std::vector<PhotoClass> kPhotoClasses = {{.name = "Cat", .grid = "5x5"},
 constexpr const char* kNotShown = "Dog (a small shaggy animal on its back: dog-like, but not named without the title)";
 constexpr int kDefaultSteps = 256;
 constexpr float kRecipeGain = 60.f, kRecipeDecay = 1.25f;
-// Twice Lucid's usual turns, 3x its zooms and shifts (10 degrees, 10%, 8 pixels, the library's
-// defaults): at 128 steps, with the defaults the car was a blurred shape and the bicycle parts;
-// with 15 degrees, 20% and 12 pixels a car and a bicycle formed; with these the cat and the dog
-// also became whole animals.
+// Twice Lucid's usual turns and shifts and three times its zooms (10 degrees, 10%, 8 pixels,
+// the library's defaults). At 128 steps and the same anchors, with the defaults the car was a
+// blurred car's front and the bicycle one wheel and a handlebar; with 15 degrees, 20% and 12
+// pixels a whole car formed (and at the 5x5 wide anchor a bicycle with its rider); with these
+// the cat and the dog also became whole animals (a curled-up cat, a dog on its back).
 constexpr explain::RandomTransforms kRecipeTransforms = {.degrees = 20.f, .scale = 0.3f, .shift = 16.f};
 // What the default run shows (every image's start noise is seeded by its class, so it repeats),
 // looked at without the titles.
@@ -347,10 +348,11 @@ int main(int argc, char** argv) {
                photo_steps, recipe_cpu, recipe_cpu / 2);
     std::vector<Result> results;
     for (size_t n = 0; n < climbed.size(); ++n) results.push_back(measure(recipe_images, static_cast<int64_t>(n)));
-    double lowest = 1.0;
+    double lowest = 1.0, recipe_mean = 0.0;
     for (int64_t n = 0; n < count; ++n) {
       const Result& r = results[static_cast<size_t>(n)];
       lowest = std::min(lowest, r.p);
+      recipe_mean += r.p / static_cast<double>(count);
       tiles.push_back(viz::titled(r.picture, fmt::format("{}: p = {:.2f}", climbed[static_cast<size_t>(n)], r.p)));
     }
     lesson.number("photo, one detection with the recipe: lowest p", lowest, "{:.3f}");
@@ -368,11 +370,15 @@ int main(int argc, char** argv) {
                               "{} steps, ONE detection's class logit: {}. Top: Simonyan et al.'s plain ascent on the "
                               "pixels, score - lambda ||x||^2 from a gray image ({:.0f} s of CPU time): noise the detector "
                               "scores at p {:.2f} on average. That is not a picture of the class but a fooling image, the "
-                              "subject of lesson 13. Bottom: Olah et al.'s recipe (decorrelated image, random turns, zooms "
-                              "and shifts, Adam; {:.0f} s of CPU time). {}Tried at 256 steps and not shown: {}. A high p "
-                              "does not mean a person sees the class: the lowest p below is {:.2f}.",
-                              photo_steps, objectives, paper_cpu, paper_mean, recipe_cpu, default_run ? kSeenDefault : "",
-                              kNotShown, lowest),
+                              "subject of lesson 13. Bottom: Olah et al.'s recipe (decorrelated image, random turns of up "
+                              "to {:.0f} degrees, zooms of up to {:.0f}% and shifts of up to {:.0f} pixels, Adam; {:.0f} s of "
+                              "CPU time). {}Tried at 256 steps and not shown: {}. p alone does "
+                              "not say whether a person sees the class: the noise above has mean p {:.2f}, the recipe's "
+                              "images below {:.2f} (lowest {:.2f}).",
+                              photo_steps, objectives, paper_cpu, paper_mean, recipe.transforms.degrees,
+                              100 * recipe.transforms.scale, recipe.transforms.shift, recipe_cpu,
+                              default_run ? kSeenDefault : "",
+                              kNotShown, paper_mean, recipe_mean, lowest),
                   "Balasubramanian 39 (a): class model visualizations, plain and with a recipe, of one detection");
     io::Image photo_tile = preprocess::input_to_image(photo.input, spec);  // as the detector sees it, then unstretched
     const models::Box& photo_box = photo_detection->box;

@@ -120,4 +120,30 @@ TEST_SUITE("feature visualization") {
     options.steps = -1;
     CHECK_THROWS_WITH(visualize(redder, 2, 8, 8, options), doctest::Contains("visualize: images 2 must be >= 1, steps -1"));
   }
+
+  TEST_CASE("visualize: with image_seeds an image does not depend on its place in the batch") {
+    NEEDS_TASKS("tape-reverse-walk");
+    // A sum over the batch, so each image's gradient is its own whatever the batch holds.
+    const Objective redder = [](const Tensor& image) {
+      return sub(sum(slice(image, 1, 0, 1)), sum(slice(image, 1, 2, 3)));
+    };
+    FeatureVisualizationOptions options;
+    options.steps = 5;
+    options.initial_sd = 0.5f;  // noise large enough to tell two seeds apart
+    options.transforms = {.degrees = 0.f, .scale = 0.f, .shift = 0.f};
+    options.image_seeds = {11, 7};
+    const Tensor pair = visualize(redder, 2, 8, 8, options);
+    options.image_seeds = {7};
+    const Tensor alone = visualize(redder, 1, 8, 8, options);
+    const int64_t per_image = alone.numel();
+    float largest_gap = 0.f, seeds_gap = 0.f;
+    for (int64_t i = 0; i < per_image; ++i) {
+      largest_gap = std::max(largest_gap, std::abs(pair.data()[per_image + i] - alone.data()[i]));
+      seeds_gap = std::max(seeds_gap, std::abs(pair.data()[i] - alone.data()[i]));
+    }
+    CHECK(largest_gap < 1e-6f);  // seed 7's image, second in a pair or alone
+    CHECK(seeds_gap > 0.1f);     // seed 11's image is another one
+    options.image_seeds = {1, 2, 3};
+    CHECK_THROWS_WITH(visualize(redder, 2, 8, 8, options), doctest::Contains("visualize: 3 image_seeds for 2 images"));
+  }
 }

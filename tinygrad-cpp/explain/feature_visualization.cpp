@@ -90,8 +90,22 @@ Tensor visualize(const Objective& objective, int64_t images, int64_t height, int
                             "initial_sd {} >= 0",
                             images, options.steps, options.learning_rate, options.gain, options.initial_sd));
   const DecorrelatedImage decorrelated(height, width, options.decay);
-  Generator gen(options.seed);
-  Tensor z = Tensor::randn({images, 3, height, width}, gen, 0.f, options.initial_sd).requires_grad_();
+  if (!options.image_seeds.empty() && static_cast<int64_t>(options.image_seeds.size()) != images)
+    throw Error(fmt::format("visualize: {} image_seeds for {} images (give one per image, or none)",
+                            options.image_seeds.size(), images));
+  Tensor z;
+  if (options.image_seeds.empty()) {
+    Generator gen(options.seed);
+    z = Tensor::randn({images, 3, height, width}, gen, 0.f, options.initial_sd);
+  } else {
+    std::vector<Tensor> starts;
+    for (uint64_t seed : options.image_seeds) {
+      Generator gen(seed);
+      starts.push_back(Tensor::randn({1, 3, height, width}, gen, 0.f, options.initial_sd));
+    }
+    z = cat(starts, 0).detach();
+  }
+  z.requires_grad_();
   const Tensor gain = Tensor::scalar(options.gain);
   auto image_of = [&] { return decorrelated(mul(z, gain)); };
   const Objective robust = transformed(objective, options.transforms, options.seed + 1);

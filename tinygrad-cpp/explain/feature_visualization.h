@@ -52,7 +52,11 @@ struct FeatureVisualizationOptions {
   float decay = 1.f;         // the spectrum's 1/frequency^decay
   float initial_sd = 0.01f;  // z starts as N(0, initial_sd^2): a gray image with faint noise
   RandomTransforms transforms;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // the starting noise (unless image_seeds) and the transforms
+  // When given (one per image), image n starts from the noise of its own seed, so an image
+  // does not change when the others of the batch do (the transforms, one per step for the
+  // whole batch, come from `seed` alone).
+  std::vector<uint64_t> image_seeds;
   // Called after each step with the step number (from 1) and the objective's value.
   std::function<void(int step, float objective)> on_step;
   // When set, also called after each step with the images as they now are ([N,3,H,W], one

@@ -1,9 +1,4 @@
 // Input preprocessing: one photo, every model's input; the intake (EXIF orientation, alpha, fit).
-#include <cstdio>
-// jpeglib.h needs FILE from <cstdio> first.
-#include <jpeglib.h>
-
-#include <cstdlib>
 #include <map>
 
 #include "tests/helpers.h"
@@ -32,33 +27,8 @@ std::vector<uint8_t> exif_payload(int orientation, bool little_endian) {
   return b;
 }
 
-// A JPEG of an RGB image, written with libjpeg, with that EXIF orientation in an APP1 segment.
-std::vector<uint8_t> jpeg_bytes(const io::Image& image, int orientation, bool little_endian) {
-  jpeg_compress_struct c{};
-  jpeg_error_mgr errors{};
-  c.err = jpeg_std_error(&errors);
-  jpeg_create_compress(&c);
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  jpeg_mem_dest(&c, &buffer, &size);
-  c.image_width = static_cast<JDIMENSION>(image.width);
-  c.image_height = static_cast<JDIMENSION>(image.height);
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, 95, TRUE);
-  jpeg_start_compress(&c, TRUE);
-  const std::vector<uint8_t> exif = exif_payload(orientation, little_endian);
-  jpeg_write_marker(&c, JPEG_APP0 + 1, exif.data(), static_cast<unsigned>(exif.size()));
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(&image.pixels[static_cast<size_t>(c.next_scanline) * image.width * 3]);
-    jpeg_write_scanlines(&c, &row, 1);
-  }
-  jpeg_finish_compress(&c);
-  std::vector<uint8_t> out(buffer, buffer + size);
-  jpeg_destroy_compress(&c);
-  std::free(buffer);
-  return out;
+std::vector<uint8_t> jpeg_of(const io::Image& image, int orientation, bool little_endian) {
+  return test::encode_jpeg(image.pixels, image.width, image.height, {.app1 = exif_payload(orientation, little_endian)});
 }
 
 // 16x8: the left half red, the right half blue.
@@ -112,7 +82,7 @@ TEST_SUITE("preprocess") {
     for (const bool little : {false, true}) {
       CAPTURE(little);
       // 6: to be turned 90 degrees clockwise, so the stored left (red) ends up on top.
-      test::write_bytes(dir.file("six.jpg"), jpeg_bytes(stored, 6, little));
+      test::write_bytes(dir.file("six.jpg"), jpeg_of(stored, 6, little));
       CHECK(io::load_image(dir.file("six.jpg")).width == 16);  // the reader gives the pixels as stored
       preprocess::Photo photo = preprocess::load_photo(dir.file("six.jpg"));
       CHECK(photo.image.width == 8);
@@ -123,13 +93,19 @@ TEST_SUITE("preprocess") {
       REQUIRE(photo.notes.size() == 1);
       CHECK(test::contains(photo.notes[0], "EXIF orientation 6: turned 90 degrees clockwise"));
       // 8: counterclockwise, so the red half ends up at the bottom.
-      test::write_bytes(dir.file("eight.jpg"), jpeg_bytes(stored, 8, little));
+      test::write_bytes(dir.file("eight.jpg"), jpeg_of(stored, 8, little));
       photo = preprocess::load_photo(dir.file("eight.jpg"));
       CHECK(photo.image.height == 16);
       CHECK(bluish(photo.image, 3, 4));
       CHECK(reddish(photo.image, 12, 4));
     }
-    test::write_bytes(dir.file("one.jpg"), jpeg_bytes(stored, 1, false));
+    // The fuzz seeds with hostile EXIF blocks (an IFD offset near 4 GB, 65,535 entries) load upright.
+    for (const char* name : {"hostile-exif-ifd-offset-past-end.jpg", "hostile-exif-65535-entries.jpg"}) {
+      const preprocess::Photo photo = preprocess::load_photo(std::string("tests/fuzz/seeds/image/") + name);
+      CHECK(photo.image.width == io::load_image("tests/fuzz/seeds/image/small.jpg").width);
+      CHECK(photo.notes.empty());
+    }
+    test::write_bytes(dir.file("one.jpg"), jpeg_of(stored, 1, false));
     const preprocess::Photo upright = preprocess::load_photo(dir.file("one.jpg"));
     CHECK(upright.image.width == 16);
     CHECK(upright.notes.empty());

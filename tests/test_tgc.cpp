@@ -286,11 +286,11 @@ TEST_SUITE("tgc-photo") {
     // A detector's lines are its detections, best first: LABEL: P box=X0,Y0,X1,Y1 in the photo's pixels.
     CHECK(contains(r.out, "\nCat: 0.85"));
     CHECK(std::regex_search(r.out, std::regex("\nCat: 0\\.85\\d\\d box=[0-9],0,4[0-9][0-9],300\n")));
-    CHECK(lines(r.out) == 2);  // the input line and the one detection with p >= 0.5 (--top is at most 3)
+    CHECK(lines(r.out) == 3);  // the input line, the stretch note and the one detection with p >= 0.5 (--top is at most 3)
     CHECK_FALSE(contains(r.out, "background"));
     r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1 --min-score 0.1");
     CHECK(std::regex_search(r.out, std::regex("\nCoffee cup: 0\\.\\d{4} box=\\d+,\\d+,\\d+,\\d+\n$")));
-    CHECK(lines(r.out) == 2);  // --top K: at most K lines
+    CHECK(lines(r.out) == 3);  // --top K: at most K lines (after the input line and the stretch note)
     const test::TempDir dir;
     // --png draws the boxes on the photo at its own size; a label file's escape codes are escaped.
     fs::create_symlink(fs::absolute(kSsd), dir.file("m.tflite"));

@@ -216,6 +216,11 @@ preprocess::Fit parse_fit(const cli::Args& args) {
 class ProgressLine {
  public:
   explicit ProgressLine(std::string label) : label_(std::move(label)), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressLine() {  // a method that stopped early (an error) leaves no half line before the error's
+    if (width_ > 0) fmt::print(stderr, "\r{:<{}}\r", "", width_);
+  }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
   explain::ProgressReporter reporter() {
     return [this](const std::string& what, int64_t done, int64_t total) {
       static const bool terminal = isatty(STDERR_FILENO) == 1;
@@ -229,7 +234,7 @@ class ProgressLine {
                                                                          static_cast<double>(total - done)))
                                             : "";
       fmt::print(stderr, "\r{:<{}}\r{}", "", width_, line);
-      width_ = std::max(width_, line.size());
+      width_ = line.empty() ? 0 : std::max(width_, line.size());
       std::fflush(stderr);
     };
   }

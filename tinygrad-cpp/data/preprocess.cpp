@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace tg::preprocess {
 
@@ -41,17 +42,26 @@ std::vector<double> area_resize(const io::Image& image, int channels, int out_h,
   const int height = image.height, width = image.width;
   std::vector<double> out(static_cast<size_t>(channels) * out_h * out_w);
   std::vector<double> column_sums(static_cast<size_t>(channels) * width);
+  const bool alpha = has_alpha(image);
   for (int oy = 0; oy < out_h; ++oy) {
     const int64_t y0 = int64_t{oy} * height / out_h, y1 = std::max(y0 + 1, int64_t{oy + 1} * height / out_h);
     std::fill(column_sums.begin(), column_sums.end(), 0.0);
     for (int64_t y = y0; y < y1; ++y) {
       const uint8_t* row = &image.pixels[static_cast<size_t>(y) * width * image.channels];
+      const size_t step = static_cast<size_t>(image.channels);
       for (int c = 0; c < channels; ++c) {
         double* sums = &column_sums[static_cast<size_t>(c) * width];
-        for (int x = 0; x < width; ++x) {
-          const uint8_t* pixel = row + static_cast<size_t>(x) * image.channels;
-          const double v = channels == 1 && image.channels >= 3 ? luma(pixel) : pixel[image.channels >= 3 ? c : 0];
-          sums[x] += has_alpha(image) ? over_white(v, pixel[image.channels - 1]) : v;
+        const int source = image.channels >= 3 ? c : 0;  // a gray image's one channel, repeated
+        // The branches outside the loops: this loop reads every pixel of a 40-megapixel photo.
+        if (channels == 1 && image.channels >= 3) {
+          for (int x = 0; x < width; ++x) {
+            const uint8_t* pixel = row + x * step;
+            sums[x] += alpha ? over_white(luma(pixel), pixel[step - 1]) : luma(pixel);
+          }
+        } else if (alpha) {
+          for (int x = 0; x < width; ++x) sums[x] += over_white(row[x * step + source], row[x * step + step - 1]);
+        } else {
+          for (int x = 0; x < width; ++x) sums[x] += row[x * step + source];
         }
       }
     }
@@ -209,8 +219,9 @@ io::Image fit_to_aspect(const io::Image& image, int64_t width, int64_t height, F
 
 Photo load_photo(const std::string& path) {
   Photo photo;
-  const io::Image stored = io::load_image(path);
-  photo.stored_width = stored.width, photo.stored_height = stored.height;
+  photo.image = io::load_image(path);
+  const int width = photo.image.width, height = photo.image.height;
+  photo.stored_width = width, photo.stored_height = height;
   const std::vector<uint8_t> head = io::read_file_head(path, io::kJpegOrientationBytes);
   const int orientation = io::jpeg_orientation(head.data(), head.size());
   static const char* kTurns[] = {"", "", "mirrored left-right", "turned 180 degrees", "mirrored top-bottom",
@@ -218,11 +229,11 @@ Photo load_photo(const std::string& path) {
                                  "turned 90 degrees counterclockwise"};
   if (orientation != 1)
     photo.notes.push_back(fmt::format("EXIF orientation {}: {} to stand upright ({}x{} stored, {}x{} shown)", orientation,
-                                      kTurns[orientation], stored.width, stored.height,
-                                      orientation >= 5 ? stored.height : stored.width,
-                                      orientation >= 5 ? stored.width : stored.height));
+                                      kTurns[orientation], width, height, orientation >= 5 ? height : width,
+                                      orientation >= 5 ? width : height));
+  if (orientation != 1) photo.image = orient(photo.image, orientation);
   double transparent = 0;
-  photo.image = on_white(orient(stored, orientation), &transparent);
+  if (has_alpha(photo.image)) photo.image = on_white(photo.image, &transparent);
   if (transparent > 0)
     photo.notes.push_back(fmt::format("{:.0f}% of the pixels are transparent: composited on a white background",
                                       std::max(1.0, 100 * transparent)));
@@ -233,12 +244,13 @@ Intake take_photo(Photo photo, const InputSpec& spec, Fit fit) {
   check_spec(spec);
   Intake intake;
   intake.notes = std::move(photo.notes);
-  intake.image = fit_to_aspect(photo.image, spec.width, spec.height, fit);
+  const int width = photo.image.width, height = photo.image.height;
+  // Stretch keeps the photo as it is: moved, not copied (a 40-megapixel photo is 120 MB).
+  intake.image = fit == Fit::Stretch ? std::move(photo.image) : fit_to_aspect(photo.image, spec.width, spec.height, fit);
   const io::Image& image = intake.image;
-  if (fit != Fit::Stretch && (image.width != photo.image.width || image.height != photo.image.height))
-    intake.notes.push_back(fmt::format("--fit {}: {}x{} {} to {}x{}, the input's aspect ratio", fit_name(fit),
-                                       photo.image.width, photo.image.height, fit == Fit::Crop ? "cropped" : "padded",
-                                       image.width, image.height));
+  if (image.width != width || image.height != height)
+    intake.notes.push_back(fmt::format("--fit {}: {}x{} {} to {}x{}, the input's aspect ratio", fit_name(fit), width,
+                                       height, fit == Fit::Crop ? "cropped" : "padded", image.width, image.height));
   // How much the aspect ratio changes on the way to the input's size (0.5 = one side 50% longer).
   const double ratio = (static_cast<double>(image.width) / image.height) / (static_cast<double>(spec.width) / spec.height);
   const double change = std::max(ratio, 1 / ratio) - 1;

@@ -605,7 +605,8 @@ int command_explain(int argc, char** argv) {
     const auto [low, high] = std::minmax_element(attribution.data(), attribution.data() + attribution.numel());
     fmt::print("{}: attribution {}: min {:.4g}, max {:.4g}; shown {}", method.name, shape_str(attribution.shape()), *low,
                *high, show_words(show));
-    if (show == Show::MinMax) fmt::print("\n");
+    if (*low == *high) fmt::print(" (the map is {:.3g} everywhere: its panel is one colour)\n", *low);
+    else if (show == Show::MinMax) fmt::print("\n");
     else fmt::print(", clipped at {:.2g} (the {} of |a|)\n", display.high, percentile_words(percentile));
     results.push_back({&method, attribution, std::move(display)});
   }

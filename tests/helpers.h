@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <jpeglib.h>  // after <cstdio>: it needs FILE
 
 #include "tinygrad-cpp/tg.h"
 
@@ -108,6 +110,40 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& byt
   REQUIRE(f);
   if (!bytes.empty()) std::fwrite(bytes.data(), 1, bytes.size(), f);
   std::fclose(f);
+}
+
+// A JPEG of 8-bit RGB pixels (row-major, width x height) written with libjpeg at its default
+// quality: progressive when asked, with an APP1 segment (an EXIF block) when `app1` is not empty.
+struct JpegOptions {
+  bool progressive = false;
+  std::vector<uint8_t> app1;
+};
+inline std::vector<uint8_t> encode_jpeg(const std::vector<uint8_t>& rgb, int width, int height, const JpegOptions& options = {}) {
+  jpeg_compress_struct cinfo{};
+  jpeg_error_mgr errors{};
+  cinfo.err = jpeg_std_error(&errors);
+  jpeg_create_compress(&cinfo);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = static_cast<JDIMENSION>(width);
+  cinfo.image_height = static_cast<JDIMENSION>(height);
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  if (options.progressive) jpeg_simple_progression(&cinfo);
+  jpeg_start_compress(&cinfo, TRUE);
+  if (!options.app1.empty())
+    jpeg_write_marker(&cinfo, JPEG_APP0 + 1, options.app1.data(), static_cast<unsigned>(options.app1.size()));
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(&rgb[static_cast<size_t>(cinfo.next_scanline) * width * 3]);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  std::vector<uint8_t> jpeg(buffer, buffer + size);
+  std::free(buffer);
+  jpeg_destroy_compress(&cinfo);
+  return jpeg;
 }
 
 // Random values in +-[0.1, 1]: away from the kinks of relu, abs and clamp at 0.

@@ -99,28 +99,7 @@ TEST_SUITE("image") {
       pixels[3 * i] = left ? 220 : 20;
       pixels[3 * i + 2] = left ? 20 : 220;
     }
-    jpeg_compress_struct cinfo{};
-    jpeg_error_mgr errors{};
-    cinfo.err = jpeg_std_error(&errors);
-    jpeg_create_compress(&cinfo);
-    unsigned char* buffer = nullptr;
-    unsigned long size = 0;
-    jpeg_mem_dest(&cinfo, &buffer, &size);
-    cinfo.image_width = width;
-    cinfo.image_height = height;
-    cinfo.input_components = 3;
-    cinfo.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&cinfo);
-    jpeg_simple_progression(&cinfo);
-    jpeg_start_compress(&cinfo, TRUE);
-    while (cinfo.next_scanline < cinfo.image_height) {
-      JSAMPROW row = &pixels[static_cast<size_t>(cinfo.next_scanline) * width * 3];
-      jpeg_write_scanlines(&cinfo, &row, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    const std::vector<uint8_t> jpeg(buffer, buffer + size);
-    std::free(buffer);
-    jpeg_destroy_compress(&cinfo);
+    const std::vector<uint8_t> jpeg = test::encode_jpeg(pixels, width, height, {.progressive = true});
     test::write_bytes(path, jpeg);
     const io::Image image = io::load_image(path);
     CHECK(image.width == width);

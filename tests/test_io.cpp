@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "tests/helpers.h"
 #include "tinygrad-cpp/data/io.h"
@@ -180,5 +181,59 @@ TEST_SUITE("io-writes") {
     for (const auto& entry : std::filesystem::directory_iterator(dir.path))
       leftovers += entry.path().filename().string().find(".tmp-") != std::string::npos;
     CHECK(leftovers == 0);
+  }
+
+  TEST_CASE("jpeg_orientation reads the EXIF tag and gives 1 for every hostile or cut-short header") {
+    // SOI, an APP1 "Exif" segment (big-endian TIFF, one IFD entry: orientation 6), then SOS.
+    const std::vector<uint8_t> tiff = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0};
+    auto file = [](const std::vector<uint8_t>& tiff_bytes, int declared_extra = 0) {
+      const size_t length = 2 + 6 + tiff_bytes.size() + static_cast<size_t>(declared_extra);
+      std::vector<uint8_t> b;
+      for (const int v : {0xff, 0xd8, 0xff, 0xe1, static_cast<int>(length >> 8), static_cast<int>(length & 0xff), 0x45, 0x78, 0x69,
+                          0x66, 0, 0})  // "Exif\0\0"
+        b.push_back(static_cast<uint8_t>(v));
+      for (const uint8_t v : tiff_bytes) b.push_back(v);
+      for (const int v : {0xff, 0xda, 0, 2}) b.push_back(static_cast<uint8_t>(v));
+      return b;
+    };
+    auto orientation = [](const std::vector<uint8_t>& b) {
+      // An exact-size heap copy, so a read past the end is a sanitizer's report, not luck.
+      std::unique_ptr<uint8_t[]> exact(new uint8_t[b.size()]);
+      std::copy(b.begin(), b.end(), exact.get());
+      return io::jpeg_orientation(exact.get(), b.size());
+    };
+    CHECK(orientation(file(tiff)) == 6);
+    // After a JFIF APP0 and fill bytes, too.
+    std::vector<uint8_t> jfif = {0xff, 0xd8, 0xff, 0xe0, 0, 4, 'J', 'F', 0xff};
+    const std::vector<uint8_t> rest = file(tiff);
+    for (size_t i = 2; i < rest.size(); ++i) jfif.push_back(rest[i]);
+    CHECK(orientation(jfif) == 6);
+    // Little-endian.
+    CHECK(orientation(file({'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0})) == 3);
+    // Every prefix of the file: 6 once the whole IFD entry is there, 1 before, never a read outside.
+    const std::vector<uint8_t> whole = file(tiff);
+    for (size_t n = 0; n <= whole.size(); ++n) {
+      const int got = orientation(std::vector<uint8_t>(whole.begin(), whole.begin() + static_cast<long>(n)));
+      CHECK((got == 1 || got == 6));
+    }
+    auto changed = [&](size_t at, uint8_t value) {
+      std::vector<uint8_t> t = tiff;
+      t[at] = value;
+      return orientation(file(t));
+    };
+    CHECK(changed(7, 0xf0) == 1);      // the IFD offset past the segment
+    CHECK(changed(4, 0xff) == 1);      // an offset near 4 GB (no overflow into range)
+    CHECK(changed(8, 0xff) == 6);      // 65,281 entries declared: the one that is there is read
+    std::vector<uint8_t> other_tag = tiff;
+    other_tag[8] = 0xff, other_tag[11] = 0x13;  // ... and when it is not the orientation, the walk stops at the end
+    CHECK(orientation(file(other_tag)) == 1);
+    CHECK(changed(13, 4) == 1);        // a LONG, not a SHORT
+    CHECK(changed(19, 9) == 1);        // orientation 9 does not exist
+    CHECK(changed(0, 'X') == 1);       // neither II nor MM
+    CHECK(changed(3, 43) == 1);        // not 42
+    CHECK(orientation(file(tiff, 1000)) == 1);  // the segment declares more bytes than the file has
+    CHECK(orientation({0xff, 0xd8, 0xff, 0xe1, 0, 0}) == 1);  // a length below 2
+    CHECK(orientation({0x89, 'P', 'N', 'G'}) == 1);
+    CHECK(orientation({}) == 1);
   }
 }

@@ -12,8 +12,10 @@
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/explain/occlusion.h"
 #include "tinygrad-cpp/nn/nn.h"
 #include "tinygrad-cpp/models/train.h"
+#include "tinygrad-cpp/viz/viz.h"
 
 #ifndef TG_BIN_DIR
 #define TG_BIN_DIR "build/bin"
@@ -42,6 +44,19 @@ Run tgc(const std::string& args) {
 }
 
 int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// The share of a rectangle's pixels within 25/255 of white (every colour channel >= 230): how
+// blank a map panel looks.
+double blank_fraction(const tg::io::Image& image, int x0, int y0, int width, int height) {
+  int64_t blank = 0;
+  for (int y = y0; y < y0 + height; ++y)
+    for (int x = x0; x < x0 + width; ++x) {
+      bool white = true;
+      for (int c = 0; c < std::min(image.channels, 3); ++c) white = white && image.at(y, x, c) >= 230;
+      blank += white;
+    }
+  return static_cast<double>(blank) / (static_cast<double>(width) * height);
+}
 }  // namespace
 
 TEST_SUITE("tgc") {
@@ -146,6 +161,75 @@ TEST_SUITE("tgc") {
     }
   }
 
+  TEST_CASE("tgc explain --method all: one figure, the methods side by side, every map panel readable") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "relu-rules", "conv2d-backward", "maxpool-backward", "linear-backward", "saliency",
+                "gradcam", "occlusion", "smoothgrad");
+    const test::TempDir dir;
+    const std::string boot = " --model assets/fashion_cnn.safetensors --image assets/fashion-png/9_ankle_boot.png";
+    Run r = tgc("explain" + boot + " --method all --samples 4 --steps 16 --png " + dir.file("all.png") + " --npy " +
+                dir.file("all.npy"));
+    REQUIRE(r.status == 0);
+    CHECK(r.err.empty());  // no progress line when stderr is not a terminal
+    CHECK(contains(r.out, "occlusion: window 4, stride 2 (scaled to the 28x28 input"));
+    CHECK(contains(r.out, "guided_backprop: attribution [1,28,28]"));
+    CHECK(contains(r.out, "shown signed, clipped at"));
+    const std::vector<std::string> methods = {"saliency", "input_x_gradient", "smoothgrad", "integrated_gradients",
+                                              "guided_backprop", "deconvnet", "occlusion", "gradcam", "guided_gradcam"};
+    for (const std::string& m : methods) CHECK(fs::exists(dir.file("all." + m + ".npy")));  // OUT.<method>.npy each
+    // The layout: a title, a line saying how maps are shown, then a grid of 5 columns: the input
+    // and the 9 maps, each 224x224 (28 x 8) under its title, over its colour bar.
+    const tg::io::Image figure = tg::io::load_image(dir.file("all.png"));
+    const int columns = 5, rows = 2, cell = 224, spacing = 6;
+    REQUIRE(figure.width == columns * cell + (columns + 1) * spacing);
+    const int top = tg::viz::text("", 16).height + 2 + tg::viz::text("", 12).height + 4;
+    const int cell_height = (figure.height - top - (rows + 1) * spacing) / rows;
+    for (int i = 1; i <= static_cast<int>(methods.size()); ++i) {
+      const int x0 = spacing + (i % columns) * (cell + spacing);
+      const int y0 = top + spacing + (i / columns) * (cell_height + spacing) + tg::viz::text("", 14).height + 2;
+      const double blank = blank_fraction(figure, x0, y0, cell, cell);
+      CAPTURE(methods[static_cast<size_t>(i - 1)]);
+      MESSAGE(methods[static_cast<size_t>(i - 1)] << ": " << blank << " of the map panel within 25/255 of white");
+      CHECK(blank < 0.95);  // the issue found 95 to 99.8% on the photo figures it called blank
+      CHECK(blank_fraction(figure, x0, y0 + cell + 2, cell, 10) < 0.2);  // its colour bar under it
+    }
+    // A list; --abs shows every map as |a|.
+    r = tgc("explain" + boot + " --method saliency,guided_backprop --abs --png " + dir.file("two.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "guided_backprop: attribution [1,28,28]"));
+    CHECK(contains(r.out, "shown |a|, clipped at"));
+    CHECK(tg::io::load_image(dir.file("two.png")).width >= 3 * cell + 4 * spacing);
+    // Without --png or --npy it says what it computed and how to save it.
+    r = tgc("explain" + boot + " --method saliency --clip 95");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "the 95th percentile of |a|"));
+    CHECK(contains(r.out, "nothing written: --png OUT.png saves the figure, --npy OUT.npy the raw attribution\n"));
+    // Usage errors name the problem.
+    for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+             {"--method saliency,saliency", "--method: saliency is listed twice"},
+             {"--method saliency,bogus", "unknown method 'bogus'"},
+             {"--method saliency --abs --signed", "--abs and --signed: give one of them"},
+             {"--method saliency --clip 20", "--clip"},
+             {"--method saliency --fit squash", "--fit: 'squash' is not stretch, crop or pad"},
+             {"--method occlusion --neuron relu1:0", "occlusion explains targets of kind class, detection, not a neuron"}}) {
+      CAPTURE(flags);
+      r = tgc("explain" + boot + " " + flags);
+      CHECK(r.status == 2);
+      CHECK(contains(r.err, message));
+    }
+    // --method all with a neuron: the methods that explain one, and a word about the others.
+    r = tgc("explain" + boot + " --method all --neuron relu1:0:14:14 --samples 2 --steps 2");
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "--method all: skipped occlusion, gradcam, guided_gradcam (they do not explain a neuron)"));
+  }
+
+  TEST_CASE("occlusion's default window scales with the input: the lecture's 32 on 300 pixels, 4 on 28") {
+    CHECK(tg::explain::occlusion_window(300, 300).window == 32);
+    CHECK(tg::explain::occlusion_window(300, 300).stride == 16);
+    CHECK(tg::explain::occlusion_window(224, 224).window == 24);
+    CHECK(tg::explain::occlusion_window(28, 28).window == 4);
+    CHECK(tg::explain::occlusion_window(28, 28).stride == 2);
+  }
+
   TEST_CASE("tgc explain refuses bad images with one line and writes nothing") {
     const test::TempDir dir;
     const std::string out = dir.file("out.png"), npy = dir.file("out.npy");
@@ -202,11 +286,11 @@ TEST_SUITE("tgc-photo") {
     // A detector's lines are its detections, best first: LABEL: P box=X0,Y0,X1,Y1 in the photo's pixels.
     CHECK(contains(r.out, "\nCat: 0.85"));
     CHECK(std::regex_search(r.out, std::regex("\nCat: 0\\.85\\d\\d box=[0-9],0,4[0-9][0-9],300\n")));
-    CHECK(lines(r.out) == 2);  // the input line and the one detection with p >= 0.5 (--top is at most 3)
+    CHECK(lines(r.out) == 3);  // the input line, the stretch note and the one detection with p >= 0.5 (--top is at most 3)
     CHECK_FALSE(contains(r.out, "background"));
     r = tgc("predict --model " + kSsd + " --image assets/coffee.png --top 1 --min-score 0.1");
     CHECK(std::regex_search(r.out, std::regex("\nCoffee cup: 0\\.\\d{4} box=\\d+,\\d+,\\d+,\\d+\n$")));
-    CHECK(lines(r.out) == 2);  // --top K: at most K lines
+    CHECK(lines(r.out) == 3);  // --top K: at most K lines (after the input line and the stretch note)
     const test::TempDir dir;
     // --png draws the boxes on the photo at its own size; a label file's escape codes are escaped.
     fs::create_symlink(fs::absolute(kSsd), dir.file("m.tflite"));
@@ -250,6 +334,28 @@ TEST_SUITE("tgc-photo") {
     CHECK(r.status == 1);
     CHECK(contains(r.err, "no class 'Unicorn'"));
     CHECK(lines(r.err) == 1);
+  }
+
+  TEST_CASE("tgc predict --fit: the photo cropped or padded to the input's aspect, and said so") {
+    REQUIRE(tg::io::file_exists(kSsd));
+    const test::TempDir dir;
+    Run r = tgc("predict --model " + kSsd + " --image assets/chelsea.png");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "note: stretched 451x300 to 300x300: its aspect ratio changes by 50%"));
+    r = tgc("predict --model " + kSsd + " --image assets/chelsea.png --fit crop --png " + dir.file("crop.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "note: --fit crop: 451x300 cropped to 300x300, the input's aspect ratio"));
+    CHECK_FALSE(contains(r.out, "stretched"));
+    CHECK(tg::io::load_image(dir.file("crop.png")).width == 300);  // the boxes are drawn on what the model saw
+    r = tgc("predict --model " + kSsd + " --image assets/chelsea.png --fit pad --png " + dir.file("pad.png"));
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.out, "note: --fit pad: 451x300 padded to 451x451"));
+    CHECK(tg::io::load_image(dir.file("pad.png")).height == 451);
+    // An unwritable --png is refused before the model is run.
+    r = tgc("predict --model " + kSsd + " --image assets/chelsea.png --png " + dir.file("no/such/dir/p.png"));
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "folder '" + dir.file("no/such/dir") + "' is missing"));
+    CHECK(r.out.empty());
   }
 
   TEST_CASE("tgc info lists the photo model's layers; a bad TFLite file is one line and no output") {

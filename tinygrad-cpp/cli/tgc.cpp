@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -26,6 +27,8 @@
 #include "tinygrad-cpp/cli/questions.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/explain/occlusion.h"
+#include "tinygrad-cpp/explain/progress.h"
 #include "tinygrad-cpp/kernels/kernels.h"
 #include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/graph.h"
@@ -182,17 +185,69 @@ int command_eval(int argc, char** argv) {
 
 // ---- explain and predict: any model ----
 
-// The photo as the model's input, with what was done to it said on one line.
-Tensor load_input(const nn::Model& model, const std::string& path, io::Image* photo_out = nullptr) {
-  const io::Image photo = io::load_image(path);
-  bool inverted = false;
+// The photo as the model's input (tgc's one intake: preprocess::take_photo), with what was done to
+// it said: the size on one line, then each change to what the model sees (orientation,
+// transparency, crop or pad, a stretched aspect, an enlargement) as a note.
+preprocess::Intake load_input(const nn::Model& model, const std::string& path, preprocess::Fit fit) {
+  preprocess::Photo photo = preprocess::load_photo(path);
+  const int stored_width = photo.stored_width, stored_height = photo.stored_height;
   const preprocess::InputSpec& spec = model.info().input;
-  const Tensor input = preprocess::image_to_input(photo, spec, &inverted);
-  fmt::print("{}: {}x{} image -> {}x{} {}{}\n", path, photo.width, photo.height, spec.width, spec.height,
-             spec.channels == 1 ? "gray" : "RGB", inverted ? " (inverted: light background)" : "");
-  if (photo_out) *photo_out = photo;
-  return input;
+  preprocess::Intake intake = preprocess::take_photo(std::move(photo), spec, fit);
+  fmt::print("{}: {}x{} image -> {}x{} {}{}\n", printable(path), stored_width, stored_height, spec.width, spec.height,
+             spec.channels == 1 ? "gray" : "RGB", intake.inverted ? " (inverted: light background)" : "");
+  for (const std::string& note : intake.notes) fmt::print("note: {}\n", note);
+  return intake;
 }
+
+// The --fit flag, the same for explain and predict.
+void fit_option(cli::Args& args) {
+  args.option("fit", "stretch|crop|pad",
+              "how a photo of another aspect ratio becomes the input: stretched (the SSD was trained that way), "
+              "its centre cropped, or padded with its border's colour",
+              false, "stretch");
+}
+
+preprocess::Fit parse_fit(const cli::Args& args) {
+  try {
+    return preprocess::parse_fit(args.get("fit"));
+  } catch (const Error& e) {
+    args.fail(std::string("--") + e.what());
+  }
+}
+
+// On a terminal: one stderr line rewritten in place while a long method works ("[2/3]
+// occlusion: 120/361 windows, 14s left"), cleared when it ends. Elsewhere: nothing.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string label) : label_(std::move(label)), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressLine() {  // a method that stopped early (an error) leaves no half line before the error's
+    if (width_ > 0) fmt::print(stderr, "\r{:<{}}\r", "", width_);
+  }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  explain::ProgressReporter reporter() {
+    return [this](const std::string& what, int64_t done, int64_t total) {
+      static const bool terminal = isatty(STDERR_FILENO) == 1;
+      if (!terminal || total < 1) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (done < total && now - shown_ < std::chrono::milliseconds(100)) return;
+      shown_ = now;
+      const double elapsed = std::chrono::duration<double>(now - start_).count();
+      const std::string line = done < total ? fmt::format("{}: {}/{} {}, {} left", label_, done, total, what,
+                                                          format_seconds(elapsed / static_cast<double>(done) *
+                                                                         static_cast<double>(total - done)))
+                                            : "";
+      fmt::print(stderr, "\r{:<{}}\r{}", "", width_, line);
+      width_ = line.empty() ? 0 : std::max(width_, line.size());
+      std::fflush(stderr);
+    };
+  }
+
+ private:
+  std::string label_;
+  std::chrono::steady_clock::time_point start_, shown_{};
+  size_t width_ = 0;
+};
 
 int command_predict(int argc, char** argv) {
   cli::Args args("tgc predict", "What a model sees in one PNG/JPEG image. A classifier: its top classes, best\n"
@@ -206,18 +261,20 @@ int command_predict(int argc, char** argv) {
       .option("top", "K", "how many lines (classes, or a detector's detections) to print", false, "5")
       .option("min-score", "P", "a detector's detections: the lowest p listed", false, "0.5")
       .toggle("details", "a detector's lines also give the anchor, its head (feature map) and the layer it reads")
-      .option("png", "OUT.png", "a detector's detections drawn on the photo");
+      .option("png", "OUT.png", "a detector's detections drawn on the photo (cropped or padded as --fit says)");
+  fit_option(args);
   args.parse(argc, argv, 2);
   const int64_t top = args.get_int("top", 1, 100000);
   const float min_score = args.get_float("min-score", 0.0, 1.0);
+  const preprocess::Fit fit = parse_fit(args);
   const std::string png = args.has("png") ? args.get("png") : "";
-  if (!png.empty() && (png.size() < 4 || png.compare(png.size() - 4, 4, ".png") != 0))
-    args.fail(fmt::format("--png: '{}' must end in .png (that is the format written)", png));
+  check_output(args, "png", ".png");
   const std::shared_ptr<nn::Model> model = models::load_model(args.get("model"));
   if (!png.empty() && !models::is_detector(*model))
     args.fail("--png draws a detector's boxes; " + printable(args.get("model")) + " is a classifier");
-  io::Image photo;
-  const Tensor input = load_input(*model, args.get("image"), &photo);
+  preprocess::Intake intake = load_input(*model, args.get("image"), fit);
+  io::Image& photo = intake.image;
+  const Tensor& input = intake.input;
 
   if (models::is_detector(*model)) {
     auto& graph = dynamic_cast<models::Graph&>(*model);
@@ -292,18 +349,84 @@ explain::Neuron parse_neuron(const cli::Args& args, const std::string& text) {
   return neuron;
 }
 
+// How a map is shown: its magnitude |a| (max over the colour channels) from 0 to a clip level,
+// signed (summed over colour channels) from -level to +level around white, or min to max.
+enum class Show { Magnitude, Signed, MinMax };
+
+struct Display {
+  Show show = Show::MinMax;
+  viz::Colormap colormap = viz::Colormap::Viridis;
+  float low = 0, high = 0;  // what the colour bar's ends stand for
+  Tensor unit;              // [1,h,w] in [0, 1]
+};
+
+// The P-th percentile as words: "99th", "99.5th".
+std::string percentile_words(float percentile) { return fmt::format("{:g}th percentile", percentile); }
+
+Display display_of(const Tensor& attribution, Show show, float percentile) {
+  Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
+  Display d{.show = show};
+  if (show == Show::MinMax) {
+    const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
+    d.low = *lowest, d.high = *highest;
+    d.unit = viz::normalize(map, viz::Normalize::MinMax);
+    if (d.unit.dim(0) > 1) d.unit = mean(d.unit, {0}, true);
+    return d;
+  }
+  // Signed maps add their colour channels, so colours that agree add up; magnitudes take the
+  // largest |a| over them (Simonyan et al.). Either is clipped at a percentile of |a|, so a
+  // few pixels cannot wash out the rest.
+  if (show == Show::Signed && map.dim(0) > 1) map = sum(map, {0}, true);
+  const float level = std::max(viz::clip_level(map, percentile), std::numeric_limits<float>::min());
+  if (show == Show::Magnitude) {
+    d.unit = viz::normalize(map, viz::Normalize::Percentile99, percentile);
+    d.low = 0, d.high = level;
+  } else {
+    d.unit = viz::normalize(clamp(map, -level, level), viz::Normalize::Signed);
+    d.colormap = viz::Colormap::Diverging;
+    d.low = -level, d.high = level;
+  }
+  return d;
+}
+
+// The colour bar's words: in full under a single map, short under each of several (the
+// figure's title then says what the clip is).
+std::array<std::string, 3> bar_words(const Display& d, float percentile, bool in_full) {
+  const std::string clip = percentile_words(percentile) + " of |a|";
+  switch (d.show) {
+    case Show::MinMax:
+      return {fmt::format("{:.3g} (min)", d.low), "", fmt::format("{:.3g} (max)", d.high)};
+    case Show::Magnitude:
+      return {"0", "", in_full ? fmt::format("{:.2g} = {} (max over RGB), and above", d.high, clip)
+                               : fmt::format("{:.2g} and above", d.high)};
+    case Show::Signed:
+      return {fmt::format("{:.2g} and below", d.low), "0",
+              in_full ? fmt::format("+{:.2g} = {}, and above", d.high, clip) : fmt::format("+{:.2g} and above", d.high)};
+  }
+  return {};
+}
+
+const char* show_words(Show show) {
+  return show == Show::Magnitude ? "|a|" : show == Show::Signed ? "signed" : "min to max";
+}
+
 int command_explain(int argc, char** argv) {
   std::string summary =
-      "Explain a model's score for one PNG/JPEG image with an attribution method. The\n"
-      "image becomes the model's input (gray 28x28 for FashionCNN, inverted when its border\n"
-      "is bright; RGB at the model's size for photo models). The target is a class (--target,\n"
-      "default: the predicted one) or a neuron (--neuron). On a detector the target is one\n"
+      "Explain a model's score for one PNG/JPEG image with one attribution method, several\n"
+      "(--method a,b,c) or all of them (--method all), side by side in one figure. The image\n"
+      "becomes the model's input (turned upright by its EXIF orientation, transparency on white;\n"
+      "gray 28x28 for FashionCNN, inverted when its border is bright; RGB at the model's size for\n"
+      "photo models; --fit says how another aspect ratio is handled). The target is a class\n"
+      "(--target, default: the predicted one) or a neuron (--neuron). On a detector the target is one\n"
       "detection, its anchor's class logit: by default the best detection of the class, --box K\n"
       "the K-th line of `tgc predict` (1 = the best); Grad-CAM then reads, by default, the layer\n"
       "that detection's head reads, and --png draws its box. --npy gets the raw attribution:\n"
-      "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam.\n"
-      "--png gets a figure: input, map, and the map over the input (saliency and SmoothGrad\n"
-      "as max |g| over the color channels).\n\nmethods (targets):";
+      "[C,H,W] of the input, or [h,w] at the layer (after its activation) for gradcam (several\n"
+      "methods: OUT.<method>.npy each). --png gets a figure: the input, each map, and for one method\n"
+      "the map over the input, with a colour bar. Maps show |a| (max over colour channels) or the\n"
+      "signed value as each method's table says (--abs, --signed choose), clipped at the 99th\n"
+      "percentile of |a| (--clip); Grad-CAM from its minimum to its maximum. On a terminal, long\n"
+      "methods show their progress and the time left.\n\nmethods (targets):";
   std::string names;
   for (const explain::Method& m : explain::methods()) {
     summary += fmt::format("\n  {:<21} {} ({})", m.name, m.description, m.targets.str());
@@ -312,14 +435,18 @@ int command_explain(int argc, char** argv) {
   cli::Args args("tgc explain", summary);
   args.option("model", "FILE", "weights (safetensors) or a .tflite model", /*required=*/true)
       .option("image", "IMG", "PNG or JPEG image", /*required=*/true)
-      .option("method", "M", names, /*required=*/true)
+      .option("method", "M", names + ", a comma list of them, or all", /*required=*/true)
       .option("target", "K", "class to explain, a number or a label (default: the predicted class)")
       .option("neuron", "LAYER:CHANNEL[:Y:X]", "explain one neuron instead of a class")
       .option("box", "K", "a detector: explain the K-th detection of tgc predict's list (1 = the best)")
       .option("layer", "NAME", "layer for gradcam and guided_gradcam (default: the model's usual one; on a detector, the "
                                "layer the explained detection's head reads)")
+      .toggle("abs", "show |a| (max over the colour channels) for every method")
+      .toggle("signed", "show the signed map (summed over the colour channels; blue < 0 < red) for every method")
+      .option("clip", "P", "clip the shown maps at the P-th percentile of |a|, 50..100", false, "99")
       .option("npy", "OUT.npy", "write the raw attribution")
       .option("png", "OUT.png", "write the figure");
+  fit_option(args);
   // The methods' parameters, with their real defaults, from the table.
   const std::vector<explain::Parameter> parameters = explain::all_parameters();
   for (const explain::Parameter& p : parameters) {
@@ -329,33 +456,62 @@ int command_explain(int argc, char** argv) {
                 show(p.default_value));
   }
   args.parse(argc, argv, 2);
-  const explain::Method* found = nullptr;
-  for (const explain::Method& m : explain::methods())
-    if (m.name == args.get("method")) found = &m;
-  if (!found) args.fail("unknown method '" + args.get("method") + "' (one of: " + names + ")");
-  const explain::Method& method = *found;
   if (args.has("target") + args.has("neuron") + args.has("box") > 1) args.fail("--target, --neuron and --box: give one of them");
+  if (args.on("abs") && args.on("signed")) args.fail("--abs and --signed: give one of them");
+  const float percentile = args.get_float("clip", 50.0, 100.0);
+  const preprocess::Fit fit = parse_fit(args);
+  // The methods: all (those that explain the target's kind), or the list, each checked.
+  const bool all = args.get("method") == "all";
+  const std::optional<explain::Target::Kind> neuron_kind =
+      args.has("neuron") ? std::optional(explain::Target::Kind::Neuron) : std::nullopt;
+  std::vector<const explain::Method*> chosen;
+  std::string skipped;
+  if (all) {
+    for (const explain::Method& m : explain::methods())
+      if (!neuron_kind || m.targets.accepts(*neuron_kind)) chosen.push_back(&m);
+      else skipped += (skipped.empty() ? "" : ", ") + m.name;
+  } else {
+    const std::string list = args.get("method");
+    for (size_t start = 0; start <= list.size();) {
+      const size_t comma = std::min(list.find(',', start), list.size());
+      const std::string name = list.substr(start, comma - start);
+      const explain::Method* found = nullptr;
+      for (const explain::Method& m : explain::methods())
+        if (m.name == name) found = &m;
+      if (!found) args.fail("unknown method '" + name + "' (one of: " + names + ", or all)");
+      if (std::find(chosen.begin(), chosen.end(), found) != chosen.end()) args.fail("--method: " + name + " is listed twice");
+      if (neuron_kind && !found->targets.accepts(*neuron_kind))
+        args.fail(fmt::format("--neuron: {} explains targets of kind {}, not a neuron", name, found->targets.str()));
+      chosen.push_back(found);
+      start = comma + 1;
+    }
+  }
+  const bool several = chosen.size() > 1;
   const int64_t box_number = args.has("box") ? args.get_int("box", 1, 100) : 0;
-  if (args.has("neuron") && !method.targets.accepts(explain::Target::Kind::Neuron))
-    args.fail(fmt::format("--neuron: {} explains targets of kind {}, not a neuron", method.name, method.targets.str()));
   explain::Settings settings;
   for (const explain::Parameter& p : parameters)
     settings[p.name] = p.kind == explain::Parameter::Kind::Whole
                            ? static_cast<double>(args.get_int(p.name, static_cast<int64_t>(p.min), static_cast<int64_t>(p.max)))
                            : static_cast<double>(args.get_float(p.name, p.min, p.max));
+  // Every output path is checked before any work; several methods write OUT.<method>.npy each.
   check_output(args, "png", ".png");
   check_output(args, "npy", ".npy");
-  if (!args.has("png") && !args.has("npy"))
-    fmt::print("no --png or --npy given: printing the attribution's numbers only\n");
+  auto npy_path = [&](const explain::Method& m) {
+    const std::string out = args.get("npy");
+    return several ? out.substr(0, out.size() - 4) + "." + m.name + ".npy" : out;
+  };
 
   const std::shared_ptr<nn::Model> loaded = models::load_model(args.get("model"));
   nn::Model& model = *loaded;
   const nn::ModelInfo& info = model.info();
   std::string layer = args.has("layer") ? args.get("layer") : info.cam_layer;
-  if (method.layer == explain::UsesLayer::FeatureMap && layer.empty())
-    args.fail("this model names no default layer for " + method.name + "; give one with --layer");
-  io::Image photo;
-  const Tensor input = load_input(model, args.get("image"), &photo);
+  const bool uses_layer = std::any_of(chosen.begin(), chosen.end(),
+                                      [](const explain::Method* m) { return m->layer == explain::UsesLayer::FeatureMap; });
+  if (uses_layer && layer.empty())
+    args.fail("this model names no default layer for gradcam and guided_gradcam; give one with --layer");
+  const preprocess::Intake intake = load_input(model, args.get("image"), fit);
+  const io::Image& photo = intake.image;
+  const Tensor& input = intake.input;
 
   const Tensor logits = explain::scores(model, input);
   const Tensor probabilities = model.probabilities(logits);
@@ -367,29 +523,27 @@ int command_explain(int argc, char** argv) {
              probabilities.data()[predicted]);
   explain::Target target;
   std::optional<models::Box> explained_box;  // a detection's box, as fractions of the input
-  std::string title;                          // the figure's: what was explained, how
+  std::string what;                           // the figure's title: what was explained
   if (args.has("neuron")) {
     target = explain::Target::of_neuron(parse_neuron(args, args.get("neuron")));
     const explain::Neuron& n = target.neuron;
-    title = fmt::format("{} of neuron {}:{}{}", method.name, printable(n.layer), n.channel,
-                        n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "");
-    fmt::print("explaining neuron {}:{}{} with {}\n", printable(n.layer), n.channel,
-               n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "", method.name);
+    what = fmt::format("neuron {}:{}{}", printable(n.layer), n.channel, n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "");
+    fmt::print("explaining {}\n", what);
   } else if (detector) {
     // One detection: the K-th of the list tgc predict prints, or the best of the class (its
     // best anchor, which non-maximum suppression always keeps).
-    std::optional<models::Detection> chosen;
+    std::optional<models::Detection> found;
     if (box_number) {
       const std::vector<models::Detection> shown = models::detections(*graph, photo.width, photo.height);
       if (box_number > static_cast<int64_t>(shown.size()))
         args.fail(fmt::format("--box {}: tgc predict lists {} detection{} on this image (p >= 0.5)", box_number,
                               shown.size(), shown.size() == 1 ? "" : "s"));
-      chosen = shown[static_cast<size_t>(box_number - 1)];
+      found = shown[static_cast<size_t>(box_number - 1)];
     } else {
       const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
-      chosen = models::best_detection(*graph, c, photo.width, photo.height);
+      found = models::best_detection(*graph, c, photo.width, photo.height);
     }
-    const models::Detection& d = *chosen;
+    const models::Detection& d = *found;
     target = explain::Target::of_detections({d.class_index}, {d.anchor});
     explained_box = d.box;
     // Grad-CAM's layer: the map the detection's head reads, or for the heads on the extra layers
@@ -399,83 +553,126 @@ int command_explain(int argc, char** argv) {
       const std::vector<models::Head> heads = models::detection_heads(*graph);
       layer = heads[std::min<size_t>(d.head, 1)].layer;
     }
-    fmt::print("explaining the detection {} ({}): p = {:.4f}, box={:.0f},{:.0f},{:.0f},{:.0f}, anchor {} of the {} head, "
-               "with {}\n", d.class_index, printable(d.label), d.score, d.pixels.x0, d.pixels.y0, d.pixels.x1, d.pixels.y1,
-               d.anchor, d.grid, method.name);
-    title = fmt::format("{} of the {} detection (p = {:.2f}, anchor {}, {} head; red box)", method.name, printable(d.label),
-                        d.score, d.anchor, d.grid);
+    fmt::print("explaining the detection {} ({}): p = {:.4f}, box={:.0f},{:.0f},{:.0f},{:.0f}, anchor {} of the {} head\n",
+               d.class_index, printable(d.label), d.score, d.pixels.x0, d.pixels.y0, d.pixels.x1, d.pixels.y1, d.anchor,
+               d.grid);
+    what = fmt::format("the {} detection (p = {:.2f}, anchor {}, {} head; red box)", printable(d.label), d.score, d.anchor,
+                       d.grid);
   } else {
     const int64_t c = args.has("target") ? model.class_index(args.get("target")) : predicted;
     target = explain::Target::of_classes({c});
     const float p = explain::target_values(model, logits, target, explain::Measure::Probability)[0];
-    fmt::print("explaining class {} ({}, p = {:.4f}) with {}\n", c, printable(info.classes[c]), p, method.name);
-    title = fmt::format("{} of class {} (p = {:.2f})", method.name, printable(info.classes[c]), p);
+    fmt::print("explaining class {} ({}, p = {:.4f})\n", c, printable(info.classes[c]), p);
+    what = fmt::format("class {} (p = {:.2f})", printable(info.classes[c]), p);
   }
-  if (method.layer == explain::UsesLayer::FeatureMap) {
+  std::string layer_words;  // ", layer Conv_1/relu6": the layer by its last two parts
+  if (uses_layer) {
     fmt::print("layer: {}\n", printable(layer));
-    // The title names the layer by its last two parts ("Conv_1/relu6"), the line above in full.
     const size_t last = layer.rfind('/');
     const size_t before = last == std::string::npos || last == 0 ? std::string::npos : layer.rfind('/', last - 1);
-    title += ", layer " + printable(before == std::string::npos ? layer : layer.substr(before + 1));
+    layer_words = fmt::format(", {}layer {}", several ? "Grad-CAM " : "",
+                              printable(before == std::string::npos ? layer : layer.substr(before + 1)));
+  }
+  if (!skipped.empty()) fmt::print("--method all: skipped {} (they do not explain a neuron)\n", skipped);
+
+  // Each method: run (with progress on a terminal), said in a line, kept for the figure.
+  const preprocess::InputSpec& spec = info.input;
+  struct Result {
+    const explain::Method* method;
+    Tensor attribution;  // without the batch axis
+    Display display;
+  };
+  std::vector<Result> results;
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    const explain::Method& method = *chosen[k];
+    if (method.name == "occlusion") {
+      const explain::OcclusionWindow scaled = explain::occlusion_window(spec.height, spec.width);
+      const int64_t window = settings["window"] ? static_cast<int64_t>(settings["window"]) : scaled.window;
+      const int64_t stride = settings["stride"] ? static_cast<int64_t>(settings["stride"]) : std::max<int64_t>(1, window / 2);
+      fmt::print("occlusion: window {}, stride {}{}\n", window, stride,
+                 settings["window"] ? "" : fmt::format(" (scaled to the {}x{} input; --window, --stride change them)",
+                                                       spec.width, spec.height));
+    }
+    ProgressLine line(several ? fmt::format("[{}/{}] {}", k + 1, chosen.size(), method.name) : method.name);
+    Tensor attribution;
+    {
+      explain::ReportProgress reporting(line.reporter());
+      attribution = explain::run(method, model, input, target, settings, layer);
+    }
+    attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));
+    const Show show = args.on("abs")                                  ? Show::Magnitude
+                      : args.on("signed")                             ? Show::Signed
+                      : method.policy == viz::Normalize::MinMax       ? Show::MinMax
+                      : method.policy == viz::Normalize::MaxAbs       ? Show::Magnitude
+                                                                      : Show::Signed;
+    Display display = display_of(attribution, show, percentile);
+    const auto [low, high] = std::minmax_element(attribution.data(), attribution.data() + attribution.numel());
+    fmt::print("{}: attribution {}: min {:.4g}, max {:.4g}; shown {}", method.name, shape_str(attribution.shape()), *low,
+               *high, show_words(show));
+    if (*low == *high) fmt::print(" (the map is {:.3g} everywhere: its panel is one colour)\n", *low);
+    else if (show == Show::MinMax) fmt::print("\n");
+    else fmt::print(", clipped at {:.2g} (the {} of |a|)\n", display.high, percentile_words(percentile));
+    results.push_back({&method, attribution, std::move(display)});
   }
 
-  Tensor attribution = explain::run(method, model, input, target, settings, layer);
-  attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));  // drop the batch axis
-
-  // Encode everything first, then write both atomically: an error leaves no output file
+  // Encode everything first, then write all atomically: an error leaves no output file
   // behind, and an existing file is replaced only when every output could be encoded.
-  const preprocess::InputSpec& spec = info.input;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> outputs;
-  if (args.has("npy")) outputs.emplace_back(args.get("npy"), io::encode_npy(attribution));
+  if (args.has("npy"))
+    for (const Result& r : results) outputs.emplace_back(npy_path(*r.method), io::encode_npy(r.attribution));
   if (args.has("png")) {
     const int scale = static_cast<int>(std::max<int64_t>(1, 224 / std::max(spec.height, spec.width)));
     const io::Image base = viz::scale_nearest(preprocess::input_to_image(input, spec), scale);
-    Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
-    // Several color channels: saliency maps show max |g| over them (Simonyan et al.); signed
-    // maps show their sum, so colors that agree add up.
-    if (map.dim(0) > 1) map = method.policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
-    // The display: gradient maps clipped at the 99th percentile of |a| (so a few pixels cannot
-    // wash out the rest; the colour bar says where), Grad-CAM from its minimum to its maximum.
-    Tensor unit;
-    std::string bar_low, bar_middle, bar_high;
-    const std::string quantity = method.policy == viz::Normalize::MinMax ? "map" : "|a|";
-    if (method.policy == viz::Normalize::MinMax) {
-      unit = viz::normalize(map, viz::Normalize::MinMax);
-      const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
-      bar_low = fmt::format("{:.3g} (min)", *lowest), bar_high = fmt::format("{:.3g} (max)", *highest);
-    } else {
-      const float level = std::max(viz::clip_level(map), std::numeric_limits<float>::min());
-      if (method.policy == viz::Normalize::MaxAbs) {
-        unit = viz::normalize(map, viz::Normalize::Percentile99);
-        bar_low = "0", bar_high = fmt::format("{:.2g} = 99th percentile of max |a| over RGB, and above", level);
-      } else {
-        unit = viz::normalize(clamp(map, -level, level), viz::Normalize::Signed);
-        bar_low = fmt::format("-{:.2g} and below", level), bar_middle = "0",
-        bar_high = fmt::format("+{:.2g} = 99th percentile of |a|, and above", level);
+    auto boxed = [&](io::Image image) {  // the explained detection's box, on the input and on each map
+      if (explained_box) {
+        const float w = static_cast<float>(image.width), h = static_cast<float>(image.height);
+        const models::Box& b = *explained_box;
+        viz::draw_box(image, b.x0 * w, b.y0 * h, b.x1 * w, b.y1 * h, {230, 20, 20});
       }
-    }
-    if (unit.dim(1) != spec.height || unit.dim(2) != spec.width)
-      unit = upsample(unit, spec.height, spec.width, Interpolation::Bilinear);
-    io::Image heat = viz::scale_nearest(viz::colorize(unit, method.colormap), scale);
-    io::Image framed = base;
-    if (explained_box) {  // the explained detection's box, on the input and on the map
-      const float w = static_cast<float>(base.width), h = static_cast<float>(base.height);
-      const models::Box& b = *explained_box;
-      for (io::Image* image : {&framed, &heat}) viz::draw_box(*image, b.x0 * w, b.y0 * h, b.x1 * w, b.y1 * h, {230, 20, 20});
-    }
+      return image;
+    };
     // Photos at their own aspect ratio (the model saw them stretched to its input size).
     auto shown = [&](const io::Image& image) { return spec.channels == 3 ? viz::at_aspect(image, photo.width, photo.height) : image; };
-    const io::Image panels = viz::grid({viz::titled(shown(framed), "the input"), viz::titled(shown(heat), method.name),
-                                        viz::titled(shown(viz::overlay(framed, heat, 0.5f)), "over the input")}, 3, 4);
-    const io::Image bar = viz::color_bar(method.colormap, std::min(panels.width, 600), bar_low, bar_middle, bar_high);
-    const io::Image figure = viz::titled(viz::stack({panels, bar}), title);
+    auto heat_of = [&](const Display& d) {
+      Tensor unit = d.unit;
+      if (unit.dim(1) != spec.height || unit.dim(2) != spec.width)
+        unit = upsample(unit, spec.height, spec.width, Interpolation::Bilinear);
+      return boxed(viz::scale_nearest(viz::colorize(unit, d.colormap), scale));
+    };
+    const io::Image framed = boxed(base);
+    io::Image figure;
+    if (!several) {
+      const Result& r = results.front();
+      const io::Image heat = heat_of(r.display);
+      const io::Image panels = viz::grid({viz::titled(shown(framed), "the input"), viz::titled(shown(heat), r.method->name),
+                                          viz::titled(shown(viz::overlay(framed, heat, 0.5f)), "over the input")}, 3, 4);
+      const auto [bar_low, bar_middle, bar_high] = bar_words(r.display, percentile, /*in_full=*/true);
+      const io::Image bar = viz::color_bar(r.display.colormap, std::min(panels.width, 600), bar_low, bar_middle, bar_high);
+      figure = viz::titled(viz::stack({panels, bar}), r.method->name + " of " + what + layer_words);
+    } else {
+      // One tile per method: its map and its own colour bar (each map has its own scale).
+      std::vector<io::Image> tiles = {viz::titled(shown(framed), "the input")};
+      for (const Result& r : results) {
+        const io::Image heat = shown(heat_of(r.display));
+        const auto [bar_low, bar_middle, bar_high] = bar_words(r.display, percentile, /*in_full=*/false);
+        tiles.push_back(viz::titled(
+            viz::stack({heat, viz::color_bar(r.display.colormap, heat.width, bar_low, bar_middle, bar_high)}, 2),
+            fmt::format("{} ({})", r.method->name, show_words(r.display.show))));
+      }
+      const int columns = static_cast<int>(std::min<size_t>(tiles.size(), tiles.front().width > 300 ? 4 : 5));
+      const std::string how = fmt::format("|a| and signed maps clipped at the {} of |a| (colour bar ends: that value and "
+                                          "beyond); min to max: from the map's minimum to its maximum",
+                                          percentile_words(percentile));
+      figure = viz::titled(viz::stack({viz::text(how, 12), viz::grid(tiles, columns, 6)}),
+                           fmt::format("{} methods on {}{}", results.size(), what, layer_words), 16);
+    }
     outputs.emplace_back(args.get("png"), io::encode_png(figure, args.get("png")));
   }
   if (!outputs.empty()) io::write_files_atomic(outputs);
-  float low = attribution.data()[0], high = low;
-  for (int64_t i = 0; i < attribution.numel(); ++i) low = std::min(low, attribution.data()[i]), high = std::max(high, attribution.data()[i]);
-  fmt::print("attribution {}: min {:.4g}, max {:.4g}\n", shape_str(attribution.shape()), low, high);
   for (const auto& [path, bytes] : outputs) fmt::print("wrote {}\n", printable(path));
+  if (outputs.empty())
+    fmt::print("nothing written: --png OUT.png saves the figure, --npy OUT.npy the raw attribution{}\n",
+               several ? " (OUT.<method>.npy for each method)" : "");
   return 0;
 }
 

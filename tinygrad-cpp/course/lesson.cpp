@@ -156,7 +156,7 @@ Photo Lesson::photo(const std::string& path, const std::string& target_name) {
   nn::Model& model = photo_model();
   Photo p;
   p.name = fs::path(path).filename().string();
-  p.original = io::load_image(path);
+  p.original = preprocess::load_photo(path).image;  // upright (EXIF), transparency on white
   p.input = preprocess::image_to_input(p.original, model.info().input);
   if (target_name.empty()) {
     NoGrad no_grad;

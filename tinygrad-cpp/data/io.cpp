@@ -530,6 +530,51 @@ void check_png_header(const std::vector<uint8_t>& bytes, const std::string& path
 
 }  // namespace
 
+int jpeg_orientation(const uint8_t* bytes, size_t size) {
+  if (size < 4 || bytes[0] != 0xff || bytes[1] != 0xd8) return 1;
+  auto u16 = [](const uint8_t* p, bool little) { return little ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; };
+  auto u32 = [](const uint8_t* p, bool little) {
+    return little ? uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24
+                  : uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+  };
+  // The markers before the image data: each is FF, a code, and (but for the standalone ones) a
+  // big-endian length that counts itself. Every step moves forward, so the walk ends.
+  size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (bytes[pos] != 0xff) return 1;
+    const uint8_t marker = bytes[pos + 1];
+    if (marker == 0xff) { ++pos; continue; }  // fill byte
+    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8)) { pos += 2; continue; }
+    if (marker == 0xda || marker == 0xd9) return 1;  // the image data: no EXIF before it
+    const size_t length = u16(bytes + pos + 2, false);
+    if (length < 2 || length > size - pos - 2) return 1;
+    const uint8_t* segment = bytes + pos + 4;
+    const size_t segment_size = length - 2;
+    if (marker == 0xe1 && segment_size >= 14 && std::memcmp(segment, "Exif\0\0", 6) == 0) {
+      // A TIFF header (II little-endian or MM big-endian, 42, the first IFD's offset), then the IFD:
+      // a count and 12-byte entries (tag, type, count, value); the orientation is a SHORT held in place.
+      const uint8_t* tiff = segment + 6;
+      const size_t tiff_size = segment_size - 6;
+      const bool little = tiff[0] == 'I' && tiff[1] == 'I';
+      if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
+      if (u16(tiff + 2, little) != 42) return 1;
+      const uint64_t ifd = u32(tiff + 4, little);
+      if (ifd < 8 || ifd + 2 > tiff_size) return 1;
+      const uint64_t entries = u16(tiff + ifd, little);
+      for (uint64_t i = 0; i < entries; ++i) {
+        const uint64_t entry = ifd + 2 + 12 * i;
+        if (entry + 12 > tiff_size) return 1;
+        if (u16(tiff + entry, little) != 0x0112) continue;
+        const int value = u16(tiff + entry + 8, little);
+        return u16(tiff + entry + 2, little) == 3 && value >= 1 && value <= 8 ? value : 1;
+      }
+      return 1;
+    }
+    pos += 2 + length;
+  }
+  return 1;
+}
+
 Image load_image(const std::string& path) {
   const std::vector<uint8_t> bytes = read_file(path, uint64_t{256} << 20);
   const std::string other = refused_format(bytes);

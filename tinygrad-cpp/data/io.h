@@ -72,6 +72,15 @@ constexpr int64_t kMaxPngDecodeBytes = int64_t{512} << 20;
 // Loads a PNG (stb_image) or JPEG (libjpeg-turbo) file. Other formats are refused by name
 // ("a GIF image"); the declared size is checked before anything is decoded.
 Image load_image(const std::string& path);
+// The EXIF orientation of a JPEG (1 to 8, as a phone stores it: 6 = the pixels are to be turned 90
+// degrees clockwise to stand upright), read from the APP1 "Exif" segment's first IFD (tag 0x0112)
+// among the file's first `size` bytes; 1 (upright) when the file has none or it cannot be read.
+// Hostile bytes (lengths and offsets past the end, loops) give 1: it never reads outside them.
+int jpeg_orientation(const uint8_t* bytes, size_t size);
+// How many bytes of a file jpeg_orientation needs at most (an APP1 segment is at most 64 KB and
+// comes before the image data; a JFIF APP0 may precede it).
+constexpr size_t kJpegOrientationBytes = size_t{1} << 17;
+
 // Writes a PNG atomically.
 void save_png(const std::string& path, const Image& image);
 // The PNG file's bytes (`label` names the image in errors).

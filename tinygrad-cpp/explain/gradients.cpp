@@ -1,4 +1,5 @@
 #include "tinygrad-cpp/explain/gradients.h"
+#include "tinygrad-cpp/explain/progress.h"
 
 #include <fmt/format.h>
 
@@ -52,6 +53,15 @@ GradientAt gradient_at(nn::Model& model, const Tensor& input, const Target& targ
   return [&model, fixed](const Tensor& point) { return gradient(model, point, fixed); };
 }
 
+// The gradient function, each call reported as one of `total` (explain/progress.h).
+GradientAt counted(GradientAt gradient_at, const char* what, int64_t total) {
+  return [gradient_at = std::move(gradient_at), what, total, done = int64_t{0}](const Tensor& point) mutable {
+    Tensor g = gradient_at(point);
+    progress(what, ++done, total);
+    return g;
+  };
+}
+
 Tensor integrated_of(const GradientAt& gradient_at, const Tensor& input, const Tensor& baseline, int steps) {
   if (baseline.shape() != input.shape())
     throw Error(fmt::format("integrated_gradients: baseline {} and input {} differ in shape", shape_str(baseline.shape()),
@@ -98,12 +108,14 @@ Tensor smoothgrad_of(const GradientAt& gradient_at, const Tensor& input, int sam
 
 Tensor smoothgrad(nn::Model& model, const Tensor& input, const Target& target, int samples, float sigma_fraction,
                   uint64_t seed) {
-  return smoothgrad_of(gradient_at(model, input, target, "smoothgrad"), input, samples, sigma_fraction, seed);
+  return smoothgrad_of(counted(gradient_at(model, input, target, "smoothgrad"), "samples", samples), input, samples,
+                       sigma_fraction, seed);
 }
 
 Tensor integrated_gradients(nn::Model& model, const Tensor& input, const Target& target, const Tensor& baseline,
                             int steps) {
-  return integrated_of(gradient_at(model, input, target, "integrated_gradients"), input, baseline, steps);
+  return integrated_of(counted(gradient_at(model, input, target, "integrated_gradients"), "steps", steps), input, baseline,
+                       steps);
 }
 
 }  // namespace tg::explain

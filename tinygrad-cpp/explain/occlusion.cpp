@@ -1,10 +1,18 @@
 #include "tinygrad-cpp/explain/occlusion.h"
 
+#include "tinygrad-cpp/explain/progress.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 
 namespace tg::explain {
+
+OcclusionWindow occlusion_window(int64_t height, int64_t width) {
+  const int64_t side = std::max(height, width);
+  const int64_t window = std::max<int64_t>(4, (side * 32 + 150) / 300);
+  return {.window = window, .stride = window / 2};
+}
 
 Tensor occlusion(nn::Model& model, const Tensor& input, const Target& target, int64_t window, int64_t stride, float fill,
                  Measure measure) {
@@ -15,6 +23,8 @@ Tensor occlusion(nn::Model& model, const Tensor& input, const Target& target, in
   const Tensor clean = scores(model, input);
   const Target resolved = seed_scores(model, clean, target, "occlusion").resolved;
   const std::vector<float> base = target_values(model, clean, resolved, measure);
+  int64_t windows_done = 0;
+  const int64_t windows_total = ((H + stride - 1) / stride) * ((W + stride - 1) / stride);
   // The target's value in each image of a batch of occluded copies, `copies` per image
   // (row n * copies + b is image n's copy b).
   auto measured = [&](const Tensor& batch, int64_t copies) {
@@ -25,7 +35,10 @@ Tensor occlusion(nn::Model& model, const Tensor& input, const Target& target, in
       for (const int64_t t : *v) each.insert(each.end(), static_cast<size_t>(copies), t);
       *v = each;
     }
-    return target_values(model, scores(model, batch), repeated, measure);
+    std::vector<float> values = target_values(model, scores(model, batch), repeated, measure);
+    windows_done += copies;
+    progress("windows", windows_done, windows_total);
+    return values;
   };
   Tensor total = Tensor::zeros({N, 1, H, W});
   // BEGIN SOLUTION(occlusion)
@@ -80,15 +93,20 @@ std::vector<Method> perturbation_methods() {
       {.name = "occlusion",
        .description = "the drop in the target's probability when a patch hides each pixel (Zeiler & Fergus 2014)",
        .targets = {.classes = true, .detections = true},
-       .parameters = {{.name = "window", .default_value = 4, .min = 1, .max = 4096,
-                       .help = "occlusion window (pixels of the model's input)", .kind = Parameter::Kind::Whole},
-                      {.name = "stride", .default_value = 2, .min = 1, .max = 4096, .help = "occlusion stride",
-                       .kind = Parameter::Kind::Whole}},
+       .parameters = {{.name = "window", .default_value = 0, .min = 0, .max = 4096,
+                       .help = "occlusion window in pixels of the model's input (0: scaled to the input, 32 on 300x300, "
+                               "4 on 28x28)",
+                       .kind = Parameter::Kind::Whole},
+                      {.name = "stride", .default_value = 0, .min = 0, .max = 4096,
+                       .help = "occlusion stride (0: half the window)", .kind = Parameter::Kind::Whole}},
        .run = [](const Call& c) {
          // The patch: black on a gray model (FashionCNN's background), mid-gray on photos.
          const float pixel = c.model.info().input.channels == 1 ? 0.f : 0.5f;
          const float fill = constant_input(c.model, c.input.shape(), pixel).data()[0];
-         return occlusion(c.model, c.input, c.target, c.whole("window"), c.whole("stride"), fill);
+         const OcclusionWindow scaled = occlusion_window(c.input.dim(2), c.input.dim(3));
+         const int64_t window = c.whole("window") ? c.whole("window") : scaled.window;
+         const int64_t stride = c.whole("stride") ? c.whole("stride") : std::max<int64_t>(1, window / 2);
+         return occlusion(c.model, c.input, c.target, window, stride, fill);
        }},
   };
 }

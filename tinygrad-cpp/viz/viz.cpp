@@ -43,10 +43,12 @@ static Tensor max_abs_over_channels(const Tensor& map, const char* op) {
   return out;
 }
 
-float clip_level(const Tensor& map) {
+float clip_level(const Tensor& map, float percentile) {
+  if (!(percentile >= 0.f && percentile <= 100.f))
+    throw Error(fmt::format("clip_level: percentile {} must be in [0, 100]", percentile));
   const Tensor magnitude = max_abs_over_channels(map, "clip_level");
   std::vector<float> sorted(magnitude.data(), magnitude.data() + magnitude.numel());
-  const size_t at = static_cast<size_t>(std::lround(0.99 * static_cast<double>(sorted.size() - 1)));
+  const size_t at = static_cast<size_t>(std::lround(percentile / 100.0 * static_cast<double>(sorted.size() - 1)));
   std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(at), sorted.end());
   return sorted[at];
 }
@@ -62,7 +64,7 @@ Tensor normalize(const Tensor& map, Normalize policy, float percentile) {
   if (policy == Normalize::MaxAbs || policy == Normalize::Percentile99) {
     Tensor out = max_abs_over_channels(map, "normalize");
     float* o = out.data();
-    const float top = policy == Normalize::MaxAbs ? *std::max_element(o, o + out.numel()) : clip_level(map);
+    const float top = policy == Normalize::MaxAbs ? *std::max_element(o, o + out.numel()) : clip_level(map, percentile);
     if (top > 0.f)
       for (int64_t i = 0; i < out.numel(); ++i) o[i] = std::min(o[i] / top, 1.f);
     return out;

@@ -17,15 +17,15 @@ enum class Normalize {
   Signed,      // a / max|a| mapped so that 0 -> 0.5: negative below, positive above mid-gray
   MinMax,      // (a - min) / (max - min), per tensor
   Percentile,  // clip to the [100-p, p] percentiles, then min-max: one outlier cannot wash out the rest
-  Percentile99,  // as MaxAbs, but divided by the 99th percentile of those values and clipped at 1: the
+  Percentile99,  // as MaxAbs, but divided by the 99th percentile (or normalize's `percentile`) of those values and clipped at 1: the
                  // brightest 1% saturate, so a few pixels cannot darken the rest (the gradient displays' policy)
 };
 // Returns [C,H,W] with values in [0, 1] ([1,H,W] for MaxAbs). A constant map gives 0.5
 // for Signed (all zero) and 0 otherwise.
 Tensor normalize(const Tensor& map, Normalize policy, float percentile = 99.f);
 
-// The value Percentile99 maps to 1: the 99th percentile over pixels of max over channels of |a|.
-float clip_level(const Tensor& map);
+// The value Percentile99 maps to 1: the 99th (or given) percentile over pixels of max over channels of |a|.
+float clip_level(const Tensor& map, float percentile = 99.f);
 // The words a figure with a Percentile99 display states: "|g| clipped at its 99th percentile (3.1e-04)".
 std::string clip_note(const Tensor& map, const std::string& symbol = "|g|");
 

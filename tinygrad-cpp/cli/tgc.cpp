@@ -65,22 +65,6 @@ std::string format_seconds(double s) {
   return fmt::format("{:.0f}s", s);
 }
 
-// An output path (--png, --npy, --out) checked before any work: the name ends in the format written, the folder
-// exists and is writable, and the name is not a folder or another non-regular file.
-void check_output(const cli::Args& args, const char* flag, const char* extension) {
-  if (!args.has(flag)) return;
-  const std::string name = args.get(flag);
-  if (!name.ends_with(extension) || name.size() == std::string_view(extension).size())
-    args.fail(fmt::format("--{}: '{}' must end in {} (that is the format written)", flag, name, extension));
-  namespace fs = std::filesystem;
-  const fs::path path(name);
-  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  std::error_code error;
-  if (!fs::is_directory(folder, error) || access(folder.c_str(), W_OK) != 0)
-    throw Error(fmt::format("--{}: cannot write '{}': folder '{}' is missing or not writable", flag, name, folder.string()));
-  if (fs::exists(fs::symlink_status(path, error)) && !fs::is_regular_file(fs::symlink_status(path, error)))
-    throw Error(fmt::format("--{}: '{}' exists and is not a regular file", flag, name));
-}
 
 // ---- train ----
 int command_train(int argc, char** argv) {
@@ -102,7 +86,7 @@ int command_train(int argc, char** argv) {
   options.lr = args.get_float("lr", 1e-8, 10.0);
   options.seed = static_cast<uint64_t>(args.get_int("seed", 0, int64_t{1} << 62));
   options.out = args.get("out");
-  check_output(args, "out", ".safetensors");  // before an epoch's work, not after it
+  cli::check_output(args, "out", ".safetensors");  // before an epoch's work, not after it
   if (args.has("resume")) {
     options.resume = args.get("resume");
     const io::NamedTensors checkpoint = io::load_safetensors(options.resume);
@@ -268,7 +252,7 @@ int command_predict(int argc, char** argv) {
   const float min_score = args.get_float("min-score", 0.0, 1.0);
   const preprocess::Fit fit = parse_fit(args);
   const std::string png = args.has("png") ? args.get("png") : "";
-  check_output(args, "png", ".png");
+  cli::check_output(args, "png", ".png");
   const std::shared_ptr<nn::Model> model = models::load_model(args.get("model"));
   if (!png.empty() && !models::is_detector(*model))
     args.fail("--png draws a detector's boxes; " + printable(args.get("model")) + " is a classifier");
@@ -320,34 +304,6 @@ int command_predict(int argc, char** argv) {
   return 0;
 }
 
-// LAYER:CHANNEL or LAYER:CHANNEL:Y:X (the layer's name may hold ':'; the numbers are last).
-explain::Neuron parse_neuron(const cli::Args& args, const std::string& text) {
-  std::vector<std::string> parts;
-  for (size_t start = 0;;) {
-    const size_t colon = text.find(':', start);
-    parts.push_back(text.substr(start, colon - start));
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
-  auto number = [&](const std::string& word) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(word.c_str(), &end, 10);
-    if (word.empty() || *end != '\0' || errno != 0 || v < 0)
-      args.fail(fmt::format("--neuron: '{}' is not LAYER:CHANNEL[:Y:X] with whole numbers >= 0", text));
-    return static_cast<int64_t>(v);
-  };
-  const size_t numbers = parts.size() >= 4 && !parts[parts.size() - 3].empty() &&
-                                 std::isdigit(static_cast<unsigned char>(parts[parts.size() - 3][0]))
-                             ? 3
-                             : 1;
-  if (parts.size() < numbers + 1) args.fail(fmt::format("--neuron: '{}' is not LAYER:CHANNEL[:Y:X]", text));
-  explain::Neuron neuron;
-  for (size_t k = 0; k + numbers < parts.size(); ++k) neuron.layer += (k ? ":" : "") + parts[k];
-  neuron.channel = number(parts[parts.size() - numbers]);
-  if (numbers == 3) neuron.y = number(parts[parts.size() - 2]), neuron.x = number(parts.back());
-  return neuron;
-}
 
 // How a map is shown: its magnitude |a| (max over the colour channels) from 0 to a clip level,
 // signed (summed over colour channels) from -level to +level around white, or min to max.
@@ -494,8 +450,8 @@ int command_explain(int argc, char** argv) {
                            ? static_cast<double>(args.get_int(p.name, static_cast<int64_t>(p.min), static_cast<int64_t>(p.max)))
                            : static_cast<double>(args.get_float(p.name, p.min, p.max));
   // Every output path is checked before any work; several methods write OUT.<method>.npy each.
-  check_output(args, "png", ".png");
-  check_output(args, "npy", ".npy");
+  cli::check_output(args, "png", ".png");
+  cli::check_output(args, "npy", ".npy");
   auto npy_path = [&](const explain::Method& m) {
     const std::string out = args.get("npy");
     return several ? out.substr(0, out.size() - 4) + "." + m.name + ".npy" : out;
@@ -525,7 +481,7 @@ int command_explain(int argc, char** argv) {
   std::optional<models::Box> explained_box;  // a detection's box, as fractions of the input
   std::string what;                           // the figure's title: what was explained
   if (args.has("neuron")) {
-    target = explain::Target::of_neuron(parse_neuron(args, args.get("neuron")));
+    target = explain::Target::of_neuron(cli::neuron(args, "neuron"));
     const explain::Neuron& n = target.neuron;
     what = fmt::format("neuron {}:{}{}", printable(n.layer), n.channel, n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "");
     fmt::print("explaining {}\n", what);

@@ -56,7 +56,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "07_saliency", .title = "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
                                      .summary = "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
-                                     "SmoothGrad's noise level and sample count swept on the cat; object masks by "
+                                     "SmoothGrad's noise level and sample count swept on the cat's detection (the cat shrunk to half on "
+                                     "gray, where the 5x5 head detects it); object masks by "
                                      "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did, of the "
                                      "gradient and of SmoothGrad.", .uses_photo = true});
   return lesson.run([&] {

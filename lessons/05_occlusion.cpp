@@ -21,7 +21,7 @@ using namespace tg;
 int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "05_occlusion", .title = "Occlusion sensitivity",
                                      .summary = "A 6x6 black square slid over test images (stride 2), then gray patches of "
-                                     "32, 64 and 100 pixels over the coffee cup and the cat photo (as it is, and shrunk to half "
+                                     "32, 64 and 100 pixels (strides 16, 32 and 50) over the coffee cup and the cat photo (as it is, and shrunk to half "
                                      "on gray so that a finer head detects it), explaining one detection (its anchor's p), "
                                      "against max over anchors; the heat map is the drop when the patch "
                                      "covers each pixel.", .uses_photo = true});
@@ -35,56 +35,76 @@ int main(int argc, char** argv) {
     lesson.step(fmt::format("Window {0}x{0}, stride {1}: {2} positions per image, each one forward pass", window, stride,
                             ((28 + stride - 1) / stride) * ((28 + stride - 1) / stride)));
     const int scale = 6;
-    std::vector<io::Image> tiles;
+    // First every map, then the figure: the score maps share one symmetric scale (the largest
+    // |score drop| of any image), so one color bar with numbers serves the whole column.
+    struct Shown {
+      std::string name;
+      Tensor image, map, score_map;
+      float p = 0, lead = 0, biggest = 0, biggest_score = 0;
+    };
+    std::vector<Shown> fashion_maps;
     int blank = 0;
+    float score_scale = 1e-6f;
     for (int64_t index : picks) {
       const int64_t label = sample.labels[index];
-      const std::string name = data::kFashionClasses[label];
-      const Tensor image = data::normalize_pixels(sample.pixels.data() + index * 784);
-      const Tensor map = explain::occlusion(model, image, {label}, window, stride, black);
-      const Tensor score_map = explain::occlusion(model, image, {label}, window, stride, black, explain::OcclusionMeasure::Score);
-      const Tensor logits = explain::scores(model, image);
-      const float p = softmax(logits, 1).at({0, label});
+      Shown s{.name = data::kFashionClasses[label], .image = data::normalize_pixels(sample.pixels.data() + index * 784)};
+      s.map = explain::occlusion(model, s.image, {label}, window, stride, black);
+      s.score_map = explain::occlusion(model, s.image, {label}, window, stride, black, explain::OcclusionMeasure::Score);
+      const Tensor logits = explain::scores(model, s.image);
+      s.p = softmax(logits, 1).at({0, label});
       // How far the class leads the runner-up, in score: p stays near 1 until a square
       // takes most of that lead away.
       float runner_up = -1e30f;
       for (int64_t c = 0; c < 10; ++c)
         if (c != label) runner_up = std::max(runner_up, logits.at({0, c}));
-      const float lead = logits.at({0, label}) - runner_up;
-      const float biggest = tg::max(map).item(), biggest_score = tg::max(score_map).item();
-      blank += biggest < 0.01f;
+      s.lead = logits.at({0, label}) - runner_up;
+      s.biggest = tg::max(s.map).item();
+      s.biggest_score = tg::max(s.score_map).item();
+      score_scale = std::max({score_scale, s.biggest_score, tg::max(neg(s.score_map)).item()});
+      blank += s.biggest < 0.01f;
       lesson.say("image {:>2} ({:<11}): p = {:.4f}, score lead {:5.1f}; covering drops p by up to {:.4f}, the score by up to {:.1f}",
-                 index, name, p, lead, biggest, biggest_score);
-      const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
+                 index, s.name, s.p, s.lead, s.biggest, s.biggest_score);
+      fashion_maps.push_back(s);
+    }
+    lesson.say("the score maps' common scale: +-{:.1f}", score_scale);
+    std::vector<io::Image> tiles;
+    for (const Shown& s : fashion_maps) {
+      const io::Image input = viz::picture(s.image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
       // The probability drop on a fixed scale for every image: a drop of 1 (certain ->
       // impossible) is full red, so a prediction that no square can shake stays white.
-      const Tensor unit = reshape(map, {1, 28, 28}) * 0.5f + 0.5f;
+      const Tensor unit = reshape(s.map, {1, 28, 28}) * 0.5f + 0.5f;
       const io::Image heat = viz::scale_nearest(viz::colorize(unit, viz::Colormap::Diverging), scale);
-      // The score drop, each map on its own symmetric scale.
-      const io::Image score_heat = viz::picture(reshape(score_map, {1, 28, 28}), viz::Normalize::Signed,
-                                                viz::Colormap::Diverging, scale);
-      tiles.push_back(viz::titled(input, fmt::format("{}: p {:.4f}", name, p), 12));
-      tiles.push_back(viz::titled(heat, fmt::format("p drop, max {:.4f}", biggest), 12));
-      tiles.push_back(viz::titled(score_heat, fmt::format("score drop, max {:.1f}", biggest_score), 12));
+      // The score drop on the column's common symmetric scale.
+      const Tensor score_unit = clamp(reshape(s.score_map, {1, 28, 28}) * (0.5f / score_scale) + 0.5f, 0.f, 1.f);
+      const io::Image score_heat = viz::scale_nearest(viz::colorize(score_unit, viz::Colormap::Diverging), scale);
+      tiles.push_back(viz::titled(input, fmt::format("{}: p {:.4f}", s.name, s.p), 12));
+      tiles.push_back(viz::titled(heat, fmt::format("p drop, max {:.4f}", s.biggest), 12));
+      tiles.push_back(viz::titled(score_heat, fmt::format("score drop, max {:.1f}", s.biggest_score), 12));
       // The same map tinted over the image in gray (untinted where covering changes nothing).
-      const io::Image over = lesson::heat_over(viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray),
-                                               viz::normalize(reshape(score_map, {1, 28, 28}), viz::Normalize::Signed),
+      const io::Image over = lesson::heat_over(viz::picture(s.image, viz::Normalize::MinMax, viz::Colormap::Gray), score_unit,
                                                viz::Colormap::Diverging, 0.5f);
-      tiles.push_back(viz::titled(viz::titled(viz::scale_nearest(over, scale), fmt::format("its score leads by {:.1f}", lead), 12),
+      tiles.push_back(viz::titled(viz::titled(viz::scale_nearest(over, scale), fmt::format("its score leads by {:.1f}", s.lead), 12),
                                   "score drop on the image", 12));
     }
+    // One color bar per column, with its values.
+    const int bar_width = 28 * scale;
+    std::vector<io::Image> bars;
+    bars.push_back(viz::titled(viz::color_bar(viz::Colormap::Gray, bar_width, "0", "", "255"), "pixel value", 12));
+    bars.push_back(viz::titled(viz::color_bar(viz::Colormap::Diverging, bar_width, "-1", "0", "+1"), "drop of p (red: hurts)", 12));
+    const std::string low = fmt::format("-{:.1f}", score_scale), high = fmt::format("+{:.1f}", score_scale);
+    bars.push_back(viz::titled(viz::color_bar(viz::Colormap::Diverging, bar_width, low, "0", high), "drop of the score", 12));
+    bars.push_back(viz::titled(viz::color_bar(viz::Colormap::Diverging, bar_width, low, "0", high), "the same, over the image", 12));
     lesson.figure("occlusion.png",
-                  viz::stack({viz::grid(tiles, 4, 4),
-                              viz::color_bar(viz::Colormap::Diverging, 300, "covering helps", "no effect", "covering hurts")}),
+                  viz::stack({viz::grid(tiles, 4, 4), viz::grid(bars, 4, 4)}),
                   fmt::format("Rows: test images. Columns: the input with p(true class); the drop in that probability when "
                               "a 6x6 black square covers the pixel, on one scale for all images (full red: a drop of 1); "
-                              "the drop in the class score (logit), each map on its own scale (red: covering hurts, blue: "
-                              "it helps); that map tinted over the input (in gray), titled with how far the class's score "
-                              "leads the next class's score. A pixel's value is the mean drop over the squares that cover it. {} of the {} "
+                              "the drop in the class score (logit), on one symmetric scale for all images, +-{:.1f} (red: "
+                              "covering hurts, blue: it helps); that map tinted over the input (in gray), titled with how far the class's score "
+                              "leads the next class's score. Under each column its color bar with the values its ends stand for. A pixel's value is the mean drop over the squares that cover it. {} of the {} "
                               "probability maps are blank (no pixel reaches a drop of 0.01): the class "
                               "leads by so much that p stays 1.0000 even when a square takes away part of the lead. The "
                               "score maps show where the evidence is in every image.",
-                              blank, picks.size()));
+                              score_scale, blank, picks.size()));
     lesson.say("a probability map can be blank although the model uses the pixels: p = softmax saturates. The");
     lesson.say("score drop does not saturate, so it shows where the evidence is even for a certain prediction.");
 
@@ -96,10 +116,11 @@ int main(int argc, char** argv) {
     struct Patch {
       int64_t window, stride;
     };
-    // The lecture's 32x32 (stride 32: each pixel in one window, so the map is the window's drop),
-    // then larger patches at half their size's stride.
+    // The lecture's 32x32 at stride 16 (each pixel under 4 windows: a map finer than the patch),
+    // then larger patches at half their size's stride. (The 64 pixel patch at stride 16 too
+    // took the lesson from about 60 to 87 s of CPU.)
     const std::vector<Patch> patches =
-        lesson.smoke() ? std::vector<Patch>{{100, 100}} : std::vector<Patch>{{32, 32}, {64, 32}, {100, 50}};
+        lesson.smoke() ? std::vector<Patch>{{100, 100}} : std::vector<Patch>{{32, 16}, {64, 32}, {100, 50}};
     // One column of an occlusion figure: the drop of one target's p on one photo, for every patch size.
     struct Column {
       const lesson::Photo* photo;
@@ -107,6 +128,7 @@ int main(int argc, char** argv) {
       std::string title;             // what is occluded, in a few words (tile titles)
       std::string who;               // the same for the printed numbers, with the photo's name
       std::vector<Tensor> maps;      // one [1,1,H,W] drop map per patch
+      std::vector<lesson::Box> marks;  // boxes a share is measured in (the cat's eyes), drawn in yellow
     };
     auto measure = [&](const lesson::Photo& photo, const lesson::PhotoDetection& found, const explain::Target& target,
                        const std::string& title, const std::string& who) {
@@ -146,6 +168,9 @@ int main(int argc, char** argv) {
           io::Image shown = lesson::heat_over(preprocess::input_to_image(c.photo->input, spec), unit, viz::Colormap::Diverging, 0.5f);
           const float w = static_cast<float>(patches[k].window), bottom = static_cast<float>(spec.height) - 4.f;
           viz::draw_box(shown, 4.f, bottom - w, 4.f + w, bottom, {40, 40, 40}, "", 2);  // the patch, to scale
+          for (const lesson::Box& m : c.marks)
+            viz::draw_box(shown, static_cast<float>(m.x0), static_cast<float>(m.y0), static_cast<float>(m.x1), static_cast<float>(m.y1),
+                          {255, 200, 0}, "", 2);
           row.push_back(viz::titled(c.photo->at_own_aspect(lesson::with_box(shown, c.found)),
                                       fmt::format("{}: {}", c.title, drop_words(c, k))));
         }
@@ -181,7 +206,11 @@ int main(int argc, char** argv) {
       }
       drop_lines.push_back(line);
     };
+    std::string strides;
+    for (const Patch& patch : patches)
+      strides += fmt::format("{}{}x{} at stride {}", strides.empty() ? "" : ", ", patch.window, patch.window, patch.stride);
     const std::string reading =
+        "Patches: " + strides + " (half the patch: each pixel lies under about 4 windows, so the map is finer than the patch). "
         "Each pixel shows the drop in p when a gray patch covers it (the mean over the windows that covered it), "
         "tinted over the photo (in gray, so the colours are the map's) at its own aspect ratio (the model sees it stretched to 300x300, so a square patch "
         "of input pixels is drawn as a rectangle): red, covering lowers p; blue, covering raises it; where the "
@@ -241,15 +270,16 @@ int main(int argc, char** argv) {
       // Where the shrunk cat's drop is: the share inside the cat's two eyes' boxes, moved with the shrink.
       std::vector<lesson::Box> eyes;
       for (const lesson::Box& e : lesson::kChelseaEyes) eyes.push_back(framed.framed(e, photo_model));
-      const Column& shrunk = columns.back();
+      Column& shrunk = columns.back();
+      shrunk.marks = eyes;
       const double eye_area = static_cast<double>((eyes[0].x1 - eyes[0].x0) * (eyes[0].y1 - eyes[0].y0) +
                                                   (eyes[1].x1 - eyes[1].x0) * (eyes[1].y1 - eyes[1].y0));
       const double box_area = static_cast<double>(shrunk.found.detection.box.area()) * spec.height * spec.width;
       const size_t k = patches.size() > 1 ? 1 : 0;
       const double share = lesson::share_in_boxes(relu(shrunk.maps[k]), eyes);
       lesson.number(fmt::format("shrunk cat: share of the drop in the eye boxes, {0}x{0} patch", patches[k].window), share, "{:.2f}");
-      eyes_words = fmt::format(" With the {0}x{0} patch {1:.0f}% of the shrunk cat's drop lies in two boxes around its eyes, "
-                               "which are {2:.0f}% of its box.", patches[k].window, 100 * share, 100 * eye_area / box_area);
+      eyes_words = fmt::format(" With the {0}x{0} patch {1:.0f}% of the shrunk cat's drop lies in the two yellow boxes around "
+                               "its eyes, which are {2:.0f}% of its box.", patches[k].window, 100 * share, 100 * eye_area / box_area);
       lesson.say("{0}x{0} patch: {1:.0f}% of the shrunk cat's drop is in the eye boxes ({2:.0f}% of its box)", patches[k].window,
                  100 * share, 100 * eye_area / box_area);
     }

@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/course/lesson.h"
+#include "tinygrad-cpp/course/photo_detection.h"
 #include "tinygrad-cpp/data/preprocess.h"
 #include "tinygrad-cpp/explain/segment.h"
 #include "tinygrad-cpp/viz/viz.h"
@@ -54,7 +56,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 int main(int argc, char** argv) {
   lesson::Lesson lesson(argc, argv, {.id = "07_saliency", .title = "Saliency maps, SmoothGrad, and GrabCut masks seeded from them",
                                      .summary = "Saliency and SmoothGrad on Fashion-MNIST test images and on the cat photo; "
-                                     "SmoothGrad's noise level and sample count swept on the cat; object masks by "
+                                     "SmoothGrad's noise level and sample count swept on the cat's detection (the cat shrunk to half on "
+                                     "gray, where the 5x5 head detects it); object masks by "
                                      "GrabCut seeded from the most and least salient pixels, as Simonyan et al. did, of the "
                                      "gradient and of SmoothGrad.", .uses_photo = true});
   return lesson.run([&] {
@@ -70,9 +73,10 @@ int main(int argc, char** argv) {
     // blurred over about 2 pixels (unblurred, the bottom 30% is scattered over the object and
     // the mean IoU below is 0.14).
     const float seed_blur = 2.f;
-    // SmoothGrad's noise: sigma as a share of the input's range, Delta = x_max - x_min (the
-    // lecture's sigma = Delta/4 is 25%).
-    const float fashion_sigma = 0.15f;
+    // SmoothGrad's noise: sigma as a share of the input's range, Delta = x_max - x_min. One
+    // sigma for every SmoothGrad map of the lesson (the sweep on the photo aside): the lecture's
+    // sigma = Delta/4, 25%.
+    const float smooth_sigma = 0.25f;
 
     const int scale = 6;
     std::vector<io::Image> tiles;
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
       const Tensor p = softmax(explain::scores(model, image), 1);
       lesson.say("p({}) = {:.4f}", name, p.at({0, label}));
       const Tensor gradient = explain::saliency(model, image, {label});
-      const Tensor smooth = explain::smoothgrad(model, image, {label}, samples, fashion_sigma, 7);
+      const Tensor smooth = explain::smoothgrad(model, image, {label}, samples, smooth_sigma, 7);
       const Tensor saliency = viz::normalize(reshape(gradient, {1, 28, 28}), viz::Normalize::MaxAbs);
       const Tensor smooth_map = viz::normalize(reshape(smooth, {1, 28, 28}), viz::Normalize::MaxAbs);
 
@@ -114,7 +118,7 @@ int main(int argc, char** argv) {
                                   fmt::format("{} {:.2f}", name, p.at({0, label}))));
       tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(saliency, viz::Colormap::Viridis), scale), "saliency"));
       tiles.push_back(viz::titled(viz::scale_nearest(viz::colorize(smooth_map, viz::Colormap::Viridis), scale),
-                                  fmt::format("SmoothGrad, sigma {:.0f}% of range", 100 * fashion_sigma)));
+                                  fmt::format("SmoothGrad, sigma {:.0f}% of range", 100 * smooth_sigma)));
       tiles.push_back(viz::titled(viz::scale_nearest(show_seeds(seeds, 28, 28), scale), "seeds"));
       tiles.push_back(viz::titled(viz::scale_nearest(show_mask(pixels, mask), scale), fmt::format("GrabCut, IoU {:.2f}", iou)));
     }
@@ -132,7 +136,7 @@ int main(int argc, char** argv) {
                               "mask (outside it dimmed). Intersection over union with the object's pixels (pixel > 0): "
                               "mean {:.2f}, from {:.2f} to {:.2f}. GrabCut keeps what has the colors of the red seeds, "
                               "so where they sit on one shade of a garment of several shades, the mask is that shade.",
-                              samples, 100 * fashion_sigma, fashion_sigma, seed_blur, mean_iou, lowest_iou, highest_iou));
+                              samples, 100 * smooth_sigma, smooth_sigma, seed_blur, mean_iou, lowest_iou, highest_iou));
     lesson.say("saliency is speckled: neighbouring pixels' gradients differ a lot. SmoothGrad's average over");
     lesson.say("noisy copies keeps what is consistent. Saliency alone is no mask (it is high on some background");
     lesson.say("pixels too); GrabCut uses it only for seeds and lets the image's own colors draw the boundary.");
@@ -140,8 +144,20 @@ int main(int argc, char** argv) {
     lesson.step("The photo through the photo model: the data gradient of one detection, max |g| over R, G, B");
     nn::Model& photo_model = lesson.photo_model();
     const preprocess::InputSpec& spec = photo_model.info().input;
-    const lesson::Photo photo = lesson.photo();
+    // A frame-filling object (the shipped cat: the 1x1 head's box over 93% of the photo) is
+    // explained on a copy shrunk on gray, where a finer head detects it and a share inside the box
+    // or the eyes measures something; the eye boxes move with the shrink.
+    const lesson::Photo as_given = lesson.photo();
+    const lesson::FramedDetection framed = lesson::detection_inside_frame(photo_model, as_given);
+    lesson.say("{}", framed.why());
+    const lesson::Photo& photo = framed.photo;
     const models::Detection& detection = photo.detection;
+    std::vector<lesson::Box> eye_boxes;
+    for (const lesson::Box& e : lesson::kChelseaEyes) eye_boxes.push_back(framed.framed(e, photo_model));
+    double eye_area = 0;
+    for (const lesson::Box& e : eye_boxes) eye_area += static_cast<double>((e.x1 - e.x0) * (e.y1 - e.y0));
+    const double eye_photo_share = eye_area / static_cast<double>(spec.width * spec.height);
+    const double eye_box_share = eye_photo_share / std::max(1e-6, static_cast<double>(detection.box.area()));
     const explain::Target target = explain::Target::of_detections({photo.target}, {detection.anchor});
     const Tensor& cat = photo.input;
     const io::Image cat_photo = preprocess::input_to_image(cat, spec);
@@ -155,7 +171,7 @@ int main(int argc, char** argv) {
     // The two eye boxes the shares below are measured in, drawn (yellow) on every map.
     const viz::Rgb eye_color{255, 200, 0};
     auto with_eyes = [&](io::Image picture) {
-      for (const lesson::Box& e : lesson::kChelseaEyes)
+      for (const lesson::Box& e : eye_boxes)
         viz::draw_box(picture, static_cast<float>(e.x0), static_cast<float>(e.y0), static_cast<float>(e.x1), static_cast<float>(e.y1),
                       eye_color, "", 2);
       return picture;
@@ -172,13 +188,18 @@ int main(int argc, char** argv) {
 
     lesson.step("SmoothGrad on the detection: the noise level sigma (a fraction of the input's range) and the sample count");
     // How concentrated each map is: the share of its |g| inside two boxes around the eyes
-    // (10% of chelsea.png; on another photo they are just two boxes).
-    auto eyes = [](const Tensor& map) { return lesson::share_in_boxes(map, lesson::kChelseaEyes); };
+    // (on chelsea.png; on another photo they are just two boxes).
+    auto eyes = [&](const Tensor& map) { return lesson::share_in_boxes(map, eye_boxes); };
+    const lesson::Box detection_box = framed.found.input_box(photo_model);
+    auto in_box = [&](const Tensor& map) { return lesson::share_in_boxes(map, {detection_box}); };
+    lesson.say("the two eye boxes are {:.1f}% of the photo and {:.0f}% of the detection's box: a map spread evenly would put that much there",
+               100 * eye_photo_share, 100 * eye_box_share);
     const double gradient_eyes = eyes(cat_gradient);
-    std::vector<io::Image> sweep = {show(cat_gradient, fmt::format("gradient: eyes {:.0f}%", 100 * gradient_eyes))};
+    const double gradient_box = in_box(cat_gradient);
+    std::vector<io::Image> sweep = {show(cat_gradient, fmt::format("gradient: eyes {:.0f}%, box {:.0f}%", 100 * gradient_eyes, 100 * gradient_box))};
     const std::vector<float> sigmas = {0.05f, 0.10f, 0.20f, 0.25f};
     const int sweep_samples = lesson.smoke() ? 2 : 25;
-    std::vector<double> sigma_eyes;
+    std::vector<double> sigma_eyes, sigma_box;
     start = std::chrono::steady_clock::now();
     int sweep_done = 0;
     const int sweep_total = static_cast<int>(sigmas.size()) * sweep_samples;
@@ -187,14 +208,15 @@ int main(int argc, char** argv) {
       sweep_done += sweep_samples;
       const Tensor map = explain::smoothgrad(photo_model, cat, target, sweep_samples, sigma, 11);
       sigma_eyes.push_back(eyes(map));
-      lesson.say("sigma = {:>2.0f}% of Delta ({:.2f}, {:.0f} pixel levels), {} samples: {:.0f}% of |g| in the eye boxes", 100 * sigma,
-                 sigma * delta, sigma * delta * levels_per_unit, sweep_samples, 100 * sigma_eyes.back());
-      sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} samples: eyes {:.0f}%", 100 * sigma, sweep_samples,
-                                            100 * sigma_eyes.back())));
+      sigma_box.push_back(in_box(map));
+      lesson.say("sigma = {:>2.0f}% of Delta ({:.2f}, {:.0f} pixel levels), {} samples: {:.0f}% of |g| in the eye boxes, {:.0f}% in the box",
+                 100 * sigma, sigma * delta, sigma * delta * levels_per_unit, sweep_samples, 100 * sigma_eyes.back(), 100 * sigma_box.back());
+      sweep.push_back(show(map, fmt::format("sigma = {:.0f}% of Delta, {} samples: eyes {:.0f}%, box {:.0f}%", 100 * sigma, sweep_samples,
+                                            100 * sigma_eyes.back(), 100 * sigma_box.back())));
     }
     lesson.progress("SmoothGrad samples", sweep_total, sweep_total);
     lesson.say("{} noise levels x {} samples: {:.1f} s", sigmas.size(), sweep_samples, seconds_since(start));
-    const float sweep_sigma = 0.20f;
+    const float sweep_sigma = smooth_sigma;
     const std::vector<int> counts = lesson.smoke() ? std::vector<int>{1, 2} : std::vector<int>{1, 5, 50};
     std::vector<double> count_eyes;
     start = std::chrono::steady_clock::now();
@@ -209,7 +231,9 @@ int main(int argc, char** argv) {
     for (int n : counts) count_list += fmt::format("{}{}", count_list.empty() ? "" : ", ", n);
     lesson.say("sigma {:.0f}% with {} samples: {:.1f} s", 100 * sweep_sigma, count_list, seconds_since(start));
     lesson.number("share of |g| in the eye boxes: the gradient", gradient_eyes, "{:.3f}");
-    lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 20%, 25 samples", sigma_eyes[2], "{:.3f}");
+    lesson.number("share of |g| in the eye boxes: SmoothGrad, sigma 25%, 25 samples", sigma_eyes[3], "{:.3f}");
+    lesson.number("share of |g| in the detection's box: the gradient", gradient_box, "{:.3f}");
+    lesson.number("share of |g| in the detection's box: SmoothGrad, sigma 25%, 25 samples", sigma_box[3], "{:.3f}");
     sweep.insert(sweep.begin() + 5, viz::titled(photo.with_box(with_eyes(cat_photo)),
                                                 fmt::format("{}: the {} detection; eye boxes yellow", photo.name, photo.target_name)));
     lesson.figure("cat_smoothgrad.png",
@@ -219,24 +243,31 @@ int main(int argc, char** argv) {
                               "max |g| over R, G, B of d logit / d pixels, each map clipped at its own 99th percentile. "
                               "SmoothGrad averages the gradient over copies of the input with Gaussian noise of standard "
                               "deviation sigma, given as a share of the input's range Delta = x_max - x_min = {:.2f} (the "
-                              "lecture's sigma = Delta/4 is 25%; 10% of Delta is {:.0f} of 255 pixel levels). Each title "
-                              "gives the share of the map's |g| inside the two yellow boxes, 10% of the photo (around the "
-                              "cat's eyes on chelsea.png). Top row: the plain gradient ({:.0f}%), then sigma = 5, 10, 20 and "
-                              "25% of Delta with {} samples each ({:.0f}, {:.0f}, {:.0f} and {:.0f}%). Bottom row: the "
-                              "photo, then sigma = {:.0f}% of Delta with {} samples ({:.0f}% to {:.0f}%). The noise level is "
-                              "what concentrates the map (onto the eyes, on chelsea.png); more samples change the share "
-                              "little but average the speckle away.",
+                              "lecture's sigma = Delta/4 is 25%; 10% of Delta is {:.0f} of 255 pixel levels). {}Each title "
+                              "gives the share of the map's |g| inside the two yellow boxes (around the cat's eyes on "
+                              "chelsea.png), {:.1f}% of the photo and {:.0f}% of the detection's box: an even map would put "
+                              "that much there; then the share inside the detection's box ({:.0f}% of the photo). Top row: the "
+                              "plain gradient (eyes {:.0f}%, box {:.0f}%), then sigma = 5, 10, 20 and 25% of Delta with {} "
+                              "samples each (eyes {:.0f}, {:.0f}, {:.0f} and {:.0f}%; box {:.0f}, {:.0f}, {:.0f} and {:.0f}%). "
+                              "Bottom row: the photo, then sigma = {:.0f}% of Delta with {} samples (eyes {:.0f}% to {:.0f}%). "
+                              "The noise level is what concentrates the map; more samples change the share little but "
+                              "average the speckle away. Every SmoothGrad map of the lesson outside this sweep uses the "
+                              "lecture's sigma = Delta/4 = 25%, measured here no worse than 20% (eyes {:.0f}% against {:.0f}%).",
                               photo.target_name, photo.name, detection.anchor, detection.grid, detection.score, delta, 0.1f * delta * levels_per_unit,
-                              100 * gradient_eyes, sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1], 100 * sigma_eyes[2],
-                              100 * sigma_eyes[3], 100 * sweep_sigma, count_list, 100 * count_eyes.front(),
-                              100 * count_eyes.back()),
+                              framed.scale < 1.f ? "On the photo as it is, " + framed.why() + " (a box over the whole frame "
+                                                   "holds any map's whole mass, so a share in it would measure nothing). "
+                                                 : std::string(),
+                              100 * eye_photo_share, 100 * eye_box_share, 100 * detection.box.area(), 100 * gradient_eyes, 100 * gradient_box,
+                              sweep_samples, 100 * sigma_eyes[0], 100 * sigma_eyes[1], 100 * sigma_eyes[2], 100 * sigma_eyes[3],
+                              100 * sigma_box[0], 100 * sigma_box[1], 100 * sigma_box[2], 100 * sigma_box[3], 100 * sweep_sigma,
+                              count_list, 100 * count_eyes.front(), 100 * count_eyes.back(), 100 * sigma_eyes[3], 100 * sigma_eyes[2]),
                   "Mopuri 10.1: the gradient as saliency, and SmoothGrad");
 
     lesson.step("GrabCut seeded from the detection's data gradient (top 5% object, bottom 30% background), then from SmoothGrad");
     const float photo_seed_blur = 6.f;  // the map blurred over about 6 pixels first, as at 28x28 (2 pixels)
     // The raw gradient's most and least salient pixels are speckle scattered over the object, so
     // its seeds say little; SmoothGrad's map (the sweep above) is where the object is.
-    const float cut_sigma = 0.20f;
+    const float cut_sigma = smooth_sigma;
     const int cut_samples = lesson.smoke() ? 2 : 16;
     std::vector<io::Image> cut_tiles;
     struct Cut {
@@ -244,14 +275,19 @@ int main(int argc, char** argv) {
       segment::BoxCoverage from_gradient, from_smoothgrad;
       double gradient_share = 0, smoothgrad_share = 0;  // of the photo
       double box_share = 0;
+      // On a photo shrunk on gray: how much of the pasted photo the SmoothGrad mask covers and how
+      // much of the mask lies in it (a mask that is the pasted rectangle found the canvas's edge, not the object).
+      std::optional<segment::BoxCoverage> pasted;
     };
     std::vector<Cut> cuts;
     const auto count = [](const std::vector<uint8_t>& m) {
       return static_cast<double>(std::count(m.begin(), m.end(), 1)) / static_cast<double>(m.size());
     };
-    for (const lesson::Photo& p : {photo, lesson.photo("assets/coffee.png", "Coffee cup")}) {
+    const std::vector<lesson::Photo> cut_photos = {photo, lesson.photo("assets/coffee.png", "Coffee cup")};
+    for (const lesson::Photo& p : cut_photos) {
       const io::Image seen = preprocess::input_to_image(p.input, spec);  // 300x300, as the model saw it
       const explain::Target t = explain::Target::of_detections({p.target}, {p.detection.anchor});
+      const bool on_gray = &p == &cut_photos.front() && framed.scale < 1.f;
       const segment::Rect box{static_cast<int>(std::lround(p.detection.box.x0 * seen.width)),
                               static_cast<int>(std::lround(p.detection.box.y0 * seen.height)),
                               static_cast<int>(std::lround(p.detection.box.x1 * seen.width)),
@@ -283,6 +319,13 @@ int main(int argc, char** argv) {
                  100 * cut.gradient_share, 100 * cut.from_gradient.box_covered, 100 * cut.from_gradient.mask_inside);
       lesson.say("  seeds from SmoothGrad:     the mask is {:.0f}% of the photo, covers {:.0f}% of the box, {:.0f}% of it inside",
                  100 * cut.smoothgrad_share, 100 * cut.from_smoothgrad.box_covered, 100 * cut.from_smoothgrad.mask_inside);
+      if (on_gray) {
+        const lesson::Box r = framed.framed({0, 0, spec.width, spec.height}, photo_model);
+        cut.pasted = segment::box_coverage(smooth_mask, seen.width, seen.height,
+                                           {static_cast<int>(r.x0), static_cast<int>(r.y0), static_cast<int>(r.x1), static_cast<int>(r.y1)});
+        lesson.say("  the SmoothGrad mask covers {:.0f}% of the pasted photo and {:.0f}% of it lies there: GrabCut cut the flat gray "
+                   "canvas from the photo", 100 * cut.pasted->box_covered, 100 * cut.pasted->mask_inside);
+      }
       cuts.push_back(cut);
       auto coverage = [](double share, const segment::BoxCoverage& c) {
         return fmt::format("{:.0f}% of photo, {:.0f}% of box", 100 * share, 100 * c.box_covered);
@@ -309,8 +352,13 @@ int main(int argc, char** argv) {
                                "and covers {:.0f}% of the box; from SmoothGrad's, {:.0f}% of the photo, {:.0f}% of the box, "
                                "{:.0f}% of the mask inside it.",
                                c.name, c.target, 100 * c.box_share, 100 * c.gradient_share, 100 * c.from_gradient.box_covered,
-                               100 * c.smoothgrad_share, 100 * c.from_smoothgrad.box_covered, 100 * c.from_smoothgrad.mask_inside);
-    const bool shipped = photo.name == "chelsea.png" && photo.target_name == "Cat";
+                               100 * c.smoothgrad_share, 100 * c.from_smoothgrad.box_covered, 100 * c.from_smoothgrad.mask_inside) +
+                   (c.pasted ? fmt::format(" That mask covers {:.0f}% of the photo pasted on the gray canvas and {:.0f}% of it "
+                                           "lies there: a flat canvas is the easiest cut GrabCut can make, so on a shrunk photo "
+                                           "the box coverage measures where the canvas ends, not what the saliency found.",
+                                           100 * c.pasted->box_covered, 100 * c.pasted->mask_inside)
+                             : std::string());
+    const bool shipped = as_given.name == "chelsea.png" && photo.target_name == "Cat";
     lesson.figure("photo_grabcut.png",
                   viz::stack({viz::grid(cut_tiles, 6, 6),
                               viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "99th percentile of |g| (per map) and above")}),
@@ -325,10 +373,10 @@ int main(int argc, char** argv) {
                               "mask from a few sensitive spots; SmoothGrad's are where the object is, and GrabCut grows the "
                               "object from them by color.{}",
                               100 * cut_sigma, cut_samples, photo_seed_blur, cut_words,
-                              shipped ? " On the cat the gradient's mask is the eyes, the nose and a few patches; "
-                                        "SmoothGrad's is the cat's face from the ears to the chin (its white chest and "
-                                        "the fur at the left edge stay out; the detection's box is the whole photo, so "
-                                        "its coverage says little). On the coffee cup the gradient's mask is the rim, "
+                              shipped ? " On the cat (shrunk on gray: as it is, its box is the whole photo) both masks "
+                                        "are the whole pasted photo, the pink background and the chest included: the "
+                                        "saliency seeds the object on the face, its background on the canvas, and GrabCut "
+                                        "takes the photo's rectangle. On the coffee cup the gradient's mask is the rim, "
                                         "the coffee and a slab of table; SmoothGrad's is the cup on its saucer, with the "
                                         "handle and the spoon (the saucer reaches beyond the cup's box, so part of the "
                                         "mask lies outside it)."

@@ -23,6 +23,7 @@
 
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
+#include "tinygrad-cpp/cli/serve.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -47,7 +48,8 @@ const char* kUsage =
     "  explain  an attribution map (saliency, guided backprop, Grad-CAM, ...) for one image\n"
     "  predict  a classifier's top classes or a detector's boxes for one image\n"
     "  info     a model file's tensors or layers, shapes and metadata\n"
-    "  bench    time the benchmark workloads (NAME: X ms/iter)\n\n"
+    "  bench    time the benchmark workloads (NAME: X ms/iter)\n"
+    "  serve    the explorer page: a local web server (127.0.0.1 by default)\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
 
 std::atomic<bool> interrupted{false};
@@ -710,6 +712,7 @@ int main(int argc, char** argv) {
     if (command == "explain") return command_explain(argc, argv);
     if (command == "predict") return command_predict(argc, argv);
     if (command == "bench") return command_bench(argc, argv);
+    if (command == "serve") return cli::command_serve(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::fputs(kUsage, stdout);
       return 0;

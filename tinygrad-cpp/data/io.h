@@ -72,6 +72,8 @@ constexpr int64_t kMaxPngDecodeBytes = int64_t{512} << 20;
 // Loads a PNG (stb_image) or JPEG (libjpeg-turbo) file. Other formats are refused by name
 // ("a GIF image"); the declared size is checked before anything is decoded.
 Image load_image(const std::string& path);
+// The same from a file's bytes already in memory (an upload); `label` names it in errors.
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& label);
 // Writes a PNG atomically.
 void save_png(const std::string& path, const Image& image);
 // The PNG file's bytes (`label` names the image in errors).

@@ -114,7 +114,12 @@ class RuledModel : public nn::Model {
  private:
   Tensor marked(Tensor out) {
     for (const std::string& name : inner_.layer_names()) {
-      const Tensor a = inner_.activation(name);
+      Tensor a;
+      try {
+        a = inner_.activation(name);
+      } catch (const Error&) {
+        continue;  // a layer this pass did not reach (forward_until stops early; a detector's other heads)
+      }
       if (!a.defined()) continue;
       const Entry* entry = tape().producer(a);
       if (entry && entry->op == &Op::ReLU) tape().set_rule(a, rule_.relu);
@@ -350,6 +355,30 @@ double share_inside(const Tensor& magnitude, const models::Box& b) {
   return total > 0 ? inside / total : 0.0;
 }
 
+// The page's caps on a map's cost (the method table's ranges allow hours of work).
+void check_cost(const explain::Method& method, const explain::Settings& given, const preprocess::InputSpec& input,
+                const Limits& limits) {
+  explain::Settings settings = explain::defaults(method);
+  for (const auto& [name, value] : given) settings[name] = value;
+  for (const char* passes : {"samples", "steps"})
+    if (settings.count(passes) && settings[passes] > limits.max_passes)
+      throw Refusal(400, fmt::format("explain: {}: {} = {} is above the page's limit of {} (tgc explain has none)", method.name,
+                                     passes, settings[passes], limits.max_passes));
+  if (settings.count("stride")) {
+    const auto windows = [&](double stride) {
+      return std::ceil(static_cast<double>(input.height) / stride) * std::ceil(static_cast<double>(input.width) / stride);
+    };
+    if (windows(settings["stride"]) > limits.max_windows) {
+      double smallest = settings["stride"];
+      while (windows(smallest) > limits.max_windows) ++smallest;
+      throw Refusal(400, fmt::format("explain: {}: stride {} makes {} windows on a {}x{} input, above the page's limit of {}; "
+                                     "use a stride of at least {}",
+                                     method.name, settings["stride"], windows(settings["stride"]), input.height, input.width,
+                                     limits.max_windows, smallest));
+    }
+  }
+}
+
 Reply json_reply(const json& j) { return {.body = j.dump()}; }
 
 }  // namespace
@@ -406,6 +435,10 @@ Reply Explorer::route(const std::string& route, const Request& r) {
                      {"follows_rule", follows_rule_menu(m)}});
     }
     return json_reply(all);
+  }
+  if (route == "limits") {
+    return json_reply({{"upload_bytes", limits_.upload_bytes}, {"upload_pixels", limits_.upload_pixels},
+                       {"max_passes", limits_.max_passes}, {"max_windows", limits_.max_windows}, {"max_steps", limits_.max_steps}});
   }
   if (route == "rules") {
     json all = json::array();
@@ -516,9 +549,12 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     const int64_t rows = (shown + columns - 1) / columns, spacing = 2;
     Tensor unit = Tensor::ones({1, rows * (tile_h + spacing), columns * (tile_w + spacing)});
     json channel_max = json::array();
+    int64_t strongest = 0, strongest_at = 0;  // the channel and pixel with the highest value
     for (int64_t c = 0; c < shown; ++c) {
       const float* plane = a.data() + c * height * width;
-      channel_max.push_back(*std::max_element(plane, plane + height * width));
+      const float* peak = std::max_element(plane, plane + height * width);
+      channel_max.push_back(*peak);
+      if (*peak > channel_max[static_cast<size_t>(strongest)].get<float>()) strongest = c, strongest_at = peak - plane;
       const int64_t top = (c / columns) * (tile_h + spacing), left = (c % columns) * (tile_w + spacing);
       for (int64_t y = 0; y < tile_h; ++y)
         for (int64_t x = 0; x < tile_w; ++x)
@@ -532,6 +568,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     return json_reply({{"layer", name}, {"shape", a.shape()}, {"channels", channels}, {"shown", shown}, {"height", height},
                        {"width", width}, {"tile_width", tile_w}, {"tile_height", tile_h}, {"spacing", spacing},
                        {"columns", columns}, {"min", *lowest}, {"max", *highest}, {"channel_max", channel_max},
+                       {"strongest", {{"channel", strongest}, {"y", strongest_at / width}, {"x", strongest_at % width}}},
                        {"png", png_data_url(montage, "channels")},
                        {"ms", std::chrono::duration<double, std::milli>(Clock::now() - start).count()}});
   }
@@ -558,6 +595,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     for (const explain::Parameter& p : method.parameters)
       if (const std::string* v = find_param(r, p.name))
         settings[p.name] = number_param("explain: " + method.name, p.name, *v, p.min, p.max, p.kind == explain::Parameter::Kind::Whole);
+    check_cost(method, settings, info.input, limits_);
     const std::optional<explain::Neuron> neuron = neuron_param(s, r, route);
     if (neuron && !method.targets.accepts(explain::Target::Kind::Neuron))
       throw Refusal(400, fmt::format("explain: {} explains targets of kind {}, not a neuron", method.name, method.targets.str()));
@@ -605,6 +643,8 @@ Reply Explorer::route(const std::string& route, const Request& r) {
       target_json = {{"kind", "class"}, {"class", c}, {"label", info.classes[c]},
                      {"p", explain::target_values(model, logits, target, explain::Measure::Probability)[0]}};
     }
+    json used_settings = json::object();  // every parameter the method used, given or default
+    for (const auto& [name, value] : explain::defaults(method)) used_settings[name] = settings.count(name) ? settings.at(name) : value;
     const bool ruled = rule.name != "vanilla" && follows_rule_menu(method);
     Tensor attribution;
     if (ruled) {
@@ -629,6 +669,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
              {"image", e.id},
              {"target", target_json},
              {"rule", {{"name", rule.name}, {"applied", ruled || rule.name == "vanilla"}}},
+             {"settings", used_settings},
              {"shape", attribution.shape()},
              {"min", *lowest},
              {"max", *highest},

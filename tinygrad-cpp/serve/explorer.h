@@ -64,6 +64,10 @@ struct Limits {
   std::chrono::milliseconds time_limit{60000};  // an ascent stops here (other work is bounded by
                                                 // the parameters' ranges)
   int max_steps = 400;                     // an ascent's steps
+  // A map's cost: passes through the model (SmoothGrad's samples, integrated gradients' steps)
+  // and occlusion's windows. `tgc explain` has no such caps; the page answers in seconds.
+  int max_passes = 64;
+  int max_windows = 400;
 };
 
 // The models served, by the id the page uses.

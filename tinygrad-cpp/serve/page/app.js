@@ -4,7 +4,7 @@ import { drawPhoto, fillPanel, loadImage, makePanel } from './panels.js';
 
 const $ = id => document.getElementById(id);
 const state = {
-  models: [], methods: [], images: [],
+  models: [], methods: [], images: [], limits: { max_passes: 64, max_windows: 400 },
   model: null,        // the served model's description (api models)
   image: null,        // {id, name, group, ...}
   photo: null,        // the <img> of the image
@@ -134,7 +134,9 @@ async function refreshOverview() {
     state.overview = o;
     $('overview').src = o.png;
     $('overview-info').textContent = `${o.layer}: ${o.channels} channels of ${o.height}x${o.width}` +
-      (o.shown < o.channels ? ` (first ${o.shown} shown)` : '') + `; values ${o.min.toFixed(2)} to ${o.max.toFixed(2)}`;
+      (o.shown < o.channels ? ` (first ${o.shown} shown)` : '') + `; values ${o.min.toFixed(2)} to ${o.max.toFixed(2)}` +
+      `; the strongest: channel ${o.strongest.channel} at (${o.strongest.y}, ${o.strongest.x})`;
+    $('overview').dataset.strongest = JSON.stringify(o.strongest);
   } catch (e) {
     showError(e.message);
   }
@@ -191,11 +193,28 @@ function buildParameters() {
   const seen = new Map();
   for (const m of state.methods)
     if (state.chosen.has(m.name)) for (const p of m.parameters) if (!seen.has(p.name) && p.name !== 'seed') seen.set(p.name, p);
+  // The sliders' ranges: the method table's, within the server's caps on a map's cost (limits).
+  const side = state.model ? Math.max(state.model.input[1], state.model.input[2]) : 28;
+  const smallestStride = Math.ceil(side / Math.floor(Math.sqrt(state.limits.max_windows)));
+  const range = p => {
+    if (p.name === 'samples' || p.name === 'steps') return [p.min, Math.min(p.max, state.limits.max_passes)];
+    if (p.name === 'stride') return [Math.max(p.min, smallestStride), Math.min(p.max, side)];
+    if (p.name === 'window') return [p.min, Math.min(p.max, side)];
+    return [p.min, p.whole ? p.max : Math.min(p.max, 1)];
+  };
+  const fallback = p => {
+    if (p.name === 'stride') return Math.max(p.default, smallestStride);
+    if (p.name === 'window') return Math.max(p.default, 2 * smallestStride);
+    // A photo model's pass takes a tenth of a second or more: 16 passes answer in seconds.
+    if ((p.name === 'samples' || p.name === 'steps') && side > 64) return Math.min(p.default, 16);
+    return Math.min(p.default, range(p)[1]);
+  };
   const html = [...seen.values()].map(p => {
-    const value = state.settings[p.name] ?? p.default;
-    const max = p.whole ? Math.min(p.max, p.name === 'samples' ? 100 : p.name === 'steps' ? 200 : p.max) : Math.min(p.max, 1);
-    const step = p.whole ? 1 : (max - p.min) / 100;
-    return `<label title="${p.help}">${p.name} <input type="range" id="param-${p.name}" data-name="${p.name}" min="${p.min}"
+    const [min, max] = range(p);
+    const value = Math.min(max, Math.max(min, state.settings[p.name] ?? fallback(p)));
+    state.settings[p.name] = value;
+    const step = p.whole ? 1 : (max - min) / 100;
+    return `<label title="${p.help}">${p.name} <input type="range" id="param-${p.name}" data-name="${p.name}" min="${min}"
       max="${max}" step="${step}" value="${value}"> <output>${value}</output></label>`;
   });
   const camUsed = state.methods.some(m => state.chosen.has(m.name) && m.uses_layer);
@@ -332,6 +351,7 @@ function setModel(model) {
   $('model').value = model.id;
   state.neuron = null;
   state.overview = null;
+  state.settings = {};  // the sliders' ranges depend on the input's size
   $('overview').removeAttribute('src');
   fillLayers();
   fillVisualizeClasses();
@@ -340,7 +360,8 @@ function setModel(model) {
 
 async function start() {
   try {
-    [state.models, state.methods, state.images] = await Promise.all([api.get('models'), api.get('methods'), api.get('images')]);
+    [state.models, state.methods, state.images, state.limits] =
+      await Promise.all([api.get('models'), api.get('methods'), api.get('images'), api.get('limits')]);
     const rules = await api.get('rules');
     $('rule').innerHTML = rules.map(r => `<option>${r}</option>`).join('');
     $('model').innerHTML = state.models.map(m => `<option value="${m.id}">${m.id} (${m.arch}${m.detector ? ', detector' : ''})</option>`).join('');

@@ -84,6 +84,7 @@ export async function fillPanel(panel, result, photo, overlay, links) {
     `min ${fmt(result.min)}  max ${fmt(result.max)}`,
     result.clip !== null ? `clip ${fmt(result.clip)} (99th pct of |a|)` : 'shown min to max (no clip)',
     result.share_in_box !== null ? `share inside the box ${(100 * result.share_in_box).toFixed(1)}%` : '',
+    Object.keys(result.settings).length ? Object.entries(result.settings).map(([k, v]) => `${k} ${v}`).join(', ') : '',
     result.layer ? `layer ${result.layer.split('/').slice(-2).join('/')}` : '',
     `rule ${result.rule.applied ? result.rule.name : 'its own'}  ·  ${Math.round(result.ms)} ms`,
   ].filter(Boolean);

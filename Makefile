@@ -99,7 +99,7 @@ $(LIB): $(LIB_OBJ)
 	$(call say,AR,$@)
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o $(BUILD)/obj/tests/test_assignment.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
+$(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o $(BUILD)/obj/tests/test_assignment.o $(BUILD)/obj/tests/test_serve.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
 $(TESTS): $(TEST_OBJ) $(LIB) | $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
 	@mkdir -p $(dir $@)

@@ -547,7 +547,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     const int64_t tile_h = std::max<int64_t>(1, tile * height / side), tile_w = std::max<int64_t>(1, tile * width / side);
     const int64_t columns = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(shown)))));
     const int64_t rows = (shown + columns - 1) / columns, spacing = 2;
-    Tensor unit = Tensor::ones({1, rows * (tile_h + spacing), columns * (tile_w + spacing)});
+    Tensor unit = Tensor::zeros({1, rows * (tile_h + spacing), columns * (tile_w + spacing)});
     json channel_max = json::array();
     int64_t strongest = 0, strongest_at = 0;  // the channel and pixel with the highest value
     for (int64_t c = 0; c < shown; ++c) {
@@ -563,7 +563,8 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     io::Image montage = viz::colorize(unit, viz::Colormap::Viridis);
     for (int64_t y = 0; y < montage.height; ++y)  // white gaps between tiles
       for (int64_t x = 0; x < montage.width; ++x)
-        if (y % (tile_h + spacing) >= tile_h || x % (tile_w + spacing) >= tile_w)
+        if (y % (tile_h + spacing) >= tile_h || x % (tile_w + spacing) >= tile_w ||
+            (y / (tile_h + spacing)) * columns + x / (tile_w + spacing) >= shown)
           for (int ch = 0; ch < montage.channels; ++ch) montage.at(static_cast<int>(y), static_cast<int>(x), ch) = 255;
     return json_reply({{"layer", name}, {"shape", a.shape()}, {"channels", channels}, {"shown", shown}, {"height", height},
                        {"width", width}, {"tile_width", tile_w}, {"tile_height", tile_h}, {"spacing", spacing},
@@ -696,7 +697,11 @@ Explorer::Stream Explorer::visualize_stream(const Request& r) {
   const int every = static_cast<int>(whole_param(r, route, "every", 1, limits_.max_steps, s.detector ? 1 : 5));
   auto lease = std::make_shared<Gate::Lease>(s.gate->enter(route));
   const std::chrono::milliseconds limit = limits_.time_limit;
-  return {[&s, &model, neuron, target, steps, every, lease, limit](const std::function<bool(const std::string&)>& send) {
+  return {[&s, &model, neuron, target, steps, every, lease, limit](const std::function<bool(const std::string&)>& send) mutable {
+    struct Release {  // the model is free again as soon as the climb ends, however it ends
+      std::shared_ptr<Gate::Lease>& held;
+      ~Release() { held.reset(); }
+    } release{lease};
     const preprocess::InputSpec& spec = model.info().input;
     // The objective: a class (a detector's: the anchors of the 10x10 head's centre cell, where one
     // object forms), or one neuron.

@@ -11,8 +11,8 @@
 // rule and see the saliency map change; stream a class visualization until three frames have
 // arrived and stop it; upload a corrupt file and see the error. No console errors are allowed.
 // Screenshots go to the --out folder for a person to look at. Exits 1 on the first failure.
-import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { startServer } from './start_server.mjs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -22,6 +22,7 @@ const tgc = args.tgc || 'build/bin/tgc';
 const out = args.out || 'build/browser';
 const browserPath = args.browser || '/usr/bin/chromium';
 mkdirSync(out, { recursive: true });
+for (const old of readdirSync(out)) if (/^\d\d_.*\.png$/.test(old)) rmSync(path.join(out, old));  // the last run's
 const require = createRequire(path.resolve(out, 'package.json'));
 const puppeteer = require('puppeteer-core');
 
@@ -35,19 +36,6 @@ function check(ok, what) {
   say(`ok: ${what}`);
 }
 
-// ---- the server ----
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const server = spawn(tgc, ['serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let text = '';
-    server.stdout.on('data', chunk => {
-      text += chunk;
-      const m = text.match(/open (http:\/\/[0-9.:]+\/)/);
-      if (m) resolve({ server, address: m[1] });
-    });
-    server.on('exit', code => reject(new Error(`tgc serve exited (${code}) before listening: ${text}`)));
-  });
-}
 
 // Mean and standard deviation of a canvas's pixels (RGB), read in the page.
 async function canvasStats(page, selector) {
@@ -87,7 +75,8 @@ async function setChosenMethods(page, names) {
 }
 
 async function main() {
-  const { server, address } = await startServer();
+  const { server, base } = await startServer(tgc);
+  const address = base + '/';
   say(`tgc serve at ${address}`);
   const browser = await puppeteer.launch({
     executablePath: browserPath, headless: true,
@@ -126,6 +115,8 @@ async function main() {
       before[m] = s;
     }
     await shot(page, 'chelsea_maps');
+    // The README's picture (a JPEG of the window, small enough to ship).
+    await page.screenshot({ path: path.join(out, 'readme.jpg'), type: 'jpeg', quality: 72 });
 
     // 3. SmoothGrad with the sigma slider moved
     await setChosenMethods(page, ['saliency', 'guided_backprop', 'gradcam', 'smoothgrad']);

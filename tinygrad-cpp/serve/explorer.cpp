@@ -383,7 +383,15 @@ Reply json_reply(const json& j) { return {.body = j.dump()}; }
 
 }  // namespace
 
+// Each request is whole in itself: what its passes left on this thread's tape (a detector's box
+// branch, never walked back) goes when it ends. Without this the server's threads each hold up to a
+// thousand stale entries and their tensors: hundreds of MB.
+struct ClearTapeAtExit {
+  ~ClearTapeAtExit() { tape().clear(); }
+};
+
 Reply Explorer::handle(const std::string& route_name, const Request& request) {
+  const ClearTapeAtExit clear_tape;
   try {
     return route(route_name, request);
   } catch (const Refusal& r) {
@@ -480,7 +488,12 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     Images::Entry e{fmt::format("upload-{}", images_->next_upload++), "your image", "upload",
                     std::make_shared<const io::Image>(std::move(image))};
     images_->uploads.push_back(e);
-    while (images_->uploads.size() > limits_.uploads_kept) images_->uploads.pop_front();
+    while (images_->uploads.size() > limits_.uploads_kept) {  // forget the oldest, and the inputs made from it
+      const std::string prefix = images_->uploads.front().id + "/";
+      for (auto it = images_->inputs.lower_bound(prefix); it != images_->inputs.end() && it->first.starts_with(prefix);)
+        it = images_->inputs.erase(it);
+      images_->uploads.pop_front();
+    }
     return json_reply({{"id", e.id}, {"name", e.name}, {"group", e.group}, {"width", e.image->width}, {"height", e.image->height}});
   }
 
@@ -702,6 +715,7 @@ Explorer::Stream Explorer::visualize_stream(const Request& r) {
       std::shared_ptr<Gate::Lease>& held;
       ~Release() { held.reset(); }
     } release{lease};
+    const ClearTapeAtExit clear_tape;
     const preprocess::InputSpec& spec = model.info().input;
     // The objective: a class (a detector's: the anchors of the 10x10 head's centre cell, where one
     // object forms), or one neuron.

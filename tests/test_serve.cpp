@@ -24,6 +24,11 @@ using namespace tg;
 using json = nlohmann::json;
 using test::contains;
 
+// The explorer runs every model forward when it starts and serves every method, the rule menu and
+// the ascent: in a student copy its tests wait for all the tasks those use.
+#define SERVE_TASKS "relu", "linear-backward", "conv2d-backward", "maxpool-backward", "tape-reverse-walk", "saliency", \
+                    "smoothgrad", "relu-rules", "relu6-guided", "ascent-step", "gradcam"
+
 namespace {
 
 const char* kFashion = "assets/fashion_cnn.safetensors";
@@ -59,6 +64,7 @@ std::string tgc_npy(const std::string& args) {
 
 TEST_SUITE("serve") {
   TEST_CASE("the tables: models with their layers, the method table, the rules, the shipped images") {
+    NEEDS_TASKS(SERVE_TASKS);
     const json models = json::parse(get("models").body);
     REQUIRE(models.size() == 2);
     CHECK(models[0]["id"] == "fashion");
@@ -80,6 +86,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("predict: chelsea's Cat box on the photo model, a trouser's top class on FashionCNN") {
+    NEEDS_TASKS(SERVE_TASKS);
     const json cat = json::parse(get("predict", {{"model", "photo"}, {"image", "chelsea"}}).body);
     REQUIRE(cat["detections"].size() >= 1);
     CHECK(cat["detections"][0]["label"] == "Cat");
@@ -90,6 +97,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("parameters are validated: one line of JSON naming the parameter, a 4xx") {
+    NEEDS_TASKS(SERVE_TASKS);
     struct Case {
       std::map<std::string, std::string> params;
       int status;
@@ -129,6 +137,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("every fuzz regression image uploaded gives a 4xx, and the server keeps answering") {
+    NEEDS_TASKS(SERVE_TASKS);
     std::vector<std::pair<std::string, std::string>> hostile = {
         {"empty", ""},
         {"a GIF", "GIF89a\x01\x00\x01\x00"},
@@ -156,6 +165,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("uploads are capped in bytes and pixels") {
+    NEEDS_TASKS(SERVE_TASKS);
     serve::Explorer small({{"fashion", kFashion}}, "assets", {.upload_bytes = 1000, .upload_pixels = 100 * 100});
     const serve::Reply big = small.handle("upload", {.body = slurp("assets/chelsea.png")});
     CHECK(big.status == 413);
@@ -169,6 +179,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("a map is the .npy tgc explain writes: FashionCNN's saliency and Grad-CAM, the photo's guided backprop") {
+    NEEDS_TASKS(SERVE_TASKS);
     const std::string trouser = "--model assets/fashion_cnn.safetensors --image assets/fashion-png/1_trouser.png";
     for (const char* method : {"saliency", "gradcam"}) {
       CAPTURE(method);
@@ -185,6 +196,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("explain's numbers: the map's min and max, the clip, the share inside the Cat's box") {
+    NEEDS_TASKS(SERVE_TASKS);
     const json j = json::parse(get("explain", {{"model", "photo"}, {"image", "chelsea"}, {"method", "gradcam"}}).body);
     CHECK(j["target"]["label"] == "Cat");
     CHECK(j["layer"] == "FeatureExtractor/MobilenetV2/Conv_1/relu6");  // the map the 1x1 head is computed from
@@ -202,6 +214,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("the rule menu: saliency under the guided rule is guided backprop; a rule registered by name joins") {
+    NEEDS_TASKS(SERVE_TASKS);
     for (const auto& [model, image] : {std::pair{"fashion", "fashion-1"}, std::pair{"photo", "chelsea"}}) {
       CAPTURE(model);
       auto npy = [&](const char* method, const char* rule) {
@@ -225,6 +238,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("channels: the layer's montage and where each channel's tile is") {
+    NEEDS_TASKS(SERVE_TASKS);
     const json j = json::parse(get("channels", {{"model", "fashion"}, {"image", "fashion-1"}, {"layer", "relu1"}}).body);
     CHECK(j["channels"] == 16);
     CHECK(j["columns"] == 4);
@@ -255,6 +269,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("visualize streams frames, and stops when the client goes away") {
+    NEEDS_TASKS(SERVE_TASKS);
     serve::Explorer::Stream stream =
         explorer().visualize_stream({.params = {{"model", "fashion"}, {"target", "Trouser"}, {"steps", "12"}, {"every", "3"}}});
     std::vector<json> lines;
@@ -276,6 +291,7 @@ TEST_SUITE("serve") {
   }
 
   TEST_CASE("HTTP: the page's files by exact name, the API, nothing else") {
+    NEEDS_TASKS(SERVE_TASKS);
     serve::Server server(explorer(), serve::load_page("tinygrad-cpp/serve/page"), {.port = 0});
     const int port = server.bind();
     std::thread running([&] { server.run(); });

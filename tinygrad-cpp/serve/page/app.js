@@ -278,6 +278,9 @@ async function explainAll() {
         { png: api.url('explain', { ...params, format: 'png' }), npy: api.url('explain', { ...params, format: 'npy' }) });
       panel.dataset.state = 'done';
       panel.dataset.max = result.max;
+      const t = result.target;
+      if (t.kind === 'detection' && !state.prediction.detections.some(d => d.anchor === t.anchor))
+        $('target').textContent = `Explaining the best anchor of ${t.label} (p ${t.p.toFixed(2)}, below 0.5: no detection).`;
     } catch (e) {
       if (generation !== state.generation) return;
       panel.dataset.state = 'failed';

@@ -9,6 +9,8 @@
 #                        ending with the score and the next task; builds the tests, not the lessons;
 #                        TSAN=1 builds under ThreadSanitizer first
 #   make student DIR=d   write the student copy to d (default build/student)
+#   make test-browser    the explorer page (tgc serve) in a real browser: Debian's chromium driven by
+#                        puppeteer-core (npm, into build/browser/node_modules); screenshots in build/browser/
 #   make clean           remove build/ and out/
 
 CXX      ?= g++
@@ -35,8 +37,10 @@ OPT      := -O3 -g0
 LDOPT    :=
 endif
 
-CXXFLAGS := -std=c++20 $(OPT) $(ARCH) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -isystem /usr/include/opencv4 -MMD -MP -pthread
-LDLIBS   := -lfmt -lstb -ljpeg -lz -lopencv_imgproc -lopencv_core -pthread
+# Debian's cpp-httplib is a compiled library: its header must see the defines it was built with.
+HTTPLIB_DEFINES := -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT
+CXXFLAGS := -std=c++20 $(OPT) $(ARCH) $(HTTPLIB_DEFINES) -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers -I. -I$(BUILD)/gen -isystem /usr/include/opencv4 -MMD -MP -pthread
+LDLIBS   := -lcpp-httplib -lfmt -lstb -ljpeg -lz -lopencv_imgproc -lopencv_core -pthread
 
 # One short line per file ("CXX tinygrad-cpp/core/tape.cpp"); `make V=1` prints the full commands.
 # Builds use every core unless -j is given.
@@ -55,7 +59,9 @@ endif
 FUZZ_PACKAGES := clang
 PACKAGES := doctest-dev libstb-dev libfmt-dev zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist \
             libflatbuffers-dev flatbuffers-compiler fonts-dejavu-core libjpeg-dev \
-            libopencv-imgproc-dev
+            libopencv-imgproc-dev libcpp-httplib-dev
+# Only `make test-browser` needs a browser.
+BROWSER_PACKAGES := chromium
 
 # The library is every .cpp under tinygrad-cpp/ but the programs' mains in cli/.
 CLI_MAINS := tgc gallery grade make_student
@@ -71,7 +77,7 @@ TOOLS    := $(BUILD)/bin/make_student $(BUILD)/bin/grade
 LESSON_SRC := $(sort $(wildcard lessons/*.cpp))
 LESSONS  := $(LESSON_SRC:lessons/%.cpp=$(BUILD)/bin/lessons/%)
 
-.PHONY: all test setup check-packages photo-model clean train sample lessons lesson student grade fuzz
+.PHONY: test-browser all test setup check-packages photo-model clean train sample lessons lesson student grade fuzz
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -96,7 +102,7 @@ $(LIB): $(LIB_OBJ)
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/obj/tests/test_tgc.o $(BUILD)/obj/tests/test_lessons.o $(BUILD)/obj/tests/test_assignment.o \
-  $(BUILD)/obj/tests/test_readme.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
+  $(BUILD)/obj/tests/test_readme.o $(BUILD)/obj/tests/test_serve.o: CXXFLAGS += -DTG_BIN_DIR='"$(BUILD)/bin"'
 
 # The programs some tests run (tgc, the grader, the lessons); make grade asks for fewer.
 TEST_PROGRAMS ?= $(TGC) $(GALLERY) $(LESSONS) $(TOOLS)
@@ -152,7 +158,7 @@ $(BUILD)/bin/lessons/%: $(BUILD)/obj/lessons/%.o $(LIB)
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := safetensors idx npy image tflite
 FUZZ_DIR     := build/fuzz
-FUZZ_FLAGS   := -std=c++20 -O1 -g -fno-omit-frame-pointer $(ARCH) -fsanitize=address,undefined \
+FUZZ_FLAGS   := -std=c++20 -O1 -g -fno-omit-frame-pointer $(ARCH) $(HTTPLIB_DEFINES) -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -I. -Ibuild/gen -isystem /usr/include/opencv4 -pthread
 FUZZ_OBJ     := $(LIB_SRC:%.cpp=$(FUZZ_DIR)/obj/%.o)
 $(FUZZ_DIR)/obj/%.o: %.cpp build/gen/tflite_generated.h
@@ -214,6 +220,21 @@ test: check-packages photo-model
 	             else print passed " passed, " failed " failed" }' $(BUILD)/test.log; \
 	  exit $$status
 SHELL := /bin/bash
+
+# `make test-browser`: tgc serve on a free port, then tests/browser/explorer.mjs drives Debian's chromium
+# (headless) through the page with puppeteer-core, pinned in tests/browser/package-lock.json and installed
+# by npm ci into build/browser/ (no browser download). Screenshots: build/browser/*.png.
+test-browser: check-packages photo-model
+	@missing=""; for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; echo "test-browser: installing$$missing"; \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; fi
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory setup
+	@$(MAKE) --no-print-directory $(TGC)
+	@mkdir -p build/browser
+	@cp tests/browser/package.json tests/browser/package-lock.json build/browser/
+	@cd build/browser && { [ -d node_modules/puppeteer-core ] && cmp -s package-lock.json node_modules/.package-lock.json.pinned || \
+	  { PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.package-lock.json.pinned; }; }
+	@NODE_PATH=build/browser/node_modules node tests/browser/explorer.mjs --tgc $(TGC) --out build/browser
 
 check-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -25,6 +25,7 @@
 #include "tinygrad-cpp/models/fashion_cnn.h"
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/cli/questions.h"
+#include "tinygrad-cpp/cli/serve.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/explain/occlusion.h"
@@ -54,7 +55,8 @@ const char* kUsage =
     "  bench    time the benchmark workloads (NAME: X ms/iter)\n"
     "  visualize    the image a class or a neuron wants (gradient ascent)\n"
     "  invert       images with the same code at a layer as an image (feature inversion)\n"
-    "  top-patches  the patches of a folder of images that excite a neuron most\n\n"
+    "  top-patches  the patches of a folder of images that excite a neuron most\n"
+    "  serve        the explorer page: a local web server (127.0.0.1 by default)\n\n"
     "`tgc <command> --help` describes each command's flags.\n";
 
 std::atomic<bool> interrupted{false};
@@ -870,6 +872,7 @@ int main(int argc, char** argv) {
     if (command == "visualize") return cli::command_visualize(argc, argv);
     if (command == "invert") return cli::command_invert(argc, argv);
     if (command == "top-patches") return cli::command_top_patches(argc, argv);
+    if (command == "serve") return cli::command_serve(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -575,8 +575,9 @@ int jpeg_orientation(const uint8_t* bytes, size_t size) {
   return 1;
 }
 
-Image load_image(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file(path, uint64_t{256} << 20);
+Image load_image(const std::string& path) { return decode_image(read_file(path, uint64_t{256} << 20), path); }
+
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& path) {
   const std::string other = refused_format(bytes);
   if (!other.empty()) throw file_error(path, other + "; only PNG and JPEG are supported");
   if (bytes[0] == 0xff) return decode_jpeg(bytes, path);  // never handed to stb_image

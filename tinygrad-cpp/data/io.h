@@ -72,6 +72,8 @@ constexpr int64_t kMaxPngDecodeBytes = int64_t{512} << 20;
 // Loads a PNG (stb_image) or JPEG (libjpeg-turbo) file. Other formats are refused by name
 // ("a GIF image"); the declared size is checked before anything is decoded.
 Image load_image(const std::string& path);
+// The same from a file's bytes already in memory (an upload); `label` names it in errors.
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& label);
 // The EXIF orientation of a JPEG (1 to 8, as a phone stores it: 6 = the pixels are to be turned 90
 // degrees clockwise to stand upright), read from the APP1 "Exif" segment's first IFD (tag 0x0112)
 // among the file's first `size` bytes; 1 (upright) when the file has none or it cannot be read.

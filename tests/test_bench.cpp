@@ -17,6 +17,7 @@ const ProfileOps::Item* find_item(const ProfileOps& p, const std::string& op, co
 
 TEST_SUITE("bench") {
   TEST_CASE("layer_output_bytes of a Sequential: every layer's output once, a flatten view not again") {
+    NEEDS_TASKS("relu");
     Generator gen(1);
     nn::Sequential model;
     model.add("fc1", std::make_shared<nn::Linear>(4, 3, gen));
@@ -33,6 +34,7 @@ TEST_SUITE("bench") {
   }
 
   TEST_CASE("layer_output_bytes of a Graph with a residual add, from its real forward") {
+    NEEDS_TASKS("relu");
     auto graph = std::make_shared<models::Graph>();
     const int a = graph->add("a", "relu", {0}, [](const std::vector<Tensor>& in) { return relu(in[0]); });
     const int b = graph->add("b", "reshape", {a}, [](const std::vector<Tensor>& in) { return reshape(in[0], {1, 18}); });
@@ -56,6 +58,7 @@ TEST_SUITE("bench") {
   }
 
   TEST_CASE("ProfileOps charges each recorded op to its kind, forward and backward") {
+    NEEDS_TASKS("tape-reverse-walk", "relu");
     Generator gen(3);
     Tensor x = Tensor::randn({2, 3}, gen).requires_grad_();
     ProfileOps profile;

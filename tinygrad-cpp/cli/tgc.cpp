@@ -26,6 +26,7 @@
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/cli/questions.h"
 #include "tinygrad-cpp/cli/serve.h"
+#include "tinygrad-cpp/cli/bench.h"
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
 #include "tinygrad-cpp/explain/occlusion.h"
@@ -718,14 +719,17 @@ std::shared_ptr<nn::Sequential> random_vgg16(Generator& gen) {
 // model of assets/models/, and VGG16 with random weights.
 int command_bench(int argc, char** argv) {
   cli::Args args("tgc bench", "Time the benchmark workloads (README, Speed): FashionCNN and VGG16 with random weights,\n"
-                              "the photo model from --photo-model. Prints `NAME: X ms/iter` after one warm-up run.\n"
+                              "the photo model from --photo-model. Prints `NAME: X ms/iter` after one warm-up run, and\n"
+                              "for some a floor beside it (tests/README.md, Speed).\n"
                               "TG_NUM_THREADS sets the threads.");
   args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it sgemm_1024 photo_infer_b8\n"
                               "photo_saliency_b1 photo_guided_b1 photo_ascent_10it vgg16_saliency_b1 (default: all; the\n"
                               "photo_* ones are skipped, with a note, when the photo model is not installed)");
   args.option("photo-model", "FILE", "the SSD-MobileNetV2 the photo_* workloads run (make setup installs it)", false,
               "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite");
+  args.toggle("profile", "also print each workload's time per op kind and phase (forward ops, backward rules)");
   args.parse(argc, argv, 2);
+  const bool profile = args.has("profile");
   const std::string photo_path = args.get("photo-model");
 
   Generator gen(0);
@@ -769,10 +773,30 @@ int command_bench(int argc, char** argv) {
     return leaf.grad();
   };
 
+  // A workload's floor: the model whose last forward's layers it counts, what one pass
+  // does, and how many passes one iteration makes. Traffic: the layers' outputs (and their
+  // gradients) moved at the measured copy bandwidth; Flops: the convolutions' and linear
+  // layers' FLOPs (and an input gradient's) at the rate sgemm_1024 reaches now.
+  struct Floor {
+    enum class Kind { Traffic, Flops };
+    std::function<const nn::Model&()> model;
+    Kind kind = Kind::Traffic;
+    bench::Pass pass = bench::Pass::ForwardBackward;
+    int passes = 1;
+  };
   struct Workload {
     const char* name;
     int iterations;
     std::function<void()> run;
+    std::optional<Floor> floor = std::nullopt;
+  };
+  auto fashion = [&]() -> const nn::Model& { return *model; };
+  auto vgg16 = [&]() -> nn::Model& {
+    if (!vgg) {
+      vgg = random_vgg16(gen);
+      for (Tensor p : vgg->parameters()) p.requires_grad_(false);
+    }
+    return *vgg;
   };
   const std::vector<Workload> workloads = {
       {"train_step_b64", 50, [&] {
@@ -788,12 +812,12 @@ int command_bench(int argc, char** argv) {
       {"saliency_b1", 500, [&] {
          set_trainable(false);
          input_gradient(x1);
-       }},
+       }, Floor{.model = fashion, .kind = Floor::Kind::Flops}},
       {"guided_b1", 500, [&] {
          set_trainable(false);
          OverrideBackward guided(Op::ReLU, rules::guided_relu);
          input_gradient(x1);
-       }},
+       }, Floor{.model = fashion, .kind = Floor::Kind::Flops}},
       {"ascent_200it", 5, [&] {
          set_trainable(false);
          Tensor x = Tensor::zeros({1, 1, 28, 28});
@@ -809,12 +833,12 @@ int command_bench(int argc, char** argv) {
       {"photo_infer_b8", 3, [&] {
          NoGrad no_grad;
          photo()(photo_x8);
-       }},
-      {"photo_saliency_b1", 5, [&] { photo_gradient(photo_x1); }},
+       }, Floor{.model = photo, .pass = bench::Pass::Forward}},
+      {"photo_saliency_b1", 5, [&] { photo_gradient(photo_x1); }, Floor{.model = photo}},
       {"photo_guided_b1", 5, [&] {
          OverrideBackward guided(Op::ReLU6, rules::guided_relu);
          photo_gradient(photo_x1);
-       }},
+       }, Floor{.model = photo}},
       {"photo_ascent_10it", 1, [&] {
          Tensor x = Tensor::zeros({1, 3, 300, 300});
          for (int it = 0; it < 10; ++it) {
@@ -822,15 +846,54 @@ int command_bench(int argc, char** argv) {
            const Tensor g = photo_gradient(x);
            for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] += 0.1f * (g.data()[i] - 2e-3f * x.data()[i]);
          }
-       }},
+       }, Floor{.model = photo, .passes = 10}},
       {"vgg16_saliency_b1", 3, [&] {
-         if (!vgg) {
-           vgg = random_vgg16(gen);
-           for (Tensor p : vgg->parameters()) p.requires_grad_(false);
-         }
          Tensor leaf = vgg_x1.detach().requires_grad_();
-         (*vgg)(leaf).backward(one_hot({1, 1000}, {281}));
-       }},
+         vgg16()(leaf).backward(one_hot({1, 1000}, {281}));
+       }, Floor{.model = vgg16}},
+  };
+  // "  floor X ms (B MB at R GB/s beyond L2; Y ms at S GB/s within L2): Zx the floor", or
+  // "  FLOP floor X us (F MFLOP at R GFLOP/s, ...): Zx the floor"; the bandwidth and the
+  // gemm rate measured once, after the first workload that needs them.
+  std::optional<bench::Bandwidth> bandwidth;
+  std::optional<double> gemm_rate;
+  auto floor_note = [&](const Floor& f, double ms) {
+    if (f.kind == Floor::Kind::Flops) {
+      if (!gemm_rate) {
+        double best = 0;  // the fastest of 5 runs: a floor wants the best rate the machine gives
+        for (int run = 0; run < 5; ++run) {
+          const auto start = std::chrono::steady_clock::now();
+          kernels::gemm(false, false, 1024, 1024, 1024, 1.f, a.data(), 1024, b.data(), 1024, 0.f, c.data(), 1024);
+          best = std::max(best, 2.0 * 1024 * 1024 * 1024 /
+                                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        gemm_rate = best;
+      }
+      const double flops = static_cast<double>(f.passes) * bench::multiply_add_flops(f.model()) *
+                           (f.pass == bench::Pass::Forward ? 1 : 2);
+      const double floor_ms = 1e3 * flops / *gemm_rate;
+      return fmt::format("  FLOP floor {:.1f} us ({:.2f} MFLOP at {:.0f} GFLOP/s, the sgemm_1024 rate now): {:.2f}x the floor",
+                         1e3 * floor_ms, flops * 1e-6, *gemm_rate * 1e-9, ms / floor_ms);
+    }
+    if (!bandwidth) bandwidth = bench::measure_copy_bandwidth();
+    const double bytes = static_cast<double>(f.passes) * bench::traffic_bytes(bench::layer_output_bytes(f.model()), f.pass);
+    const double beyond_ms = 1e3 * bytes / bandwidth->beyond_l2, within_ms = 1e3 * bytes / bandwidth->within_l2;
+    return fmt::format("  floor {:.2f} ms ({:.1f} MB at {:.1f} GB/s beyond L2; {:.2f} ms at {:.1f} GB/s within L2): {:.2f}x the floor",
+                       beyond_ms, bytes * 1e-6, bandwidth->beyond_l2 * 1e-9, within_ms, bandwidth->within_l2 * 1e-9,
+                       ms / beyond_ms);
+  };
+  // One line per op kind and phase, most time first; what no op was charged with last.
+  auto print_profile = [](std::vector<ProfileOps::Item> items, double ms, int iterations) {
+    std::sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.seconds > y.seconds; });
+    double charged = 0;
+    for (const auto& item : items) {
+      const double us = 1e6 * item.seconds / iterations;
+      charged += us;
+      fmt::print("  {:<16} {:<9} {:>6.1f} calls {:>9.1f} us/iter {:>5.1f}%\n", item.op, item.phase,
+                 static_cast<double>(item.calls) / iterations, us, 100.0 * us / (1e3 * ms));
+    }
+    fmt::print("  {:<16} {:<9} {:>6} {:>15.1f} us/iter {:>5.1f}%\n", "(not on tape)", "", "",
+               1e3 * ms - charged, 100.0 * (1e3 * ms - charged) / (1e3 * ms));
   };
   for (const std::string& name : args.rest()) {
     bool known = false;
@@ -845,10 +908,13 @@ int command_bench(int argc, char** argv) {
       continue;
     }
     w.run();  // warm-up
+    std::optional<ProfileOps> ops;
+    if (profile) ops.emplace();
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < w.iterations; ++i) w.run();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / w.iterations;
-    fmt::print("{}: {:.3f} ms/iter\n", w.name, ms);
+    fmt::print("{}: {:.3f} ms/iter{}\n", w.name, ms, w.floor ? floor_note(*w.floor, ms) : "");
+    if (ops) print_profile(ops->items(), ms, w.iterations);
     std::fflush(stdout);
   }
   return 0;

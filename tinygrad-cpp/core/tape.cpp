@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <utility>
 
@@ -12,7 +13,22 @@ namespace tg {
 // Rule resolution: per-entry override, then the innermost scoped guard, then default.
 namespace {
 thread_local std::vector<std::pair<const OpKind*, BackwardRule>> override_stack;
+thread_local ProfileOps* profile = nullptr;  // the thread's ProfileOps guard, if any
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
+// The rule itself, or (while a profile runs) the rule timed and charged to its op.
+BackwardRule timed(BackwardRule rule) {
+  if (!profile) return rule;
+  return [rule = std::move(rule)](const Entry& entry, const Tensor& grad_output) {
+    const int64_t start = now_ns();
+    std::vector<Tensor> grads = rule(entry, grad_output);
+    if (profile) profile->rule(entry.name(), now_ns() - start);
+    return grads;
+  };
+}
+}  // namespace
 
 OverrideBackward::OverrideBackward(const OpKind& op, BackwardRule rule) : depth_(override_stack.size()) {
   if (!rule) throw Error(std::string("OverrideBackward: empty rule for ") + op.name);
@@ -22,10 +38,49 @@ OverrideBackward::OverrideBackward(const OpKind& op, BackwardRule rule) : depth_
 OverrideBackward::~OverrideBackward() { override_stack.resize(depth_); }
 
 BackwardRule resolve_rule(const Entry& entry) {
-  if (entry.override_rule) return entry.override_rule;
+  if (entry.override_rule) return timed(entry.override_rule);
   for (auto it = override_stack.rbegin(); it != override_stack.rend(); ++it)
-    if (it->first == entry.op) return it->second;
-  return entry.op->default_rule;
+    if (it->first == entry.op) return timed(it->second);
+  return timed(entry.op->default_rule);
+}
+
+// ---------------------------------------------------------------------------------
+// Profiling.
+ProfileOps::ProfileOps() {
+  if (profile) throw Error("ProfileOps: a profile is already running on this thread");
+  profile = this;
+  mark_ns_ = now_ns();
+}
+
+ProfileOps::~ProfileOps() { profile = nullptr; }
+
+void ProfileOps::charge(const char* op, const char* phase, int64_t ns) {
+  auto it = std::find_if(items_.begin(), items_.end(), [&](const Item& i) { return i.op == op && i.phase == phase; });
+  if (it == items_.end()) it = items_.insert(items_.end(), Item{.op = op, .phase = phase});
+  it->seconds += static_cast<double>(ns) * 1e-9;
+  ++it->calls;
+}
+
+void ProfileOps::forward_op(const char* op) {
+  const int64_t now = now_ns();
+  charge(op, "forward", now - mark_ns_);
+  mark_ns_ = now;
+}
+
+void ProfileOps::begin_walk() {
+  mark_ns_ = now_ns();
+  walk_rules_ns_ = 0;
+}
+
+void ProfileOps::rule(const char* op, int64_t ns) {
+  charge(op, "backward", ns);
+  walk_rules_ns_ += ns;
+}
+
+void ProfileOps::end_walk() {
+  const int64_t now = now_ns();
+  charge("walk", "backward", now - mark_ns_ - walk_rules_ns_);
+  mark_ns_ = now;
 }
 
 // ---------------------------------------------------------------------------------
@@ -41,6 +96,7 @@ Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
   bool any_input_requires_grad = false;
   for (const Tensor& t : inputs) any_input_requires_grad |= t.defined() && t.requires_grad();
   if (!any_input_requires_grad) return output;
+  if (profile) profile->forward_op(op.name);
   Entry entry;
   entry.seq = next_seq_++;
   entry.op = &op;
@@ -115,6 +171,7 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   Entry* root_entry = find(root_seq);
   if (root_seq != 0 && !root_entry) throw Error(freed_graph_message("the tensor"));
 
+  if (profile) profile->begin_walk();
   NoGrad no_record;  // backward rules use ops; none of that is recorded
   const int64_t last = root_entry ? root_entry - entries_.data() : -1;  // the walk starts here
 
@@ -183,6 +240,7 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
 
   // Free exactly the walked entries; every other graph on the tape stays as it was.
   if (!retain_graph) erase(std::move(walked));
+  if (profile) profile->end_walk();
 }
 
 // Tensor::backward lives here, beside the walk it starts: the tensor knows nothing of the tape.

@@ -146,6 +146,37 @@ class OverrideBackward {
   size_t depth_;  // position of this guard on the thread's override stack
 };
 
+// RAII: while alive, the calling thread's tape adds up time per op kind (`tgc bench
+// --profile`). Forward: an op is charged from the previous recorded op (or the guard's
+// start, or the last backward's end) to its own recording, so glue code between ops counts
+// toward the next op. Backward: each rule's call is charged to its op, and the rest of the
+// walk (seeding, summing gradients, hooks, freeing entries) to "walk". One at a time.
+class ProfileOps {
+ public:
+  struct Item {
+    std::string op;     // an op kind's name, or "walk"
+    std::string phase;  // "forward" or "backward"
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  ProfileOps();
+  ~ProfileOps();
+  ProfileOps(const ProfileOps&) = delete;
+  ProfileOps& operator=(const ProfileOps&) = delete;
+  const std::vector<Item>& items() const { return items_; }  // in first-seen order
+
+  // Called by the tape.
+  void forward_op(const char* op);
+  void begin_walk();
+  void rule(const char* op, int64_t ns);
+  void end_walk();
+
+ private:
+  void charge(const char* op, const char* phase, int64_t ns);
+  std::vector<Item> items_;
+  int64_t mark_ns_ = 0, walk_rules_ns_ = 0;
+};
+
 // The rule backward would use for `entry` right now.
 BackwardRule resolve_rule(const Entry& entry);
 

@@ -1,0 +1,38 @@
+// What `tgc bench` prints beside a workload's time: the floor it could not go under.
+//
+// The memory-traffic floor (README, Speed): under the tape contract every layer writes its
+// whole output and something reads it again, and a backward writes and reads a gradient of
+// the same size. So one forward moves at least 2x the bytes of the layers' outputs, and a
+// forward and backward 4x; divided by this machine's copy bandwidth, that is a time no
+// implementation of the same layers can beat without fusing them.
+#pragma once
+
+#include <cstdint>
+
+#include "tinygrad-cpp/nn/nn.h"
+
+namespace tg::bench {
+
+// The bytes of every layer's output in the model's last forward pass. A layer whose output
+// shares an earlier one's memory (a flatten or reshape view) is counted once.
+int64_t layer_output_bytes(const nn::Model& model);
+
+// What one pass over the layers moves: each output written and read once, and with the
+// backward each gradient too.
+enum class Pass { Forward, ForwardBackward };
+int64_t traffic_bytes(int64_t layer_output_bytes, Pass pass);
+
+// The FLOPs of the model's last forward pass in its convolutions and linear layers: each
+// layer with a weight of 2 or more dims does 2 x (output elements) x (weight elements per
+// output channel). An input gradient costs as much again (the data gradient of each).
+int64_t multiply_add_flops(const nn::Model& model);
+
+// Copy bandwidth (bytes read + bytes written per second, all threads of the pool copying)
+// from short memcpy loops: buffers that fit in each core's L2, and buffers far beyond it.
+struct Bandwidth {
+  double within_l2 = 0;  // bytes/s
+  double beyond_l2 = 0;  // bytes/s
+};
+Bandwidth measure_copy_bandwidth();
+
+}  // namespace tg::bench

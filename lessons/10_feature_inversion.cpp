@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
                   "Each row: the target image, then reconstructions from different random starts, each minimizing "
                   "the relative fc1 code error ||fc1(x) - fc1(x0)||^2 / ||fc1(x0)||^2 (in its title) until it gives nearly "
                   "the same code. Rows alternate: no regularization, then total variation (TV) 0.0005, which costs a "
-                  "little code error. Without TV no row shows the garment: pixel noise matches the code as well. With "
+                  "little code error. Without TV the rows are mostly pixel noise (the trouser's legs show only faintly): noise matches the code as well. With "
                   "TV the trouser's two legs come back from every start, but the boot's row is flat gray blocks in "
                   "which no boot can be read (a larger TV weight does not fix it: at 0.002 and 0.005 the code error "
                   "rises to about 0.06 and 0.11 and still no boot shows). So the code pins down neither the pixels nor, for every garment, the "

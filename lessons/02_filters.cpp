@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     std::string weak_said;  // measured against the photo at the map's 150x150
     if (!brightness_copies.empty())
       weak_said += fmt::format(" Maps that follow the photo's brightness (the mean of R, G and B): a gray copy of the "
-                               "photo,: {}.", brightness_copies);
+                               "photo: {}.", brightness_copies);
     if (!colour_followers.empty())
       weak_said += fmt::format(" Maps that follow a colour against gray (each channel minus the brightness), colour-blob "
                                "detectors: {}.", colour_followers);

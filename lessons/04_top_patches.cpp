@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
     const preprocess::InputSpec& spec = photo_model.info().input;
     const Tensor cat = lesson.photo().input;
     // One neuron per depth, at the center of its map, of the channel whose map (after ReLU6)
-    // varies most over the photo -- lesson 3's ranking. Ranking by activity instead picks
+    // varies most over the photo -- lesson 3's ranking, without its exclusion of channels lit
+    // by the zero padding (the neuron is at the center, not at the lit edges). Ranking by activity instead picks
     // channels stuck near ReLU6's ceiling over the whole photo, which respond to nothing in
     // particular. The neuron is read before its ReLU6: from a gray start most neurons are at
     // 0 (or at 6), where the rectifier passes no gradient and the ascent could not begin.
@@ -159,8 +160,15 @@ int main(int argc, char** argv) {
                   std::string("The image one neuron of the photo model wants, at three depths (lecture 39 (b)): the "
                               "center neuron of expanded_conv_1 (150x150 map), expanded_conv_6 (38x38) and expanded_conv_13 "
                               "(19x19) expansions, before their ReLU6, each of the channel whose map varies most over the "
-                              "photo (largest spatial variance after ReLU6, as in lesson 3; ranked by activity on the cat, "
-                              "expanded_conv_13's pick was a channel near ReLU6's ceiling over the whole photo), climbed "
+                              "photo (largest spatial variance after ReLU6; ranked by activity on the cat, "
+                              "expanded_conv_13's pick was a channel near ReLU6's ceiling over the whole photo). This is lesson "
+                              "3's ranking without its exclusion of channels whose map edges the zero padding lights: the "
+                              "neuron here sits at the map's center, away from those edges, so such a channel can be "
+                              "picked") +
+                      (lesson.image_path() == lesson::Lesson::kDefaultPhoto
+                           ? " (on the cat, expanded_conv_1's #77, which lesson 3 leaves out, its first tile there being #43; the other two picks are lesson 3's first tiles)"
+                           : "") +
+                      std::string(". Each is climbed "
                               "from gray with the decorrelated image and 2-pixel shifts; titles give the value it reaches. "
                               "Bottom: the middle of each image enlarged. The deeper the neuron, the larger the region it "
                               "shapes and the more complex the pattern") +

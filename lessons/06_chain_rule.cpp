@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     const lesson::Photo photo = lesson.photo();
     const Tensor& cat = photo.input;
     const int64_t cat_class = photo.target;
-    // A hidden neuron of a mid-depth layer (38x38) at the cat's left eye: the channel most
+    // A hidden neuron of a mid-depth layer (38x38) at the cat's eye on the viewer's left: the channel most
     // active there that is not at the ReLU6's ceiling of 6 (which would pass no gradient).
     const std::string layer = "expanded_conv_6/expand/relu6";
     const Tensor features = photo_model.forward_until(cat, layer);
@@ -244,8 +244,8 @@ int main(int argc, char** argv) {
          viz::text("each channel: 128 + 127 * g / c, with c the map's 99th percentile of |g| (|g| beyond c saturates)", 12)},
         2);
     lesson.figure("cat_gradients.png",
-                  viz::stack({viz::grid({viz::titled(photo.with_box(mark_neuron(preprocess::input_to_image(cat, spec), fmt::format("neuron #{} at ({},{})", channel, fy, fx))),
-                                                     photo.name + ": the detection's box, the neuron's cell"),
+                  viz::stack({viz::grid({viz::titled(photo.with_box(mark_neuron(preprocess::input_to_image(cat, spec), "")),
+                                                     fmt::format("{}: the detection's box; yellow: neuron #{} ({},{})", photo.name, channel, fy, fx)),
                                          neuron_tile, signed_rgb(photo_score, score_title, true)},
                                         3, 6),
                               legend}),
@@ -258,7 +258,7 @@ int main(int argc, char** argv) {
                               "spread over {:.0f}% of the values, and nothing stands out as the cat. Each map is clipped "
                               "at +-its 99th percentile of |g|.",
                               layer, channel,
-                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? "at the cat's left eye"
+                              lesson.image_path() == lesson::Lesson::kDefaultPhoto ? "at the eye on the viewer's left"
                                                                                    : fmt::format("at row {}, column {}", fy, fx),
                               photo.target_name, photo.name, detection.anchor, detection.grid, detection.score,
                               100 * half_mass(photo_score)),

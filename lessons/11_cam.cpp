@@ -105,10 +105,15 @@ int main(int argc, char** argv) {
     lesson.number("max |Grad-CAM - ReLU(CAM)/196|", largest_difference, "{:.2g}");
 
     const int scale = 6;
-    auto cam_tile = [&](const Tensor& image, int64_t c, bool gradient) {
+    // One scale per row: every map of a row is divided by the largest positive CAM value of the
+    // row (of the predicted or the other class; Grad-CAM's by that over 196), so a class the
+    // network gives p 0.00 is not drawn at full yellow just because its own maximum is.
+    auto cam_tile = [&](const Tensor& image, int64_t c, bool gradient, float row_max) {
       const Tensor map = gradient ? explain::grad_cam(gap, image, {c}, "relu3") : explain::cam(gap, image, {c}, "relu3", "fc");
+      const float top = gradient ? row_max / cells : row_max;
+      const Tensor on_row_scale = upsample(clamp(reshape(map, {1, 14, 14}) * (1.f / top), 0.f, 1.f), 28, 28, Interpolation::Bilinear);
       const io::Image input = viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale);
-      const io::Image heat = viz::scale_nearest(viz::colorize(unit_of_positive(map, 28, 28), viz::Colormap::Viridis), scale);
+      const io::Image heat = viz::scale_nearest(viz::colorize(on_row_scale, viz::Colormap::Viridis), scale);
       const float p = softmax(explain::scores(gap, image), 1).at({0, c});
       return viz::titled(viz::overlay(input, heat, 0.55f),
                          fmt::format("{}: {} {:.2f}", gradient ? "Grad-CAM" : "CAM", data::kFashionClasses[c], p), 11);
@@ -128,20 +133,23 @@ int main(int argc, char** argv) {
                  guess == truth ? "" : " (wrong)");
       tiles.push_back(viz::titled(viz::picture(image, viz::Normalize::MinMax, viz::Colormap::Gray, scale),
                                   fmt::format("#{}, true: {}", index, data::kFashionClasses[truth]), 11));
-      tiles.push_back(cam_tile(image, guess, false));
-      tiles.push_back(cam_tile(image, guess, true));
-      tiles.push_back(cam_tile(image, other, false));
+      const float row_max = std::max({tg::max(explain::cam(gap, image, {guess}, "relu3", "fc")).item(),
+                                      tg::max(explain::cam(gap, image, {other}, "relu3", "fc")).item(), 1e-6f});
+      tiles.push_back(cam_tile(image, guess, false, row_max));
+      tiles.push_back(cam_tile(image, guess, true, row_max));
+      tiles.push_back(cam_tile(image, other, false, row_max));
     }
     lesson.figure("cam.png",
                   viz::stack({viz::grid(tiles, 4, 4),
-                              viz::color_bar(viz::Colormap::Viridis, 300, "0 (or below)", "map / its max", "max")}),
+                              viz::color_bar(viz::Colormap::Viridis, 300, "0 (or below)", "", "the row's largest CAM value")}),
                   fmt::format("CAM on the GAP network (FashionCNN's two convolutions, a third one, global average "
                               "pooling and one linear layer; {:.1f}% right on the sample). Rows: {} test images it gets right, then {} it gets "
                               "wrong. Columns: the input; CAM = sum_k w[c,k] A_k at relu3 (14x14) for the predicted "
                               "class, upsampled over the input; Grad-CAM at relu3 for the same class; CAM for the "
                               "other class (the runner-up when the answer is right, the true class when it is wrong). "
-                              "Titles: the class and its probability. Each map is drawn from 0 (dark; negative CAM "
-                              "values too) to its own maximum (yellow). Columns 2 and 3 are the same picture: with a "
+                              "Titles: the class and its probability. The maps of a row share one scale, from 0 (dark; negative CAM "
+                              "values too) to the row's largest CAM value (yellow; Grad-CAM's over 196), so a class "
+                              "the network rules out is drawn dim, not at full yellow. Columns 2 and 3 are the same picture: with a "
                               "GAP head Grad-CAM = ReLU(CAM)/196, measured to {:.1g}.",
                               100 * accuracy, right.size(), wrong.size(), largest_difference),
                   "Mopuri 10.1: CAM, a global-average-pooling network's class activation maps (equal to Grad-CAM there)");
@@ -165,6 +173,7 @@ int main(int argc, char** argv) {
       std::vector<io::Image> tiles;
       std::vector<std::pair<std::string, double>> shares;  // layer, share of the map inside the box
       std::vector<std::string> peaks;                      // where each map is largest, in words
+      std::vector<bool> peak_on_edge;                      // largest within 5% of the photo's border
     };
     auto photo_row = [&](const lesson::Photo& photo) {
       const lesson::PhotoDetection found = lesson::photo_detection(photo_model, photo);
@@ -192,6 +201,8 @@ int main(int argc, char** argv) {
         row.shares.emplace_back(short_name(layer), share);
         const int64_t at = tg::argmax(reshape(unit, {1, unit.numel()}))[0];
         const int64_t peak_x = at % spec.width, peak_y = at / spec.width;
+        row.peak_on_edge.push_back(map.numel() > 1 && (std::min(peak_x, spec.width - 1 - peak_x) < spec.width / 20 ||
+                                                       std::min(peak_y, spec.height - 1 - peak_y) < spec.height / 20));
         row.peaks.push_back(map.numel() == 1 ? "one flat value"
                                              : fmt::format("peak at x {:.0f}%, y {:.0f}% of the photo, {} the box",
                                                            100.0 * peak_x / spec.width, 100.0 * peak_y / spec.height,
@@ -233,7 +244,10 @@ int main(int argc, char** argv) {
         words += fmt::format("{}{} {:.0f}% ({})", i == 0 ? "" : ", ", row.shares[i].first, 100 * row.shares[i].second, row.peaks[i]);
       return words;
     };
-    const io::Image bar = viz::color_bar(viz::Colormap::Viridis, 460, "0 (the gray photo shows)", "Grad-CAM / its max", "max");
+    // Two keys: Grad-CAM's tint (each map on its own scale), and guided Grad-CAM's gray.
+    const io::Image bar = viz::grid({viz::color_bar(viz::Colormap::Viridis, 460, "0 (the gray photo shows)", "Grad-CAM / its max", "max"),
+                                     viz::color_bar(viz::Colormap::Gray, 460, "0", "guided Grad-CAM |.|", "its 99th pct (and above)")},
+                                    2, 40);
     const std::string columns =
         "Columns: the photo at its own aspect ratio with the detection's box; Grad-CAM of that detection's class logit "
         "(its one anchor, not the best of 1,917) at expanded_conv_13/expand (19x19: the map the 19x19 head reads), at "
@@ -253,35 +267,32 @@ int main(int argc, char** argv) {
     const bool frame_filling_1x1 = photo_found.detection.grid == "1x1";
     // What the shrunk row shows, measured: do the maps its detection reads (Conv_1, its head's map)
     // peak inside the box, and the 19x19 map (which its head does not read) put less there?
-    std::string localizes_words;
+    std::string shrunk_words;
     if (shrunk && framed_row.shares.size() >= 3) {
       const auto inside = [&](size_t i) { return framed_row.peaks[i].find("inside") != std::string::npos; };
-      localizes_words =
+      shrunk_words =
           inside(1) && inside(2) && framed_row.shares[0].second < framed_row.shares[2].second
-              ? fmt::format("Here Grad-CAM localizes: the maps this detection reads peak inside its box, its own head's "
-                            "map with {:.0f}% of its mass there and Conv_1 with {:.0f}% (Conv_1 also lights the gray "
-                            "canvas's edges, which a flat map would score {:.0f}%); the 19x19 map, which its head does "
-                            "not read, puts {:.0f}% there.",
+              ? fmt::format("the maps it reads peak inside the box ({:.0f}% of its head's map there, {:.0f}% of Conv_1's, "
+                            "against {:.0f}% for a flat map); the 19x19 map, which its head does not read, puts {:.0f}% there",
                             100 * framed_row.shares[2].second, 100 * framed_row.shares[1].second, 100 * framed_row.box_area,
                             100 * framed_row.shares[0].second)
-              : "Even shrunk, the maps do not all peak inside the box: see the shares.";
+              : "even shrunk, the maps do not all peak inside the box (shares in the titles)";
+      if (framed_row.peak_on_edge[0])
+        shrunk_words += " and peaks on the gray canvas's edge, far from the object (Conv_1 lights some of those edges too)";
     }
     lesson.figure(
         "photo_gradcam.png",
         viz::stack({viz::grid(photo_tiles, static_cast<int>(photo_row_result.tiles.size()), 4), bar}),
-        fmt::format("The same for {} on {}{}. {} {}{}; share of each map inside the box: {}.{}{}",
-                    photo.target_name, photo.name, shrunk ? ", as it is and shrunk on gray" : "", columns,
-                    shrunk ? "Top row, the photo as it is: " : "The detection: ",
-                    photo_found.describe(), share_words(photo_row_result),
-                    frame_filling_1x1 ? " Its head reads the 1x1 map: one cell, whose box spans the photo, so Grad-CAM "
-                                        "there is one flat value, and the share inside a box this large cannot tell a "
-                                        "good map from a bad one. By eye the maps do not find the cat: the detection "
-                                        "reads the whole photo a little everywhere."
+        fmt::format("Grad-CAM of one detection, {} on {}{}. Columns: the box explained; Grad-CAM of its class logit "
+                    "(its one anchor) at the 19x19 map, at Conv_1 (10x10) and at the map its own head reads, each from 0 "
+                    "to its own maximum, titled with its share inside the box; guided Grad-CAM at Conv_1. {}{}{}.{}",
+                    photo.target_name, photo.name, shrunk ? " (top: as it is; bottom: shrunk on a gray canvas)" : "",
+                    shrunk ? "Top: " : "", photo_found.describe(),
+                    frame_filling_1x1 ? ". Its head reads the 1x1 map, a single cell, so Grad-CAM there is one flat value and "
+                                        "the maps do not find the object: the detection reads the whole photo"
                                       : "",
-                    shrunk ? fmt::format(" Bottom row, the photo shrunk to {:.0f}% in the middle of a gray canvas (derived "
-                                         "in code), where the cat is a quarter of the frame: {}; share inside the box: {}. "
-                                         "{}",
-                                         100 * framed.scale, framed_found.describe(), share_words(framed_row), localizes_words)
+                    shrunk ? fmt::format(" Bottom, shrunk to {:.0f}%: {}; {}.", 100 * framed.scale, framed_found.describe(),
+                                         shrunk_words)
                            : ""),
         "Mopuri 10.1: Grad-CAM and guided Grad-CAM on the cat, frame-filling and shrunk (a finer head's detection)");
   });

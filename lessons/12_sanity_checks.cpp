@@ -102,13 +102,14 @@ int main(int argc, char** argv) {
         for (size_t m = 0; m < methods.size(); ++m) lesson.number(methods[m] + ", all layers random", mean[m], "{:+.3f}");
     }
     lesson.chart("rank_correlation.svg",
-                 viz::line_chart(series, "Cascading randomization of FashionCNN's layers, from the top",
+                 viz::line_chart(series, fmt::format("Cascading randomization of FashionCNN (mean over {} test images)", picks.size()),
                                  "layers randomized so far (cumulative, from the top)", "Spearman correlation with the trained map",
                                  640, 400, {"none (trained)", "fc2", "+ fc1", "+ conv2", "+ conv1"}),
-                 "Rank correlation of each method's map with the trained model's, as more layers are randomized from the "
+                 fmt::format("Rank correlation (Spearman, of |map|) of each method's map with the trained model's, the mean "
+                 "over {} test images, as more layers are randomized from the "
                  "top. A method that explains the model should fall toward 0. Saliency and Grad-CAM do; guided backprop "
                  "falls slowly, and integrated gradients hardly at all: multiplied by (image - black), its magnitude is "
-                 "mostly the image itself.");
+                 "mostly the image itself.", picks.size()));
     lesson.figure("maps.png",
                   viz::stack({viz::grid(tiles, 4, 3), viz::color_bar(viz::Colormap::Viridis, 300, "0", "", "max (per map)")}),
                   fmt::format("Test image 0. Columns: saliency, guided backprop, Grad-CAM (at relu2, 14x14), integrated "

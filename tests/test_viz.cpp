@@ -91,6 +91,13 @@ TEST_SUITE("viz") {
     CHECK(test::contains(titled_bars, ">Shirt -&gt; Coat<"));
     CHECK(test::contains(titled_bars, ">case: true -&gt; pushed to<"));
     CHECK(test::contains(test::error_message([] { bar_chart({"a"}, {1, 2}, "t", "y"); }), "one label per value"));
+    // Groups: the second bar in the palette's second colour, a legend swatch per group name.
+    const std::string grouped = bar_chart({"a", "b"}, {1, 2}, "t", "y", 640, 400, "", {.groups = {0, 1}, .names = {"fooled", "not fooled"}});
+    CHECK(test::contains(grouped, "fill=\"#d62728\"/><text x=\"")); // the second bar
+    CHECK(test::contains(grouped, "width=\"12\" height=\"12\" fill=\"#d62728\""));  // its swatch
+    CHECK(test::contains(grouped, ">not fooled<"));
+    CHECK(test::contains(test::error_message([] { bar_chart({"a", "b"}, {1, 2}, "t", "y", 640, 400, "", {.groups = {0}}); }),
+                         "groups: got 1 group numbers, expected one per bar (2)"));
     const std::string named = line_chart({{"saliency", {0, 1, 2}, {1.0, 0.2, 0.1}}}, "t", "layers", "r", 640, 400,
                                          {"trained", "fc2", "fc1"});
     CHECK(test::contains(named, ">fc1<"));

@@ -560,18 +560,30 @@ std::string Histogram::svg(const std::string& title, const std::string& x_label,
 }
 
 std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
-                      const std::string& y_label, int width, int height, const std::string& x_label) {
+                      const std::string& y_label, int width, int height, const std::string& x_label, const BarGroups& groups) {
   if (labels.size() != values.size() || values.empty()) throw Error("bar_chart: needs one label per value");
+  if (!groups.groups.empty() && groups.groups.size() != values.size())
+    throw Error(fmt::format("bar_chart: groups: got {} group numbers, expected one per bar ({})", groups.groups.size(), values.size()));
+  const size_t palette_size = sizeof(kPalette) / sizeof(kPalette[0]);
+  auto group_of = [&](size_t i) { return groups.groups.empty() ? size_t{0} : groups.groups[i] % palette_size; };
   const double lo = std::min(0.0, *std::min_element(values.begin(), values.end()));
   const double hi = std::max(0.0, *std::max_element(values.begin(), values.end()));
-  Frame f{width, height, 0, static_cast<double>(values.size()), lo, hi > lo ? hi * 1.05 : lo + 1};
+  // Headroom above the tallest bar for the legend's lines.
+  const double headroom = 1.05 + 0.12 * static_cast<double>(groups.names.size());
+  Frame f{width, height, 0, static_cast<double>(values.size()), lo, hi > lo ? hi * headroom : lo + 1};
   std::string svg = axes(f, title, x_label, y_label, /*x_ticks=*/false);
   for (size_t i = 0; i < values.size(); ++i) {
     const double x0 = f.px(static_cast<double>(i) + 0.15), x1 = f.px(static_cast<double>(i) + 0.85);
     const double top = f.py(std::max(0.0, values[i])), bottom = f.py(std::min(0.0, values[i]));
     svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>"
                        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
-                       x0, top, x1 - x0, bottom - top, kPalette[0], (x0 + x1) / 2, f.py(lo) + 16, escape_markup(labels[i]));
+                       x0, top, x1 - x0, bottom - top, kPalette[group_of(i)], (x0 + x1) / 2, f.py(lo) + 16, escape_markup(labels[i]));
+  }
+  for (size_t g = 0; g < groups.names.size(); ++g) {
+    const double y = f.top + 10 + 18.0 * static_cast<double>(g);
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"12\" fill=\"{}\"/>"
+                       "<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n",
+                       f.px(0) + 10, y, kPalette[g % palette_size], f.px(0) + 28, y + 11, escape_markup(groups.names[g]));
   }
   return svg + "</svg>\n";
 }

@@ -99,9 +99,16 @@ class Histogram {
   std::vector<double> bins_, exact_, exact_counts_;
   int64_t total_ = 0;
 };
+// Bars in groups, each its own colour, named in a legend at the plot's top left: bar i is in
+// group groups[i] (0 when `groups` is empty), drawn in the palette's colour of that group.
+struct BarGroups {
+  std::vector<size_t> groups;      // one per bar, or empty: all in group 0
+  std::vector<std::string> names;  // the legend's words for group 0, 1, ...; empty: no legend
+};
 // One bar per label; `x_label` titles the x axis (what the labels are), under the labels.
 std::string bar_chart(const std::vector<std::string>& labels, const std::vector<double>& values, const std::string& title,
-                      const std::string& y_label, int width = 640, int height = 400, const std::string& x_label = "");
+                      const std::string& y_label, int width = 640, int height = 400, const std::string& x_label = "",
+                      const BarGroups& groups = {});
 // A small graph drawn as an SVG diagram (a network small enough to list every path): labelled
 // circles, and arrows between them with their labels. Coordinates are the SVG's pixels.
 struct DiagramNode {

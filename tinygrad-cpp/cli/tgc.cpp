@@ -308,45 +308,9 @@ int command_predict(int argc, char** argv) {
 }
 
 
-// How a map is shown: its magnitude |a| (max over the colour channels) from 0 to a clip level,
-// signed (summed over colour channels) from -level to +level around white, or min to max.
-enum class Show { Magnitude, Signed, MinMax };
-
-struct Display {
-  Show show = Show::MinMax;
-  viz::Colormap colormap = viz::Colormap::Viridis;
-  float low = 0, high = 0;  // what the colour bar's ends stand for
-  Tensor unit;              // [1,h,w] in [0, 1]
-};
-
-// The P-th percentile as words: "99th", "99.5th".
-std::string percentile_words(float percentile) { return fmt::format("{:g}th percentile", percentile); }
-
-Display display_of(const Tensor& attribution, Show show, float percentile) {
-  Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
-  Display d{.show = show};
-  if (show == Show::MinMax) {
-    const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
-    d.low = *lowest, d.high = *highest;
-    d.unit = viz::normalize(map, viz::Normalize::MinMax);
-    if (d.unit.dim(0) > 1) d.unit = mean(d.unit, {0}, true);
-    return d;
-  }
-  // Signed maps add their colour channels, so colours that agree add up; magnitudes take the
-  // largest |a| over them (Simonyan et al.). Either is clipped at a percentile of |a|, so a
-  // few pixels cannot wash out the rest.
-  if (show == Show::Signed && map.dim(0) > 1) map = sum(map, {0}, true);
-  const float level = std::max(viz::clip_level(map, percentile), std::numeric_limits<float>::min());
-  if (show == Show::Magnitude) {
-    d.unit = viz::normalize(map, viz::Normalize::Percentile99, percentile);
-    d.low = 0, d.high = level;
-  } else {
-    d.unit = viz::normalize(clamp(map, -level, level), viz::Normalize::Signed);
-    d.colormap = viz::Colormap::Diverging;
-    d.low = -level, d.high = level;
-  }
-  return d;
-}
+using viz::Show;
+using Display = viz::MapDisplay;
+using viz::percentile_words;
 
 // The colour bar's words: in full under a single map, short under each of several (the
 // figure's title then says what the clip is).
@@ -559,12 +523,10 @@ int command_explain(int argc, char** argv) {
       attribution = explain::run(method, model, input, target, settings, layer);
     }
     attribution = reshape(attribution, Shape(attribution.shape().begin() + 1, attribution.shape().end()));
-    const Show show = args.on("abs")                                  ? Show::Magnitude
-                      : args.on("signed")                             ? Show::Signed
-                      : method.policy == viz::Normalize::MinMax       ? Show::MinMax
-                      : method.policy == viz::Normalize::MaxAbs       ? Show::Magnitude
-                                                                      : Show::Signed;
-    Display display = display_of(attribution, show, percentile);
+    const Show show = args.on("abs")      ? Show::Magnitude
+                      : args.on("signed") ? Show::Signed
+                                          : viz::show_for(method.policy);
+    Display display = viz::display_map(attribution, show, percentile);
     const auto [low, high] = std::minmax_element(attribution.data(), attribution.data() + attribution.numel());
     fmt::print("{}: attribution {}: min {:.4g}, max {:.4g}; shown {}", method.name, shape_str(attribution.shape()), *low,
                *high, show_words(show));

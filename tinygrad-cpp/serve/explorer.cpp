@@ -301,7 +301,7 @@ std::string neuron_str(const explain::Neuron& n) {
   return fmt::format("{}:{}{}", n.layer, n.channel, n.y >= 0 ? fmt::format(":{}:{}", n.y, n.x) : "");
 }
 
-// What a map looks like on the page: the same display `tgc explain --png` draws (colour channels
+// What a map looks like on the page: viz::display_map, the display `tgc explain --png` draws (colour channels
 // reduced as the method's policy says, gradients clipped at the 99th percentile of |a|, Grad-CAM
 // min to max), upsampled to the input, with its colour bar's words.
 struct Display {
@@ -311,25 +311,22 @@ struct Display {
   Tensor magnitude;     // [H, W] at the input: |map|, for the share inside a box
 };
 Display display(const explain::Method& method, const Tensor& attribution, const preprocess::InputSpec& spec) {
+  const viz::MapDisplay shown = viz::display_map(attribution, viz::show_for(method.policy));
+  Display d;
+  Tensor unit = shown.unit;
+  if (shown.show == viz::Show::MinMax) {
+    d.low = fmt::format("{:.3g} (min)", shown.low), d.high = fmt::format("{:.3g} (max)", shown.high);
+  } else if (shown.show == viz::Show::Magnitude) {
+    d.clip = shown.high;
+    d.low = "0", d.high = fmt::format("{:.2g} = 99th percentile of max |a| over RGB, and above", d.clip);
+  } else {
+    d.clip = shown.high;
+    d.low = fmt::format("-{:.2g} and below", d.clip), d.middle = "0",
+    d.high = fmt::format("+{:.2g} = 99th percentile of |a|, and above", d.clip);
+  }
+  // |a| for the share inside a box: the magnitude over colour channels, or the signed sum's.
   Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
   if (map.dim(0) > 1) map = method.policy == viz::Normalize::MaxAbs ? tg::max(tg::abs(map), {0}, true) : sum(map, {0}, true);
-  Display d;
-  Tensor unit;
-  if (method.policy == viz::Normalize::MinMax) {
-    unit = viz::normalize(map, viz::Normalize::MinMax);
-    const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
-    d.low = fmt::format("{:.3g} (min)", *lowest), d.high = fmt::format("{:.3g} (max)", *highest);
-  } else {
-    d.clip = std::max(viz::clip_level(map), std::numeric_limits<float>::min());
-    if (method.policy == viz::Normalize::MaxAbs) {
-      unit = viz::normalize(map, viz::Normalize::Percentile99);
-      d.low = "0", d.high = fmt::format("{:.2g} = 99th percentile of max |a| over RGB, and above", d.clip);
-    } else {
-      unit = viz::normalize(clamp(map, -d.clip, d.clip), viz::Normalize::Signed);
-      d.low = fmt::format("-{:.2g} and below", d.clip), d.middle = "0",
-      d.high = fmt::format("+{:.2g} = 99th percentile of |a|, and above", d.clip);
-    }
-  }
   Tensor magnitude = tg::abs(map);
   if (unit.dim(1) != spec.height || unit.dim(2) != spec.width) {
     unit = upsample(unit, spec.height, spec.width, Interpolation::Bilinear);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include <stb/stb_truetype.h>
 
@@ -55,6 +56,38 @@ float clip_level(const Tensor& map, float percentile) {
 
 std::string clip_note(const Tensor& map, const std::string& symbol) {
   return fmt::format("{} clipped at its 99th percentile ({:.2g})", symbol, clip_level(map));
+}
+
+Show show_for(Normalize policy) {
+  return policy == Normalize::MinMax ? Show::MinMax : policy == Normalize::MaxAbs ? Show::Magnitude : Show::Signed;
+}
+
+std::string percentile_words(float percentile) { return fmt::format("{:g}th percentile", percentile); }
+
+MapDisplay display_map(const Tensor& attribution, Show show, float percentile) {
+  Tensor map = attribution.ndim() == 2 ? reshape(attribution, {1, attribution.dim(0), attribution.dim(1)}) : attribution;
+  MapDisplay d{.show = show};
+  if (show == Show::MinMax) {
+    const auto [lowest, highest] = std::minmax_element(map.data(), map.data() + map.numel());
+    d.low = *lowest, d.high = *highest;
+    d.unit = normalize(map, Normalize::MinMax);
+    if (d.unit.dim(0) > 1) d.unit = mean(d.unit, {0}, true);
+    return d;
+  }
+  // Signed maps add their colour channels, so colours that agree add up; magnitudes take the
+  // largest |a| over them (Simonyan et al.). Either is clipped at a percentile of |a|, so a
+  // few pixels cannot wash out the rest.
+  if (show == Show::Signed && map.dim(0) > 1) map = sum(map, {0}, true);
+  const float level = std::max(clip_level(map, percentile), std::numeric_limits<float>::min());
+  if (show == Show::Magnitude) {
+    d.unit = normalize(map, Normalize::Percentile99, percentile);
+    d.low = 0, d.high = level;
+  } else {
+    d.unit = normalize(clamp(map, -level, level), Normalize::Signed);
+    d.colormap = Colormap::Diverging;
+    d.low = -level, d.high = level;
+  }
+  return d;
 }
 
 Tensor normalize(const Tensor& map, Normalize policy, float percentile) {

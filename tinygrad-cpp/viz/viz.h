@@ -34,6 +34,24 @@ enum class Colormap {
   Diverging,  // blue -> white (0.5) -> red: for signed maps
   Viridis,    // perceptually uniform dark purple -> yellow: for magnitudes
 };
+
+// How an attribution map is shown: its magnitude |a| (max over the colour channels) from 0 to a
+// clip level, signed (summed over the colour channels) from -level to +level around white, or
+// min to max. `tgc explain` and the explorer page draw maps with this one function.
+enum class Show { Magnitude, Signed, MinMax };
+// The display a method's normalization policy asks for (MaxAbs: magnitude; MinMax; else signed).
+Show show_for(Normalize policy);
+struct MapDisplay {
+  Show show = Show::MinMax;
+  Colormap colormap = Colormap::Viridis;
+  float low = 0, high = 0;  // what the colour bar's ends stand for (+-the clip level, 0 and the level, or min and max)
+  Tensor unit;              // [1,h,w] in [0, 1]
+};
+// `attribution` is [C,h,w] or [h,w]; gradients are clipped at the `percentile`-th percentile of |a|.
+MapDisplay display_map(const Tensor& attribution, Show show, float percentile = 99.f);
+// The P-th percentile as words: "99th percentile", "99.5th percentile".
+std::string percentile_words(float percentile);
+
 // The whole way from a map to an enlarged picture: a [1,1,H,W], [1,H,W] or [H,W] map is
 // normalized with `policy`, colored with `colormap` and each pixel repeated scale x scale.
 io::Image picture(const Tensor& map, Normalize policy, Colormap colormap, int scale = 1);

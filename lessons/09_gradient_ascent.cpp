@@ -17,7 +17,7 @@
 
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
-#include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/course/lesson.h"
 #include "tinygrad-cpp/data/preprocess.h"
@@ -26,40 +26,12 @@
 using namespace tg;
 
 namespace {
-// The photo step's classes and the detection each climbs: anchors of the centre cell of one
-// head (its grid as models::detection_heads() names it), by their place in the cell
-// (models::ssd_anchors): 0 the square box, 1 the 2:1 wide one, 2 the 1:2 tall one, 3 and 4
-// the 3:1 and 1:3 ones, 5 a larger square; several are summed. Chosen by looking at the
-// images without their titles (the trials are listed below).
-struct PhotoClass {
-  std::string name;
-  std::string grid;                  // "5x5": a head's feature map
-  std::vector<int64_t> boxes = {0};  // which of the cell's anchors
-};
-const std::vector<PhotoClass> kPhotoClasses = {{.name = "Cat", .grid = "5x5"},
-                                               {.name = "Car", .grid = "3x3", .boxes = {1}},
-                                               {.name = "Bicycle", .grid = "3x3", .boxes = {1}},
-                                               {.name = "Boot", .grid = "5x5"},
-                                               {.name = "Camera", .grid = "5x5"}};
-// Tried and not kept. With these transforms (128 or 256 steps): Dog at the 5x5 head's square
-// anchor (a small shaggy animal on its back, dog-like but not named without the title), at the
-// 3x3 square anchor (brown fur, no shape) and at all six 5x5 anchors summed; Bicycle at the 5x5
-// wide anchor (one wheel and handlebars); Car at the 5x5 wide anchor (a smaller car); and at 64
-// steps on the 5x5 square anchor: Desk, Computer mouse, Box, Stationary bicycle, Table, Vehicle,
-// Footwear, Book, Person, Laptop (textures and parts; the boot and the camera were whole). With
-// Lucid's transforms at 256 steps: Coffee cup and Mug (5x5 and 3x3, square and all anchors),
-// Chair, Bottle, High heels, Cattle, Computer monitor did not read; a total-variation term
-// (2e-4 saturates the image to black and white, 2e-5 softens it without making more classes
-// read); a spectrum of 1/f^1.5 (colour blobs).
+// The photo step's classes and the detection each climbs come from the library's table
+// (explain::class_detections(), explain/recipes.h), where the classes tried and not kept are
+// listed too; the recipe is explain::photo_class_recipe, the one `tgc visualize` and the
+// explorer page use.
 constexpr const char* kNotShown = "Dog (a small shaggy animal on its back: dog-like, but not named without the title)";
 constexpr int kDefaultSteps = 256;
-constexpr float kRecipeGain = 60.f, kRecipeDecay = 1.25f;
-// Twice Lucid's usual turns and shifts and three times its zooms (10 degrees, 10%, 8 pixels,
-// the library's defaults). At 128 steps and the same anchors, with the defaults the car was a
-// blurred car's front and the bicycle one wheel and a handlebar; with 15 degrees, 20% and 12
-// pixels a whole car formed (and at the 5x5 wide anchor a bicycle with its rider); with these
-// the cat and the dog also became whole animals (a curled-up cat, a dog on its back).
-constexpr explain::RandomTransforms kRecipeTransforms = {.degrees = 20.f, .scale = 0.3f, .shift = 16.f};
 // What the default run shows (every image's start noise is seeded by its class, so it repeats),
 // looked at without the titles.
 constexpr const char* kSeenDefault =
@@ -71,19 +43,6 @@ constexpr const char* kSeenDefault =
 constexpr const char* kSeenAnywhere = "cat fur and cat parts spread over the whole frame, with no single object";
 constexpr const char* kSeenOne = ": one curled-up tabby cat forms, inside that detection's box";
 
-// "the 150x150 square anchor of the 5x5 head's centre cell": what one image climbs.
-std::string anchor_words(const std::vector<int64_t>& anchors, const std::string& grid,
-                         const std::vector<models::Anchor>& boxes, const preprocess::InputSpec& spec) {
-  if (anchors.size() != 1)
-    return fmt::format("the {} anchors (summed) of the {} head's centre cell", anchors.size(), grid);
-  const models::Anchor& a = boxes[static_cast<size_t>(anchors[0])];
-  const double w = a.w * static_cast<double>(spec.width), h = a.h * static_cast<double>(spec.height);
-  const double ratio = w / h;
-  const std::string shape = std::abs(ratio - 1) < 0.05 ? std::string("square")
-                            : ratio > 1               ? fmt::format("{:.0f}:1 wide", ratio)
-                                                      : fmt::format("1:{:.0f} tall", 1 / ratio);
-  return fmt::format("the {:.0f}x{:.0f} px {} anchor of the {} head's centre cell", w, h, shape, grid);
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,8 +161,8 @@ int main(int argc, char** argv) {
     const std::vector<models::Anchor> anchor_boxes = models::ssd_anchors();
     const int64_t anchor_count = static_cast<int64_t>(anchor_boxes.size());
     const int photo_steps = lesson.smoke() ? 2 : lesson.synthesis_steps();
-    const std::vector<PhotoClass> classes =
-        lesson.smoke() ? std::vector<PhotoClass>{kPhotoClasses.front()} : kPhotoClasses;
+    const std::vector<explain::ClassDetection> classes =
+        lesson.smoke() ? std::vector<explain::ClassDetection>{explain::class_detections().front()} : explain::class_detections();
     // The photo's detection (--image, --target): its class is the one the contrast below climbs.
     const lesson::Photo photo = lesson.photo();
     const std::vector<models::Detection> found = models::detect(detector, photo.input, photo.original.width,
@@ -218,45 +177,31 @@ int main(int argc, char** argv) {
     // photo's class at the 5x5 head's square anchor when it is not one of them; last, the photo's
     // class at its best anchor anywhere (-1), the contrast. Every image starts from noise seeded
     // by its class, so a class's picture does not change when the list does.
-    auto centre_cell = [&](const PhotoClass& c) {
-      const auto head = std::find_if(heads.begin(), heads.end(), [&](const models::Head& h) { return h.grid == c.grid; });
-      if (head == heads.end()) throw Error(fmt::format("09: the detector has no {} head", c.grid));
-      const std::vector<int64_t> cell = explain::cell_anchors(*head, head->height / 2, head->width / 2);
-      std::vector<int64_t> chosen;
-      for (int64_t k : c.boxes) {
-        if (k < 0 || k >= static_cast<int64_t>(cell.size()))
-          throw Error(fmt::format("09: {}: the {} head has {} anchors a cell, got anchor {}", c.name, c.grid, cell.size(), k));
-        chosen.push_back(cell[static_cast<size_t>(k)]);
-      }
-      return chosen;
-    };
     std::vector<std::string> climbed;
     explain::DetectionTargets detection;
     std::vector<uint64_t> seeds;
     std::vector<std::string> climbs;  // in words: which anchors image n climbs
-    auto add = [&](const PhotoClass& c, std::vector<int64_t> anchors) {
+    auto add = [&](const explain::ClassDetection& c, std::vector<int64_t> anchors) {
       climbed.push_back(c.name);
       detection.classes.push_back(photo_model.class_index(c.name));
       climbs.push_back(anchors[0] < 0 ? fmt::format("its best anchor of {}", anchor_count)
-                                      : anchor_words(anchors, c.grid, anchor_boxes, spec));
+                                      : explain::anchor_words(anchors, c.grid, spec.width, spec.height));
       detection.anchors.push_back(std::move(anchors));
       seeds.push_back(static_cast<uint64_t>(detection.classes.back()));
     };
-    for (const PhotoClass& c : classes) add(c, centre_cell(c));
+    for (const explain::ClassDetection& c : classes) add(c, explain::centre_anchors(heads, c));
     const int64_t count = static_cast<int64_t>(classes.size());
     const auto listed = std::find(climbed.begin(), climbed.end(), photo.target_name);
     const int64_t contrast_one = listed - climbed.begin();
     if (listed == climbed.end()) {
-      const PhotoClass extra{.name = photo.target_name, .grid = "5x5"};
-      add(extra, centre_cell(extra));
+      const explain::ClassDetection extra = explain::class_detection(photo.target_name);
+      add(extra, explain::centre_anchors(heads, extra));
     }
     const int64_t contrast_any = static_cast<int64_t>(climbed.size());
     add({.name = photo.target_name}, {-1});
 
     // What a class gets from an image is measured on the image as saved: 8-bit pixels.
-    auto as_saved = [&](const Tensor& batch, int64_t n) {
-      return preprocess::image_to_input(preprocess::input_to_image(slice(batch, 0, n, n + 1), spec), spec);
-    };
+    auto as_saved = [&](const Tensor& batch, int64_t n) { return explain::as_saved(slice(batch, 0, n, n + 1), spec); };
     auto cpu_seconds_since = [](std::clock_t start) { return static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC; };
     // Image n as saved: its detection's probability (sigmoid of the logit; the best of its
     // anchors), that anchor, its head, and the picture with the box the detector decodes there.
@@ -328,16 +273,12 @@ int main(int argc, char** argv) {
                paper_mean);
 
     lesson.step(fmt::format("The same detections with Olah et al.'s recipe, {} steps", photo_steps));
-    explain::FeatureVisualizationOptions recipe;
-    recipe.transforms = kRecipeTransforms;
+    explain::FeatureVisualizationOptions recipe = explain::photo_class_recipe(photo_steps);
     lesson.say("a decorrelated image (1/frequency DCT coefficients, ImageNet's colour correlations), seen at each step");
     lesson.say("turned by up to {:.0f} degrees, zoomed by up to {:.0f}% and shifted by up to {:.0f} pixels, climbed with Adam.",
                recipe.transforms.degrees, 100 * recipe.transforms.scale, recipe.transforms.shift);
     lesson.say("{}: the best {} detection has p = {:.3f} on the {} head (anchor {})", photo.name, photo.target_name,
                photo_detection->score, photo_detection->grid, photo_detection->anchor);
-    recipe.steps = photo_steps;
-    recipe.gain = kRecipeGain;
-    recipe.decay = kRecipeDecay;
     recipe.image_seeds = seeds;
     recipe.on_step = [&](int step, float) { lesson.progress("ascent, one detection", step, recipe.steps); };
     cpu_start = std::clock();

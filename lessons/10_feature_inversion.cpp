@@ -10,7 +10,7 @@
 
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
-#include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/course/lesson.h"
 #include "tinygrad-cpp/data/preprocess.h"
@@ -48,19 +48,12 @@ int main(int argc, char** argv) {
       for (float tv : {0.f, 0.0005f}) {
         std::vector<io::Image> row = {viz::titled(show(image), tv > 0 ? "target, TV 5e-4" : "target, no TV", 11)};
         double worst = 0;
+        // Descent of the code error from noise, clipped to valid pixels: explain::invert (the
+        // recipe tgc invert and the explorer page use).
+        const std::vector<Tensor> found = explain::invert(model, "fc1", image, {.starts = starts, .steps = steps, .tv = tv});
         for (int s = 0; s < starts; ++s) {
-          Generator gen(100 + static_cast<uint64_t>(s));
-          const Tensor start = Tensor::randn({1, 1, 28, 28}, gen, 0.f, 0.5f);
-          explain::AscentOptions options;
-          options.steps = steps;
-          options.learning_rate = 10.f;
-          options.tv = tv;
-          options.clip = true;  // stay within the valid pixel range
-          options.clip_low = -data::kFashionMean / data::kFashionStd;
-          options.clip_high = (1.f - data::kFashionMean) / data::kFashionStd;
-          const Tensor x = explain::ascend(start, explain::feature_match(model, "fc1", code), options);
-          NoGrad no_grad;
-          const float relative_error = -explain::feature_match(model, "fc1", code)(x).item();
+          const Tensor& x = found[static_cast<size_t>(s)];
+          const float relative_error = static_cast<float>(explain::code_error(model, "fc1", code, x));
           worst = std::max(worst, static_cast<double>(relative_error));
           row.push_back(viz::titled(show(x), fmt::format("start {}: error {:.3f}", s + 1, relative_error), 11));
         }
@@ -124,16 +117,11 @@ int main(int argc, char** argv) {
     lesson.step(fmt::format("Minimize the code error from {} random starts, {} steps", photo_starts, photo_steps));
     lesson.say("x* = argmin ||phi(x) - phi0||^2 / ||phi0||^2 with an image prior: the image is a decorrelated image (smooth,");
     lesson.say("natural colours, valid pixels) seen through random turns, zooms and shifts, and Adam descends the error");
-    explain::FeatureVisualizationOptions options;
-    options.steps = photo_steps;
-    options.gain = 60.f;  // lesson 9's recipe
-    options.decay = 1.25f;
-    options.initial_sd = 0.05f;  // each start is its own random noise image
-    options.seed = 10;
-    options.on_step = [&](int step, float) { lesson.progress("inversion", step, options.steps); };
     const auto start = std::chrono::steady_clock::now();
-    const explain::Objective match = explain::feature_match(photo_model, detection.layer, code);
-    const Tensor inverted = explain::visualize(match, photo_starts, spec.height, spec.width, options);
+    const std::vector<Tensor> inverted = explain::invert(
+        photo_model, detection.layer, photo.input,
+        {.starts = photo_starts, .steps = photo_steps,
+         .on_step = [&](int, int step, float) { lesson.progress("inversion", step, photo_steps); }});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     lesson.say("{} starts x {} steps: {:.1f} s", photo_starts, photo_steps, seconds);
 
@@ -148,7 +136,7 @@ int main(int argc, char** argv) {
     std::string errors;
     for (int s = 0; s < photo_starts; ++s) {
       // As saved: whole 8-bit pixels.
-      const Tensor x = preprocess::image_to_input(preprocess::input_to_image(slice(inverted, 0, s, s + 1), spec), spec);
+      const Tensor x = explain::as_saved(inverted[static_cast<size_t>(s)], spec);
       const double error = code_error(x).item();
       const float logit = explain::detection_logit_values(photo_model, x, same_anchor)[0][0].logit;
       const double p = 1.0 / (1.0 + std::exp(-logit));

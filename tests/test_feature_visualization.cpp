@@ -2,6 +2,7 @@
 // (read through explain/target.h) and the recipe's climb.
 #include "tests/helpers.h"
 #include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/graph.h"
 
@@ -145,5 +146,41 @@ TEST_SUITE("feature visualization") {
     CHECK(seeds_gap > 0.1f);     // seed 11's image is another one
     options.image_seeds = {1, 2, 3};
     CHECK_THROWS_WITH(visualize(redder, 2, 8, 8, options), doctest::Contains("visualize: 3 image_seeds for 2 images"));
+  }
+
+  TEST_CASE("lesson 9's table: Car and Bicycle at the 3x3 head's wide anchor, any other class at the 5x5 head's square one") {
+    REQUIRE(class_detections().size() == 5);
+    CHECK(class_detections().front().name == "Cat");
+    CHECK(class_detection("Car").grid == "3x3");
+    CHECK(class_detection("Car").boxes == std::vector<int64_t>{1});
+    CHECK(class_detection("Bicycle").boxes == std::vector<int64_t>{1});
+    CHECK(class_detection("Dog").grid == "5x5");  // not in the table: the default
+    CHECK(class_detection("Dog").boxes == std::vector<int64_t>{0});
+    // SSD-MobileNetV2-300's 5x5 and 3x3 heads (19x19x3 + 10x10x6 anchors come first, then 5x5x6).
+    const std::vector<models::Head> heads = {
+        {.grid = "5x5", .height = 5, .width = 5, .per_cell = 6, .first_anchor = 1683, .anchors = 150},
+        {.grid = "3x3", .height = 3, .width = 3, .per_cell = 6, .first_anchor = 1833, .anchors = 54}};
+    CHECK(centre_anchors(heads, class_detection("Cat")) == std::vector<int64_t>{1755});
+    CHECK(centre_anchors(heads, class_detection("Car")) == std::vector<int64_t>{1858});
+    CHECK(centre_anchors(heads, {.name = "Cat", .boxes = {}}).size() == 6);  // all of the cell's
+    CHECK(anchor_words({1755}, "5x5", 300, 300) == "the 150x150 px square anchor of the 5x5 head's centre cell");
+    CHECK(anchor_words({1858}, "3x3", 300, 300) == "the 276x138 px 2:1 wide anchor of the 3x3 head's centre cell");
+    CHECK_THROWS_WITH(centre_anchors(heads, {.name = "Cat", .grid = "4x4"}),
+                      doctest::Contains("the detector has no '4x4' head (its heads: 5x5, 3x3)"));
+    CHECK_THROWS_WITH(centre_anchors(heads, {.name = "Cat", .boxes = {6}}), doctest::Contains("has 6 anchors a cell, got anchor 6"));
+  }
+
+  TEST_CASE("the recipes: lesson 9's transforms for a class, lesson 10's starts for an inversion") {
+    const FeatureVisualizationOptions cls = photo_class_recipe(256);
+    CHECK(cls.steps == 256);
+    CHECK(cls.gain == 60.f);
+    CHECK(cls.decay == 1.25f);
+    CHECK(cls.transforms.degrees == 20.f);
+    CHECK(cls.transforms.scale == 0.3f);
+    CHECK(cls.transforms.shift == 16.f);
+    const FeatureVisualizationOptions inversion = photo_inversion_recipe(128, 0);
+    CHECK(inversion.seed == 10);
+    CHECK(inversion.initial_sd == 0.05f);
+    CHECK(inversion.transforms.degrees == RandomTransforms{}.degrees);
   }
 }

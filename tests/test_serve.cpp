@@ -14,6 +14,8 @@
 #include "tinygrad-cpp/core/ops.h"
 #include "tinygrad-cpp/core/rule_registry.h"
 #include "tinygrad-cpp/explain/methods.h"
+#include "tinygrad-cpp/explain/recipes.h"
+#include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/serve/server.h"
 
 #ifndef TG_BIN_DIR
@@ -315,5 +317,123 @@ TEST_SUITE("serve") {
     CHECK(contains(refused->body, "a GIF image"));
     server.stop();
     running.join();
+  }
+
+  TEST_CASE("invert: parameters validated, frames of explain::invert's descent, the 8-bit image's code error, cancelled") {
+    NEEDS_TASKS(SERVE_TASKS);
+    auto refused = [](std::map<std::string, std::string> params, int status, const char* says) {
+      CAPTURE(says);
+      if (!params.contains("model")) params["model"] = "fashion";
+      try {
+        explorer().invert_stream({.params = params});
+        FAIL("refused nothing");
+      } catch (const serve::Refusal& r) {
+        CHECK(r.status == status);
+        CHECK(contains(r.what(), says));
+      }
+    };
+    refused({{"image", "fashion-1"}}, 400, "parameter 'layer' is missing");
+    refused({{"layer", "fc1"}}, 400, "parameter 'image' is missing");
+    refused({{"image", "fashion-1"}, {"layer", "conv9"}}, 400, "layer 'conv9' is not a layer of fashion");
+    refused({{"image", "nowhere"}, {"layer", "fc1"}}, 404, "image 'nowhere' is not known");
+    refused({{"image", "fashion-1"}, {"layer", "fc1"}, {"steps", "0"}}, 400, "steps = '0'");
+    refused({{"image", "fashion-1"}, {"layer", "fc1"}, {"steps", "100000"}}, 400, "steps = '100000'");
+    refused({{"image", "fashion-1"}, {"layer", "fc1"}, {"every", "x"}}, 400, "every = 'x' must be a whole number");
+    refused({{"model", "resnet"}, {"image", "fashion-1"}, {"layer", "fc1"}}, 400, "unknown model 'resnet'");
+
+    serve::Explorer::Stream stream = explorer().invert_stream(
+        {.params = {{"model", "fashion"}, {"image", "fashion-1"}, {"layer", "fc1"}, {"steps", "20"}, {"every", "5"}}});
+    std::vector<json> lines;
+    stream.run([&](const std::string& line) {
+      lines.push_back(json::parse(line));
+      return true;
+    });
+    REQUIRE(lines.size() == 5);  // steps 5, 10, 15, 20 and done
+    CHECK(lines[0]["step"] == 5);
+    CHECK(lines[3]["step"] == 20);
+    CHECK(contains(lines[0]["png"].get<std::string>(), "data:image/png;base64,"));
+    CHECK(lines[3]["code_error"].get<double>() < lines[0]["code_error"].get<double>());
+    const json& done = lines[4];
+    CHECK(done["done"] == true);
+    CHECK(done["stopped"].is_null());
+    CHECK(done["what"] == "the code at fc1 (128 numbers)");
+    // The same library call as tgc invert and lesson 10, from the same start (seed 0, start 1).
+    const std::shared_ptr<nn::Model> model = models::load_model(kFashion);
+    const preprocess::InputSpec& spec = model->info().input;
+    const Tensor input = preprocess::image_to_input(io::load_image("assets/fashion-png/1_trouser.png"), spec);
+    const Tensor found = explain::invert(*model, "fc1", input, {.starts = 1, .steps = 20}).front();
+    Tensor code;
+    {
+      NoGrad no_grad;
+      code = model->forward_until(input, "fc1").clone();
+    }
+    const double error = explain::code_error(*model, "fc1", code, explain::as_saved(found, spec));
+    CHECK(done["code_error"].get<double>() == doctest::Approx(error).epsilon(1e-6));
+    CHECK(done["gray_error"].get<double>() ==
+          doctest::Approx(explain::code_error(*model, "fc1", code, Tensor::zeros(input.shape()))).epsilon(1e-6));
+    CHECK(done["code_error"].get<double>() < 0.5 * done["gray_error"].get<double>());
+
+    // The photo model: frames arrive (two steps of its recipe).
+    serve::Explorer::Stream photo = explorer().invert_stream(
+        {.params = {{"model", "photo"}, {"image", "chelsea"}, {"layer", "FeatureExtractor/MobilenetV2/Conv_1/relu6"},
+                    {"steps", "2"}, {"every", "1"}}});
+    std::vector<json> photo_lines;
+    photo.run([&](const std::string& line) {
+      photo_lines.push_back(json::parse(line));
+      return true;
+    });
+    REQUIRE(photo_lines.size() == 3);
+    CHECK(photo_lines[1]["step"] == 2);
+    CHECK(photo_lines[2]["code_error"].get<double>() > 0);
+
+    // The client goes away after the first frame: the descent stops there.
+    serve::Explorer::Stream cancelled = explorer().invert_stream(
+        {.params = {{"model", "fashion"}, {"image", "fashion-1"}, {"layer", "fc1"}, {"steps", "300"}, {"every", "1"}}});
+    int sent = 0;
+    cancelled.run([&](const std::string&) { return ++sent < 2; });  // the second write fails
+    CHECK(sent == 2);
+  }
+
+  TEST_CASE("visualize's objective is the library's: explain::plan_visualization and climb, the same value each step") {
+    NEEDS_TASKS(SERVE_TASKS);
+    auto stream_lines = [](std::map<std::string, std::string> params, size_t most) {
+      std::vector<json> lines;
+      explorer().visualize_stream({.params = std::move(params)}).run([&](const std::string& line) {
+        lines.push_back(json::parse(line));
+        return lines.size() < most;
+      });
+      return lines;
+    };
+    auto library_values = [](nn::Model& model, int64_t class_index, int steps) {
+      std::vector<float> values;
+      explain::climb(explain::plan_visualization(model, {.class_index = class_index}, 0),
+                     {.steps = steps, .on_step = [&](int, float v) { values.push_back(v); }});
+      return values;
+    };
+    // FashionCNN: lesson 9's ascent.
+    const std::shared_ptr<nn::Model> fashion = models::load_model(kFashion);
+    const std::vector<json> gray = stream_lines({{"model", "fashion"}, {"target", "Trouser"}, {"steps", "3"}, {"every", "1"}}, 10);
+    const std::vector<float> gray_values = library_values(*fashion, 1, 3);
+    REQUIRE(gray.size() == 4);
+    for (size_t k = 0; k < 3; ++k) CHECK(gray[k]["objective"].get<double>() == doctest::Approx(gray_values[k]).epsilon(1e-6));
+    CHECK(gray[0]["recipe"] == "lesson 9's ascent");
+    CHECK(contains(gray[3]["reading"].get<std::string>(), "p = "));
+    // The photo model: Olah et al.'s recipe on lesson 9's detection for the class, its box on each frame.
+    const std::shared_ptr<nn::Model> photo = models::load_model(kPhoto);
+    const std::vector<json> cat = stream_lines({{"model", "photo"}, {"target", "Cat"}, {"steps", "2"}, {"every", "1"}}, 10);
+    const std::vector<float> cat_values = library_values(*photo, photo->class_index("Cat"), 2);
+    REQUIRE(cat.size() == 3);
+    for (size_t k = 0; k < 2; ++k) CHECK(cat[k]["objective"].get<double>() == doctest::Approx(cat_values[k]).epsilon(1e-6));
+    CHECK(cat[0]["recipe"] == "Olah et al.'s recipe");
+    CHECK(contains(cat[0]["what"].get<std::string>(), "square anchor of the 5x5 head's centre cell"));
+    CHECK(cat[0].contains("box"));
+    CHECK(cat[0]["anchor"].get<int64_t>() >= 0);
+    CHECK(cat[2]["done"] == true);
+    // Car: lesson 9's table (the 3x3 head's wide anchor); the page's default steps, 128 of the recipe's 256.
+    const std::vector<json> car = stream_lines({{"model", "photo"}, {"target", "Car"}}, 1);
+    REQUIRE(car.size() == 1);
+    CHECK(contains(car[0]["what"].get<std::string>(), "2:1 wide anchor of the 3x3 head's centre cell"));
+    CHECK(car[0]["steps"] == 128);
+    CHECK(car[0]["recipe_steps"] == 256);
   }
 }

@@ -582,7 +582,7 @@ TEST_SUITE("tgc-questions") {
     REQUIRE_MESSAGE(tg::io::file_exists(ssd), "run make setup: it fetches the photo model");
     Run r = tgc("visualize --model " + ssd + " --target Cat --steps 4");
     REQUIRE(r.status == 0);
-    CHECK(contains(r.out, "class Cat (8), one detection: the 5x5 head's centre cell, square anchor: 4 steps"));
+    CHECK(contains(r.out, "class Cat (8), one detection: the 150x150 px square anchor of the 5x5 head's centre cell: 4 steps"));
     CHECK(number_after(r.out.substr(r.out.find("after")), "logit ") > number_after(r.out, "logit "));
     r = tgc("visualize --model " + ssd + " --target Cat --head 4x4");
     CHECK(r.status == 2);
@@ -669,7 +669,7 @@ TEST_SUITE("tgc-questions") {
     // --help shows the real defaults.
     CHECK(contains(tgc("invert --help").out, "random starts, 1..16 (default: 5)"));
     CHECK(contains(tgc("top-patches --help").out, "how many patches, 1..100 (default: 9)"));
-    CHECK(contains(tgc("visualize --help").out, "(default: 5x5)"));
+    CHECK(contains(tgc("visualize --help").out, "default: lesson 9's table"));
     CHECK(contains(tgc("--help").out, "top-patches"));
   }
 }

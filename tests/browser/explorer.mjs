@@ -9,7 +9,8 @@
 // not blank (pixel statistics of its canvas); move the SmoothGrad slider; upload a picture the
 // repository does not ship; pick a neuron from a layer's channel overview; switch the backward
 // rule and see the saliency map change; stream a class visualization until three frames have
-// arrived and stop it; upload a corrupt file and see the error. No console errors are allowed.
+// arrived and stop it; stream an inversion of the photo until two frames have arrived and stop it;
+// upload a corrupt file and see the error. No console errors are allowed.
 // Screenshots go to the --out folder for a person to look at. Exits 1 on the first failure.
 import { startServer } from './start_server.mjs';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -65,6 +66,16 @@ async function shot(page, name) {
   const file = path.join(out, `${String(++step).padStart(2, '0')}_${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   say(`screenshot ${file}`);
+}
+
+// Starts a streamed climb (prefix vis or inv), waits for `wanted` frames, stops it; the frames seen.
+async function streamFrames(page, prefix, wanted) {
+  await page.click(`#${prefix}-start`);
+  await page.waitForFunction((p, n) => Number(document.querySelector(`#${p}-frame`).dataset.frames) >= n,
+                             { timeout: 90000, polling: 100 }, prefix, wanted);
+  await page.click(`#${prefix}-stop`);
+  await page.waitForFunction(p => !document.querySelector(`#${p}-start`).disabled, { timeout: 10000 }, prefix);
+  return Number(await page.$eval(`#${prefix}-frame`, c => c.dataset.frames));
 }
 
 async function setChosenMethods(page, names) {
@@ -189,14 +200,22 @@ async function main() {
     await shot(page, 'neuron');
 
     // 6. a class visualization: three frames, then stop
-    await page.click('#vis-start');
-    await page.waitForFunction(() => Number(document.querySelector('#vis-frame').dataset.frames) >= 3, { timeout: 90000, polling: 100 });
-    await page.click('#vis-stop');
-    await page.waitForFunction(() => !document.querySelector('#vis-start').disabled, { timeout: 10000 });
-    const frames = Number(await page.$eval('#vis-frame', c => c.dataset.frames));
+    const frames = await streamFrames(page, 'vis', 3);
     const frame = await canvasStats(page, '#vis-frame');
     check(frames >= 3 && frame.sd > 1, `the visualization streamed ${frames} frames and stopped (frame sd ${frame.sd.toFixed(1)})`);
+    const visInfo = await page.$eval('#vis-info', e => e.textContent);
+    check(/one detection/.test(visInfo) && /Olah/.test(visInfo), `the visualization says what it climbs: "${visInfo.slice(0, 120)}"`);
     await shot(page, 'visualization_stopped');
+
+    // 6b. feature inversion of chelsea from a layer: two frames, then stop
+    const invLayer = await page.$eval('#inv-layer', s => s.value);
+    check(invLayer.length > 0, `the inversion has a layer chosen (${invLayer})`);
+    const invFrames = await streamFrames(page, 'inv', 2);
+    const invFrame = await canvasStats(page, '#inv-frame');
+    const invInfo = await page.$eval('#inv-info', e => e.textContent);
+    check(invFrames >= 2 && invFrame.sd > 1 && /code error \d/.test(invInfo),
+          `the inversion streamed ${invFrames} frames and stopped (frame sd ${invFrame.sd.toFixed(1)}; "${invInfo.slice(0, 110)}")`);
+    await shot(page, 'inversion_stopped');
 
     // 7. an image the repository does not ship (explained for its class, not the neuron)
     await page.click('#clear-neuron');

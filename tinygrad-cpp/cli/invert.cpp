@@ -1,7 +1,8 @@
 // tgc invert: images whose code at a layer matches an image's (Mahendran & Vedaldi 2015), from
 // several random starts, with lesson 10's recipes: on FashionCNN plain descent of the code error
 // from noise, clipped to valid pixels (an optional total-variation weight); on a photo model the
-// decorrelated image seen through random turns, zooms and shifts, with Adam.
+// decorrelated image seen through random turns, zooms and shifts, with Adam. Both are
+// explain::invert (explain/recipes.h), which lesson 10 and the explorer page call too.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,7 +10,7 @@
 #include "tinygrad-cpp/cli/args.h"
 #include "tinygrad-cpp/cli/questions.h"
 #include "tinygrad-cpp/explain/explain.h"
-#include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/viz/viz.h"
 
@@ -44,7 +45,7 @@ int command_invert(int argc, char** argv) {
   const preprocess::InputSpec& spec = model.info().input;
   const bool gray = spec.channels == 1;
   if (tv > 0.f && !gray) args.fail("--tv: the photo models' recipe has its own image prior; --tv is FashionCNN's");
-  const int steps = args.has("steps") ? static_cast<int>(args.get_int("steps", 1, 10000)) : gray ? 300 : 128;
+  const int steps = args.has("steps") ? static_cast<int>(args.get_int("steps", 1, 10000)) : explain::default_inversion_steps(model);
   const std::string layer = args.get("layer");
 
   const io::Image photo = io::load_image(args.get("image"));
@@ -54,41 +55,21 @@ int command_invert(int argc, char** argv) {
     NoGrad no_grad;
     code = model.forward_until(input, layer).clone();
   }
-  const explain::Objective match = explain::feature_match(model, layer, code);  // minus the code error
-  auto code_error = [&](const Tensor& x) {
-    NoGrad no_grad;
-    return -match(x).item();
-  };
+  auto code_error = [&](const Tensor& x) { return explain::code_error(model, layer, code, x); };
   const double gray_error = code_error(Tensor::zeros(input.shape()));
   fmt::print("{}: the code at {} is {} ({} numbers); a gray image's relative code error: {:.4f}\n",
              printable(args.get("image")), printable(layer), shape_str(code.shape()), code.numel(), gray_error);
   fmt::print("inverting from {} random starts, {} steps each\n", starts, steps);
 
   Progress progress("invert");
-  std::vector<Tensor> reconstructions;
-  if (gray) {
-    for (int s = 0; s < starts; ++s) {
-      Generator gen(seed + 100 + static_cast<uint64_t>(s));  // lesson 10's starts when seed is 0
-      explain::AscentOptions options;
-      options.steps = steps;
-      options.learning_rate = 10.f;
-      options.tv = tv;
-      clip_to_valid_pixels(options, spec);
-      options.on_step = [&](int step, const Tensor&, float value) {
-        progress.update(int64_t{s} * steps + step, int64_t{starts} * steps, fmt::format("start {}, error {:.4f}", s + 1, -value));
-      };
-      reconstructions.push_back(explain::ascend(Tensor::randn(input.shape(), gen, 0.f, 0.5f), match, options));
-    }
-  } else {
-    // Lesson 10: lesson 9's recipe, each start its own noise (its seed when --seed is 0).
-    explain::FeatureVisualizationOptions options = photo_recipe(steps, seed + 10);
-    options.initial_sd = 0.05f;
-    options.on_step = [&](int step, float value) {
-      progress.update(step, steps, fmt::format("summed error {:.4f}", -value));
-    };
-    const Tensor images = explain::visualize(match, starts, spec.height, spec.width, options);
-    for (int s = 0; s < starts; ++s) reconstructions.push_back(slice(images, 0, s, s + 1));
-  }
+  const std::vector<Tensor> reconstructions = explain::invert(
+      model, layer, input,
+      {.starts = starts, .steps = steps, .tv = tv, .seed = seed, .on_step = [&](int start, int step, float error) {
+         if (start < 0)  // a photo model's starts climb together
+           progress.update(step, steps, fmt::format("summed error {:.4f}", error));
+         else
+           progress.update(int64_t{start} * steps + step, int64_t{starts} * steps, fmt::format("start {}, error {:.4f}", start + 1, error));
+       }});
   const double seconds = progress.seconds(), cpu = progress.cpu_seconds();
 
   const int scale = figure_scale(spec);
@@ -100,7 +81,7 @@ int command_invert(int argc, char** argv) {
   std::vector<io::Image> tiles = {viz::titled(picture(input), "the image", 12)};
   double worst = 0;
   for (int s = 0; s < starts; ++s) {
-    const Tensor saved = as_saved(reconstructions[static_cast<size_t>(s)], spec);
+    const Tensor saved = explain::as_saved(reconstructions[static_cast<size_t>(s)], spec);
     const double error = code_error(saved);
     worst = std::max(worst, error);
     fmt::print("start {}: relative code error {:.4f}\n", s + 1, error);

@@ -8,25 +8,6 @@
 
 namespace tg::cli {
 
-explain::FeatureVisualizationOptions photo_recipe(int steps, uint64_t seed) {
-  explain::FeatureVisualizationOptions options;
-  options.steps = steps;
-  options.gain = 60.f;
-  options.decay = 1.25f;
-  options.seed = seed;
-  return options;
-}
-
-void clip_to_valid_pixels(explain::AscentOptions& options, const preprocess::InputSpec& spec) {
-  options.clip = true;
-  options.clip_low = (0.f - spec.mean[0]) / spec.std[0];
-  options.clip_high = (1.f - spec.mean[0]) / spec.std[0];
-}
-
-Tensor as_saved(const Tensor& x, const preprocess::InputSpec& spec) {
-  return preprocess::image_to_input(preprocess::input_to_image(x, spec), spec);
-}
-
 int figure_scale(const preprocess::InputSpec& spec) {
   return static_cast<int>(std::max<int64_t>(1, 224 / std::max(spec.height, spec.width)));
 }

@@ -43,13 +43,6 @@ class Progress {
   std::clock_t cpu_start_;
 };
 
-// Lesson 9's photo recipe (Olah et al.; lesson 10 inverts with it too): the decorrelated image's
-// gain and spectrum, `steps` steps of Adam from faint noise.
-explain::FeatureVisualizationOptions photo_recipe(int steps, uint64_t seed);
-// Every ascent step clipped to valid pixels, 0..255 after the model's normalization (gray models).
-void clip_to_valid_pixels(explain::AscentOptions& options, const preprocess::InputSpec& spec);
-// An input as it is once saved as 8-bit pixels: what figures show and numbers are measured on.
-Tensor as_saved(const Tensor& x, const preprocess::InputSpec& spec);
 // The enlargement figures use: a 28x28 input drawn about 224 pixels wide, a photo as it is.
 int figure_scale(const preprocess::InputSpec& spec);
 

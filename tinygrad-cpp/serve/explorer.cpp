@@ -11,7 +11,7 @@
 #include "tinygrad-cpp/core/rule_registry.h"
 #include "tinygrad-cpp/data/preprocess.h"
 #include "tinygrad-cpp/explain/explain.h"
-#include "tinygrad-cpp/explain/feature_visualization.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/models/detection.h"
 #include "tinygrad-cpp/models/models.h"
 #include "tinygrad-cpp/viz/viz.h"
@@ -696,80 +696,186 @@ Reply Explorer::route(const std::string& route, const Request& r) {
   throw Refusal(404, fmt::format("no route '{}'", printable(route.substr(0, 40))));
 }
 
-// ---- visualization: an ascent streamed frame by frame ----
+// ---- streamed climbs: a visualization, an inversion ----
+namespace {
+
+// What a streamed climb sends: each frame (which throws Cancelled when the client has gone), and
+// `tick` after each step (which throws Cancelled past the time limit, saying so).
+class Streamed {
+ public:
+  // `value_name`: what each step's number is called in the lines ("objective", "code_error").
+  Streamed(const std::function<bool(const std::string&)>& send, std::chrono::milliseconds limit, std::string value_name)
+      : send_(send), limit_(limit), start_(Clock::now()), value_name_(std::move(value_name)) {}
+  void frame(const json& line) {
+    if (!send_(line.dump() + "\n")) throw Cancelled{};
+  }
+  void tick(int step, float value) {
+    last = {{"steps", step}, {value_name_, value}};
+    if (Clock::now() - start_ > limit_) {
+      stopped = "time limit";
+      throw Cancelled{};
+    }
+  }
+  // Runs `climb`, then sends its done line (or, past the time limit, the last step's), or the error.
+  void run(const std::function<json()>& climb) {
+    json done;
+    try {
+      done = climb();
+    } catch (const Cancelled&) {
+      if (stopped.empty()) return;  // the client went away: nobody to tell
+      done = about;
+      done.update(last);
+    } catch (const std::exception& e) {
+      send_(json{{"error", printable(e.what())}}.dump() + "\n");
+      return;
+    }
+    done["done"] = true;
+    done["stopped"] = stopped.empty() ? json(nullptr) : json(stopped);
+    send_(done.dump() + "\n");
+  }
+  json about = json::object();  // what every line says (the target, the steps)
+  json last = json::object();   // the last step's number
+  std::string stopped;
+
+ private:
+  const std::function<bool(const std::string&)>& send_;
+  std::chrono::milliseconds limit_;
+  Clock::time_point start_;
+  std::string value_name_;
+};
+
+// The page's default for a detector's class: fewer steps than the lessons' 256, so a
+// visualization ends within the time limit on a laptop (the page says so).
+constexpr int kPageDetectorSteps = 128;
+
+// An image of the input's range as the page shows it: 8-bit pixels, a 28x28 input enlarged.
+io::Image frame_picture(const Tensor& x, const preprocess::InputSpec& spec) {
+  const int scale = static_cast<int>(std::max<int64_t>(1, 224 / std::max(spec.height, spec.width)));
+  return viz::scale_nearest(preprocess::input_to_image(slice(x, 0, 0, 1), spec), scale);
+}
+
+// A reading's fields, and its box drawn on the picture.
+json reading_json(const explain::Reading& r, io::Image& picture) {
+  json out{{"reading", explain::reading_words(r)}, {"value", r.value}};
+  if (r.p >= 0) out["p"] = r.p;
+  if (r.box) {
+    const float w = static_cast<float>(picture.width), h = static_cast<float>(picture.height);
+    viz::draw_box(picture, r.box->x0 * w, r.box->y0 * h, r.box->x1 * w, r.box->y1 * h, {230, 20, 20});
+    out["box"] = box_json(*r.box);
+    out["anchor"] = r.anchor;
+  }
+  return out;
+}
+
+// The model's lease is held until the climb ends, however it ends.
+struct HeldLease {
+  std::shared_ptr<Gate::Lease>& held;
+  ~HeldLease() { held.reset(); }
+};
+
+}  // namespace
+
+// A visualization: explain::plan_visualization's objective and recipe (the ones lesson 9 and
+// `tgc visualize` use), frame by frame.
 Explorer::Stream Explorer::visualize_stream(const Request& r) {
   const std::string route = "visualize";
   Served& s = find_model(models_, r, route);
   nn::Model& model = *s.model;
-  const std::optional<explain::Neuron> neuron = neuron_param(s, r, route);
-  const int64_t target = neuron ? -1 : class_param(model, route, need_param(r, route, "target"));
-  const int steps = static_cast<int>(whole_param(r, route, "steps", 1, limits_.max_steps, s.detector ? 60 : 200));
-  const int every = static_cast<int>(whole_param(r, route, "every", 1, limits_.max_steps, s.detector ? 1 : 5));
+  explain::VisualizationTarget target;
+  target.neuron = neuron_param(s, r, route);
+  if (!target.neuron) target.class_index = class_param(model, route, need_param(r, route, "target"));
+  const int default_steps = s.detector && !target.neuron ? kPageDetectorSteps : 0;  // 0: the recipe's
+  const int steps = static_cast<int>(whole_param(r, route, "steps", 1, limits_.max_steps, 0));
+  const int every = static_cast<int>(whole_param(r, route, "every", 1, limits_.max_steps, s.detector ? 4 : 5));
+  const uint64_t seed = static_cast<uint64_t>(whole_param(r, route, "seed", 0, int64_t{1} << 32, 0));
   auto lease = std::make_shared<Gate::Lease>(s.gate->enter(route));
+  explain::Visualization plan;
+  try {
+    plan = explain::plan_visualization(model, target, seed);
+  } catch (const Error& e) {
+    throw Refusal(400, fmt::format("{}: {}", route, e.what()));
+  }
+  const int climb_steps = steps > 0 ? steps : default_steps > 0 ? std::min(default_steps, plan.default_steps) : plan.default_steps;
   const std::chrono::milliseconds limit = limits_.time_limit;
-  return {[&s, &model, neuron, target, steps, every, lease, limit](const std::function<bool(const std::string&)>& send) mutable {
-    struct Release {  // the model is free again as soon as the climb ends, however it ends
-      std::shared_ptr<Gate::Lease>& held;
-      ~Release() { held.reset(); }
-    } release{lease};
+  return {[&model, plan, climb_steps, every, lease, limit](const std::function<bool(const std::string&)>& send) mutable {
+    const HeldLease release{lease};
     const ClearTapeAtExit clear_tape;
     const preprocess::InputSpec& spec = model.info().input;
-    // The objective: a class (a detector's: the anchors of the 10x10 head's centre cell, where one
-    // object forms), or one neuron.
-    explain::Objective objective;
-    std::string what;
-    if (neuron) {
-      objective = explain::neuron_activation(model, *neuron), what = "neuron " + neuron_str(*neuron);
-    } else if (s.detector) {
-      const models::Head& head = s.heads[std::min<size_t>(1, s.heads.size() - 1)];
-      objective = explain::detection_logits(
-          model, {.classes = {target}, .anchors = {explain::cell_anchors(head, head.height / 2, head.width / 2)}});
-      what = fmt::format("{} at the centre of the {} head", model.info().classes[target], head.grid);
-    } else {
-      objective = explain::class_score(model, target), what = "class " + model.info().classes[target];
-    }
-    // The lessons' recipe: gradient ascent with an L2 penalty, jitter and blur, kept in the valid
-    // pixel range.
-    explain::AscentOptions options;
-    options.steps = steps;
-    options.clip = true;
-    options.clip_low = (0.f - spec.mean[0]) / spec.std[0];
-    options.clip_high = (1.f - spec.mean[0]) / spec.std[0];
-    options.seed = 1;
-    if (s.detector) {
-      options.learning_rate = 0.02f, options.normalize_gradient = true, options.l2 = 1e-4f;
-      options.jitter = 8, options.blur_every = 4, options.blur_sigma = 0.8f;
-    } else {
-      options.learning_rate = 1.f, options.l2 = 1e-3f, options.jitter = 2, options.blur_every = 10, options.blur_sigma = 0.6f;
-    }
-    const auto start = Clock::now();
-    std::string stopped;
-    float last_objective = 0;
-    int last_step = 0;
-    const int scale = static_cast<int>(std::max<int64_t>(1, 224 / std::max(spec.height, spec.width)));
-    options.on_step = [&](int step, const Tensor& x, float value) {
-      last_objective = value, last_step = step;
-      if (step % every == 0 || step == steps) {
-        const io::Image frame = viz::scale_nearest(preprocess::input_to_image(x, spec), scale);
-        const json line{{"step", step}, {"steps", steps}, {"objective", value}, {"what", what},
-                        {"png", png_data_url(frame, "frame")}};
-        if (!send(line.dump() + "\n")) throw Cancelled{};
+    Streamed streamed(send, limit, "objective");
+    const json about{{"what", plan.what}, {"recipe", plan.recipe_words}, {"steps", climb_steps},
+                     {"recipe_steps", plan.default_steps}};
+    streamed.about = about;
+    streamed.run([&] {
+      float objective = 0;
+      const Tensor x = explain::climb(
+          plan, {.steps = climb_steps,
+                 .on_step = [&](int step, float value) { objective = value, streamed.tick(step, value); },
+                 .wants_image = [&](int step) { return step % every == 0 || step == climb_steps; },
+                 .on_image = [&](int step, const Tensor& image) {
+                   io::Image picture = frame_picture(image, spec);
+                   json line = reading_json(explain::read_target(model, plan, explain::as_saved(image, spec)), picture);
+                   line.update(about);
+                   line["step"] = step, line["objective"] = objective, line["png"] = png_data_url(picture, "frame");
+                   streamed.frame(line);
+                 }});
+      io::Image picture = frame_picture(x, spec);  // what it reached, on the 8-bit image as tgc visualize says
+      json done = reading_json(explain::read_target(model, plan, explain::as_saved(x, spec)), picture);
+      done.update(about);
+      done["objective"] = objective;
+      return done;
+    });
+  }};
+}
+
+// An inversion: explain::invert (lesson 10's recipe, the one `tgc invert` uses) from one start,
+// frame by frame, ending with the relative code error of the 8-bit image and a gray image's.
+Explorer::Stream Explorer::invert_stream(const Request& r) {
+  const std::string route = "invert";
+  Served& s = find_model(models_, r, route);
+  nn::Model& model = *s.model;
+  const std::string& layer = need_param(r, route, "layer");
+  if (std::none_of(s.layers.begin(), s.layers.end(), [&](const Layer& l) { return l.name == layer; }))
+    throw Refusal(400, fmt::format("{}: layer '{}' is not a layer of {}", route, printable(layer.substr(0, 80)), s.id));
+  const Images::Entry image = images_->find(need_param(r, route, "image"));
+  const Tensor input = images_->input(image, s);
+  const int steps =
+      static_cast<int>(whole_param(r, route, "steps", 1, limits_.max_steps, explain::default_inversion_steps(model)));
+  const int every = static_cast<int>(whole_param(r, route, "every", 1, limits_.max_steps, s.detector ? 4 : 10));
+  const uint64_t seed = static_cast<uint64_t>(whole_param(r, route, "seed", 0, int64_t{1} << 32, 0));
+  auto lease = std::make_shared<Gate::Lease>(s.gate->enter(route));
+  const std::chrono::milliseconds limit = limits_.time_limit;
+  return {[&model, layer, input, steps, every, seed, lease, limit](const std::function<bool(const std::string&)>& send) mutable {
+    const HeldLease release{lease};
+    const ClearTapeAtExit clear_tape;
+    const preprocess::InputSpec& spec = model.info().input;
+    Streamed streamed(send, limit, "code_error");
+    streamed.run([&] {
+      Tensor code;
+      {
+        NoGrad no_grad;
+        code = model.forward_until(input, layer).clone();
       }
-      if (Clock::now() - start > limit) {
-        stopped = "time limit";
-        throw Cancelled{};
-      }
-    };
-    try {
-      explain::ascend(Tensor::zeros({1, spec.channels, spec.height, spec.width}), objective, options);
-    } catch (const Cancelled&) {
-      if (stopped.empty()) return;  // the client went away: nobody to tell
-    } catch (const std::exception& e) {
-      send(json{{"error", printable(e.what())}}.dump() + "\n");
-      return;
-    }
-    send(json{{"done", true}, {"steps", last_step}, {"objective", last_objective},
-              {"stopped", stopped.empty() ? json(nullptr) : json(stopped)}}.dump() + "\n");
+      const double gray_error = explain::code_error(model, layer, code, Tensor::zeros(input.shape()));
+      const json about{{"what", fmt::format("the code at {} ({} numbers)", layer, code.numel())}, {"layer", layer},
+                       {"steps", steps}, {"gray_error", gray_error}};
+      streamed.about = about;
+      float error = 0;
+      const std::vector<Tensor> found = explain::invert(
+          model, layer, input,
+          {.starts = 1, .steps = steps, .seed = seed,
+           .on_step = [&](int, int step, float value) { error = value, streamed.tick(step, value); },
+           .wants_image = [&](int step) { return step % every == 0 || step == steps; },
+           .on_image = [&](int, int step, const Tensor& x) {
+             json line = about;
+             line["step"] = step, line["code_error"] = error, line["png"] = png_data_url(frame_picture(x, spec), "frame");
+             streamed.frame(line);
+           }});
+      // As lesson 10 and tgc invert measure it: on the image saved as 8-bit pixels.
+      json done = about;
+      done["code_error"] = explain::code_error(model, layer, code, explain::as_saved(found.front(), spec));
+      done["png"] = png_data_url(frame_picture(explain::as_saved(found.front(), spec), spec), "inversion");
+      return done;
+    });
   }};
 }
 

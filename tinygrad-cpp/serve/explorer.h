@@ -17,7 +17,10 @@
 //   channels?model&image&layer   the layer's channels as one montage PNG, with its grid
 //   explain?model&image&method[&target|&box|&neuron_layer&neuron_channel[&neuron_y&neuron_x]]
 //          [&rule][&layer][&format=json|npy|png][&<the method's parameters>]
-//   visualize?model&(target|neuron_*)&steps   streamed frames (visualize_stream)
+//   visualize?model&(target|neuron_*)[&steps][&every][&seed]   streamed frames (visualize_stream):
+//          explain::plan_visualization's objective and recipe, the ones lesson 9 and tgc visualize use
+//   invert?model&image&layer[&steps][&every][&seed]   streamed frames (invert_stream): explain::invert
+//          from one start, lesson 10's and tgc invert's recipe
 // A refusal is a 4xx (or 503 when busy) whose body is one line of JSON: {"error": "..."}.
 #pragma once
 
@@ -120,6 +123,8 @@ class Explorer {
     std::function<void(const std::function<bool(const std::string& line)>& send)> run;
   };
   Stream visualize_stream(const Request& request);
+  // Feature inversion of an image from a layer, frame by frame, the same way.
+  Stream invert_stream(const Request& request);
 
   const Limits& limits() const { return limits_; }
   int refused() const;  // 503s so far

@@ -65,24 +65,30 @@ Server::Server(Explorer& explorer, std::vector<PageFile> page, ServerOptions opt
       res.set_header("Cache-Control", "no-cache");
       res.set_content(f.body, f.content_type.c_str());
     });
-  http.Get("/api/visualize", [self](const httplib::Request& req, httplib::Response& res) {
-    std::shared_ptr<Explorer::Stream> stream;
-    try {
-      stream = std::make_shared<Explorer::Stream>(self->explorer.visualize_stream(request_of(req)));
-    } catch (const Refusal& r) {
-      answer(res, {.status = r.status, .body = error_line(printable(r.what())), .retry_after = r.retry_after});
-      return;
-    } catch (const std::exception& e) {
-      answer(res, {.status = 400, .body = error_line(printable(e.what()))});
-      return;
-    }
-    res.set_header("Cache-Control", "no-store");
-    res.set_chunked_content_provider("application/x-ndjson", [stream](size_t, httplib::DataSink& sink) {
-      stream->run([&sink](const std::string& line) { return sink.is_writable() && sink.write(line.data(), line.size()); });
-      sink.done();
-      return true;
+  // The streamed climbs: newline-delimited JSON, one line a frame; a refusal before the first
+  // frame is an ordinary 4xx/503 answer.
+  auto stream_route = [&http, self](const std::string& path, Explorer::Stream (Explorer::*start)(const Request&)) {
+    http.Get(path, [self, start](const httplib::Request& req, httplib::Response& res) {
+      std::shared_ptr<Explorer::Stream> stream;
+      try {
+        stream = std::make_shared<Explorer::Stream>((self->explorer.*start)(request_of(req)));
+      } catch (const Refusal& r) {
+        answer(res, {.status = r.status, .body = error_line(printable(r.what())), .retry_after = r.retry_after});
+        return;
+      } catch (const std::exception& e) {
+        answer(res, {.status = 400, .body = error_line(printable(e.what()))});
+        return;
+      }
+      res.set_header("Cache-Control", "no-store");
+      res.set_chunked_content_provider("application/x-ndjson", [stream](size_t, httplib::DataSink& sink) {
+        stream->run([&sink](const std::string& line) { return sink.is_writable() && sink.write(line.data(), line.size()); });
+        sink.done();
+        return true;
+      });
     });
-  });
+  };
+  stream_route("/api/visualize", &Explorer::visualize_stream);
+  stream_route("/api/invert", &Explorer::invert_stream);
   http.Get(R"(/api/([a-z]+))", [self](const httplib::Request& req, httplib::Response& res) {
     answer(res, self->explorer.handle(req.matches[1], request_of(req)));
   });

@@ -17,7 +17,6 @@ const state = {
   chosen: new Set(['saliency', 'guided_backprop', 'gradcam']),
   settings: {},       // parameter values by name
   camLayer: '',
-  visualization: null,  // its AbortController while running
 };
 
 function showError(message) {
@@ -293,60 +292,97 @@ async function explainAll() {
   if (generation === state.generation) status('');
 }
 
-// ---- the visualization ----
+// ---- what the network wants: a visualization, an inversion ----
+// Both stream frames from the library calls lesson 9 / tgc visualize and lesson 10 / tgc invert
+// make (explain/recipes.h); the server picks the recipe and its default steps.
 function fillVisualizeClasses() {
   $('vis-class').innerHTML = state.model.classes.filter(c => !c.background && c.label)
     .map(c => `<option value="${c.index}">${c.label}</option>`).join('');
   const cat = state.model.classes.find(c => c.label === 'Cat');
   if (cat) $('vis-class').value = cat.index;
-  $('vis-steps').value = state.model.detector ? 60 : 200;
+  $('vis-steps').value = '';
+  // Inversion: every layer; by default FashionCNN's fc1 (lesson 10) or the code the photo
+  // model's 1x1 head reads (lesson 10's "fc7": chelsea's Cat detection is read from it).
+  $('inv-layer').innerHTML = state.model.layers.map(l => `<option value="${l.name}">${l.name} [${l.shape.join(',')}]</option>`).join('');
+  const heads = state.model.heads || [];
+  const wanted = state.model.layers.some(l => l.name === 'fc1') ? 'fc1' : heads.length ? heads[heads.length - 1].layer : '';
+  if (wanted) $('inv-layer').value = wanted;
+  $('inv-steps').value = '';
 }
 
-async function startVisualization() {
-  stopVisualization();
+// One streamed climb: `prefix` names its controls (vis-, inv-); describe(line) says what a frame shows.
+const climbs = {};
+async function runClimb(prefix, route, params, describe, finished) {
+  stopClimb(prefix);
   const controller = new AbortController();
-  state.visualization = controller;
-  $('vis-start').disabled = true;
-  $('vis-stop').disabled = false;
+  climbs[prefix] = controller;
+  $(`${prefix}-start`).disabled = true;
+  $(`${prefix}-stop`).disabled = false;
+  const canvas = $(`${prefix}-frame`);
+  const info = $(`${prefix}-info`);
+  canvas.dataset.frames = 0;
+  canvas.dataset.done = '';
+  info.textContent = 'starting...';
+  const draw = async png => {
+    const frame = await loadImage(png);
+    const g = canvas.getContext('2d');
+    g.imageSmoothingEnabled = false;
+    g.drawImage(frame, 0, 0, canvas.width, canvas.height);
+  };
+  try {
+    await api.stream(route, params, async line => {
+      if (line.error) throw new Error(line.error);
+      if (line.done) {
+        if (line.png) await draw(line.png);
+        info.textContent = finished(line) + (line.stopped ? ` (stopped: ${line.stopped})` : '');
+        canvas.dataset.done = 'yes';
+        return;
+      }
+      await draw(line.png);
+      canvas.dataset.frames = Number(canvas.dataset.frames) + 1;
+      info.textContent = describe(line);
+    }, controller.signal);
+  } catch (e) {
+    if (e.name === 'AbortError') info.textContent += ' (stopped)';
+    else showError(e.message);
+  } finally {
+    if (climbs[prefix] === controller) {
+      delete climbs[prefix];
+      $(`${prefix}-start`).disabled = false;
+      $(`${prefix}-stop`).disabled = true;
+    }
+  }
+}
+
+function stopClimb(prefix) {
+  if (climbs[prefix]) climbs[prefix].abort();
+}
+
+function startVisualization() {
   const params = { model: state.model.id, steps: $('vis-steps').value };
   if ($('vis-neuron').checked && state.neuron) {
     params.neuron_layer = state.neuron.layer;
     params.neuron_channel = state.neuron.channel;
     if (state.neuron.y !== undefined) { params.neuron_y = state.neuron.y; params.neuron_x = state.neuron.x; }
   } else params.target = $('vis-class').value;
-  const canvas = $('vis-frame');
-  canvas.dataset.frames = 0;
-  $('vis-info').textContent = 'starting...';
-  try {
-    await api.stream('visualize', params, async line => {
-      if (line.error) throw new Error(line.error);
-      if (line.done) {
-        $('vis-info').textContent = `done after ${line.steps} steps, objective ${line.objective.toFixed(3)}` +
-          (line.stopped ? ` (stopped: ${line.stopped})` : '');
-        return;
-      }
-      canvas.dataset.frames = Number(canvas.dataset.frames) + 1;
-      $('vis-info').textContent = `${line.what}: step ${line.step} of ${line.steps}, objective ${line.objective.toFixed(3)}`;
-      const frame = await loadImage(line.png);
-      const g = canvas.getContext('2d');
-      g.imageSmoothingEnabled = false;
-      g.drawImage(frame, 0, 0, canvas.width, canvas.height);
-    }, controller.signal);
-  } catch (e) {
-    if (e.name === 'AbortError') $('vis-info').textContent += ' (stopped)';
-    else showError(e.message);
-  } finally {
-    if (state.visualization === controller) {
-      state.visualization = null;
-      $('vis-start').disabled = false;
-      $('vis-stop').disabled = true;
-    }
-  }
+  return runClimb('vis', 'visualize', params,
+    line => `${line.what} (${line.recipe}): step ${line.step} of ${line.steps}, objective ${line.objective.toFixed(3)}, ` +
+      `${line.reading}` + (line.steps < line.recipe_steps ? ` (lesson 9 climbs ${line.recipe_steps} steps)` : ''),
+    line => `${line.what}: done after ${line.steps} steps, objective ${line.objective.toFixed(3)}` +
+      (line.reading ? `; on the 8-bit image ${line.reading}` : ''));
 }
+function stopVisualization() { stopClimb('vis'); }
 
-function stopVisualization() {
-  if (state.visualization) state.visualization.abort();
+function startInversion() {
+  if (!state.image) return showError('invert: pick an image first');
+  const params = { model: state.model.id, image: state.image.id, layer: $('inv-layer').value, steps: $('inv-steps').value };
+  return runClimb('inv', 'invert', params,
+    line => `inverting ${state.image.name}, ${line.what}: step ${line.step} of ${line.steps}, ` +
+      `code error ${line.code_error.toFixed(4)} (a gray image: ${line.gray_error.toFixed(4)})`,
+    line => `${line.what}: after ${line.steps} steps the relative code error is ${line.code_error.toFixed(4)}` +
+      (line.gray_error !== undefined ? ` on the 8-bit image (a gray image: ${line.gray_error.toFixed(4)})` : ''));
 }
+function stopInversion() { stopClimb('inv'); }
 
 // ---- start ----
 function setModel(model) {
@@ -383,6 +419,8 @@ async function start() {
     drop.ondrop = e => { e.preventDefault(); drop.classList.remove('over'); uploadFile(e.dataTransfer.files[0]); };
     $('vis-start').onclick = startVisualization;
     $('vis-stop').onclick = stopVisualization;
+    $('inv-start').onclick = startInversion;
+    $('inv-stop').onclick = stopInversion;
     const first = state.images.find(i => modelFor(i) === state.models[0]) || state.images[0];
     if (first) await chooseImage(first);
     document.body.dataset.ready = 'yes';

@@ -187,13 +187,15 @@ TEST_SUITE("kernels") {
   }
 
   TEST_CASE("conv2d_stride1 equals the seven-loop convolution, and runs a flipped weight through strides") {
-    // Channel counts around the 8-channel blocks, rows around the 16-wide pieces, kernels
+    // Channel counts around the 8- and 4-channel blocks, rows around the 16- and 8-wide pieces, kernels
     // from 1x1 to 5x5 with every padding that fits.
     Generator gen(7);
     struct Case { int64_t C, H, W, O, kh, kw, ph, pw; };
     for (const Case& c : {Case{1, 28, 28, 16, 5, 5, 2, 2}, Case{16, 14, 14, 32, 5, 5, 2, 2}, Case{3, 1, 1, 1, 1, 1, 0, 0},
                           Case{3, 5, 7, 9, 3, 2, 1, 0}, Case{17, 6, 33, 3, 3, 3, 2, 1}, Case{2, 17, 16, 17, 2, 3, 0, 2},
-                          Case{5, 4, 65, 8, 1, 1, 0, 0}, Case{4, 3, 3, 7, 3, 3, 1, 1}}) {
+                          Case{5, 4, 65, 8, 1, 1, 0, 0}, Case{4, 3, 3, 7, 3, 3, 1, 1},
+                          // past 512 KB padded: bands of pieces, the last one partly outside the image
+                          Case{12, 100, 117, 6, 3, 3, 1, 1}}) {
       CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.kh); CAPTURE(c.kw);
       const kernels::ConvGeometry g{c.C, c.H, c.W, c.kh, c.kw, 1, 1, c.ph, c.pw, 1, 1};
       std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * c.kh * c.kw), bias(c.O);

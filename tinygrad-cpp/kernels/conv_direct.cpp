@@ -14,8 +14,8 @@
 //     while k = (c, i, j) runs over the whole patch; each step loads R input vectors (the
 //     pieces shifted by the tap), broadcasts Q weights and does R*Q multiply-adds;
 //   - Q is 8, or what is left of the channels, and R grows as Q shrinks (2, 4 or 8), so
-//     there are always 8 to 16 independent sums to keep the FMA units busy (4 to 8, R from
-//     1, where there are 16 vector registers, not 32: AVX2).
+//     there are always 8 to 16 independent sums to keep the FMA units busy (with 16 vector
+//     registers, not 32, AVX2: Q is 4 and R 3, 12 sums).
 // Tiles are independent; each thread takes a contiguous range of them.
 //
 // The weight is read through strides, w(o,c,i,j) = weight[o*out + c*in + i*row + j*col]:
@@ -65,13 +65,17 @@ struct Sweep {
 // Vector registers: 32 with AVX-512, 16 with AVX2 (and SSE).
 constexpr int64_t kVectorRegisters = VW == 16 ? 32 : 16;
 
-// Pieces per tile for Q channels: 8 to 16 sums in registers with 32 of them; 4 to 8 with
-// 16, where 16 sums would leave no register for the input and the weight, and the sums
-// would live on the stack.
+// Output channels per tile (Q is this, or what is left of the channels), and pieces per
+// tile for Q channels: 8 to 16 sums in registers with 32 of them. With 16 (AVX2), 16 sums
+// would leave no register for the input and the weight and live on the stack: 4 channels
+// x 3 pieces, 12 sums (each step 3 loads and 4 broadcasts for 12 multiply-adds).
+constexpr int64_t kBlock = kVectorRegisters >= 32 ? 8 : 4;
 constexpr int64_t pieces_for(int64_t Q) {
   if (kVectorRegisters >= 32) return Q >= 5 ? 2 : (Q >= 2 ? 4 : 8);
-  return Q >= 5 ? 1 : (Q >= 3 ? 2 : (Q == 2 ? 4 : 8));
+  return Q >= 4 ? 3 : (Q >= 2 ? 4 : 8);
 }
+// Every run length divides this (bands are multiples of it).
+constexpr int64_t kBandUnit = kVectorRegisters >= 32 ? 8 : 24;
 
 // One tile: pieces[0:count) (count <= R; missing ones repeat the last and are not stored)
 // x output channels [o0, o0+Q). bias may be null.
@@ -114,10 +118,14 @@ void run_tile(int64_t channels, const Sweep& s, const Piece* pieces, int64_t cou
     case 2: return tile<2>(s, pieces, count, o0, weight, bias);
     case 3: return tile<3>(s, pieces, count, o0, weight, bias);
     case 4: return tile<4>(s, pieces, count, o0, weight, bias);
-    case 5: return tile<5>(s, pieces, count, o0, weight, bias);
-    case 6: return tile<6>(s, pieces, count, o0, weight, bias);
-    case 7: return tile<7>(s, pieces, count, o0, weight, bias);
-    default: return tile<8>(s, pieces, count, o0, weight, bias);
+  }
+  if constexpr (kBlock > 4) {
+    switch (channels) {
+      case 5: return tile<5>(s, pieces, count, o0, weight, bias);
+      case 6: return tile<6>(s, pieces, count, o0, weight, bias);
+      case 7: return tile<7>(s, pieces, count, o0, weight, bias);
+      default: return tile<8>(s, pieces, count, o0, weight, bias);
+    }
   }
 }
 
@@ -159,9 +167,9 @@ struct Workspace {
 };
 thread_local Workspace workspace;
 
-// Tiles are numbered band by band: a band is a run of pieces (a multiple of 8, so of every
-// run length), and within it every channel block in turn, each cut into runs of
-// pieces_for(its channels) pieces. A large image is cut into bands of 8 pieces, so
+// Tiles are numbered band by band: a band is a run of pieces (a multiple of kBandUnit, so
+// of every run length), and within it every channel block in turn, each cut into runs of
+// pieces_for(its channels) pieces. A large image is cut into bands of kBandUnit pieces, so
 // consecutive tiles read the same input rows, which stay in cache while all output
 // channels use them (numbered channel block by channel block, a 224x224 image with 64
 // channels was read from memory once per block, at a third of the speed). An image that
@@ -169,11 +177,12 @@ thread_local Workspace workspace;
 // own output planes (bands made FashionCNN's batch-1 maps 20 % slower).
 int64_t band_pieces(const DirectConv& d, int64_t pieces) {
   const int64_t padded_bytes = d.channels * (d.height + 2 * d.pad_h) * (d.width + 2 * d.pad_w) * 4;
-  return padded_bytes > (int64_t{512} << 10) ? 8 : (pieces + 7) / 8 * 8;
+  return padded_bytes > (int64_t{512} << 10) ? kBandUnit : (pieces + kBandUnit - 1) / kBandUnit * kBandUnit;
 }
 int64_t tiles_per_band(int64_t out_channels, int64_t band) {
   int64_t tiles = 0;
-  for (int64_t o0 = 0; o0 < out_channels; o0 += 8) tiles += band / pieces_for(std::min<int64_t>(8, out_channels - o0));
+  for (int64_t o0 = 0; o0 < out_channels; o0 += kBlock)
+    tiles += band / pieces_for(std::min<int64_t>(kBlock, out_channels - o0));
   return tiles;
 }
 
@@ -185,8 +194,8 @@ void run_tiles(const float* image, const DirectConv& d, const float* weight, con
   const int64_t pieces = static_cast<int64_t>(w.pieces.size()), length = band_pieces(d, pieces);
   const int64_t per_band = tiles_per_band(d.out_channels, length);
   for (int64_t band = first / per_band, t = band * per_band; band * length < pieces && t < last; ++band)
-    for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += 8) {
-      const int64_t channels = std::min<int64_t>(8, d.out_channels - o0), run = pieces_for(channels);
+    for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += kBlock) {
+      const int64_t channels = std::min<int64_t>(kBlock, d.out_channels - o0), run = pieces_for(channels);
       for (int64_t p0 = band * length; p0 < (band + 1) * length && t < last; p0 += run, ++t)
         if (t >= first && p0 < pieces)
           run_tile(channels, w.sweep, w.pieces.data() + p0, std::min(run, pieces - p0), o0, weight, bias);

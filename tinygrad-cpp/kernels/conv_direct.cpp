@@ -147,8 +147,8 @@ struct Workspace {
     padded.assign(static_cast<size_t>(d.channels * plane + VW), 0.f);
     for (int64_t c = 0; c < d.channels; ++c)
       for (int64_t y = 0; y < d.height; ++y)
-        std::copy_n(image + (c * d.height + y) * d.width, d.width,
-                    padded.data() + c * plane + (y + d.pad_h) * padded_w + d.pad_w);
+        copy_floats(padded.data() + c * plane + (y + d.pad_h) * padded_w + d.pad_w, image + (c * d.height + y) * d.width,
+                    d.width);
     const int64_t patch = d.channels * d.kernel_h * d.kernel_w;
     in_offset.resize(static_cast<size_t>(patch));
     w_offset.resize(static_cast<size_t>(patch));
@@ -275,14 +275,14 @@ struct WeightGradBlock {
     const int64_t grad_w = job.pieces * VW, images = n1 - n0, channels = o1 - o0;
     input.assign(static_cast<size_t>(images * d.channels * d.height * job.row_width), 0.f);
     for (int64_t r = 0; r < images * d.channels * d.height; ++r)
-      std::copy_n(job.images + n0 * d.channels * d.height * d.width + r * d.width, d.width,
-                  input.data() + r * job.row_width + d.pad_w);
+      copy_floats(input.data() + r * job.row_width + d.pad_w, job.images + n0 * d.channels * d.height * d.width + r * d.width,
+                  d.width);
     grad.assign(static_cast<size_t>(images * channels * job.out_h * grad_w), 0.f);
     for (int64_t n = 0; n < images; ++n)
       for (int64_t o = 0; o < channels; ++o)
         for (int64_t y = 0; y < job.out_h; ++y)
-          std::copy_n(job.grads + (((n0 + n) * d.out_channels + o0 + o) * job.out_h + y) * job.out_w, job.out_w,
-                      grad.data() + ((n * channels + o) * job.out_h + y) * grad_w);
+          copy_floats(grad.data() + ((n * channels + o) * job.out_h + y) * grad_w,
+                      job.grads + (((n0 + n) * d.out_channels + o0 + o) * job.out_h + y) * job.out_w, job.out_w);
   }
 };
 

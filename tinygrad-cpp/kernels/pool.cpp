@@ -13,6 +13,7 @@
 #endif
 
 #include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/kernels/vector.h"
 
 namespace tg::kernels {
 namespace {
@@ -151,8 +152,8 @@ void in_eights(const float* top, const float* bottom, int64_t out_w, Body body) 
   for (; ox + 8 <= out_w; ox += 8) body(top + 2 * ox, bottom + 2 * ox, int64_t{8}, ox);
   if (ox == out_w) return;
   alignas(32) float top_tail[16] = {}, bottom_tail[16] = {};
-  std::copy_n(top + 2 * ox, 2 * (out_w - ox), top_tail);
-  std::copy_n(bottom + 2 * ox, 2 * (out_w - ox), bottom_tail);
+  copy_floats(top_tail, top + 2 * ox, 2 * (out_w - ox));
+  copy_floats(bottom_tail, bottom + 2 * ox, 2 * (out_w - ox));
   body(top_tail, bottom_tail, out_w - ox, ox);
 }
 
@@ -165,7 +166,7 @@ void forward_row_fast(const float* top, const float* bottom, float* out, int64_t
     }
     alignas(32) float tail[8];
     _mm256_store_ps(tail, m);
-    std::copy_n(tail, count, out + ox);
+    copy_floats(out + ox, tail, count);
   });
 }
 
@@ -181,7 +182,7 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
     const __m256 ab_wins = _mm256_or_ps(a_wins, b_wins);
     const __m256 c_wins = _mm256_andnot_ps(ab_wins, _mm256_or_ps(_mm256_cmp_ps(w.c, m, _CMP_EQ_OQ), is_nan(w.c)));
     alignas(32) float grad_tail[8] = {};
-    std::copy_n(grad + ox, count, grad_tail);
+    copy_floats(grad_tail, grad + ox, count);
     const __m256 g = _mm256_load_ps(grad_tail);
     const __m256 ga = _mm256_and_ps(a_wins, g), gb = _mm256_and_ps(b_wins, g), gc = _mm256_and_ps(c_wins, g);
     const __m256 gd = _mm256_andnot_ps(_mm256_or_ps(ab_wins, c_wins), g);
@@ -193,8 +194,8 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
     alignas(32) float top_out[16], bottom_out[16];
     join_pairs(ga, gb, top_out);
     join_pairs(gc, gd, bottom_out);
-    std::copy_n(top_out, 2 * count, dtop + 2 * ox);
-    std::copy_n(bottom_out, 2 * count, dbottom + 2 * ox);
+    copy_floats(dtop + 2 * ox, top_out, 2 * count);
+    copy_floats(dbottom + 2 * ox, bottom_out, 2 * count);
   });
 }
 #else

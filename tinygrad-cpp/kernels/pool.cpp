@@ -13,7 +13,6 @@
 #endif
 
 #include "tinygrad-cpp/kernels/kernels.h"
-#include "tinygrad-cpp/kernels/vector.h"
 
 namespace tg::kernels {
 namespace {
@@ -113,7 +112,6 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
 }
 #elif defined(__AVX2__)
 // The same with AVX2, 8 windows at a time; masks are vectors (all bits set where true).
-// A row's tail of fewer than 8 windows goes through a zeroed 8-window buffer.
 struct Windows8 {
   __m256 a, b, c, d;  // top-left, top-right, bottom-left, bottom-right of 8 windows
 };
@@ -144,36 +142,30 @@ inline __m256 window_max(const Windows8& w) {
   return _mm256_blendv_ps(m, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), nan);
 }
 
-// Runs body(top, bottom, count, offset) over a row's windows 8 at a time, the last
-// (count < 8) from zero-padded copies of its pixels; offset is the first window's index.
+// Runs body(top, bottom, ox) over a row's windows 8 at a time, from window ox on; the last
+// 8 overlap the ones before when out_w is no multiple of 8 (their results are the same
+// values written again). Rows of fewer than 8 windows take the naive loop.
 template <class Body>
 void in_eights(const float* top, const float* bottom, int64_t out_w, Body body) {
-  int64_t ox = 0;
-  for (; ox + 8 <= out_w; ox += 8) body(top + 2 * ox, bottom + 2 * ox, int64_t{8}, ox);
-  if (ox == out_w) return;
-  alignas(32) float top_tail[16] = {}, bottom_tail[16] = {};
-  copy_floats(top_tail, top + 2 * ox, 2 * (out_w - ox));
-  copy_floats(bottom_tail, bottom + 2 * ox, 2 * (out_w - ox));
-  body(top_tail, bottom_tail, out_w - ox, ox);
+  for (int64_t ox = 0;; ox += 8) {
+    ox = std::min(ox, out_w - 8);
+    body(top + 2 * ox, bottom + 2 * ox, ox);
+    if (ox + 8 == out_w) return;
+  }
 }
 
 void forward_row_fast(const float* top, const float* bottom, float* out, int64_t out_w) {
-  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t count, int64_t ox) {
-    const __m256 m = window_max(load_windows(t, b));
-    if (count == 8) {
-      _mm256_storeu_ps(out + ox, m);
-      return;
-    }
-    alignas(32) float tail[8];
-    _mm256_store_ps(tail, m);
-    copy_floats(out + ox, tail, count);
+  if (out_w < 8) return forward_row_naive(top, bottom, out, out_w);
+  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t ox) {
+    _mm256_storeu_ps(out + ox, window_max(load_windows(t, b)));
   });
 }
 
 // Each of a window's four pixels gets the window's gradient if it is the first maximum.
 void backward_row_fast(const float* top, const float* bottom, const float* grad, float* dtop, float* dbottom,
                        int64_t out_w) {
-  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t count, int64_t ox) {
+  if (out_w < 8) return backward_row_naive(top, bottom, grad, dtop, dbottom, out_w);
+  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t ox) {
     const Windows8 w = load_windows(t, b);
     const __m256 m = window_max(w);
     // Equal to the maximum, or a NaN (which is the maximum of its window): the first one wins.
@@ -181,21 +173,11 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
     const __m256 b_wins = _mm256_andnot_ps(a_wins, _mm256_or_ps(_mm256_cmp_ps(w.b, m, _CMP_EQ_OQ), is_nan(w.b)));
     const __m256 ab_wins = _mm256_or_ps(a_wins, b_wins);
     const __m256 c_wins = _mm256_andnot_ps(ab_wins, _mm256_or_ps(_mm256_cmp_ps(w.c, m, _CMP_EQ_OQ), is_nan(w.c)));
-    alignas(32) float grad_tail[8] = {};
-    copy_floats(grad_tail, grad + ox, count);
-    const __m256 g = _mm256_load_ps(grad_tail);
+    const __m256 g = _mm256_loadu_ps(grad + ox);
     const __m256 ga = _mm256_and_ps(a_wins, g), gb = _mm256_and_ps(b_wins, g), gc = _mm256_and_ps(c_wins, g);
     const __m256 gd = _mm256_andnot_ps(_mm256_or_ps(ab_wins, c_wins), g);
-    if (count == 8) {
-      join_pairs(ga, gb, dtop + 2 * ox);
-      join_pairs(gc, gd, dbottom + 2 * ox);
-      return;
-    }
-    alignas(32) float top_out[16], bottom_out[16];
-    join_pairs(ga, gb, top_out);
-    join_pairs(gc, gd, bottom_out);
-    copy_floats(dtop + 2 * ox, top_out, 2 * count);
-    copy_floats(dbottom + 2 * ox, bottom_out, 2 * count);
+    join_pairs(ga, gb, dtop + 2 * ox);
+    join_pairs(gc, gd, dbottom + 2 * ox);
   });
 }
 #else

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -684,8 +685,9 @@ int command_bench(int argc, char** argv) {
                               "the photo model from --photo-model. Prints `NAME: X ms/iter` after one warm-up run, and\n"
                               "for some a floor beside it (tests/README.md, Speed).\n"
                               "TG_NUM_THREADS sets the threads.");
-  args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it sgemm_1024 photo_infer_b8\n"
-                              "photo_saliency_b1 photo_guided_b1 photo_ascent_10it vgg16_saliency_b1 (default: all; the\n"
+  args.positional("WORKLOAD", "train_step_b64 infer_b256 saliency_b1 guided_b1 ascent_200it conv2_b64 conv2_b1 sgemm_1024\n"
+                              "photo_infer_b8 photo_saliency_b1 photo_guided_b1 photo_ascent_10it vgg16_saliency_b1\n"
+                              "(default: all; the "
                               "photo_* ones are skipped, with a note, when the photo model is not installed)");
   args.option("photo-model", "FILE", "the SSD-MobileNetV2 the photo_* workloads run (make setup installs it)", false,
               "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite");
@@ -751,6 +753,55 @@ int command_bench(int argc, char** argv) {
     int iterations;
     std::function<void()> run;
     std::optional<Floor> floor = std::nullopt;
+    std::function<std::string()> note = nullptr;  // printed after the time (instead of a floor)
+  };
+  // FashionCNN's conv2 (16 -> 32 channels, 5x5, padding 2, on 14x14) over `batch` images,
+  // phase by phase, each beside the gemm of the same M, N, K (forward Y = W cols: 32 x
+  // batch*196 x 400; dx's dcols = W^T dY: 400 x batch*196 x 32; dW = dY cols^T: 32 x 400 x
+  // batch*196). One iteration of the workload is the forward and the backward of both.
+  const Tensor conv2_w = Tensor::randn({32, 16, 5, 5}, gen, 0.f, 0.05f), conv2_b = Tensor::randn({32}, gen);
+  auto conv2_input = [&](int64_t batch) { return Tensor::randn({batch, 16, 14, 14}, gen); };
+  const Tensor conv2_x64 = conv2_input(64), conv2_x1 = conv2_input(1);
+  struct Wanted { bool dx = false, dw = false; };
+  const Tensor conv2_dy64 = Tensor::randn({64, 32, 14, 14}, gen), conv2_dy1 = Tensor::randn({1, 32, 14, 14}, gen);
+  auto conv2_step = [&](const Tensor& x, Wanted wanted) {
+    Tensor leaf = x.detach().requires_grad_(wanted.dx), w = conv2_w.detach().requires_grad_(wanted.dw);
+    conv2d(leaf, w, conv2_b, 1, 2).backward(x.dim(0) == 1 ? conv2_dy1 : conv2_dy64);
+  };
+  // Times are CPU seconds of the whole process (all threads) per call, the median of 5 runs:
+  // on a shared machine they measure the kernels, not the scheduler (run with
+  // TG_NUM_THREADS=1 to compare kernels; with more threads a waiting thread's spin counts).
+  // dx and dW: a forward and backward with only that gradient wanted, less the forward.
+  auto conv2_phases = [&](const Tensor& x, int iterations) {
+    const int64_t P = x.dim(0) * 196;
+    auto cpu_seconds = [] {
+      timespec t{};
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+      return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+    };
+    auto median_us = [&](const std::function<void()>& f) {
+      std::vector<double> us;
+      for (int run = 0; run < 5; ++run) {
+        const double start = cpu_seconds();
+        for (int i = 0; i < iterations; ++i) f();
+        us.push_back(1e6 * (cpu_seconds() - start) / iterations);
+      }
+      std::sort(us.begin(), us.end());
+      return us[2];
+    };
+    auto rate = [](double flops, double us) { return flops / us * 1e-3; };
+    const double flops = 2.0 * 32 * P * 400;
+    const double forward = median_us([&] { NoGrad no_grad; conv2d(x, conv2_w, conv2_b, 1, 2); });
+    const double dx = median_us([&] { conv2_step(x, {.dx = true}); }) - forward;
+    const double dw = median_us([&] { conv2_step(x, {.dw = true}); }) - forward;
+    std::vector<float> A(32 * 400, 0.5f), B(static_cast<size_t>(400 * P), 0.25f), C(static_cast<size_t>(400 * P));
+    const double gemm_y = median_us([&] { kernels::gemm(false, false, 32, P, 400, 1.f, A.data(), 400, B.data(), P, 0.f, C.data(), P); });
+    const double gemm_dx = median_us([&] { kernels::gemm(true, false, 400, P, 32, 1.f, A.data(), 400, B.data(), P, 0.f, C.data(), P); });
+    const double gemm_dw = median_us([&] { kernels::gemm(false, true, 32, 400, P, 1.f, B.data(), P, C.data(), P, 0.f, A.data(), 400); });
+    return fmt::format("  CPU us: forward {:.1f} ({:.0f} GFLOP/s; the gemm of its shape {:.0f}), dx {:.1f} ({:.0f}; {:.0f}), "
+                       "dW {:.1f} ({:.0f}; {:.0f})",
+                       forward, rate(flops, forward), rate(flops, gemm_y), dx, rate(flops, dx), rate(flops, gemm_dx), dw,
+                       rate(flops, dw), rate(flops, gemm_dw));
   };
   auto fashion = [&]() -> const nn::Model& { return *model; };
   auto vgg16 = [&]() -> nn::Model& {
@@ -789,6 +840,8 @@ int command_bench(int argc, char** argv) {
            for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] += g.data()[i] - 2e-3f * x.data()[i];
          }
        }},
+      {"conv2_b64", 20, [&] { conv2_step(conv2_x64, {.dx = true, .dw = true}); }, std::nullopt, [&] { return conv2_phases(conv2_x64, 10); }},
+      {"conv2_b1", 500, [&] { conv2_step(conv2_x1, {.dx = true, .dw = true}); }, std::nullopt, [&] { return conv2_phases(conv2_x1, 200); }},
       {"sgemm_1024", 20, [&] {
          kernels::gemm(false, false, 1024, 1024, 1024, 1.f, a.data(), 1024, b.data(), 1024, 0.f, c.data(), 1024);
        }},
@@ -875,7 +928,7 @@ int command_bench(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < w.iterations; ++i) w.run();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / w.iterations;
-    fmt::print("{}: {:.3f} ms/iter{}\n", w.name, ms, w.floor ? floor_note(*w.floor, ms) : "");
+    fmt::print("{}: {:.3f} ms/iter{}\n", w.name, ms, w.floor ? floor_note(*w.floor, ms) : w.note ? w.note() : "");
     if (ops) print_profile(ops->items(), ms, w.iterations);
     std::fflush(stdout);
   }

@@ -14,7 +14,8 @@
 //     while k = (c, i, j) runs over the whole patch; each step loads R input vectors (the
 //     pieces shifted by the tap), broadcasts Q weights and does R*Q multiply-adds;
 //   - Q is 8, or what is left of the channels, and R grows as Q shrinks (2, 4 or 8), so
-//     there are always 8 to 16 independent sums to keep the FMA units busy.
+//     there are always 8 to 16 independent sums to keep the FMA units busy (with 16 vector
+//     registers, not 32, AVX2: Q is 4 and R 3, 12 sums).
 // Tiles are independent; each thread takes a contiguous range of them.
 //
 // The weight is read through strides, w(o,c,i,j) = weight[o*out + c*in + i*row + j*col]:
@@ -61,8 +62,20 @@ struct Sweep {
   int64_t out_plane;         // output distance between two output channels
 };
 
-// Pieces per tile for Q channels: 8 to 16 sums in registers.
-constexpr int64_t pieces_for(int64_t Q) { return Q >= 5 ? 2 : (Q >= 2 ? 4 : 8); }
+// Vector registers: 32 with AVX-512, 16 with AVX2 (and SSE).
+constexpr int64_t kVectorRegisters = VW == 16 ? 32 : 16;
+
+// Output channels per tile (Q is this, or what is left of the channels), and pieces per
+// tile for Q channels: 8 to 16 sums in registers with 32 of them. With 16 (AVX2), 16 sums
+// would leave no register for the input and the weight and live on the stack: 4 channels
+// x 3 pieces, 12 sums (each step 3 loads and 4 broadcasts for 12 multiply-adds).
+constexpr int64_t kBlock = kVectorRegisters >= 32 ? 8 : 4;
+constexpr int64_t pieces_for(int64_t Q) {
+  if (kVectorRegisters >= 32) return Q >= 5 ? 2 : (Q >= 2 ? 4 : 8);
+  return Q >= 4 ? 3 : (Q >= 2 ? 4 : 8);
+}
+// Every run length divides this (bands are multiples of it).
+constexpr int64_t kBandUnit = kVectorRegisters >= 32 ? 8 : 24;
 
 // One tile: pieces[0:count) (count <= R; missing ones repeat the last and are not stored)
 // x output channels [o0, o0+Q). bias may be null.
@@ -105,10 +118,14 @@ void run_tile(int64_t channels, const Sweep& s, const Piece* pieces, int64_t cou
     case 2: return tile<2>(s, pieces, count, o0, weight, bias);
     case 3: return tile<3>(s, pieces, count, o0, weight, bias);
     case 4: return tile<4>(s, pieces, count, o0, weight, bias);
-    case 5: return tile<5>(s, pieces, count, o0, weight, bias);
-    case 6: return tile<6>(s, pieces, count, o0, weight, bias);
-    case 7: return tile<7>(s, pieces, count, o0, weight, bias);
-    default: return tile<8>(s, pieces, count, o0, weight, bias);
+  }
+  if constexpr (kBlock > 4) {
+    switch (channels) {
+      case 5: return tile<5>(s, pieces, count, o0, weight, bias);
+      case 6: return tile<6>(s, pieces, count, o0, weight, bias);
+      case 7: return tile<7>(s, pieces, count, o0, weight, bias);
+      default: return tile<8>(s, pieces, count, o0, weight, bias);
+    }
   }
 }
 
@@ -130,8 +147,8 @@ struct Workspace {
     padded.assign(static_cast<size_t>(d.channels * plane + VW), 0.f);
     for (int64_t c = 0; c < d.channels; ++c)
       for (int64_t y = 0; y < d.height; ++y)
-        std::copy_n(image + (c * d.height + y) * d.width, d.width,
-                    padded.data() + c * plane + (y + d.pad_h) * padded_w + d.pad_w);
+        copy_floats(padded.data() + c * plane + (y + d.pad_h) * padded_w + d.pad_w, image + (c * d.height + y) * d.width,
+                    d.width);
     const int64_t patch = d.channels * d.kernel_h * d.kernel_w;
     in_offset.resize(static_cast<size_t>(patch));
     w_offset.resize(static_cast<size_t>(patch));
@@ -150,9 +167,9 @@ struct Workspace {
 };
 thread_local Workspace workspace;
 
-// Tiles are numbered band by band: a band is a run of pieces (a multiple of 8, so of every
-// run length), and within it every channel block in turn, each cut into runs of
-// pieces_for(its channels) pieces. A large image is cut into bands of 8 pieces, so
+// Tiles are numbered band by band: a band is a run of pieces (a multiple of kBandUnit, so
+// of every run length), and within it every channel block in turn, each cut into runs of
+// pieces_for(its channels) pieces. A large image is cut into bands of kBandUnit pieces, so
 // consecutive tiles read the same input rows, which stay in cache while all output
 // channels use them (numbered channel block by channel block, a 224x224 image with 64
 // channels was read from memory once per block, at a third of the speed). An image that
@@ -160,11 +177,12 @@ thread_local Workspace workspace;
 // own output planes (bands made FashionCNN's batch-1 maps 20 % slower).
 int64_t band_pieces(const DirectConv& d, int64_t pieces) {
   const int64_t padded_bytes = d.channels * (d.height + 2 * d.pad_h) * (d.width + 2 * d.pad_w) * 4;
-  return padded_bytes > (int64_t{512} << 10) ? 8 : (pieces + 7) / 8 * 8;
+  return padded_bytes > (int64_t{512} << 10) ? kBandUnit : (pieces + kBandUnit - 1) / kBandUnit * kBandUnit;
 }
 int64_t tiles_per_band(int64_t out_channels, int64_t band) {
   int64_t tiles = 0;
-  for (int64_t o0 = 0; o0 < out_channels; o0 += 8) tiles += band / pieces_for(std::min<int64_t>(8, out_channels - o0));
+  for (int64_t o0 = 0; o0 < out_channels; o0 += kBlock)
+    tiles += band / pieces_for(std::min<int64_t>(kBlock, out_channels - o0));
   return tiles;
 }
 
@@ -176,8 +194,8 @@ void run_tiles(const float* image, const DirectConv& d, const float* weight, con
   const int64_t pieces = static_cast<int64_t>(w.pieces.size()), length = band_pieces(d, pieces);
   const int64_t per_band = tiles_per_band(d.out_channels, length);
   for (int64_t band = first / per_band, t = band * per_band; band * length < pieces && t < last; ++band)
-    for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += 8) {
-      const int64_t channels = std::min<int64_t>(8, d.out_channels - o0), run = pieces_for(channels);
+    for (int64_t o0 = 0; o0 < d.out_channels && t < last; o0 += kBlock) {
+      const int64_t channels = std::min<int64_t>(kBlock, d.out_channels - o0), run = pieces_for(channels);
       for (int64_t p0 = band * length; p0 < (band + 1) * length && t < last; p0 += run, ++t)
         if (t >= first && p0 < pieces)
           run_tile(channels, w.sweep, w.pieces.data() + p0, std::min(run, pieces - p0), o0, weight, bias);
@@ -208,27 +226,39 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
 //                     dY[n][o][y][x] * in[n][c][y + i - pad_h][x + j - pad_w]
 //
 // A tile is (Q output channels) x (one kernel row (c, i): its KW taps), KW*Q vectors of
-// partial sums in registers while the tile runs over output rows and 16-wide pieces:
+// partial sums in registers while the tile runs over output rows and VW-wide pieces:
 // each step loads Q pieces of dY and KW shifted pieces of the input row, and does KW*Q
-// multiply-adds (KW = 5: 4 channels, 20 sums, 9 loads for 20 FMAs). Masked loads read
-// the border as zeros, so neither dY nor the image is copied. Images go in blocks of 8,
-// so a block's dY planes of the tile's channels stay in L1 across the C*kh tiles that
-// reuse them; the vector sums wait in memory between blocks and are added up across
-// their lanes once, at the end. Threads take whole blocks of output channels.
+// multiply-adds (KW = 5 with AVX-512: 4 channels, 20 sums, 9 loads for 20 FMAs; with 16
+// registers, AVX2: 2 channels, 10 sums). Images go in blocks of 8, each copied first into
+// rows with pad_w zeros before and zeros after, as wide as the pieces plus the kernel
+// (input) and as the pieces (dY), so every load is a plain unaligned load and the spare
+// lanes add zeros; the block's dY planes of the tile's channels stay in L1 across the
+// C*kh tiles that reuse them. The vector sums wait in memory between blocks and are added
+// up across their lanes once, at the end. Threads take whole blocks of output channels.
 namespace {
-#if defined(__AVX512F__)
-constexpr int64_t kMaxPieces = 4;      // rows up to 64 outputs wide
 constexpr int64_t kImagesPerBlock = 8;
-constexpr int weight_grad_channels(int KW) { return std::min(8, std::max(1, 20 / KW)); }
+constexpr int weight_grad_channels(int KW) {
+  return std::min(8, std::max(1, static_cast<int>(kVectorRegisters * 5 / 8) / KW));
+}
 
 struct WeightGradJob {
   const float* images;
   const float* grads;
   DirectConv d;
   int64_t out_h, out_w, pieces;
-  __mmask16 out_mask[kMaxPieces];     // lanes of piece p that are outputs
-  __mmask16 in_mask[kMaxPieces][8];   // ... whose input column for tap j lies inside the row
+  int64_t row_width;  // floats in a copied input row: pieces*VW + kernel_w - 1 (pad_w zeros first)
 };
+
+// Left alone, g++ folds the shifted input's load into each of the Q multiply-adds that use
+// it (Q loads, most of them across two cache lines, instead of one): this empty asm says
+// the value lives in a register.
+inline void keep_in_register(vfloat& v) {
+#if defined(__x86_64__)
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
 
 inline float lane_sum(vfloat v) {
   float total = 0.f;
@@ -236,36 +266,59 @@ inline float lane_sum(vfloat v) {
   return total;
 }
 
-// Adds block [n0, n1) of images into sums [KW][Q] for channels o0.. (count of them real;
-// the others repeat the last and are discarded) and kernel row (c, i).
+// The copies one block of images needs: input rows [n][c][y] of job.row_width floats and
+// dY rows [n][o][y] of pieces*VW floats for channels [o0, o1), zeros around them.
+struct WeightGradBlock {
+  std::vector<float> input, grad;
+  void copy(const WeightGradJob& job, int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+    const DirectConv& d = job.d;
+    const int64_t grad_w = job.pieces * VW, images = n1 - n0, channels = o1 - o0;
+    input.assign(static_cast<size_t>(images * d.channels * d.height * job.row_width), 0.f);
+    for (int64_t r = 0; r < images * d.channels * d.height; ++r)
+      copy_floats(input.data() + r * job.row_width + d.pad_w, job.images + n0 * d.channels * d.height * d.width + r * d.width,
+                  d.width);
+    grad.assign(static_cast<size_t>(images * channels * job.out_h * grad_w), 0.f);
+    for (int64_t n = 0; n < images; ++n)
+      for (int64_t o = 0; o < channels; ++o)
+        for (int64_t y = 0; y < job.out_h; ++y)
+          copy_floats(grad.data() + ((n * channels + o) * job.out_h + y) * grad_w,
+                      job.grads + (((n0 + n) * d.out_channels + o0 + o) * job.out_h + y) * job.out_w, job.out_w);
+  }
+};
+
+// Adds the block's images into sums [KW][Q] for channels o0.. (count of them real; the
+// others repeat the last and are discarded) and kernel row (c, i).
+// `first` is the tile's first channel within the block's copied dY channels (`channels` of them).
 template <int KW>
-void weight_grad_tile(const WeightGradJob& job, int64_t o0, int64_t count, int64_t c, int64_t i, int64_t n0,
-                      int64_t n1, vfloat* sums) {
+void weight_grad_tile(const WeightGradJob& job, const WeightGradBlock& block, int64_t images, int64_t channels,
+                      int64_t first, int64_t count, int64_t c, int64_t i, vfloat* sums) {
   constexpr int Q = weight_grad_channels(KW);
   const DirectConv& d = job.d;
-  __m512 sum[KW][Q];
+  vfloat sum[KW][Q];
 #pragma GCC unroll 8
   for (int j = 0; j < KW; ++j)
 #pragma GCC unroll 8
     for (int q = 0; q < Q; ++q) sum[j][q] = sums[j * Q + q];
   const int64_t y0 = std::max<int64_t>(0, d.pad_h - i), y1 = std::min(job.out_h, d.height + d.pad_h - i);
-  const int64_t out_plane = job.out_h * job.out_w;
-  for (int64_t n = n0; n < n1; ++n) {
-    const float* image = job.images + (n * d.channels + c) * d.height * d.width;
+  const int64_t grad_w = job.pieces * VW;
+  for (int64_t n = 0; n < images; ++n) {
+    const float* image = block.input.data() + (n * d.channels + c) * d.height * job.row_width;
     const float* grad[Q];
 #pragma GCC unroll 8
-    for (int q = 0; q < Q; ++q) grad[q] = job.grads + (n * d.out_channels + o0 + std::min<int64_t>(q, count - 1)) * out_plane;
+    for (int q = 0; q < Q; ++q)
+      grad[q] = block.grad.data() + (n * channels + first + std::min<int64_t>(q, count - 1)) * job.out_h * grad_w;
     for (int64_t y = y0; y < y1; ++y) {
-      const float* row = image + (y + i - d.pad_h) * d.width - d.pad_w;  // + x + j: the input under output x, tap j
+      const float* row = image + (y + i - d.pad_h) * job.row_width;  // + x + j: the input under output x, tap j
       for (int64_t p = 0; p < job.pieces; ++p) {
-        __m512 dy[Q];
+        vfloat dy[Q];
 #pragma GCC unroll 8
-        for (int q = 0; q < Q; ++q) dy[q] = _mm512_maskz_loadu_ps(job.out_mask[p], grad[q] + y * job.out_w + 16 * p);
+        for (int q = 0; q < Q; ++q) dy[q] = load_unaligned(grad[q] + y * grad_w + VW * p);
 #pragma GCC unroll 8
         for (int j = 0; j < KW; ++j) {
-          const __m512 in = _mm512_maskz_loadu_ps(job.in_mask[p][j], row + 16 * p + j);
+          vfloat in = load_unaligned(row + VW * p + j);
+          keep_in_register(in);
 #pragma GCC unroll 8
-          for (int q = 0; q < Q; ++q) sum[j][q] = _mm512_fmadd_ps(in, dy[q], sum[j][q]);
+          for (int q = 0; q < Q; ++q) sum[j][q] += in * dy[q];
         }
       }
     }
@@ -276,26 +329,36 @@ void weight_grad_tile(const WeightGradJob& job, int64_t o0, int64_t count, int64
     for (int q = 0; q < Q; ++q) sums[j * Q + q] = sum[j][q];
 }
 
-// All of it for the channel blocks [block0, block1) of Q channels.
+// All of it for the channel blocks [block0, block1) of Q channels: each block of images is
+// copied once, then every channel block adds it into its own sums.
 template <int KW>
 void weight_grad_blocks(const WeightGradJob& job, int64_t block0, int64_t block1, int64_t batch, float* dw) {
   constexpr int Q = weight_grad_channels(KW);
   const DirectConv& d = job.d;
   const int64_t rows = d.channels * d.kernel_h;  // kernel rows (c, i)
+  const int64_t o_begin = block0 * Q, o_end = std::min(d.out_channels, block1 * Q);
   static thread_local std::vector<vfloat> sums;
-  sums.resize(static_cast<size_t>(rows * KW * Q));
+  static thread_local WeightGradBlock copies;
+  const int64_t per_block = rows * KW * Q;
+  sums.assign(static_cast<size_t>((block1 - block0) * per_block), vfloat{});
+  for (int64_t n0 = 0; n0 < batch; n0 += kImagesPerBlock) {
+    const int64_t n1 = std::min(batch, n0 + kImagesPerBlock);
+    copies.copy(job, n0, n1, o_begin, o_end);
+    for (int64_t block = block0; block < block1; ++block) {
+      const int64_t o0 = block * Q, count = std::min<int64_t>(Q, d.out_channels - o0);
+      for (int64_t r = 0; r < rows; ++r)
+        weight_grad_tile<KW>(job, copies, n1 - n0, o_end - o_begin, o0 - o_begin, count, r / d.kernel_h, r % d.kernel_h,
+                             sums.data() + (block - block0) * per_block + r * KW * Q);
+    }
+  }
   for (int64_t block = block0; block < block1; ++block) {
     const int64_t o0 = block * Q, count = std::min<int64_t>(Q, d.out_channels - o0);
-    std::fill(sums.begin(), sums.end(), vfloat{});
-    for (int64_t n0 = 0; n0 < batch; n0 += kImagesPerBlock)
-      for (int64_t r = 0; r < rows; ++r)
-        weight_grad_tile<KW>(job, o0, count, r / d.kernel_h, r % d.kernel_h, n0, std::min(batch, n0 + kImagesPerBlock),
-                             sums.data() + r * KW * Q);
+    const vfloat* block_sums = sums.data() + (block - block0) * per_block;
     for (int64_t r = 0; r < rows; ++r)
       for (int j = 0; j < KW; ++j)
         for (int64_t q = 0; q < count; ++q)
           dw[(o0 + q) * d.out_stride + (r / d.kernel_h) * d.in_stride + (r % d.kernel_h) * d.row_stride + j * d.col_stride] +=
-              lane_sum(sums[static_cast<size_t>((r * KW + j) * Q + q)]);
+              lane_sum(block_sums[(r * KW + j) * Q + q]);
   }
 }
 
@@ -305,28 +368,15 @@ void weight_grad(const WeightGradJob& job, int64_t batch, float* dw) {
   const int64_t blocks = (job.d.out_channels + Q - 1) / Q;
   parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) { weight_grad_blocks<KW>(job, b0, b1, batch, dw); });
 }
-#endif
 }  // namespace
 
 bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t batch, const DirectConv& d, float* dw) {
-#if defined(__AVX512F__)
-  WeightGradJob job{images, grads, d, d.height + 2 * d.pad_h - d.kernel_h + 1, d.width + 2 * d.pad_w - d.kernel_w + 1, 0, {}, {}};
-  job.pieces = (job.out_w + 15) / 16;
-  if (d.kernel_w < 1 || d.kernel_w > 7 || job.pieces > kMaxPieces || job.out_h < 1 || job.out_w < 1) return false;
-  for (int64_t p = 0; p < job.pieces; ++p) {
-    unsigned out_bits = 0;
-    for (int64_t lane = 0; lane < 16; ++lane)
-      if (16 * p + lane < job.out_w) out_bits |= 1u << lane;
-    job.out_mask[p] = static_cast<__mmask16>(out_bits);
-    for (int64_t j = 0; j < d.kernel_w; ++j) {
-      unsigned bits = 0;
-      for (int64_t lane = 0; lane < 16; ++lane) {
-        const int64_t x = 16 * p + lane + j - d.pad_w;  // input column under output 16p+lane, tap j
-        if (16 * p + lane < job.out_w && x >= 0 && x < d.width) bits |= 1u << lane;
-      }
-      job.in_mask[p][j] = static_cast<__mmask16>(bits);
-    }
-  }
+  constexpr int64_t kMaxPieces = 64 / VW;  // rows up to 64 outputs wide
+  WeightGradJob job{images, grads, d, d.height + 2 * d.pad_h - d.kernel_h + 1, d.width + 2 * d.pad_w - d.kernel_w + 1, 0, 0};
+  job.pieces = (job.out_w + VW - 1) / VW;
+  job.row_width = job.pieces * VW + d.kernel_w - 1;
+  if (d.kernel_w < 1 || d.kernel_w > 7 || job.pieces > kMaxPieces || job.out_h < 1 || job.out_w < 1)
+    return false;
   switch (d.kernel_w) {
     case 1: weight_grad<1>(job, batch, dw); break;
     case 2: weight_grad<2>(job, batch, dw); break;
@@ -337,10 +387,6 @@ bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t
     default: weight_grad<7>(job, batch, dw); break;
   }
   return true;
-#else
-  (void)images, (void)grads, (void)batch, (void)d, (void)dw;
-  return false;
-#endif
 }
 
 }  // namespace tg::kernels

@@ -70,8 +70,8 @@ bool winograd_pays(const DirectConv& d);
 void conv3x3_winograd(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out);
 // Its weight gradient over a batch: dw (laid out by d's strides) += the sum over the images
 // [batch, channels, H, W] and their output gradients grads [batch, out_channels, oh, ow].
-// Returns false, doing nothing, where it has no fast path (no AVX-512, kernel_w > 7, rows
-// wider than 64): the caller then takes im2col + gemm.
+// Returns false, doing nothing, where it has no fast path (kernel_w > 7, rows wider than
+// 64): the caller then takes im2col + gemm.
 bool conv2d_stride1_weight_grad(const float* images, const float* grads, int64_t batch, const DirectConv& d, float* dw);
 
 // The engine's convolution of a batch (conv.cpp): the same result as conv2d_reference,
@@ -82,7 +82,7 @@ void conv2d_forward(const float* x, int64_t batch, const ConvGeometry& g, const 
 // weight gradient of the batch. Each returns false, doing nothing, where no fast path
 // applies, and the caller takes im2col + gemm. The paths: a 1x1 convolution as a gemm;
 // depthwise convolution (depthwise.cpp); stride 1 by the direct kernel (dx: dY convolved
-// with the flipped, transposed weight; dW needs AVX-512 and padding narrower than the kernel);
+// with the flipped, transposed weight; dW: kernels up to 7 wide on rows up to 64 wide);
 // dx of one large image with a stride as one gemm the threads share, then col2im.
 bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const ConvGeometry& g,
                                 const float* weight, int64_t out_channels, int64_t groups, float* dx);

@@ -1,13 +1,14 @@
 // The usual pooling layer, 2x2 windows with stride 2 and no padding (windows never
 // overlap), over planes [planes, H, W] -> [planes, H/2, W/2]: a naive reference and a
-// fast path that works on pairs of input rows, 16 windows at a time with AVX-512.
+// fast path that works on pairs of input rows, 16 windows at a time with AVX-512 (8 with
+// AVX2).
 // ops/pool.cpp takes these for that one case and its own window loops for every other.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -108,6 +109,76 @@ void backward_row_fast(const float* top, const float* bottom, const float* grad,
     _mm512_mask_storeu_ps(dbottom + 2 * ox, w.left, _mm512_permutex2var_ps(gc, low, gd));
     _mm512_mask_storeu_ps(dbottom + 2 * ox + 16, w.right, _mm512_permutex2var_ps(gc, high, gd));
   }
+}
+#elif defined(__AVX2__)
+// The same with AVX2, 8 windows at a time; masks are vectors (all bits set where true).
+struct Windows8 {
+  __m256 a, b, c, d;  // top-left, top-right, bottom-left, bottom-right of 8 windows
+};
+// 16 pixels of a row -> the left (even) and right (odd) pixels of its 8 windows, in order.
+inline void split_pairs(const float* row, __m256& left, __m256& right) {
+  const __m256 p0 = _mm256_loadu_ps(row), p1 = _mm256_loadu_ps(row + 8);
+  // per 128-bit half: p0[0] p0[2] p1[0] p1[2]; then the 64-bit quarters reordered 0 2 1 3
+  left = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xd8));
+  right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xdd)), 0xd8));
+}
+// left and right pixels -> 16 pixels of a row (the inverse of split_pairs).
+inline void join_pairs(__m256 left, __m256 right, float* row) {
+  const __m256 low = _mm256_unpacklo_ps(left, right), high = _mm256_unpackhi_ps(left, right);
+  _mm256_storeu_ps(row, _mm256_permute2f128_ps(low, high, 0x20));
+  _mm256_storeu_ps(row + 8, _mm256_permute2f128_ps(low, high, 0x31));
+}
+inline Windows8 load_windows(const float* top, const float* bottom) {
+  Windows8 w;
+  split_pairs(top, w.a, w.b);
+  split_pairs(bottom, w.c, w.d);
+  return w;
+}
+inline __m256 is_nan(__m256 x) { return _mm256_cmp_ps(x, x, _CMP_UNORD_Q); }
+// The window's maximum; a window holding a NaN gives NaN (vmaxps alone would drop some).
+inline __m256 window_max(const Windows8& w) {
+  const __m256 m = _mm256_max_ps(_mm256_max_ps(w.a, w.b), _mm256_max_ps(w.c, w.d));
+  const __m256 nan = _mm256_or_ps(_mm256_or_ps(is_nan(w.a), is_nan(w.b)), _mm256_or_ps(is_nan(w.c), is_nan(w.d)));
+  return _mm256_blendv_ps(m, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), nan);
+}
+
+// Runs body(top, bottom, ox) over a row's windows 8 at a time, from window ox on; the last
+// 8 overlap the ones before when out_w is no multiple of 8 (their results are the same
+// values written again). Rows of fewer than 8 windows take the naive loop.
+template <class Body>
+void in_eights(const float* top, const float* bottom, int64_t out_w, Body body) {
+  for (int64_t ox = 0;; ox += 8) {
+    ox = std::min(ox, out_w - 8);
+    body(top + 2 * ox, bottom + 2 * ox, ox);
+    if (ox + 8 == out_w) return;
+  }
+}
+
+void forward_row_fast(const float* top, const float* bottom, float* out, int64_t out_w) {
+  if (out_w < 8) return forward_row_naive(top, bottom, out, out_w);
+  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t ox) {
+    _mm256_storeu_ps(out + ox, window_max(load_windows(t, b)));
+  });
+}
+
+// Each of a window's four pixels gets the window's gradient if it is the first maximum.
+void backward_row_fast(const float* top, const float* bottom, const float* grad, float* dtop, float* dbottom,
+                       int64_t out_w) {
+  if (out_w < 8) return backward_row_naive(top, bottom, grad, dtop, dbottom, out_w);
+  in_eights(top, bottom, out_w, [&](const float* t, const float* b, int64_t ox) {
+    const Windows8 w = load_windows(t, b);
+    const __m256 m = window_max(w);
+    // Equal to the maximum, or a NaN (which is the maximum of its window): the first one wins.
+    const __m256 a_wins = _mm256_or_ps(_mm256_cmp_ps(w.a, m, _CMP_EQ_OQ), is_nan(w.a));
+    const __m256 b_wins = _mm256_andnot_ps(a_wins, _mm256_or_ps(_mm256_cmp_ps(w.b, m, _CMP_EQ_OQ), is_nan(w.b)));
+    const __m256 ab_wins = _mm256_or_ps(a_wins, b_wins);
+    const __m256 c_wins = _mm256_andnot_ps(ab_wins, _mm256_or_ps(_mm256_cmp_ps(w.c, m, _CMP_EQ_OQ), is_nan(w.c)));
+    const __m256 g = _mm256_loadu_ps(grad + ox);
+    const __m256 ga = _mm256_and_ps(a_wins, g), gb = _mm256_and_ps(b_wins, g), gc = _mm256_and_ps(c_wins, g);
+    const __m256 gd = _mm256_andnot_ps(_mm256_or_ps(ab_wins, c_wins), g);
+    join_pairs(ga, gb, dtop + 2 * ox);
+    join_pairs(gc, gd, dbottom + 2 * ox);
+  });
 }
 #else
 constexpr auto forward_row_fast = forward_row_naive;

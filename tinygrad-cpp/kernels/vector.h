@@ -7,6 +7,10 @@
 
 #include <cstdint>
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace tg::kernels {
 
 #if defined(__AVX512F__)
@@ -21,6 +25,23 @@ typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), a
 
 inline vfloat load_unaligned(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
 inline void store_unaligned(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
+
+// dst[0:n) = src[0:n) for the short rows the kernels copy (an image row of 7 to 64 floats):
+// whole vectors, then one masked move, where a call to memmove would cost more than the copy.
+inline void copy_floats(float* __restrict dst, const float* __restrict src, int64_t n) {
+  int64_t i = 0;
+  for (; i + VW <= n; i += VW) store_unaligned(dst + i, load_unaligned(src + i));
+  if (i == n) return;
+#if defined(__AVX512F__)
+  const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1u);
+  _mm512_mask_storeu_ps(dst + i, mask, _mm512_maskz_loadu_ps(mask, src + i));
+#elif defined(__AVX2__)
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(dst + i, mask, _mm256_maskload_ps(src + i, mask));
+#else
+  for (; i < n; ++i) dst[i] = src[i];
+#endif
+}
 
 // Shuffles across the pair (a, b), in the builtin that both g++ (12 and later) and clang++
 // know; its lane numbers must be constants, hence one line per register width.

@@ -11,6 +11,7 @@
 
 #include "tinygrad-cpp/data/data.h"
 #include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/explain/recipes.h"
 #include "tinygrad-cpp/course/lesson.h"
 #include "tinygrad-cpp/data/preprocess.h"
 #include "tinygrad-cpp/viz/viz.h"
@@ -125,11 +126,8 @@ int main(int argc, char** argv) {
       for (int64_t k = 1; k < depth_count; ++k) total = add(total, each[static_cast<size_t>(k)](slice(x, 0, k, k + 1)));
       return total;
     };
-    const explain::Objective robust = explain::transformed(all, {0.f, 0.f, 2.f}, 7);
-    explain::AscentOptions options;
-    options.steps = lesson.smoke() ? 2 : 40;
-    options.learning_rate = 0.15f;
-    options.normalize_gradient = true;
+    const explain::Objective robust = explain::transformed(all, explain::kNeuronShifts, 7);
+    explain::AscentOptions options = explain::photo_neuron_recipe(lesson.smoke() ? 2 : 40);
     options.on_step = [&](int step, const Tensor&, float) { lesson.progress("ascent", step, options.steps); };
     const auto start = std::chrono::steady_clock::now();
     const Tensor z = explain::ascend(Tensor::zeros({depth_count, 3, spec.height, spec.width}),

@@ -99,6 +99,14 @@ AscentOptions gray_class_recipe(const preprocess::InputSpec& spec, int steps, ui
   return options;
 }
 
+AscentOptions photo_neuron_recipe(int steps) {
+  AscentOptions options;
+  options.steps = steps;
+  options.learning_rate = 0.15f;
+  options.normalize_gradient = true;
+  return options;
+}
+
 AscentOptions gray_neuron_recipe(const preprocess::InputSpec& spec, int steps) {
   AscentOptions options;  // no jitter: a small receptive field would just move away
   options.steps = steps;
@@ -176,9 +184,7 @@ Visualization plan_visualization(nn::Model& model, const VisualizationTarget& ta
     plan.recipe = Visualization::Recipe::DecorrelatedAscent;
     plan.recipe_words = "lesson 4's decorrelated ascent";
     plan.default_steps = 40;
-    plan.ascent.steps = plan.default_steps;
-    plan.ascent.learning_rate = 0.15f;
-    plan.ascent.normalize_gradient = true;
+    plan.ascent = photo_neuron_recipe(plan.default_steps);
   } else {
     plan.recipe = Visualization::Recipe::Decorrelated;
     plan.recipe_words = "Olah et al.'s recipe";
@@ -241,7 +247,7 @@ Tensor climb(const Visualization& plan, const Climb& climb) {
   }
   // DecorrelatedAscent (lesson 4): the decorrelated image seen through 2-pixel shifts.
   const DecorrelatedImage decorrelated(spec.height, spec.width);
-  const Objective robust = transformed(plan.objective, {.degrees = 0.f, .scale = 0.f, .shift = 2.f}, plan.seed);
+  const Objective robust = transformed(plan.objective, kNeuronShifts, plan.seed);
   options.on_step = [&](int step, const Tensor& z, float value) {
     if (climb.on_step) climb.on_step(step, value);
     if (wants(step)) {

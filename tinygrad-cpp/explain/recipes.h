@@ -73,6 +73,10 @@ void clip_to_valid_pixels(AscentOptions& options, const preprocess::InputSpec& s
 // FashionCNN's ascent toward a class (jitter 2, blur every 10 steps) or a neuron (stronger L2).
 AscentOptions gray_class_recipe(const preprocess::InputSpec& spec, int steps, uint64_t seed);
 AscentOptions gray_neuron_recipe(const preprocess::InputSpec& spec, int steps);
+// Lesson 4's neuron ascent on a photo model: plain ascent on the parameters of the decorrelated
+// image with a normalized gradient, the objective seen through 2-pixel shifts (kNeuronShifts).
+constexpr RandomTransforms kNeuronShifts = {.degrees = 0.f, .scale = 0.f, .shift = 2.f};
+AscentOptions photo_neuron_recipe(int steps);
 // An input as it is once saved as 8-bit pixels: what figures show and numbers are measured on.
 Tensor as_saved(const Tensor& x, const preprocess::InputSpec& spec);
 

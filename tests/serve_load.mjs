@@ -93,7 +93,8 @@ async function main() {
       console.log(`bench: ${name}: median ${quantile(times, 0.5).toFixed(1)} ms, p95 ${quantile(times, 0.95).toFixed(1)} ms (${benchRuns} runs)`);
     }
 
-    // ---- 2. load test ----
+    // ---- 2. load test (--seconds 0: the benchmark only) ----
+    if (seconds <= 0) return;
     const reference = {
       fashion: tgcNpy('assets/fashion_cnn.safetensors', 'assets/fashion-png/1_trouser.png', 'saliency'),
       photo: tgcNpy(PHOTO, 'assets/chelsea.png', 'guided_backprop'),

@@ -205,7 +205,7 @@ struct Explorer::Images {
   Tensor input(const Entry& e, const Served& s, Gate& work) {
     return kept(inputs, e.id + "/" + s.id, [&] {
       std::optional<Gate::Lease> lease;
-      if (!e.png) lease.emplace(work.enter("input"));
+      if (e.group == "upload") lease.emplace(work.enter("input"));
       return preprocess::image_to_input(*e.image, s.model->info().input);
     });
   }

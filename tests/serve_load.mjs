@@ -5,7 +5,8 @@
 //
 // 1. The latency benchmark, one request at a time on an idle server: the page's first load (its
 //    HTML, CSS and JS modules), a saliency and a guided-backprop map of chelsea (300x300 photo
-//    model), a layer's channel overview. Prints the median and p95 of --bench repetitions.
+//    model), the first map of a new upload, a layer's channel overview. Prints the median and p95
+//    of --bench repetitions. --seconds 0 runs the benchmark only.
 // 2. The load test: --clients concurrent clients for --seconds of mixed requests (predict, maps
 //    as .npy compared byte for byte with `tgc explain --npy`, channel overviews, uploads of a
 //    photo and of every fuzz regression image, ascents cancelled after two frames). Counts the
@@ -81,19 +82,31 @@ async function main() {
       'page first load (html+css+3 modules)': async () => { for (const p of page) await (await fetch(base + p)).arrayBuffer(); },
       'saliency map, chelsea 300x300 (json+png)': async () => (await fetch(`${base}/api/explain?model=photo&image=chelsea&method=saliency`)).json(),
       'guided map, chelsea 300x300 (json+png)': async () => (await fetch(`${base}/api/explain?model=photo&image=chelsea&method=guided_backprop`)).json(),
+      // The first map of a target also runs the forward pass that resolves it (the page's later maps
+      // of that target do not): chelsea uploaded anew each time, the upload not timed.
+      'saliency map, a new upload of chelsea (target resolved too)': [async () => {
+        const r = await fetch(`${base}/api/upload?model=photo`, { method: 'POST', body: readFileSync('assets/chelsea.png') });
+        return (await r.json()).id;
+      }, async id => (await fetch(`${base}/api/explain?model=photo&image=${id}&method=saliency`)).json()],
       'channel overview, Conv_1/relu6 (1280 x 10x10)': async () =>
         (await fetch(`${base}/api/channels?model=photo&image=chelsea&layer=${encodeURIComponent('FeatureExtractor/MobilenetV2/Conv_1/relu6')}`)).json(),
       'channel overview, expanded_conv/project (16 x 150x150)': async () =>
         (await fetch(`${base}/api/channels?model=photo&image=chelsea&layer=${encodeURIComponent('FeatureExtractor/MobilenetV2/expanded_conv/project')}`)).json(),
     };
-    for (const [name, run] of benchRuns > 0 ? Object.entries(bench) : []) {
-      await run();  // warm-up
+    console.log(`bench: ${os.cpus().length} x ${os.cpus()[0]?.model}, load average ${os.loadavg().map(l => l.toFixed(2)).join(' ')}`);
+    for (const [name, entry] of benchRuns > 0 ? Object.entries(bench) : []) {
+      const [prepare, run] = Array.isArray(entry) ? entry : [async () => undefined, entry];  // prepare: not timed
+      await run(await prepare());  // warm-up
       const times = [];
-      for (let i = 0; i < benchRuns; i++) times.push((await timed(run))[0]);
+      for (let i = 0; i < benchRuns; i++) {
+        const prepared = await prepare();
+        times.push((await timed(() => run(prepared)))[0]);
+      }
       console.log(`bench: ${name}: median ${quantile(times, 0.5).toFixed(1)} ms, p95 ${quantile(times, 0.95).toFixed(1)} ms (${benchRuns} runs)`);
     }
 
-    // ---- 2. load test ----
+    // ---- 2. load test (--seconds 0: the benchmark only) ----
+    if (seconds <= 0) return;
     const reference = {
       fashion: tgcNpy('assets/fashion_cnn.safetensors', 'assets/fashion-png/1_trouser.png', 'saliency'),
       photo: tgcNpy(PHOTO, 'assets/chelsea.png', 'guided_backprop'),

@@ -194,3 +194,28 @@ TEST_SUITE("preprocess") {
     CHECK_THROWS_WITH(preprocess::parse_fit("squash"), "fit: 'squash' is not stretch, crop or pad");
   }
 }
+
+TEST_SUITE("preprocess") {
+  TEST_CASE("decode_photo: a file's bytes in memory make the photo load_photo makes of the file") {
+    const preprocess::InputSpec ssd{3, 300, 300, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false};
+    for (const char* path : {"tests/fuzz/seeds/image/exif-orientation-6-mm.jpg", "tests/fuzz/seeds/image/exif-orientation-8-ii.jpg",
+                             "tests/fuzz/seeds/image/rgba-left-third-transparent.png", "assets/chelsea.png"}) {
+      CAPTURE(path);
+      const preprocess::Photo from_file = preprocess::load_photo(path);
+      const preprocess::Photo from_bytes = preprocess::decode_photo(io::read_file(path), "upload");
+      CHECK(from_bytes.image.pixels == from_file.image.pixels);
+      CHECK(from_bytes.image.width == from_file.image.width);
+      CHECK(from_bytes.stored_width == from_file.stored_width);
+      CHECK(from_bytes.notes == from_file.notes);
+      for (const preprocess::Fit fit : {preprocess::Fit::Stretch, preprocess::Fit::Crop, preprocess::Fit::Pad}) {
+        const Tensor a = preprocess::take_photo(from_file, ssd, fit).input, b = preprocess::take_photo(from_bytes, ssd, fit).input;
+        CHECK(std::equal(a.data(), a.data() + a.numel(), b.data()));
+      }
+    }
+    const preprocess::Photo six = preprocess::decode_photo(io::read_file("tests/fuzz/seeds/image/exif-orientation-6-mm.jpg"), "upload");
+    CHECK(six.image.width == 16);  // stored 24x16, upright 16x24
+    CHECK(six.image.height == 24);
+    CHECK(test::contains(test::error_message([] { preprocess::decode_photo({'G', 'I', 'F', '8', '9', 'a', 1, 0}, "upload"); }),
+                         "upload: a GIF image"));
+  }
+}

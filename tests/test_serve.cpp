@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -114,7 +116,8 @@ TEST_SUITE("serve") {
         {{{"image", "fashion-1"}, {"method", "smoothgrad"}, {"samples", "2.5"}}, 400, "must be a whole number"},
         {{{"image", "fashion-1"}, {"method", "smoothgrad"}, {"samples", "1000"}}, 400, "above the page's limit of 64"},
         {{{"image", "fashion-1"}, {"method", "smoothgrad"}, {"noise", "nan"}}, 400, "noise = 'nan' must be a number"},
-        {{{"model", "photo"}, {"image", "chelsea"}, {"method", "occlusion"}}, 400, "use a stride of at least 15"},
+        {{{"model", "photo"}, {"image", "chelsea"}, {"method", "occlusion"}, {"stride", "5"}}, 400, "use a stride of at least 15"},
+        {{{"model", "photo"}, {"image", "chelsea"}, {"method", "occlusion"}, {"window", "8"}}, 400, "stride 4 makes 5625 windows"},
         {{{"image", "fashion-1"}, {"method", "saliency"}, {"rule", "sideways"}}, 400, "unknown rule 'sideways'"},
         {{{"image", "fashion-1"}, {"method", "saliency"}, {"target", "Spaceship"}}, 400, "Spaceship"},
         {{{"image", "fashion-1"}, {"method", "saliency"}, {"box", "1"}}, 400, "box is for a detector"},
@@ -435,5 +438,94 @@ TEST_SUITE("serve") {
     CHECK(contains(car[0]["what"].get<std::string>(), "2:1 wide anchor of the 3x3 head's centre cell"));
     CHECK(car[0]["steps"] == 128);
     CHECK(car[0]["recipe_steps"] == 256);
+  }
+}
+
+TEST_SUITE("serve") {
+  TEST_CASE("an upload goes through tgc's intake: EXIF orientation honoured, alpha on white, fit") {
+    NEEDS_TASKS(SERVE_TASKS);
+    // A phone's JPEG, stored 24x16 with orientation 6: upright it stands 16x24.
+    const std::string phone = "tests/fuzz/seeds/image/exif-orientation-6-mm.jpg";
+    for (const auto& [model, fit] : {std::pair{"fashion", "crop"}, std::pair{"photo", "stretch"}}) {
+      CAPTURE(model);
+      const serve::Reply up = explorer().handle("upload", {.params = {{"model", model}, {"fit", fit}}, .body = slurp(phone)});
+      REQUIRE(up.status == 200);
+      const json j = json::parse(up.body);
+      CHECK(j["fit"] == fit);
+      CHECK(contains(j["notes"][0].get<std::string>(), "EXIF orientation 6: turned 90 degrees clockwise"));
+      if (std::string(fit) == "crop") {
+        CHECK(j["width"] == 16);  // the upright photo's centre square
+        CHECK(j["height"] == 16);
+      } else {
+        CHECK(j["width"] == 16);
+        CHECK(j["height"] == 24);
+      }
+      // The map of the upload is the one tgc explain draws from the same file: the same input, byte for byte.
+      const serve::Reply map = get("explain", {{"model", model}, {"image", j["id"]}, {"method", "input_x_gradient"}, {"format", "npy"}});
+      REQUIRE(map.status == 200);
+      CHECK(map.body == tgc_npy(fmt::format("--model {} --image {} --fit {} --method input_x_gradient",
+                                            std::string(model) == "fashion" ? kFashion : kPhoto, phone, fit)));
+    }
+    // A PNG with its left third transparent: composited on white, and said so.
+    const std::string clear = "tests/fuzz/seeds/image/rgba-left-third-transparent.png";
+    const json j = json::parse(explorer().handle("upload", {.params = {{"fit", "pad"}}, .body = slurp(clear)}).body);
+    CHECK(contains(j["notes"][0].get<std::string>(), "transparent: composited on a white background"));
+    const serve::Reply png = get("image", {{"image", j["id"]}});
+    const io::Image shown = io::decode_image(std::vector<uint8_t>(png.body.begin(), png.body.end()), "reply");
+    CHECK(shown.channels == 3);
+    CHECK(shown.at(0, 0, 0) == 255);
+    CHECK(shown.at(0, 0, 2) == 255);
+    const serve::Reply bad = explorer().handle("upload", {.params = {{"fit", "squash"}}, .body = slurp(clear)});
+    CHECK(bad.status == 400);
+    CHECK(contains(error_of(bad), "fit: 'squash' is not stretch, crop or pad"));
+  }
+
+  TEST_CASE("the rule menu follows the method table's rule field: its own rule and no gradient are kept") {
+    NEEDS_TASKS(SERVE_TASKS);
+    const json listed = json::parse(get("methods").body);
+    std::map<std::string, std::string> rule_of;
+    for (const json& m : listed) rule_of[m["name"]] = m["rule"];
+    CHECK(rule_of["saliency"] == "as given");
+    CHECK(rule_of["gradcam"] == "as given");
+    CHECK(rule_of["guided_backprop"] == "its own");
+    CHECK(rule_of["deconvnet"] == "its own");
+    CHECK(rule_of["guided_gradcam"] == "its own");
+    CHECK(rule_of["occlusion"] == "no gradient");
+    // Each method on FashionCNN under the deconvnet rule: changed exactly when its rule is as given.
+    for (const explain::Method& m : explain::methods()) {
+      CAPTURE(m.name);
+      CHECK(rule_of[m.name] == explain::rule_words(m.rule));
+      auto npy = [&](const char* rule) {
+        return get("explain", {{"image", "fashion-1"}, {"method", m.name}, {"rule", rule}, {"samples", "4"}, {"steps", "4"},
+                               {"format", "npy"}}).body;
+      };
+      CHECK((npy("deconvnet") != npy("vanilla")) == (m.rule == explain::RectifierRule::AsGiven));
+      const serve::Reply guided = get("explain", {{"image", "fashion-1"}, {"method", m.name}, {"rule", "guided"}, {"samples", "4"}, {"steps", "4"}});
+      INFO(guided.body.substr(0, 300));
+      REQUIRE(guided.status == 200);
+      const json j = json::parse(guided.body);
+      CHECK(j["rule"]["applied"] == (m.rule == explain::RectifierRule::AsGiven));
+      CHECK(j["rule"]["method"] == explain::rule_words(m.rule));
+    }
+  }
+
+  TEST_CASE("work outside the models' gates (an upload's decoding, an image's PNG) is gated too: 503 when full") {
+    NEEDS_TASKS(SERVE_TASKS);
+    serve::Explorer small({{"fashion", kFashion}}, "assets", {.queue = 0, .queue_wait = std::chrono::milliseconds(10)});
+    const json up = json::parse(small.handle("upload", {.body = slurp("assets/coffee.png")}).body);
+    {
+      const serve::Gate::Lease held = small.work_gate().enter("test");  // another decode or encode under way
+      const serve::Reply upload = small.handle("upload", {.body = slurp("assets/coffee.png")});
+      CHECK(upload.status == 503);
+      CHECK(upload.retry_after >= 1);
+      const serve::Reply image = small.handle("image", {.params = {{"image", up["id"]}}});
+      CHECK(image.status == 503);
+      CHECK(image.retry_after >= 1);
+      CHECK(contains(error_of(image), "image:"));
+      CHECK(small.handle("image", {.params = {{"image", "chelsea"}}}).status == 200);  // encoded at start: no work
+      CHECK(small.handle("predict", {.params = {{"image", up["id"]}}}).status == 200);  // its input made at upload
+    }
+    CHECK(small.handle("image", {.params = {{"image", up["id"]}}}).status == 200);
+    CHECK(small.refused() == 2);
   }
 }

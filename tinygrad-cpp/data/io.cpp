@@ -15,7 +15,7 @@
 // jpeglib.h needs FILE from <cstdio> first.
 #include <jpeglib.h>
 #include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
+#include <zlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -575,7 +575,7 @@ int jpeg_orientation(const uint8_t* bytes, size_t size) {
   return 1;
 }
 
-Image load_image(const std::string& path) { return decode_image(read_file(path, uint64_t{256} << 20), path); }
+Image load_image(const std::string& path) { return decode_image(read_file(path, kMaxImageFileBytes), path); }
 
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& path) {
   const std::string other = refused_format(bytes);
@@ -599,19 +599,79 @@ void save_png(const std::string& path, const Image& image) {
   write_file_atomic(path, png.data(), png.size());
 }
 
-std::vector<uint8_t> encode_png(const Image& image, const std::string& path) {
+namespace {
+
+// A PNG chunk: length, type, data, CRC of type and data (all big-endian).
+void png_chunk(std::vector<uint8_t>& png, const char* type, const uint8_t* data, size_t size) {
+  auto u32 = [&](uint32_t v) { png.insert(png.end(), {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)}); };
+  u32(static_cast<uint32_t>(size));
+  const size_t start = png.size();
+  png.insert(png.end(), type, type + 4);
+  png.insert(png.end(), data, data + size);
+  u32(static_cast<uint32_t>(crc32(0, png.data() + start, static_cast<uInt>(png.size() - start))));
+}
+
+// The filtered rows PNG compresses: each row's filter byte, then its bytes minus a predictor
+// (0 none, 1 the byte to the left, 2 the one above, 3 their mean, 4 Paeth's pick of left, above
+// and above-left). Each row takes the filter whose output has the smallest sum of |signed byte|
+// (libpng's heuristic).
+std::vector<uint8_t> png_filtered_rows(const Image& image) {
+  const size_t stride = static_cast<size_t>(image.width) * image.channels, step = static_cast<size_t>(image.channels);
+  std::vector<uint8_t> out((stride + 1) * image.height);
+  std::vector<uint8_t> candidate(stride), zero_row(stride, 0);
+  for (int y = 0; y < image.height; ++y) {
+    const uint8_t* row = &image.pixels[y * stride];
+    const uint8_t* above = y > 0 ? &image.pixels[(y - 1) * stride] : zero_row.data();
+    uint8_t* best = &out[y * (stride + 1)];
+    uint64_t best_cost = UINT64_MAX;
+    for (uint8_t filter = 0; filter <= 4; ++filter) {
+      uint64_t cost = 0;
+      for (size_t i = 0; i < stride; ++i) {
+        const int a = i >= step ? row[i - step] : 0, b = above[i], c = i >= step ? above[i - step] : 0;
+        int predicted = 0;
+        if (filter == 1) predicted = a;
+        else if (filter == 2) predicted = b;
+        else if (filter == 3) predicted = (a + b) / 2;
+        else if (filter == 4) {
+          const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+          predicted = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
+        candidate[i] = static_cast<uint8_t>(row[i] - predicted);
+        cost += static_cast<uint64_t>(std::abs(static_cast<int8_t>(candidate[i])));
+      }
+      if (cost < best_cost) {
+        best_cost = cost;
+        best[0] = filter;
+        std::copy(candidate.begin(), candidate.end(), best + 1);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_png(const Image& image, const std::string& path, PngEffort effort) {
   if (image.width < 1 || image.height < 1 || image.channels < 1 || image.channels > 4 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels)
     throw file_error(path, fmt::format("cannot write a {}x{}x{} image holding {} bytes", image.width, image.height,
                                        image.channels, image.pixels.size()));
-  std::vector<uint8_t> png;
-  auto append = [](void* context, void* data, int size) {
-    auto* out = static_cast<std::vector<uint8_t>*>(context);
-    out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-  };
-  if (!stbi_write_png_to_func(append, &png, image.width, image.height, image.channels, image.pixels.data(),
-                              image.width * image.channels))
-    throw file_error(path, "PNG encoding failed");
+  const std::vector<uint8_t> rows = png_filtered_rows(image);
+  uLongf packed_size = compressBound(static_cast<uLong>(rows.size()));
+  std::vector<uint8_t> packed(packed_size);
+  if (compress2(packed.data(), &packed_size, rows.data(), static_cast<uLong>(rows.size()), effort == PngEffort::Fast ? 1 : 6) !=
+      Z_OK)
+    throw file_error(path, "PNG encoding failed (zlib)");
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  png.reserve(packed_size + 64);
+  static const uint8_t kColorType[] = {0, 0, 4, 2, 6};  // by channels: gray, gray+alpha, RGB, RGBA
+  const auto w = static_cast<uint32_t>(image.width), h = static_cast<uint32_t>(image.height);
+  const uint8_t header[13] = {uint8_t(w >> 24), uint8_t(w >> 16), uint8_t(w >> 8), uint8_t(w),
+                              uint8_t(h >> 24), uint8_t(h >> 16), uint8_t(h >> 8), uint8_t(h),
+                              8, kColorType[image.channels], 0, 0, 0};  // 8 bits, deflate, adaptive filters, no interlace
+  png_chunk(png, "IHDR", header, sizeof header);
+  png_chunk(png, "IDAT", packed.data(), packed_size);
+  png_chunk(png, "IEND", nullptr, 0);
   return png;
 }
 

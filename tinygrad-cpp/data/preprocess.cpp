@@ -217,13 +217,14 @@ io::Image fit_to_aspect(const io::Image& image, int64_t width, int64_t height, F
   return out;
 }
 
-Photo load_photo(const std::string& path) {
+Photo load_photo(const std::string& path) { return decode_photo(io::read_file(path, io::kMaxImageFileBytes), path); }
+
+Photo decode_photo(const std::vector<uint8_t>& bytes, const std::string& label) {
   Photo photo;
-  photo.image = io::load_image(path);
+  photo.image = io::decode_image(bytes, label);
   const int width = photo.image.width, height = photo.image.height;
   photo.stored_width = width, photo.stored_height = height;
-  const std::vector<uint8_t> head = io::read_file_head(path, io::kJpegOrientationBytes);
-  const int orientation = io::jpeg_orientation(head.data(), head.size());
+  const int orientation = io::jpeg_orientation(bytes.data(), std::min(bytes.size(), io::kJpegOrientationBytes));
   static const char* kTurns[] = {"", "", "mirrored left-right", "turned 180 degrees", "mirrored top-bottom",
                                  "transposed", "turned 90 degrees clockwise", "transposed and turned 180 degrees",
                                  "turned 90 degrees counterclockwise"};

@@ -62,6 +62,9 @@ struct Photo {
   std::vector<std::string> notes;  // one sentence each
 };
 Photo load_photo(const std::string& path);
+// The same from the file's bytes already in memory (an upload to the explorer page); `label`
+// names them in errors.
+Photo decode_photo(const std::vector<uint8_t>& bytes, const std::string& label);
 
 // The photo fitted and made the model's input. `image` is what the input was made from (the
 // cropped or padded photo at its own resolution: boxes and figures refer to it); the notes add

@@ -113,6 +113,7 @@ std::vector<Method> cam_methods() {
        .description = "guided backprop times Grad-CAM upsampled to the input",
        .targets = scores,
        .layer = UsesLayer::FeatureMap,
+       .rule = RectifierRule::Own,
        .run = [](const Call& c) { return guided_grad_cam(c.model, c.input, c.target, c.layer); }},
   };
 }

@@ -22,6 +22,15 @@ std::string TargetKinds::str() const {
   return s;
 }
 
+const char* rule_words(RectifierRule rule) {
+  switch (rule) {
+    case RectifierRule::AsGiven: return "as given";
+    case RectifierRule::Own: return "its own";
+    case RectifierRule::NoGradient: return "no gradient";
+  }
+  return "";
+}
+
 int64_t Call::whole(const std::string& name) const { return static_cast<int64_t>(settings.at(name)); }
 float Call::real(const std::string& name) const { return static_cast<float>(settings.at(name)); }
 

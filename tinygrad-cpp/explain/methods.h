@@ -41,6 +41,16 @@ using Settings = std::map<std::string, double>;
 // to the model's info().cam_layer.
 enum class UsesLayer { No, FeatureMap };
 
+// Which backward rule a method's gradients take through ReLU and ReLU6.
+enum class RectifierRule {
+  AsGiven,     // the one the rectifiers carry: vanilla, or one a caller puts on them (the page's rule menu)
+  Own,         // its own, set by the method and defining it (guided backprop, deconvnet, guided Grad-CAM):
+               // a rule chosen by a caller is not applied
+  NoGradient,  // none: the method takes no gradient (occlusion)
+};
+const char* rule_words(RectifierRule rule);  // "as given", "its own", "no gradient"
+
+
 // What a method's function receives.
 struct Call {
   nn::Model& model;
@@ -57,6 +67,7 @@ struct Method {
   TargetKinds targets;
   std::vector<Parameter> parameters;
   UsesLayer layer = UsesLayer::No;
+  RectifierRule rule = RectifierRule::AsGiven;
   // How a map is shown: the normalization policy and colormap (MaxAbs maps also take the
   // max |value| over color channels; the others their sum).
   viz::Normalize policy = viz::Normalize::Signed;

@@ -99,6 +99,7 @@ std::vector<Method> perturbation_methods() {
                        .kind = Parameter::Kind::Whole},
                       {.name = "stride", .default_value = 0, .min = 0, .max = 4096,
                        .help = "occlusion stride (0: half the window)", .kind = Parameter::Kind::Whole}},
+       .rule = RectifierRule::NoGradient,
        .run = [](const Call& c) {
          // The patch: black on a gray model (FashionCNN's background), mid-gray on photos.
          const float pixel = c.model.info().input.channels == 1 ? 0.f : 0.5f;

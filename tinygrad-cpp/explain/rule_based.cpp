@@ -21,10 +21,12 @@ std::vector<Method> rule_based_methods() {
       {.name = "guided_backprop",
        .description = "the gradient with the guided rule at every rectifier (Springenberg et al. 2014)",
        .targets = any,
+       .rule = RectifierRule::Own,
        .run = [](const Call& c) { return guided_backprop(c.model, c.input, c.target); }},
       {.name = "deconvnet",
        .description = "the gradient with the deconvnet rule at every rectifier (Zeiler & Fergus 2014)",
        .targets = any,
+       .rule = RectifierRule::Own,
        .run = [](const Call& c) { return deconvnet(c.model, c.input, c.target); }},
   };
 }

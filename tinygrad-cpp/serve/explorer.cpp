@@ -63,8 +63,9 @@ std::string base64(const std::vector<uint8_t>& bytes) {
 
 namespace {
 
+// An image inside JSON, for the page to draw at once (compressed fast: it crosses no network).
 std::string png_data_url(const io::Image& image, const std::string& label) {
-  return "data:image/png;base64," + base64(io::encode_png(image, label));
+  return "data:image/png;base64," + base64(io::encode_png(image, label, io::PngEffort::Fast));
 }
 
 json box_json(const models::Box& b) { return {{"x0", b.x0}, {"y0", b.y0}, {"x1", b.x1}, {"y1", b.y1}}; }
@@ -131,11 +132,6 @@ class RuledModel : public nn::Model {
   NamedRule rule_;
 };
 
-// Methods that are defined by their own rule keep it whatever the menu says.
-bool follows_rule_menu(const explain::Method& method) {
-  return method.name != "guided_backprop" && method.name != "deconvnet" && method.name != "guided_gradcam";
-}
-
 struct Cancelled {};
 
 }  // namespace
@@ -156,18 +152,32 @@ struct Explorer::Served {
   models::Graph& graph() { return dynamic_cast<models::Graph&>(*model); }
 };
 
+// A map's target as `tgc explain` resolves it (from a forward pass without gradients), kept by
+// image, model and what was asked, so the page's several maps of one target cost one such pass.
+struct Resolved {
+  explain::Target target;
+  std::optional<models::Box> box;  // a detection's
+  std::string layer;               // a detection's head's layer, Grad-CAM's default
+  json target_json;
+};
+
 // ---- images: the shipped ones and the uploads (the newest `uploads_kept`) ----
 struct Explorer::Images {
   struct Entry {
     std::string id, name, group;  // group: "photo", "fashion", "upload"
-    std::shared_ptr<const io::Image> image;
+    std::shared_ptr<const io::Image> image;  // upright, no alpha, fitted (preprocess's intake)
+    std::vector<std::string> notes;          // what the intake did to it
+    std::shared_ptr<const std::string> png;  // a shipped image's, encoded at start (an upload's: in pngs)
   };
   std::mutex mutex;
   std::vector<Entry> shipped;
   std::deque<Entry> uploads;
   uint64_t next_upload = 1;
-  // The model inputs made from images, by "image id/model id" (a photo is resized once).
+  // Made from images and kept, by "image id/model id[/...]": the model inputs (a photo is resized
+  // once), the PNGs /api/image answers (encoded once), the resolved targets.
   std::map<std::string, Tensor> inputs;
+  std::map<std::string, std::shared_ptr<const std::string>> pngs;
+  std::map<std::string, Resolved> targets;
 
   Entry find(const std::string& id) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -178,22 +188,48 @@ struct Explorer::Images {
     throw Refusal(404, fmt::format("image '{}' is not known (the server keeps the last uploads only; upload it again)",
                                    printable(id.substr(0, 40))));
   }
-  Tensor input(const Entry& e, const Served& s) {
-    const std::string key = e.id + "/" + s.id;
+  // What `key` holds in `cache`, or `make()` kept there (outside the lock: two requests may both
+  // make it, and keep the same).
+  template <typename Value, typename Make>
+  Value kept(std::map<std::string, Value>& cache, const std::string& key, Make make) {
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (auto it = inputs.find(key); it != inputs.end()) return it->second;
+      if (auto it = cache.find(key); it != cache.end()) return it->second;
     }
-    Tensor x = preprocess::image_to_input(*e.image, s.model->info().input);
+    Value made = make();
     std::lock_guard<std::mutex> lock(mutex);
-    if (inputs.size() > 256) inputs.clear();
-    inputs[key] = x;
-    return x;
+    if (cache.size() > 256) cache.clear();
+    return cache.emplace(key, std::move(made)).first->second;
+  }
+  // The image as the model's input; an upload's (up to 16 megapixels to read) made under `work`.
+  Tensor input(const Entry& e, const Served& s, Gate& work) {
+    return kept(inputs, e.id + "/" + s.id, [&] {
+      std::optional<Gate::Lease> lease;
+      if (e.group == "upload") lease.emplace(work.enter("input"));
+      return preprocess::image_to_input(*e.image, s.model->info().input);
+    });
+  }
+  // The image as PNG; an upload's encoded under `work`, once.
+  std::shared_ptr<const std::string> png(const Entry& e, Gate& work) {
+    if (e.png) return e.png;
+    return kept(pngs, e.id + "/png", [&] {
+      const Gate::Lease lease = work.enter("image");
+      const std::vector<uint8_t> bytes = io::encode_png(*e.image, e.id, io::PngEffort::Fast);
+      return std::make_shared<const std::string>(bytes.begin(), bytes.end());
+    });
+  }
+  // Everything made from an image (the upload forgotten).
+  void forget(const std::string& id) {
+    const std::string prefix = id + "/";
+    auto erase = [&](auto& cache) {
+      for (auto it = cache.lower_bound(prefix); it != cache.end() && it->first.starts_with(prefix);) it = cache.erase(it);
+    };
+    erase(inputs), erase(pngs), erase(targets);
   }
 };
 
 Explorer::Explorer(const std::vector<ModelFile>& files, const std::string& assets, Limits limits)
-    : limits_(limits), images_(std::make_unique<Images>()), decode_gate_(limits.queue, limits.queue_wait) {
+    : limits_(limits), images_(std::make_unique<Images>()), work_gate_(limits.queue, limits.queue_wait) {
   for (const ModelFile& f : files) {
     auto s = std::make_unique<Served>();
     s->id = f.id, s->path = f.path;
@@ -237,7 +273,10 @@ Explorer::Explorer(const std::vector<ModelFile>& files, const std::string& asset
   for (const Shipped& s : shipped) {
     const std::string path = assets + "/" + s.file;
     if (!io::file_exists(path)) continue;
-    images_->shipped.push_back({s.id, s.name, s.group, std::make_shared<const io::Image>(io::load_image(path))});
+    preprocess::Photo photo = preprocess::load_photo(path);  // the lessons' and tgc's intake
+    const std::vector<uint8_t> png = io::encode_png(photo.image, s.id, io::PngEffort::Fast);
+    images_->shipped.push_back({s.id, s.name, s.group, std::make_shared<const io::Image>(std::move(photo.image)), photo.notes,
+                                std::make_shared<const std::string>(png.begin(), png.end())});
   }
 }
 
@@ -246,7 +285,7 @@ Explorer::~Explorer() = default;
 int Explorer::refused() const {
   int n = 0;
   for (const auto& s : models_) n += s->gate->refused();
-  return n + decode_gate_.refused();
+  return n + work_gate_.refused();
 }
 
 namespace {
@@ -365,6 +404,11 @@ void check_cost(const explain::Method& method, const explain::Settings& given, c
     const auto windows = [&](double stride) {
       return std::ceil(static_cast<double>(input.height) / stride) * std::ceil(static_cast<double>(input.width) / stride);
     };
+    if (settings["stride"] == 0) {  // the method's default: half the window (its own default scaled to the input)
+      const double window = settings["window"] > 0 ? settings["window"]
+                                                   : static_cast<double>(explain::occlusion_window(input.height, input.width).window);
+      settings["stride"] = std::max(1.0, std::floor(window / 2));
+    }
     if (windows(settings["stride"]) > limits.max_windows) {
       double smallest = settings["stride"];
       while (windows(smallest) > limits.max_windows) ++smallest;
@@ -377,6 +421,39 @@ void check_cost(const explain::Method& method, const explain::Settings& given, c
 }
 
 Reply json_reply(const json& j) { return {.body = j.dump()}; }
+
+// A class or detection target from a forward pass without gradients, as `tgc explain` resolves
+// it: the class given or predicted; a detector's best detection of that class, or `box` K, the
+// K-th detection tgc predict lists (and Grad-CAM's layer: the map that detection's head reads).
+Resolved resolve_target(Explorer::Served& s, const Tensor& input, const io::Image& image, const std::string* box,
+                        int64_t class_given) {
+  nn::Model& model = *s.model;
+  const Tensor logits = explain::scores(model, input);
+  const int64_t predicted = model.predict(model.probabilities(logits))[0];
+  Resolved out;
+  if (s.detector) {
+    models::Detection d;
+    if (box) {
+      const std::vector<models::Detection> shown = models::detections(s.graph(), image.width, image.height);
+      const auto number = static_cast<int64_t>(number_param("explain", "box", *box, 1, std::max<double>(1, static_cast<double>(shown.size())), true));
+      if (shown.empty()) throw Refusal(400, "explain: box: there is no detection with p >= 0.5 on this image");
+      d = shown[static_cast<size_t>(number - 1)];
+    } else {
+      d = models::best_detection(s.graph(), class_given >= 0 ? class_given : predicted, image.width, image.height);
+    }
+    out.target = explain::Target::of_detections({d.class_index}, {d.anchor});
+    out.box = d.box;
+    if (!s.heads.empty()) out.layer = s.heads[std::min<size_t>(d.head, 1)].layer;
+    out.target_json = {{"kind", "detection"}, {"class", d.class_index}, {"label", d.label}, {"p", d.score},
+                       {"anchor", d.anchor}, {"grid", d.grid}, {"box", box_json(d.box)}};
+  } else {
+    const int64_t c = class_given >= 0 ? class_given : predicted;
+    out.target = explain::Target::of_classes({c});
+    out.target_json = {{"kind", "class"}, {"class", c}, {"label", model.info().classes[c]},
+                       {"p", explain::target_values(model, logits, out.target, explain::Measure::Probability)[0]}};
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -437,7 +514,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
                      {"targets", {{"class", m.targets.classes}, {"neuron", m.targets.neurons}, {"detection", m.targets.detections}}},
                      {"parameters", parameters},
                      {"uses_layer", m.layer == explain::UsesLayer::FeatureMap},
-                     {"follows_rule", follows_rule_menu(m)}});
+                     {"rule", explain::rule_words(m.rule)}});  // "as given" (the menu's), "its own", "no gradient"
     }
     return json_reply(all);
   }
@@ -459,39 +536,53 @@ Reply Explorer::route(const std::string& route, const Request& r) {
   }
   if (route == "image") {
     const Images::Entry e = images_->find(need_param(r, route, "image"));
-    const std::vector<uint8_t> png = io::encode_png(*e.image, e.id);
-    return {.content_type = "image/png", .body = std::string(png.begin(), png.end())};
+    return {.content_type = "image/png", .body = *images_->png(e, work_gate_)};
   }
   if (route == "upload") {
     if (r.body.empty()) throw Refusal(400, "upload: the body is empty (send the image's bytes)");
     if (r.body.size() > limits_.upload_bytes)
       throw Refusal(413, fmt::format("upload: {} bytes; the limit is {} bytes", r.body.size(), limits_.upload_bytes));
-    io::Image image;
-    {
-      Gate::Lease lease = decode_gate_.enter("upload");  // one decode at a time bounds the memory
+    // The intake `tgc explain --image` uses, fitted to the model the page shows.
+    const Served& s = find_model(models_, r, route);
+    const preprocess::Fit fit = [&] {
       try {
-        image = io::decode_image(std::vector<uint8_t>(r.body.begin(), r.body.end()), "upload");
+        return preprocess::parse_fit(find_param(r, "fit") ? *find_param(r, "fit") : "stretch");
+      } catch (const Error& err) {
+        throw Refusal(400, std::string("upload: ") + err.what());
+      }
+    }();
+    preprocess::Intake intake;
+    {
+      Gate::Lease lease = work_gate_.enter("upload");  // one decode at a time bounds the memory
+      preprocess::Photo photo;
+      try {
+        photo = preprocess::decode_photo(std::vector<uint8_t>(r.body.begin(), r.body.end()), "upload");
       } catch (const std::bad_alloc&) {
         throw Refusal(413, "upload: the image is too large to decode");
       } catch (const Error& e) {
         throw Refusal(415, e.what());
       }
+      const int64_t pixels = int64_t{photo.stored_width} * photo.stored_height;
+      if (pixels > limits_.upload_pixels)
+        throw Refusal(413, fmt::format("upload: {}x{} = {} pixels; the limit is {}", photo.stored_width, photo.stored_height,
+                                       pixels, limits_.upload_pixels));
+      try {
+        intake = preprocess::take_photo(std::move(photo), s.model->info().input, fit);
+      } catch (const Error& e) {
+        throw Refusal(413, std::string("upload: ") + e.what());  // padded beyond the pixel cap
+      }
     }
-    const int64_t pixels = static_cast<int64_t>(image.width) * image.height;
-    if (pixels > limits_.upload_pixels)
-      throw Refusal(413, fmt::format("upload: {}x{} = {} pixels; the limit is {}", image.width, image.height, pixels,
-                                     limits_.upload_pixels));
     std::lock_guard<std::mutex> lock(images_->mutex);
     Images::Entry e{fmt::format("upload-{}", images_->next_upload++), "your image", "upload",
-                    std::make_shared<const io::Image>(std::move(image))};
+                    std::make_shared<const io::Image>(std::move(intake.image)), intake.notes, nullptr};
     images_->uploads.push_back(e);
-    while (images_->uploads.size() > limits_.uploads_kept) {  // forget the oldest, and the inputs made from it
-      const std::string prefix = images_->uploads.front().id + "/";
-      for (auto it = images_->inputs.lower_bound(prefix); it != images_->inputs.end() && it->first.starts_with(prefix);)
-        it = images_->inputs.erase(it);
+    images_->inputs[e.id + "/" + s.id] = intake.input;
+    while (images_->uploads.size() > limits_.uploads_kept) {  // forget the oldest, and what was made from it
+      images_->forget(images_->uploads.front().id);
       images_->uploads.pop_front();
     }
-    return json_reply({{"id", e.id}, {"name", e.name}, {"group", e.group}, {"width", e.image->width}, {"height", e.image->height}});
+    return json_reply({{"id", e.id}, {"name", e.name}, {"group", e.group}, {"width", e.image->width}, {"height", e.image->height},
+                       {"fit", preprocess::fit_name(fit)}, {"notes", e.notes}});
   }
 
   // ---- the model's answers: one at a time per model ----
@@ -501,7 +592,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
 
   if (route == "predict") {
     const Images::Entry e = images_->find(need_param(r, route, "image"));
-    const Tensor input = images_->input(e, s);
+    const Tensor input = images_->input(e, s, work_gate_);
     Gate::Lease lease = s.gate->enter(route);
     const auto start = Clock::now();
     json out{{"model", s.id}, {"image", e.id}, {"detector", s.detector}};
@@ -538,7 +629,7 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     for (const Layer& l : s.layers)
       if (l.name == name) layer = &l;
     if (!layer) throw Refusal(400, fmt::format("channels: '{}' is not a layer of {}", printable(name.substr(0, 80)), s.id));
-    const Tensor input = images_->input(e, s);
+    const Tensor input = images_->input(e, s, work_gate_);
     Gate::Lease lease = s.gate->enter(route);
     const auto start = Clock::now();
     Tensor a;
@@ -619,44 +710,25 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     if (format != "json" && format != "npy" && format != "png")
       throw Refusal(400, fmt::format("explain: format '{}' is not one of json, npy, png", printable(format.substr(0, 20))));
     const int64_t class_given = find_param(r, "target") ? class_param(model, route, *find_param(r, "target")) : -1;
-    const Tensor input = images_->input(e, s);
+    const Tensor input = images_->input(e, s, work_gate_);
 
     Gate::Lease lease = s.gate->enter(route);
     const auto start = Clock::now();
-    // The target, as `tgc explain` resolves it.
-    const Tensor logits = explain::scores(model, input);
-    const Tensor probabilities = model.probabilities(logits);
-    const int64_t predicted = model.predict(probabilities)[0];
-    explain::Target target;
-    std::optional<models::Box> box;
-    json target_json;
-    if (neuron) {
-      target = explain::Target::of_neuron(*neuron);
-      target_json = {{"kind", "neuron"}, {"neuron", neuron_str(*neuron)}};
-    } else if (s.detector) {
-      models::Detection d;
-      if (const std::string* k = find_param(r, "box")) {
-        const std::vector<models::Detection> shown = models::detections(s.graph(), e.image->width, e.image->height);
-        const int64_t number = static_cast<int64_t>(number_param(route, "box", *k, 1, std::max<double>(1, static_cast<double>(shown.size())), true));
-        if (shown.empty()) throw Refusal(400, "explain: box: there is no detection with p >= 0.5 on this image");
-        d = shown[static_cast<size_t>(number - 1)];
-      } else {
-        d = models::best_detection(s.graph(), class_given >= 0 ? class_given : predicted, e.image->width, e.image->height);
-      }
-      target = explain::Target::of_detections({d.class_index}, {d.anchor});
-      box = d.box;
-      if (layer.empty() && !s.heads.empty()) layer = s.heads[std::min<size_t>(d.head, 1)].layer;
-      target_json = {{"kind", "detection"}, {"class", d.class_index}, {"label", d.label}, {"p", d.score},
-                     {"anchor", d.anchor}, {"grid", d.grid}, {"box", box_json(d.box)}};
-    } else {
-      const int64_t c = class_given >= 0 ? class_given : predicted;
-      target = explain::Target::of_classes({c});
-      target_json = {{"kind", "class"}, {"class", c}, {"label", info.classes[c]},
-                     {"p", explain::target_values(model, logits, target, explain::Measure::Probability)[0]}};
-    }
+    // The target, as `tgc explain` resolves it: a neuron as given; a class or detection from a
+    // forward pass, done once per image, model and what was asked.
+    const std::string* box_asked = find_param(r, "box");
+    const Resolved resolved =
+        neuron ? Resolved{.target = explain::Target::of_neuron(*neuron),
+                          .target_json = {{"kind", "neuron"}, {"neuron", neuron_str(*neuron)}}}
+               : images_->kept(images_->targets,
+                               fmt::format("{}/{}/{}", e.id, s.id, box_asked ? "box=" + *box_asked : fmt::format("class={}", class_given)),
+                               [&] { return resolve_target(s, input, *e.image, box_asked, class_given); });
+    const explain::Target& target = resolved.target;
+    const std::optional<models::Box>& box = resolved.box;
+    if (layer.empty()) layer = resolved.layer;
     json used_settings = json::object();  // every parameter the method used, given or default
     for (const auto& [name, value] : explain::defaults(method)) used_settings[name] = settings.count(name) ? settings.at(name) : value;
-    const bool ruled = rule.name != "vanilla" && follows_rule_menu(method);
+    const bool ruled = rule.name != "vanilla" && method.rule == explain::RectifierRule::AsGiven;
     Tensor attribution;
     if (ruled) {
       RuledModel with_rule(model, rule);
@@ -678,8 +750,9 @@ Reply Explorer::route(const std::string& route, const Request& r) {
     json out{{"method", method.name},
              {"model", s.id},
              {"image", e.id},
-             {"target", target_json},
-             {"rule", {{"name", rule.name}, {"applied", ruled || rule.name == "vanilla"}}},
+             {"target", resolved.target_json},
+             {"rule", {{"name", rule.name}, {"applied", ruled || (rule.name == "vanilla" && method.rule == explain::RectifierRule::AsGiven)},
+                       {"method", explain::rule_words(method.rule)}}},
              {"settings", used_settings},
              {"shape", attribution.shape()},
              {"min", *lowest},

@@ -11,8 +11,11 @@
 //   methods                   the method table: names, targets, parameters (default, range)
 //   rules                     the backward rules by name (core/rule_registry.h)
 //   images                    the shipped images (photos, Fashion-MNIST samples)
-//   image?image=ID            an image as PNG
-//   upload (POST, raw bytes)  a PNG/JPEG through the hardened decoders -> {id, width, height}
+//   image?image=ID            an image as PNG (as the intake made it: upright, no alpha, fitted)
+//   upload?[model][&fit] (POST, raw bytes)   a PNG/JPEG through the intake `tgc explain --image`
+//                             and the lessons use (preprocess::decode_photo: the hardened decoders,
+//                             EXIF orientation, alpha on white; then take_photo with fit =
+//                             stretch|crop|pad for the model) -> {id, width, height, fit, notes}
 //   predict?model&image       a detector's detections (boxes) or a classifier's top classes
 //   channels?model&image&layer   the layer's channels as one montage PNG, with its grid
 //   explain?model&image&method[&target|&box|&neuron_layer&neuron_channel[&neuron_y&neuron_x]]
@@ -128,6 +131,9 @@ class Explorer {
 
   const Limits& limits() const { return limits_; }
   int refused() const;  // 503s so far
+  // The work done outside the models' gates (decoding an upload, encoding an image as PNG, an
+  // upload made another model's input) passes this one: one at a time, the same short queue.
+  Gate& work_gate() { return work_gate_; }
 
   // Model state and images live in the .cpp.
   struct Served;
@@ -138,7 +144,7 @@ class Explorer {
   Limits limits_;
   std::vector<std::unique_ptr<Served>> models_;
   std::unique_ptr<Images> images_;
-  Gate decode_gate_;
+  Gate work_gate_;
 };
 
 // Base64 (RFC 4648), for images inside JSON.

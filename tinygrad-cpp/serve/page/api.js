@@ -28,8 +28,9 @@ export async function get(route, params = {}) {
   return reply(await fetchRetrying(`/api/${route}?${query(params)}`));
 }
 
-export async function upload(file) {
-  return reply(await fetch('/api/upload', { method: 'POST', body: file }));
+// A file's bytes through the server's intake; `params`: the model it is fitted to, and fit.
+export async function upload(file, params = {}) {
+  return reply(await fetch(`/api/upload?${query(params)}`, { method: 'POST', body: file }));
 }
 
 export function url(route, params) { return `/api/${route}?${query(params)}`; }

@@ -50,6 +50,7 @@ function modelFor(image) {
 
 async function chooseImage(image) {
   state.image = image;
+  $('image-notes').textContent = '';
   const model = modelFor(image);
   if (model !== state.model) setModel(model);
   for (const b of $('gallery').querySelectorAll('button')) b.classList.toggle('chosen', b.dataset.image === image.id);
@@ -102,9 +103,10 @@ async function uploadFile(file) {
   if (!file) return;
   status(`uploading ${file.name}...`);
   try {
-    const image = await api.upload(file);
+    const image = await api.upload(file, { model: state.model.id, fit: $('fit').value });
     image.name = file.name;
     await chooseImage(image);
+    $('image-notes').textContent = image.notes.length ? image.notes.join(' ') : `fit ${image.fit}: as it is`;
   } catch (e) {
     showError(`${file.name}: ${e.message}`);
   } finally {
@@ -403,6 +405,10 @@ async function start() {
       await Promise.all([api.get('models'), api.get('methods'), api.get('images'), api.get('limits')]);
     const rules = await api.get('rules');
     $('rule').innerHTML = rules.map(r => `<option>${r}</option>`).join('');
+    // Which methods the menu changes, from the method table's rule field.
+    const named = words => state.methods.filter(m => m.rule === words).map(m => m.name).join(', ');
+    $('rule-note').textContent = `changes ${named('as given')}; ${named('its own')} keep their own rule` +
+      (named('no gradient') ? `; ${named('no gradient')} takes no gradient` : '');
     $('model').innerHTML = state.models.map(m => `<option value="${m.id}">${m.id} (${m.arch}${m.detector ? ', detector' : ''})</option>`).join('');
     buildMethodChoice();
     setModel(state.models[0]);

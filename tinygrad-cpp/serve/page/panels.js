@@ -86,7 +86,7 @@ export async function fillPanel(panel, result, photo, overlay, links) {
     result.share_in_box !== null ? `share inside the box ${(100 * result.share_in_box).toFixed(1)}%` : '',
     Object.keys(result.settings).length ? Object.entries(result.settings).map(([k, v]) => `${k} ${v}`).join(', ') : '',
     result.layer ? `layer ${result.layer.split('/').slice(-2).join('/')}` : '',
-    `rule ${result.rule.applied ? result.rule.name : 'its own'}  ·  ${Math.round(result.ms)} ms`,
+    `rule ${result.rule.applied ? result.rule.name : result.rule.method}  ·  ${Math.round(result.ms)} ms`,
   ].filter(Boolean);
   panel.querySelector('.numbers').textContent = lines.join('\n');
   panel.querySelector('.links').innerHTML =

@@ -910,7 +910,7 @@ Explorer::Stream Explorer::invert_stream(const Request& r) {
   if (std::none_of(s.layers.begin(), s.layers.end(), [&](const Layer& l) { return l.name == layer; }))
     throw Refusal(400, fmt::format("{}: layer '{}' is not a layer of {}", route, printable(layer.substr(0, 80)), s.id));
   const Images::Entry image = images_->find(need_param(r, route, "image"));
-  const Tensor input = images_->input(image, s);
+  const Tensor input = images_->input(image, s, work_gate_);
   const int steps =
       static_cast<int>(whole_param(r, route, "steps", 1, limits_.max_steps, explain::default_inversion_steps(model)));
   const int every = static_cast<int>(whole_param(r, route, "every", 1, limits_.max_steps, s.detector ? 4 : 10));

@@ -126,8 +126,6 @@ async function main() {
       before[m] = s;
     }
     await shot(page, 'chelsea_maps');
-    // The README's picture (a JPEG of the window, small enough to ship).
-    await page.screenshot({ path: path.join(out, 'readme.jpg'), type: 'jpeg', quality: 72 });
 
     // 3. SmoothGrad with the sigma slider moved
     await setChosenMethods(page, ['saliency', 'guided_backprop', 'gradcam', 'smoothgrad']);
@@ -217,8 +215,17 @@ async function main() {
           `the inversion streamed ${invFrames} frames and stopped (frame sd ${invFrame.sd.toFixed(1)}; "${invInfo.slice(0, 110)}")`);
     await shot(page, 'inversion_stopped');
 
-    // 7. an image the repository does not ship (explained for its class, not the neuron)
+    // Back to the Cat: the README's picture (a JPEG of the window, small enough to ship) shows the
+    // maps, the overview, and a visualization and an inversion frame.
     await page.click('#clear-neuron');
+    await page.waitForFunction(() => !document.querySelector('#target').textContent.includes('neuron'), { timeout: 10000 });
+    await panelsDone(page, ['saliency', 'guided_backprop', 'gradcam']);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.setViewport({ width: 1400, height: 1500 });
+    await page.screenshot({ path: path.join(out, 'readme.jpg'), type: 'jpeg', quality: 72 });
+    await page.setViewport({ width: 1400, height: 1100 });
+
+    // 7. an image the repository does not ship (explained for its class)
     await (await page.$('#file')).uploadFile(UNSHIPPED);
     await page.waitForFunction(() => document.querySelector('#gallery button.chosen') === null &&
                                document.querySelector('#prediction').textContent.length > 0, { timeout: 30000 });

@@ -158,6 +158,7 @@ TEST_SUITE("fused-inverted-residual") {
       INFO(describe(c));
       const Block b(c, 11);
       auto g = b.graph();
+      tape().clear();  // what earlier tests left
       Tensor op_by_op, fused;
       {
         NoGrad no_grad;
@@ -228,6 +229,7 @@ TEST_SUITE("fused-inverted-residual") {
     REQUIRE_MESSAGE(io::file_exists(kPhotoModel), "run make setup: it fetches the photo model");
     auto model = std::dynamic_pointer_cast<models::Graph>(models::load_model(kPhotoModel));
     REQUIRE(model);
+    tape().clear();  // what earlier tests left
     Generator gen(2);
     for (int64_t batch : {1, 8}) {
       CAPTURE(batch);

@@ -42,11 +42,15 @@ std::string describe(const Case& c) {
 }
 
 // SAME padding as TensorFlow has it: the odd row or column goes after.
-Case same(int64_t batch, int64_t in, int64_t h, int64_t w, int64_t hidden, int64_t kernel, int64_t stride, int64_t out,
-          bool residual = false) {
+Case same(int64_t batch, int64_t in, int64_t h, int64_t w, int64_t hidden, int64_t kernel, int64_t stride, int64_t out) {
   const int64_t oh = (h + stride - 1) / stride, ow = (w + stride - 1) / stride;
   const int64_t pad_h = std::max<int64_t>(0, (oh - 1) * stride + kernel - h), pad_w = std::max<int64_t>(0, (ow - 1) * stride + kernel - w);
-  return {batch, in, h, w, hidden, kernel, stride, pad_h / 2, pad_w / 2, oh, ow, out, residual};
+  return {batch, in, h, w, hidden, kernel, stride, pad_h / 2, pad_w / 2, oh, ow, out};
+}
+// The same block adding its input to its output (stride 1, as many channels out as in).
+Case residual(Case c) {
+  c.residual = true;
+  return c;
 }
 
 // The block's tensors, random, and the kernel's view of them.
@@ -120,15 +124,16 @@ struct Block {
 // expansion, no biases, a 5x5 window, batch 1 and 8.
 std::vector<Case> cases() {
   std::vector<Case> all = {
-      same(1, 8, 7, 9, 48, 3, 1, 8, /*residual=*/true),
-      same(8, 8, 7, 9, 48, 3, 1, 8, /*residual=*/true),
+      residual(same(1, 8, 7, 9, 48, 3, 1, 8)),
+      residual(same(8, 8, 7, 9, 48, 3, 1, 8)),
       same(1, 6, 11, 13, 20, 3, 2, 10),  // SAME with stride 2: one row and column of padding, after
       same(8, 6, 10, 12, 36, 3, 2, 7),   // even sizes: no padding before, one after
-      same(2, 16, 19, 19, 96, 3, 1, 16, /*residual=*/true),
+      residual(same(2, 16, 19, 19, 96, 3, 1, 16)),
       same(1, 5, 23, 17, 0, 3, 1, 9),    // no expansion: the depthwise reads x
       same(3, 4, 9, 21, 24, 5, 2, 6),    // a 5x5 window
       same(1, 3, 1, 1, 18, 3, 1, 5),     // one pixel: every tap but the centre in the padding
-      {1, 4, 8, 8, 32, 3, 1, 1, 1, 8, 8, 4, /*residual=*/false, /*biases=*/false},  // PyTorch's symmetric padding
+      {.batch = 1, .in_channels = 4, .height = 8, .width = 8, .hidden = 32, .kernel = 3, .stride = 1, .pad_top = 1,
+       .pad_left = 1, .out_h = 8, .out_w = 8, .out_channels = 4, .biases = false},  // PyTorch's symmetric padding, no biases
       {8, 24, 75, 75, 144, 3, 2, 0, 0, 38, 38, 32},  // expanded_conv_3's shape (bands of rows)
   };
   return all;
@@ -189,7 +194,7 @@ TEST_SUITE("fused-inverted-residual") {
   }
 
   TEST_CASE("forward_until a layer inside a block runs the block op by op; forward_after an inner layer after a fused pass") {
-    const Case c = same(2, 8, 9, 11, 40, 3, 1, 8, /*residual=*/true);
+    const Case c = residual(same(2, 8, 9, 11, 40, 3, 1, 8));
     const Block b(c, 3);
     auto g = b.graph();
     NoGrad no_grad;

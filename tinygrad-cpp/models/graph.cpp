@@ -112,7 +112,7 @@ Tensor Graph::run(size_t first, size_t last) {
 
 // ---- the fused no-grad forward ----
 
-void Graph::plan() const {
+void Graph::plan() {
   if (planned_) return;
   // How many readers each value has (a model output counts as one).
   std::vector<int> readers(nodes_.size() + 1, 0);

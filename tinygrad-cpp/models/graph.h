@@ -90,7 +90,7 @@ class Graph : public nn::Model {
   };
   Tensor run(size_t first, size_t last);  // runs nodes [first, last], reading values_
   void evaluate(size_t node) const;       // node's value from its inputs' (computed first if a block skipped them)
-  void plan() const;                      // finds blocks_ (again, after the graph changed)
+  void plan();                            // finds blocks_ (again, after the graph changed)
   bool run_fused(size_t block);           // false, doing nothing, where the kernel does not fit the values
   void materialize(size_t node) const;    // computes a value a fused block skipped
   size_t last_node() const;               // the last node a forward pass runs: the later output's
@@ -101,9 +101,9 @@ class Graph : public nn::Model {
   // block skipped is computed when a const reader first asks for it.
   mutable std::vector<Tensor> values_;
   mutable std::vector<int64_t> skipped_by_;  // per node: the block that skipped its value, or -1
-  mutable std::vector<Block> blocks_;
-  mutable std::vector<int64_t> block_at_;     // per node: the block starting there, or -1
-  mutable bool planned_ = false;
+  std::vector<Block> blocks_;
+  std::vector<int64_t> block_at_;  // per node: the block starting there, or -1
+  bool planned_ = false;
   size_t fused_blocks_ = 0;
   int output_ = -1;
   int box_output_ = -1;  // the box encodings' value, or -1

@@ -113,6 +113,29 @@ void depthwise_conv2d_backward_weight_naive(const float* x, const float* grad_ou
 void depthwise_conv2d_backward_weight(const float* x, const float* grad_output, int64_t batch, const Depthwise& d,
                                       float* dw);
 
+// MobileNetV2's inverted-residual block as one kernel (inverted_residual.cpp), for forwards
+// that record nothing: e = relu6(We x + be) (no expansion: e = x), d = relu6(depthwise(e)),
+// y = Wp d + bp, plus x when `residual`. x [N, in_channels, H, W] with H, W the depthwise's
+// height and width; y [N, out_channels, out_h, out_w]. Weights: We [hidden, in_channels],
+// the depthwise's [hidden, kh, kw] (multiplier 1), Wp [out_channels, hidden]; biases may be null.
+// inverted_residual runs each image in bands of rows whose e and d stay in cache, and agrees to
+// the bit with the engine's op-by-op forward; the naive twin is that forward on the textbook kernels.
+struct InvertedResidual {
+  int64_t in_channels = 0;
+  const float* expand_weight = nullptr;  // null: no expansion (depthwise.channels == in_channels)
+  const float* expand_bias = nullptr;
+  Depthwise depthwise{};  // channels: the hidden width
+  const float* depthwise_weight = nullptr;
+  const float* depthwise_bias = nullptr;
+  int64_t out_channels = 0;
+  const float* project_weight = nullptr;
+  const float* project_bias = nullptr;
+  bool residual = false;
+};
+bool inverted_residual_supported(const InvertedResidual& b);
+void inverted_residual(const float* x, int64_t batch, const InvertedResidual& b, float* out);
+void inverted_residual_naive(const float* x, int64_t batch, const InvertedResidual& b, float* out);
+
 // 2x2 max-pooling with stride 2 and no padding (pool.cpp), planes [planes, H, W] ->
 // [planes, H/2, W/2]. Backward sends each window's gradient to its first maximum: it
 // writes every pixel a window covers and leaves an odd last row or column alone (so dx

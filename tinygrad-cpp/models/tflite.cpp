@@ -392,6 +392,10 @@ void Importer::convolution(const tflite::Operator& op, int output, bool depthwis
   const int value = node(name, depthwise ? "depthwise_conv2d" : "conv2d", {x.value}, [=](const std::vector<Tensor>& in) {
     return conv2d(in[0], weight, b, stride, symmetric_pad, dilation, groups, extra_pad);
   }, shape);
+  out_->set_convolution(value, {.weight = weight, .bias = b, .stride_h = stride_h, .stride_w = stride_w,
+                                .pad_top = pad_h.first, .pad_left = pad_w.first, .pad_bottom = pad_h.second,
+                                .pad_right = pad_w.second, .dilation_h = dilation_h, .dilation_w = dilation_w,
+                                .groups = groups});
   set_activation(output, fused(value, act, name, true, output, shape), true, shape);
 }
 

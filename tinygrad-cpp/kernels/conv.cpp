@@ -9,7 +9,8 @@
 //                                                Winograd F(2x2, 3x3) (winograd.cpp)
 //   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm;
 //                                                with few output rows, one gemm W cols over the threads
-//   backward dx, one image otherwise            one gemm W^T dY over the threads, then col2im
+//   backward dx, stride or dilation (groups 1)   W^T dY then col2im; one large image: the gemm over
+//                                                the threads, a batch: images over the threads
 //   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
 //   backward, stride 1                           dx: the forward's kernel on dY with the weight flipped;
 //                                                dW: the direct weight-gradient kernel
@@ -155,13 +156,19 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
     return true;
   }
   const int64_t rows = g.channels * taps;
-  if (!stride1(g, groups) && one_large_image(batch, groups, O * P * rows)) {
-    // One image with a stride (the photo model's first layer): dcols = W^T dY as one gemm the
-    // threads share, then col2im adds the columns back into the image.
-    float* dcols = buffer(columns_buffer, rows * P);
-    gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output, P, 0.f, dcols, P);
-    std::fill(dx, dx + image_size, 0.f);
-    col2im(dcols, g, dx, P);
+  if (!stride1(g, groups) && groups == 1) {
+    // A stride (the photo model's first layer) or dilation: dcols = W^T dY, then col2im adds
+    // the columns back into the image, in the thread's reused column buffer (a fresh one
+    // costs a page fault per 4 KB). One large image: the threads share its gemm; a batch:
+    // they take images.
+    auto one_image = [&](int64_t n) {
+      float* dcols = buffer(columns_buffer, rows * P);
+      gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output + n * O * P, P, 0.f, dcols, P);
+      std::fill(dx + n * image_size, dx + (n + 1) * image_size, 0.f);
+      col2im(dcols, g, dx + n * image_size, P);
+    };
+    if (one_large_image(batch, groups, O * P * rows)) one_image(0);
+    else for_each_image(batch, one_image);
     return true;
   }
   if (!stride1(g, groups) || g.pad_h >= g.kernel_h || g.pad_w >= g.kernel_w) return false;

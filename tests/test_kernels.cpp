@@ -350,6 +350,7 @@ TEST_SUITE("kernels") {
     Generator gen(23);
     struct Case { int64_t N, C, H, W, O, k, s, p, groups, extra = 0; };  // extra: SAME's bottom/right padding
     for (const Case& c : {Case{1, 19, 9, 13, 21, 1, 1, 0, 1}, Case{8, 32, 10, 10, 17, 1, 1, 0, 1},
+                          Case{8, 16, 9, 7, 40, 1, 1, 0, 1},  // a batch of 1x1 expansions: dx image by image
                           Case{8, 17, 11, 6, 17, 3, 2, 1, 17}, Case{1, 16, 15, 15, 32, 3, 1, 1, 16},
                           Case{2, 3, 9, 8, 5, 3, 1, 1, 1}, Case{2, 32, 20, 22, 33, 3, 1, 1, 1},
                           // one large image with stride 2: forward in bands of output rows, or as one

@@ -2,7 +2,8 @@
 // ops/conv.cpp states the op and its textbook backward; this file only makes it fast.
 //
 //   1x1, stride 1, no padding                    one gemm per image, no columns: Y = W X,
-//                                                dX = W^T dY, dW += dY X^T
+//                                                dX = W^T dY (a batch of expansions: images over
+//                                                the threads), dW += dY X^T
 //   depthwise (groups = channels)                 depthwise.cpp, forward and both gradients
 //   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image;
 //                                                3x3 with many channels on large maps (VGG):
@@ -146,9 +147,16 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
                                 int64_t out_channels, int64_t groups, float* dx) {
   const int64_t O = out_channels, P = g.out_h() * g.out_w(), taps = g.kernel_h * g.kernel_w;
   const int64_t image_size = g.channels * g.height * g.width;
-  if (pointwise(g, groups) && (O <= g.channels || batch == 1)) {  // dX_n = W^T dY_n
-    for (int64_t n = 0; n < batch; ++n)
+  if (pointwise(g, groups)) {  // dX_n = W^T dY_n, straight into dx (a 1x1's columns are the image)
+    auto one_image = [&](int64_t n) {
       gemm(true, false, g.channels, P, O, 1.f, weight, g.channels, grad_output + n * O * P, P, 0.f, dx + n * image_size, P);
+    };
+    // Projections' gradients (O <= C) and one image: the threads share each gemm; an
+    // expansion's (few rows of dX, e.g. 16 x P from 96 channels) over a batch: images.
+    if (O <= g.channels || batch == 1)
+      for (int64_t n = 0; n < batch; ++n) one_image(n);
+    else
+      for_each_image(batch, one_image);
     return true;
   }
   if (const auto d = depthwise(g, O, groups)) {

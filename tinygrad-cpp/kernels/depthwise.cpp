@@ -335,7 +335,12 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
             float* plane_row = plane + r * s.rows * s.row_length + y * s.row_length;
             if (used == 0 && o == c * m) std::fill(plane_row, plane_row + block, 0.f);  // no tap reaches it
             if (used == 0) continue;
-            sum_of_taps(src, wt, used, 0.f, o > c * m, block, plane_row);
+            // 3x3 with stride 2 reaches a row with 1, 2 or 4 taps: those counts unrolled
+            const bool accumulate = o > c * m;
+            if (used == 1) sum_of_taps<1>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else if (used == 2) sum_of_taps<2>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else if (used == 4) sum_of_taps<4>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else sum_of_taps(src, wt, used, 0.f, accumulate, block, plane_row);
           }
       }
       // crop: dx[yy][xx] = the plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached

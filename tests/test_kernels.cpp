@@ -348,15 +348,19 @@ TEST_SUITE("kernels") {
     // conv2d_forward against conv2d_reference; the backward fast paths against the
     // definition of dx and dW (from conv2d_reference, one unit tensor at a time).
     Generator gen(23);
-    struct Case { int64_t N, C, H, W, O, k, s, p, groups; };
+    struct Case { int64_t N, C, H, W, O, k, s, p, groups, extra = 0; };  // extra: SAME's bottom/right padding
     for (const Case& c : {Case{1, 19, 9, 13, 21, 1, 1, 0, 1}, Case{8, 32, 10, 10, 17, 1, 1, 0, 1},
+                          Case{8, 16, 9, 7, 40, 1, 1, 0, 1},  // a batch of 1x1 expansions: dx image by image
                           Case{8, 17, 11, 6, 17, 3, 2, 1, 17}, Case{1, 16, 15, 15, 32, 3, 1, 1, 16},
                           Case{2, 3, 9, 8, 5, 3, 1, 1, 1}, Case{2, 32, 20, 22, 33, 3, 1, 1, 1},
                           // one large image with stride 2: forward in bands of output rows, or as one
                           // gemm when there are few of them (5 here); dx as one shared gemm + col2im
-                          Case{1, 3, 80, 79, 48, 3, 2, 1, 1}, Case{1, 64, 10, 9, 128, 3, 2, 1, 1}}) {
+                          Case{1, 3, 80, 79, 48, 3, 2, 1, 1}, Case{1, 64, 10, 9, 128, 3, 2, 1, 1},
+                          // stride 2 with SAME's asymmetric padding (0 above, 1 below, the photo model's
+                          // stem), one image and a batch of 8: dx in each thread's column buffer
+                          Case{1, 3, 30, 31, 32, 3, 2, 0, 1, 1}, Case{8, 3, 9, 11, 7, 3, 2, 0, 1, 1}}) {
       CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.O); CAPTURE(c.k); CAPTURE(c.s); CAPTURE(c.groups);
-      const kernels::ConvGeometry g{c.C, c.H, c.W, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1};
+      const kernels::ConvGeometry g{c.C, c.H, c.W, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1, c.extra, c.extra};
       const int64_t P = g.out_h() * g.out_w(), image = c.C * c.H * c.W, patch = c.C / c.groups * c.k * c.k;
       std::vector<float> x(c.N * image), w(c.O * patch), bias(c.O), dy(c.N * c.O * P);
       for (std::vector<float>* v : {&x, &w, &bias, &dy})
@@ -367,7 +371,7 @@ TEST_SUITE("kernels") {
       for (size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-4));
       std::vector<float> dx(x.size(), std::nanf("")), dw(w.size(), 0.f);
       const bool dx_fast = kernels::conv2d_backward_input_fast(dy.data(), c.N, g, w.data(), c.O, c.groups, dx.data());
-      if (!dx_fast) REQUIRE((c.s == 2 && kernels::num_threads() == 1));  // one image with a stride is shared, or left to im2col
+      REQUIRE(dx_fast);  // every case here is 1x1, depthwise, stride 1, or groups 1 with a stride
       const bool dw_fast = kernels::conv2d_backward_weight_fast(x.data(), dy.data(), c.N, g, c.O, c.groups, dw.data());
       if (!dw_fast) CHECK((c.groups == 1 && c.k > 1));  // the direct stride-1 weight gradient may decline (no AVX-512), stride 2 has none
       check_conv_gradients_by_definition({x, c.N, g, w, c.O, c.groups, dy}, dx_fast ? dx.data() : nullptr,

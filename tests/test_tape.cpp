@@ -133,12 +133,12 @@ TEST_SUITE("tape-reverse-walk") {
     Tensor ty = tg::tanh(y3);
     Tensor fx = sum(ex);
     Tensor fy = sum(ty);
-    const size_t before = tape().size();
+    // backward walks its graph and first drops entries nothing can reach (earlier tests' leftovers)
     fx.backward();
-    CHECK(tape().size() == before - 3);  // mul, exp, sum of x's graph; y's graph untouched
+    CHECK(tape().size() == 3);  // mul, exp, sum of y's graph, untouched
     CHECK_FALSE(y.grad().defined());
     fy.backward();
-    CHECK(tape().size() == before - 6);
+    CHECK(tape().size() == 0);
     for (int64_t i = 0; i < 2; ++i) {
       const float xv = x.data()[i], yv = y.data()[i];
       CHECK(x.grad().data()[i] == doctest::Approx(2.f * xv * std::exp(xv * xv)));

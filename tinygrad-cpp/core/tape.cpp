@@ -167,6 +167,11 @@ void Tape::backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
                 " for a tensor of shape " + shape_str(root.shape()));
   if (!root.requires_grad())
     throw Error("backward: the tensor does not require grad (no input of the ops that made it did)");
+  // Branches of an earlier pass that did not lead to its root (a detector's box heads) are
+  // still on the tape, holding their inputs: drop the ones nothing else holds any more, so
+  // their memory is reused now instead of at the next sweep (a fresh block costs a page
+  // fault per 4 KB).
+  drop_unreachable();
   const uint64_t root_seq = root.impl()->producer_seq;
   Entry* root_entry = find(root_seq);
   if (root_seq != 0 && !root_entry) throw Error(freed_graph_message("the tensor"));

@@ -2,14 +2,16 @@
 // ops/conv.cpp states the op and its textbook backward; this file only makes it fast.
 //
 //   1x1, stride 1, no padding                    one gemm per image, no columns: Y = W X,
-//                                                dX = W^T dY, dW += dY X^T
+//                                                dX = W^T dY (a batch of expansions: images over
+//                                                the threads), dW += dY X^T
 //   depthwise (groups = channels)                 depthwise.cpp, forward and both gradients
 //   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image;
 //                                                3x3 with many channels on large maps (VGG):
 //                                                Winograd F(2x2, 3x3) (winograd.cpp)
 //   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm;
 //                                                with few output rows, one gemm W cols over the threads
-//   backward dx, one image otherwise            one gemm W^T dY over the threads, then col2im
+//   backward dx, stride or dilation (groups 1)   W^T dY then col2im; one large image: the gemm over
+//                                                the threads, a batch: images over the threads
 //   forward, a batch otherwise                   chunks of images over the threads, im2col + gemm
 //   backward, stride 1                           dx: the forward's kernel on dY with the weight flipped;
 //                                                dW: the direct weight-gradient kernel
@@ -145,9 +147,16 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
                                 int64_t out_channels, int64_t groups, float* dx) {
   const int64_t O = out_channels, P = g.out_h() * g.out_w(), taps = g.kernel_h * g.kernel_w;
   const int64_t image_size = g.channels * g.height * g.width;
-  if (pointwise(g, groups) && (O <= g.channels || batch == 1)) {  // dX_n = W^T dY_n
-    for (int64_t n = 0; n < batch; ++n)
+  if (pointwise(g, groups)) {  // dX_n = W^T dY_n, straight into dx (a 1x1's columns are the image)
+    auto one_image = [&](int64_t n) {
       gemm(true, false, g.channels, P, O, 1.f, weight, g.channels, grad_output + n * O * P, P, 0.f, dx + n * image_size, P);
+    };
+    // Projections' gradients (O <= C) and one image: the threads share each gemm; an
+    // expansion's (few rows of dX, e.g. 16 x P from 96 channels) over a batch: images.
+    if (O <= g.channels || batch == 1)
+      for (int64_t n = 0; n < batch; ++n) one_image(n);
+    else
+      for_each_image(batch, one_image);
     return true;
   }
   if (const auto d = depthwise(g, O, groups)) {
@@ -155,13 +164,19 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
     return true;
   }
   const int64_t rows = g.channels * taps;
-  if (!stride1(g, groups) && one_large_image(batch, groups, O * P * rows)) {
-    // One image with a stride (the photo model's first layer): dcols = W^T dY as one gemm the
-    // threads share, then col2im adds the columns back into the image.
-    float* dcols = buffer(columns_buffer, rows * P);
-    gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output, P, 0.f, dcols, P);
-    std::fill(dx, dx + image_size, 0.f);
-    col2im(dcols, g, dx, P);
+  if (!stride1(g, groups) && groups == 1) {
+    // A stride (the photo model's first layer) or dilation: dcols = W^T dY, then col2im adds
+    // the columns back into the image, in the thread's reused column buffer (a fresh one
+    // costs a page fault per 4 KB). One large image: the threads share its gemm; a batch:
+    // they take images.
+    auto one_image = [&](int64_t n) {
+      float* dcols = buffer(columns_buffer, rows * P);
+      gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output + n * O * P, P, 0.f, dcols, P);
+      std::fill(dx + n * image_size, dx + (n + 1) * image_size, 0.f);
+      col2im(dcols, g, dx + n * image_size, P);
+    };
+    if (one_large_image(batch, groups, O * P * rows)) one_image(0);
+    else for_each_image(batch, one_image);
     return true;
   }
   if (!stride1(g, groups) || g.pad_h >= g.kernel_h || g.pad_w >= g.kernel_w) return false;

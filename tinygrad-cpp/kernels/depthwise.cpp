@@ -66,11 +66,16 @@ void depthwise_conv2d_backward_weight_naive(const float* x, const float* grad_ou
 // ---- the fast versions ----
 namespace {
 
-thread_local std::vector<float> plane_buffer, grad_buffer, row_buffer;
+thread_local std::vector<float> plane_buffer, gradient_plane_buffer, grad_buffer, row_buffer;
+
+void forget_plane_layout();
 
 // Thread-local scratch of at least n floats; `zeroed` also clears it (where the zeros are read).
 float* scratch(std::vector<float>& b, int64_t n) {
-  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  if (static_cast<int64_t>(b.size()) < n) {
+    b.resize(static_cast<size_t>(n));
+    if (&b == &plane_buffer) forget_plane_layout();  // moved: its contents are no plane any more
+  }
   return b.data();
 }
 float* zeroed(std::vector<float>& b, int64_t n) {
@@ -131,25 +136,36 @@ ImageColumns image_columns(const Depthwise& d, const SplitPlane& s, float* plane
           plane + (1 - e) * s.rows * s.row_length + y * s.row_length + (d.pad_left + 1) / 2};
 }
 
+// The padded plane of plane_buffer is laid out by the geometry alone, so once its padding
+// is zero only the image's pixels change from channel to channel (and call to call): the
+// geometry of the last full fill is kept, and a plane of the same geometry gets only them.
+struct PlaneLayout {
+  int64_t rows = -1, row_length = -1, stride_w = 0, pad_top = 0, pad_left = 0, height = 0, width = 0;
+  bool operator==(const PlaneLayout&) const = default;
+};
+thread_local PlaneLayout plane_layout;  // of plane_buffer's contents (rows = -1: unknown)
+void forget_plane_layout() { plane_layout = PlaneLayout{}; }
+
+void fill_image_pixels(const float* image, const Depthwise& d, const SplitPlane& s, float* plane);
+
 void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
-  if (d.stride_w == 1) {  // one phase: each row is zeros, the image row, zeros (nothing written twice)
-    for (int64_t y = 0; y < s.rows; ++y) {
-      float* __restrict dst = plane + y * s.row_length;
-      const int64_t image_y = y - d.pad_top;
-      if (image_y < 0 || image_y >= d.height) {
-        std::fill(dst, dst + s.row_length, 0.f);
-        continue;
-      }
-      const int64_t left = std::min(d.pad_left, s.row_length), width = std::min(d.width, s.row_length - left);
-      std::fill(dst, dst + left, 0.f);
-      std::copy(image + image_y * d.width, image + image_y * d.width + width, dst + left);
-      std::fill(dst + left + width, dst + s.row_length, 0.f);
-    }
+  const PlaneLayout layout{s.rows, s.row_length, d.stride_w, d.pad_top, d.pad_left, d.height, d.width};
+  if (plane == plane_buffer.data() && plane_layout == layout) return fill_image_pixels(image, d, s, plane);
+  if (plane == plane_buffer.data()) plane_layout = layout;
+  std::fill(plane, plane + s.size(d), 0.f);
+  fill_image_pixels(image, d, s, plane);
+}
+
+// fill_plane's image pixels alone (the padding around them already zero).
+void fill_image_pixels(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
+  const int64_t y_begin = std::max<int64_t>(0, d.pad_top), y_end = std::min(s.rows, d.pad_top + d.height);
+  if (d.stride_w == 1) {
+    const int64_t left = std::min(d.pad_left, s.row_length), width = std::min(d.width, s.row_length - left);
+    for (int64_t y = y_begin; y < y_end; ++y) copy_floats(plane + y * s.row_length + left, image + (y - d.pad_top) * d.width, width);
     return;
   }
-  std::fill(plane, plane + s.size(d), 0.f);
-  if (phases_hold_image_rows(d, s)) {  // VW even and VW odd image columns at a time
-    for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
+  if (phases_hold_image_rows(d, s)) {
+    for (int64_t y = y_begin; y < y_end; ++y) {
       const float* __restrict src = image + (y - d.pad_top) * d.width;
       const ImageColumns columns = image_columns(d, s, plane, y);
       float* __restrict even = columns.even;
@@ -168,7 +184,7 @@ void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, flo
     return;
   }
   for_each_column_run(d, s, [&](int64_t r, int64_t q_begin, int64_t q_end) {
-    for (int64_t y = std::max<int64_t>(0, d.pad_top); y < std::min(s.rows, d.pad_top + d.height); ++y) {
+    for (int64_t y = y_begin; y < y_end; ++y) {
       const float* __restrict src = image + (y - d.pad_top) * d.width + r - d.pad_left;
       float* __restrict dst = plane + s.at(d, y, r);
       for (int64_t q = q_begin; q < q_end; ++q) dst[q] = src[q * d.stride_w];
@@ -178,29 +194,33 @@ void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, flo
 
 // out[0..width) = start + sum over taps of w[t] * src[t][0..width), where start is `bias`, or
 // out's own values when `accumulate`; `width` a multiple of VW, four vectors at a time in registers.
-inline void sum_of_taps(const float* const* src, const float* w, int64_t taps, float bias, bool accumulate,
+// FixedTaps > 0: `taps` is that many, known when compiling (3x3: 9), so the tap loop unrolls;
+// w may then be vectors the caller broadcast once per channel (W = vfloat), not floats.
+template <int64_t FixedTaps = 0, class W = float>
+inline void sum_of_taps(const float* const* src, const W* w, int64_t taps, float bias, bool accumulate,
                         int64_t width, float* out) {
+  if constexpr (FixedTaps > 0) taps = FixedTaps;
   int64_t x = 0;
   auto start = [&](int64_t at) { return accumulate ? load_unaligned(out + at) : vfloat{} + bias; };
   for (; x + 4 * VW <= width; x += 4 * VW) {
     vfloat a0 = start(x), a1 = start(x + VW), a2 = start(x + 2 * VW), a3 = start(x + 3 * VW);
     for (int64_t t = 0; t < taps; ++t) {
       const float* p = src[t] + x;
-      const float wt = w[t];
+      const W wt = w[t];
       a0 += wt * load_unaligned(p);
       a1 += wt * load_unaligned(p + VW);
       a2 += wt * load_unaligned(p + 2 * VW);
       a3 += wt * load_unaligned(p + 3 * VW);
     }
-    *reinterpret_cast<vfloat_unaligned*>(out + x) = a0;
-    *reinterpret_cast<vfloat_unaligned*>(out + x + VW) = a1;
-    *reinterpret_cast<vfloat_unaligned*>(out + x + 2 * VW) = a2;
-    *reinterpret_cast<vfloat_unaligned*>(out + x + 3 * VW) = a3;
+    store_unaligned(out + x, a0);
+    store_unaligned(out + x + VW, a1);
+    store_unaligned(out + x + 2 * VW, a2);
+    store_unaligned(out + x + 3 * VW, a3);
   }
   for (; x < width; x += VW) {
     vfloat a = start(x);
     for (int64_t t = 0; t < taps; ++t) a += w[t] * load_unaligned(src[t] + x);
-    *reinterpret_cast<vfloat_unaligned*>(out + x) = a;
+    store_unaligned(out + x, a);
   }
 }
 
@@ -231,6 +251,10 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
       fill_plane(x + nc * d.height * d.width, d, s, plane);
       for (int64_t o = c * m; o < (c + 1) * m; ++o) {
         float* dst = out + (n * O + o) * d.out_h * d.out_w;
+        const float b = bias ? bias[o] : 0.f;
+        vfloat w9[9] = {};
+        if (taps == 9)
+          for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + weight[o * taps + t];
         for (int64_t y = 0; y < d.out_h; ++y) {
           const float* src[kMaxTaps];
           for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
@@ -238,8 +262,10 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
           // written later; rows whose vectors would reach past the plane's last row go
           // through the buffer.
           const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
-          sum_of_taps(src, weight + o * taps, taps, bias ? bias[o] : 0.f, false, block, in_place ? dst + y * d.out_w : row);
-          if (!in_place) std::copy(row, row + d.out_w, dst + y * d.out_w);
+          float* row_out = in_place ? dst + y * d.out_w : row;
+          if (taps == 9) sum_of_taps<9>(src, w9, taps, b, false, block, row_out);
+          else sum_of_taps(src, weight + o * taps, taps, b, false, block, row_out);
+          if (!in_place) copy_floats(dst + y * d.out_w, row, d.out_w);
         }
       }
     }
@@ -289,14 +315,13 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
     }
   first_reach.back() = static_cast<int64_t>(reaches.size());
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = scratch(plane_buffer, s.size(d));  // cleared for each channel below
+    float* plane = scratch(gradient_plane_buffer, s.size(d));  // each row written by the first o below
     float* grads = zeroed(grad_buffer, d.out_h * grad_row);
     for (int64_t nc = lo; nc < hi; ++nc) {
       const int64_t n = nc / d.channels, c = nc % d.channels;
-      std::fill(plane, plane + s.size(d), 0.f);
       for (int64_t o = c * m; o < (c + 1) * m; ++o) {
         const float* dy = grad_output + (n * O + o) * d.out_h * d.out_w;
-        for (int64_t y = 0; y < d.out_h; ++y) std::copy(dy + y * d.out_w, dy + (y + 1) * d.out_w, grads + y * grad_row + reach);
+        for (int64_t y = 0; y < d.out_h; ++y) copy_floats(grads + y * grad_row + reach, dy + y * d.out_w, d.out_w);
         const float* w = weight + o * taps;
         for (int64_t r = 0; r < d.stride_w; ++r)
           for (int64_t y = 0; y < s.rows; ++y) {
@@ -307,8 +332,15 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
               src[used] = grads + reaches[k].grads_at;
               wt[used] = w[reaches[k].weight_at];
             }
-            if (used == 0) continue;  // the plane was zeroed
-            sum_of_taps(src, wt, used, 0.f, o > c * m, block, plane + r * s.rows * s.row_length + y * s.row_length);
+            float* plane_row = plane + r * s.rows * s.row_length + y * s.row_length;
+            if (used == 0 && o == c * m) std::fill(plane_row, plane_row + block, 0.f);  // no tap reaches it
+            if (used == 0) continue;
+            // 3x3 with stride 2 reaches a row with 1, 2 or 4 taps: those counts unrolled
+            const bool accumulate = o > c * m;
+            if (used == 1) sum_of_taps<1>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else if (used == 2) sum_of_taps<2>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else if (used == 4) sum_of_taps<4>(src, wt, used, 0.f, accumulate, block, plane_row);
+            else sum_of_taps(src, wt, used, 0.f, accumulate, block, plane_row);
           }
       }
       // crop: dx[yy][xx] = the plane at padded (yy + pad_top, xx + pad_left); 0 where no output reached

@@ -36,10 +36,10 @@ constexpr int kDefaultSteps = 256;
 // looked at without the titles.
 constexpr const char* kSeenDefault =
     "Looked at without the titles, bottom row: a curled-up, sleeping ginger tabby cat (body, fur and tail; its head is not "
-    "clear); a small car from the side with a wheel at each end and a windscreen; a bicycle, two spoked wheels, frame and "
-    "handlebars, with a rider's arms and legs above it; a laced boot standing upright; a camera body with a round lens "
-    "and dials, the least clear of the five. Around each box the frame fills with the class's textures. The top row is "
-    "noise, at most a faint outline where the box is. ";
+    "clear); a car's body seen from the side, a wheel arch at its right end, the least clear of the five; a bicycle, two "
+    "spoked wheels, frame and handlebars, with a rider's arm above it; a dark boot standing upright (shaft and foot, toe "
+    "to the left); a camera body with a round lens and dials. Around each box the frame fills with the class's textures. "
+    "The top row is noise, at most a faint outline where the box is. ";
 constexpr const char* kSeenAnywhere = "cat fur and cat parts spread over the whole frame, with no single object";
 constexpr const char* kSeenOne = ": one curled-up tabby cat forms, inside that detection's box";
 

@@ -226,9 +226,14 @@ async function main() {
     await page.setViewport({ width: 1400, height: 1100 });
 
     // 7. an image the repository does not ship (explained for its class)
+    // Wait for the upload's own prediction and target (chelsea's are still on the page until then,
+    // and so are her finished panels).
+    const [oldPrediction, oldTarget] = [await page.$eval('#prediction', e => e.textContent), await page.$eval('#target', e => e.textContent)];
     await (await page.$('#file')).uploadFile(UNSHIPPED);
-    await page.waitForFunction(() => document.querySelector('#gallery button.chosen') === null &&
-                               document.querySelector('#prediction').textContent.length > 0, { timeout: 30000 });
+    await page.waitForFunction((p, t) => document.querySelector('#gallery button.chosen') === null &&
+                               document.querySelector('#prediction').textContent.length > 0 &&
+                               document.querySelector('#prediction').textContent !== p &&
+                               document.querySelector('#target').textContent !== t, { timeout: 30000 }, oldPrediction, oldTarget);
     await panelsDone(page, ['saliency', 'guided_backprop', 'gradcam']);
     const uploaded = await canvasStats(page, '#photo');
     check(uploaded.sd > 5, `the uploaded picture is drawn (sd ${uploaded.sd.toFixed(1)}) and explained`);

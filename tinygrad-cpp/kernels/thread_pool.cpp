@@ -11,10 +11,20 @@
 // finds nothing left when it wakes. Workers spin for a few microseconds (a training step
 // makes hundreds of short calls; waking a sleeping thread costs a futex round trip), then
 // sleep on a condition variable.
+//
+// A worker the scheduler stops in the middle of a chunk it claimed still holds the caller
+// until it runs again (a time slice, milliseconds). For a small call (a batch-1 FashionCNN
+// layer is 5-20 us of work) that one wait costs more than the whole call on one thread, so
+// when a caller whose own share took under kSmallShare waited more than kStall for the
+// others, the machine is taken to be busy and every call runs on the caller alone for the
+// next kSerialSpell. Idle, a claimed chunk runs at once and takes about as long as the
+// caller's own, so the spell never starts; busy, small calls stay near one thread's speed
+// and large ones go back to two threads as soon as the spell ends.
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +71,10 @@ inline void cpu_relax() {
 
 constexpr int kWorkerSpins = 2000;   // a few microseconds of pause instructions, then sleep
 constexpr int kCallerSpins = 1 << 12;
+using Clock = std::chrono::steady_clock;
+constexpr auto kSmallShare = std::chrono::microseconds(100);
+constexpr auto kStall = std::chrono::microseconds(250);
+constexpr auto kSerialSpell = std::chrono::milliseconds(5);
 
 thread_local bool inside_parallel_region = false;
 
@@ -96,17 +110,24 @@ class ThreadPool {
       if (sleepers_ > 0) wake_.notify_all();
     }
     // The caller works too, and takes whatever the workers have not claimed yet.
+    const Clock::time_point start = Clock::now();
     while (claim_and_run(generation_)) {
     }
+    const Clock::time_point own_done = Clock::now();
     for (int spins = 0; completed_.load(std::memory_order_acquire) != chunks; ++spins) {
       if (spins < kCallerSpins) cpu_relax();
       else std::this_thread::yield();
     }
+    const Clock::time_point all_done = Clock::now();
+    if (own_done - start < kSmallShare && all_done - own_done > kStall) serial_until_ = all_done + kSerialSpell;
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
   std::mutex busy;  // held by the thread currently using the pool
+  // True during a spell of serial calls (see the top of this file); read and written by the
+  // thread holding `busy`.
+  bool serial_for_now() const { return Clock::now() < serial_until_; }
 
  private:
   // Claims one chunk of run `generation` and runs it; false when none is left.
@@ -174,6 +195,7 @@ class ThreadPool {
   std::atomic<int> completed_{0};
   std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
+  Clock::time_point serial_until_{};  // written by the caller only
 };
 
 ThreadPool& pool() {
@@ -204,7 +226,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     return;
   }
   std::unique_lock<std::mutex> busy(pool().busy, std::try_to_lock);
-  if (!busy.owns_lock()) {
+  if (!busy.owns_lock() || pool().serial_for_now()) {
     fn(begin, end);
     return;
   }

@@ -446,51 +446,32 @@ TEST_SUITE("kernels") {
     CHECK(kernels::num_threads() >= 1);
   }
 
-  TEST_CASE("parallel_for: a worker stopped in a small call makes the next calls run on the caller alone") {
-    if (kernels::num_threads() < 2) return;  // one core: nothing runs beside the caller
-    using namespace std::chrono;
-    const std::thread::id caller = std::this_thread::get_id();
-    // The caller's own chunk: 20 us of spinning, a small share that leaves a worker time to
-    // claim the other chunk.
-    auto small_share = [] {
-      const auto until = steady_clock::now() + microseconds(20);
-      while (steady_clock::now() < until) {
-      }
-    };
-    // A chunk a worker runs sleeps 2 ms, as a worker the scheduler stopped would.
-    std::atomic<bool> worker_ran{false};
-    auto stalling = [&](int64_t, int64_t) {
-      if (std::this_thread::get_id() != caller) worker_ran = true, std::this_thread::sleep_for(milliseconds(2));
-      else small_share();
-    };
-    // A probe: how many of its chunks ran on a worker.
-    auto probe = [&] {
-      std::atomic<int> elsewhere{0};
-      kernels::parallel_for(0, 2, 1, [&](int64_t, int64_t) {
-        if (std::this_thread::get_id() != caller) ++elsewhere;
-        else small_share();
-      });
-      return elsewhere.load();
-    };
-    // Right after a stalled call, a probe runs on the caller alone; after the spell (5 ms), the
-    // chunks are shared again (the first probes also wake a sleeping worker, so that it is ready
-    // to take a chunk of the stalling call). On a busy test machine a round can miss (no worker
-    // took a chunk, or this thread was stopped past the spell), so rounds are counted.
-    int stalls = 0, serial_after_stall = 0, shared_after_spell = 0;
-    for (int round = 0; round < 20; ++round) {
-      std::this_thread::sleep_for(milliseconds(10));
-      bool shared = false;
-      for (int attempt = 0; attempt < 50 && !shared; ++attempt) shared = probe() > 0;
-      if (!shared) continue;
-      ++shared_after_spell;
-      worker_ran = false;
-      kernels::parallel_for(0, 2, 1, stalling);
-      if (!worker_ran) continue;
-      ++stalls;
-      if (probe() == 0) ++serial_after_stall;
-    }
-    CHECK(shared_after_spell >= 10);
-    REQUIRE(stalls >= 5);
-    CHECK(serial_after_stall * 2 >= stalls);
+  TEST_CASE("parallel_for's busy-machine spell: a small call that waited long for a worker starts 5 ms of serial calls") {
+    using kernels::BusySpells;
+    using std::chrono::microseconds;
+    using std::chrono::milliseconds;
+    BusySpells spells;
+    const BusySpells::Clock::time_point t0{};  // the policy never reads a clock: times are given
+    // Calls whose workers kept up (a wait up to the stall time) start nothing, whatever their size.
+    spells.after_parallel_call(microseconds(20), microseconds(10), t0);
+    spells.after_parallel_call(milliseconds(30), microseconds(250), t0);
+    CHECK_FALSE(spells.serial(t0));
+    // A large call whose workers lagged (own share 2 ms) says nothing about small calls.
+    spells.after_parallel_call(milliseconds(2), milliseconds(3), t0);
+    CHECK_FALSE(spells.serial(t0));
+    // A small call (20 us) that waited 2 ms for a worker: 5 ms of serial calls from its end.
+    const auto t = t0 + milliseconds(1);
+    spells.after_parallel_call(microseconds(20), milliseconds(2), t);
+    CHECK(spells.serial(t));
+    CHECK(spells.serial(t + microseconds(4999)));
+    CHECK_FALSE(spells.serial(t + milliseconds(5)));
+    // A call that kept up does not end a spell early; another stall extends it from its own end.
+    spells.after_parallel_call(microseconds(20), microseconds(5), t + milliseconds(1));
+    CHECK(spells.serial(t + milliseconds(4)));
+    spells.after_parallel_call(microseconds(99), microseconds(251), t + milliseconds(3));
+    CHECK(spells.serial(t + milliseconds(7)));
+    CHECK_FALSE(spells.serial(t + milliseconds(8)));
   }
+
+
 }

@@ -2,7 +2,11 @@
 // enforced, unknown names refused; and the targets (explain/target.h): a detection is its
 // anchor's class logit.
 #include "tests/helpers.h"
+#include "tinygrad-cpp/data/io.h"
+#include "tinygrad-cpp/data/preprocess.h"
 #include "tinygrad-cpp/explain/explain.h"
+#include "tinygrad-cpp/kernels/kernels.h"
+#include "tinygrad-cpp/models/fashion_cnn.h"
 
 using namespace tg;
 using namespace tg::explain;
@@ -110,6 +114,35 @@ TEST_SUITE("methods") {
     // Integrated gradients start from black (pixel 0: (0 - 0.5) / 0.25 = -2 here).
     check_same(run(find_method("integrated_gradients"), *model, x, target, {{"steps", 5}}),
                       integrated_gradients(*model, x, Targets{-1}, Tensor::full(x.shape(), -2.f), 5));
+  }
+
+  TEST_CASE("every method gives the same bits when the machine is busy (each parallel call on the caller alone)") {
+    // A busy machine makes the thread pool run calls on the caller (a worker was stopped, or
+    // another request holds the pool). The shipped model's kernels sum per-chunk partials
+    // (the gemm's split K), so this holds only if the caller runs the pool's own chunks.
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward", "maxpool-backward", "linear-backward", "relu-rules",
+                "saliency", "smoothgrad", "occlusion", "gradcam");
+    const models::LoadedModel loaded = models::load_fashion_cnn("assets/fashion_cnn.safetensors");
+    nn::Model& model = *loaded.model;
+    const Tensor x = preprocess::image_to_input(io::load_image("assets/fashion-png/1_trouser.png"), model.info().input);
+    std::vector<Tensor> images;
+    for (int i = 0; i < 8; ++i) images.push_back(mul(x, Tensor::scalar(1.f - 0.25f * static_cast<float>(i))));
+    const Tensor batch = cat(images, 0);
+    INFO("threads: ", kernels::num_threads());
+    for (const Method& m : methods()) {
+      CAPTURE(m.name);
+      // SmoothGrad: one image, its 8 samples one batch; the others: 8 images.
+      const bool one = m.name == "smoothgrad";
+      const Tensor& input = one ? x : batch;
+      const Target target = Target::of_classes(std::vector<int64_t>(static_cast<size_t>(input.dim(0)), 1));
+      const Tensor shared = run(m, model, input, target, {{"samples", 8}});
+      Tensor alone;
+      {
+        kernels::CallerOnly caller_only;
+        alone = run(m, model, input, target, {{"samples", 8}});
+      }
+      check_same(shared, alone);
+    }
   }
 
   TEST_CASE("parameter ranges and target kinds are enforced; a map method needs a layer") {

@@ -3,6 +3,7 @@
 // The ops in ops/*.cpp are written on top of these.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 
@@ -152,11 +153,47 @@ void max_pool2x2_backward(const float* x, const float* grad_output, int64_t plan
 int num_threads();
 void set_num_threads(int n);
 // Runs fn(chunk_begin, chunk_end) over [begin, end) split into at most num_threads()
-// chunks of at least `grain` items. Nested calls and calls while the pool is busy run
-// serially on the calling thread. Exceptions from fn are rethrown on the caller.
+// chunks of at least `grain` items. The chunks depend only on the range, the grain and
+// num_threads(); nested calls run their range in one piece. A call made while the pool is
+// busy, during a busy-machine spell or under CallerOnly runs the same chunks one after
+// another on the calling thread, so a result never depends on timing. Exceptions from fn
+// are rethrown on the caller.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn);
 // True inside a chunk of parallel_for (where a nested parallel_for runs serially).
 bool in_parallel_region();
+// While alive, parallel_for calls made on this thread run on it alone (in the same chunks):
+// what a busy machine does, on purpose (tests compare the two).
+class CallerOnly {
+ public:
+  CallerOnly();
+  ~CallerOnly();
+  CallerOnly(const CallerOnly&) = delete;
+  CallerOnly& operator=(const CallerOnly&) = delete;
+};
+
+// How parallel_for tells that the machine is busy (thread_pool.cpp says why): fed each
+// parallel call's timing, it answers whether calls run on the caller alone for now. The
+// times are passed in, so a test drives it without a clock.
+class BusySpells {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // A call whose caller's own share took under kSmallShare and which then waited more than
+  // kStall for a worker starts a spell of kSpell of serial calls. (Doubling the spell for
+  // stalls in a row was tried: under heavy load batch-1 maps got 1.4-1.8x slower.)
+  static constexpr Clock::duration kSmallShare = std::chrono::microseconds(100);
+  static constexpr Clock::duration kStall = std::chrono::microseconds(250);
+  static constexpr Clock::duration kSpell = std::chrono::milliseconds(5);
+
+  // After a parallel call that ended at `now`: the caller's own chunks took `own`, then it
+  // waited `wait` for the workers' chunks.
+  void after_parallel_call(Clock::duration own, Clock::duration wait, Clock::time_point now) {
+    if (own < kSmallShare && wait > kStall) serial_until_ = now + kSpell;
+  }
+  bool serial(Clock::time_point now) const { return now < serial_until_; }
+
+ private:
+  Clock::time_point serial_until_{};
+};
 
 }  // namespace tg::kernels

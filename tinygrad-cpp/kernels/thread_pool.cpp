@@ -2,7 +2,9 @@
 //
 // The pool has num_threads()-1 workers; the calling thread works too. One parallel_for
 // runs at a time: a call made while the pool is busy (from another thread, or nested
-// inside a chunk) simply runs serially, which keeps the pool free of deadlocks.
+// inside a chunk) simply runs serially, which keeps the pool free of deadlocks. Serially
+// means in the same chunks, one after another: how a call splits its range depends only on
+// the range, the grain and num_threads(), never on timing, so results do not either.
 //
 // It must never be slower than one thread, also on a busy laptop where the scheduler
 // may stop any worker for milliseconds. So no chunk belongs to a thread: the caller and
@@ -15,11 +17,11 @@
 // A worker the scheduler stops in the middle of a chunk it claimed still holds the caller
 // until it runs again (a time slice, milliseconds). For a small call (a batch-1 FashionCNN
 // layer is 5-20 us of work) that one wait costs more than the whole call on one thread, so
-// when a caller whose own share took under kSmallShare waited more than kStall for the
-// others, the machine is taken to be busy and every call runs on the caller alone for the
-// next kSerialSpell. Idle, a claimed chunk runs at once and takes about as long as the
-// caller's own, so the spell never starts; busy, small calls stay near one thread's speed
-// and large ones go back to two threads as soon as the spell ends.
+// when a caller whose own share was small waited long for the others, the machine is taken
+// to be busy and every call runs on the caller alone for the next 5 ms (BusySpells in
+// kernels.h). Idle, a claimed chunk runs at once and takes about as long as the caller's
+// own, so no spell starts; busy, small calls stay near one thread's speed and large ones go
+// back to two threads when the spell ends.
 #include <sched.h>
 
 #include <algorithm>
@@ -71,12 +73,10 @@ inline void cpu_relax() {
 
 constexpr int kWorkerSpins = 2000;   // a few microseconds of pause instructions, then sleep
 constexpr int kCallerSpins = 1 << 12;
-using Clock = std::chrono::steady_clock;
-constexpr auto kSmallShare = std::chrono::microseconds(100);
-constexpr auto kStall = std::chrono::microseconds(250);
-constexpr auto kSerialSpell = std::chrono::milliseconds(5);
+using Clock = BusySpells::Clock;
 
 thread_local bool inside_parallel_region = false;
+thread_local int caller_only_depth = 0;  // CallerOnly guards alive on this thread
 
 // The claim counter: which run (generation, high 32 bits) and how many of its chunks were
 // claimed (next 16) out of how many (low 16). One atomic word, so a worker still holding
@@ -119,7 +119,7 @@ class ThreadPool {
       else std::this_thread::yield();
     }
     const Clock::time_point all_done = Clock::now();
-    if (own_done - start < kSmallShare && all_done - own_done > kStall) serial_until_ = all_done + kSerialSpell;
+    spells_.after_parallel_call(own_done - start, all_done - own_done, all_done);
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -127,7 +127,7 @@ class ThreadPool {
   std::mutex busy;  // held by the thread currently using the pool
   // True during a spell of serial calls (see the top of this file); read and written by the
   // thread holding `busy`.
-  bool serial_for_now() const { return Clock::now() < serial_until_; }
+  bool serial_for_now() const { return spells_.serial(Clock::now()); }
 
  private:
   // Claims one chunk of run `generation` and runs it; false when none is left.
@@ -195,7 +195,7 @@ class ThreadPool {
   std::atomic<int> completed_{0};
   std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
-  Clock::time_point serial_until_{};  // written by the caller only
+  BusySpells spells_;  // written by the caller only
 };
 
 ThreadPool& pool() {
@@ -225,17 +225,31 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     fn(begin, end);
     return;
   }
-  std::unique_lock<std::mutex> busy(pool().busy, std::try_to_lock);
-  if (!busy.owns_lock() || pool().serial_for_now()) {
-    fn(begin, end);
-    return;
-  }
-  int chunks = static_cast<int>(std::min<int64_t>(max_chunks, 0xffff));
-  pool().run(chunks, [&](int chunk) {
+  const int chunks = static_cast<int>(std::min<int64_t>(max_chunks, 0xffff));
+  auto run_chunk = [&](int chunk) {
     int64_t lo = begin + count * chunk / chunks;
     int64_t hi = begin + count * (chunk + 1) / chunks;
     if (lo < hi) fn(lo, hi);
-  });
+  };
+  std::unique_lock<std::mutex> busy(pool().busy, std::try_to_lock);
+  if (!busy.owns_lock() || pool().serial_for_now() || caller_only_depth > 0) {
+    // On the caller alone, but in the chunks the pool would have used, inside a parallel
+    // region as they would have run: a kernel that sums one partial result per chunk gives
+    // the same bits whether or not the machine was busy.
+    inside_parallel_region = true;
+    try {
+      for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
+    } catch (...) {
+      inside_parallel_region = false;
+      throw;
+    }
+    inside_parallel_region = false;
+    return;
+  }
+  pool().run(chunks, run_chunk);
 }
+
+CallerOnly::CallerOnly() { ++caller_only_depth; }
+CallerOnly::~CallerOnly() { --caller_only_depth; }
 
 }  // namespace tg::kernels

@@ -494,3 +494,88 @@ TEST_SUITE("kernels") {
     CHECK(serial_after_stall * 2 >= stalls);
   }
 }
+
+// The depthwise kernels' two direct paths (depthwise.cpp): the stride-2 3x3 input gradient
+// read straight from dY's rows, and stride-1 maps narrower than four vectors run as one long
+// row over a plane of exact row length. Each against the naive kernel (the formula), over
+// every width up to past three vectors (a multiple of no vector width and of every one),
+// both left paddings and three top paddings, outputs larger and smaller than SAME's, odd
+// heights, batch 1 and 8, and on one and two threads.
+TEST_SUITE("kernels-depthwise-direct") {
+  // The pool's thread count for one scope, restored when the scope ends (a failed REQUIRE too).
+  struct ThreadCount {
+    int saved = kernels::num_threads();
+    explicit ThreadCount(int n) { kernels::set_num_threads(n); }
+    ~ThreadCount() { kernels::set_num_threads(saved); }
+  };
+
+  constexpr int64_t kWidestVector = 16;  // AVX-512's floats; every narrower width divides it
+
+  struct DirectCase { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
+
+  void check_against_naive(const DirectCase& c, Generator& gen) {
+    CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);
+    CAPTURE(c.sh); CAPTURE(c.top); CAPTURE(c.left); CAPTURE(c.out_h); CAPTURE(c.out_w);
+    const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.sh, c.sw, c.top, c.left, c.out_h, c.out_w};
+    REQUIRE(kernels::depthwise_supported(d));
+    const int64_t O = c.C * c.m, out_count = c.N * O * c.out_h * c.out_w;
+    std::vector<float> x(c.N * c.C * c.H * c.W), w(O * c.kh * c.kw), bias(O), dy(out_count);
+    for (std::vector<float>* v : {&x, &w, &bias, &dy})
+      for (float& e : *v) e = gen.uniform(-1, 1);
+    // float sums in another order than the naive kernel's: 1e-5 relative, 1e-5 absolute near 0
+    std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+    kernels::depthwise_conv2d_naive(x.data(), c.N, d, w.data(), bias.data(), expected.data());
+    kernels::depthwise_conv2d(x.data(), c.N, d, w.data(), bias.data(), out.data());
+    for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+    std::vector<float> dx_expected(x.size()), dx(x.size(), std::nanf(""));
+    kernels::depthwise_conv2d_backward_input_naive(dy.data(), c.N, d, w.data(), dx_expected.data());
+    kernels::depthwise_conv2d_backward_input(dy.data(), c.N, d, w.data(), dx.data());
+    for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-5));
+  }
+
+  // SAME padding (TensorFlow's: the extra row or column after) for a k x k window, stride s.
+  DirectCase same(int64_t N, int64_t C, int64_t m, int64_t H, int64_t W, int64_t k, int64_t s) {
+    const int64_t oh = (H + s - 1) / s, ow = (W + s - 1) / s;
+    const int64_t ph = std::max<int64_t>(0, (oh - 1) * s + k - H), pw = std::max<int64_t>(0, (ow - 1) * s + k - W);
+    return DirectCase{N, C, m, H, W, k, k, s, s, ph / 2, pw / 2, oh, ow};
+  }
+
+  TEST_CASE("stride-2 3x3 input gradient from dY's rows equals the naive kernel") {
+    Generator gen(28);
+    for (const int threads : {1, 2}) {
+      const ThreadCount use(threads);
+      for (int64_t W = 1; W <= 3 * kWidestVector + 5; ++W) {
+        check_against_naive(same(1, 3, 1, 2 * (W % 5) + 1, W, 3, 2), gen);           // odd heights, SAME
+        check_against_naive(DirectCase{1, 2, 1, 5, W, 3, 3, 2, 2, 1, 1, 3, (W + 1) / 2}, gen);  // left 1
+        check_against_naive(DirectCase{1, 2, 1, 4, W, 3, 3, 2, 2, 0, 0, 2, (W - 1) / 2 + 1}, gen);  // left 0
+      }
+      for (const int64_t top : {0, 1, 2})
+        for (const int64_t left : {0, 1}) {
+          // outputs past SAME's (dY columns and rows that reach no pixel) and fewer than SAME's
+          check_against_naive(DirectCase{2, 3, 1, 7, 9, 3, 3, 2, 2, top, left, 6, 8}, gen);
+          check_against_naive(DirectCase{1, 3, 1, 9, 21, 3, 3, 2, 2, top, left, 2, 3}, gen);
+        }
+      check_against_naive(same(8, 5, 1, 38, 38, 3, 2), gen);   // batch 8, the photo model's sizes
+      check_against_naive(same(1, 7, 1, 150, 150, 3, 2), gen);
+      check_against_naive(same(1, 4, 1, 19, 19, 3, 2), gen);
+      check_against_naive(same(2, 3, 2, 11, 17, 3, 2), gen);    // a multiplier: the padded-plane path
+    }
+  }
+
+  TEST_CASE("stride-1 narrow maps as one run over the plane equal the naive kernel") {
+    Generator gen(29);
+    for (const int threads : {1, 2}) {
+      const ThreadCount use(threads);
+      for (int64_t W = 1; W < 4 * kWidestVector + 2; ++W) {
+        check_against_naive(same(1, 3, 1, W % 7 + 1, W, 3, 1), gen);
+        check_against_naive(DirectCase{1, 2, 1, 3, W, 3, 2, 1, 1, 2, 1, 4, W + 1}, gen);  // asymmetric, 3x2
+      }
+      check_against_naive(same(8, 19, 1, 19, 19, 3, 1), gen);   // batch 8, the photo model's narrow maps
+      check_against_naive(same(1, 9, 1, 10, 10, 3, 1), gen);
+      check_against_naive(same(1, 5, 3, 13, 38, 5, 1), gen);    // 5x5, multiplier 3
+      check_against_naive(DirectCase{2, 3, 2, 6, 11, 3, 3, 1, 1, 0, 0, 4, 9}, gen);   // no padding
+      check_against_naive(DirectCase{1, 4, 1, 6, 11, 3, 3, 1, 1, 1, 2, 5, 6}, gen);   // fewer outputs than the map's
+      check_against_naive(DirectCase{1, 4, 1, 6, 11, 3, 3, 1, 1, 2, 2, 9, 14}, gen);  // more: pad 2 on every side
+    }
+  }
+}

@@ -236,6 +236,43 @@ inline void sum_of_taps(const float* const* src, const W* w, int64_t taps, float
 
 constexpr int64_t kMaxTaps = 64;
 
+// One output channel's weights for sum_of_taps from its bias: a 3x3's broadcast to vectors
+// once (and its tap loop unrolled), any other kernel's read as floats.
+struct ChannelTaps {
+  const float* w;
+  int64_t taps;
+  vfloat w9[9] = {};
+  ChannelTaps(const float* weight, int64_t count) : w(weight), taps(count) {
+    if (taps == 9)
+      for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + w[t];
+  }
+  void sum(const float* const* src, float bias, int64_t width, float* out) const {
+    if (taps == 9) sum_of_taps<9>(src, w9, taps, bias, false, width, out);
+    else sum_of_taps(src, w, taps, bias, false, width, out);
+  }
+};
+
+// Where each tap of output row 0 reads in s's plane; row y reads y * stride_h plane rows
+// further down. (Listed once a call: the divisions in SplitPlane::tap cost more than a small
+// map's arithmetic.)
+void tap_offsets(const Depthwise& d, const SplitPlane& s, int64_t* tap_at) {
+  for (int64_t i = 0; i < d.kernel_h; ++i)
+    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
+}
+
+// f(plane, n, c) for every image n and channel c, the threads sharing them, with `plane` the
+// padded plane of channel c of image n of x.
+template <class F>
+void for_each_plane(const float* x, int64_t batch, const Depthwise& d, const SplitPlane& s, F f) {
+  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      fill_plane(x + nc * d.height * d.width, d, s, plane);
+      f(plane, nc / d.channels, nc % d.channels);
+    }
+  });
+}
+
 // Stride 1 on narrow maps (MobileNet's 38, 19 and 10 wide): rows of whole vectors would leave
 // many lanes empty (19 outputs in 32 lanes) and a short row costs its setup; instead each
 // channel's outputs are one run over its narrow plane (SplitPlane::narrow), into `flat` with
@@ -246,28 +283,15 @@ void depthwise_narrow(const float* x, int64_t batch, const Depthwise& d, const f
   const SplitPlane s = SplitPlane::narrow(d);
   const int64_t run = round_up(d.out_h * s.row_length, VW);
   int64_t tap_at[kMaxTaps];
-  for (int64_t i = 0; i < d.kernel_h; ++i)
-    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
-  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+  tap_offsets(d, s, tap_at);
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c) {
     float* flat = scratch(row_buffer, run);
-    for (int64_t nc = lo; nc < hi; ++nc) {
-      const int64_t n = nc / d.channels, c = nc % d.channels;
-      fill_plane(x + nc * d.height * d.width, d, s, plane);
-      const float* src[kMaxTaps];
-      for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t];
-      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
-        const float b = bias ? bias[o] : 0.f;
-        if (taps == 9) {
-          vfloat w9[9];
-          for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + weight[o * taps + t];
-          sum_of_taps<9>(src, w9, taps, b, false, run, flat);
-        } else {
-          sum_of_taps(src, weight + o * taps, taps, b, false, run, flat);
-        }
-        float* dst = out + (n * O + o) * d.out_h * d.out_w;
-        for (int64_t y = 0; y < d.out_h; ++y) copy_floats(dst + y * d.out_w, flat + y * s.row_length, d.out_w);
-      }
+    const float* src[kMaxTaps];
+    for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t];
+    for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+      ChannelTaps(weight + o * taps, taps).sum(src, bias ? bias[o] : 0.f, run, flat);
+      float* dst = out + (n * O + o) * d.out_h * d.out_w;
+      for (int64_t y = 0; y < d.out_h; ++y) copy_floats(dst + y * d.out_w, flat + y * s.row_length, d.out_w);
     }
   });
 }
@@ -284,36 +308,24 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
   if (d.stride_h == 1 && d.stride_w == 1 && d.out_w < 4 * VW) return depthwise_narrow(x, batch, d, weight, bias, out);
   const SplitPlane s(d);
   const int64_t block = round_up(d.out_w, VW);
-  // Where each tap of output row 0 reads; row y reads y * stride_h plane rows further down.
-  // (Computed once: the divisions in SplitPlane::tap cost more than a small map's arithmetic.)
   int64_t tap_at[kMaxTaps];
-  for (int64_t i = 0; i < d.kernel_h; ++i)
-    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
+  tap_offsets(d, s, tap_at);
   const int64_t row_step = d.stride_h * s.row_length;
-  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c) {
     float* row = scratch(row_buffer, block);
-    for (int64_t nc = lo; nc < hi; ++nc) {
-      const int64_t n = nc / d.channels, c = nc % d.channels;
-      fill_plane(x + nc * d.height * d.width, d, s, plane);
-      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
-        float* dst = out + (n * O + o) * d.out_h * d.out_w;
-        const float b = bias ? bias[o] : 0.f;
-        vfloat w9[9] = {};
-        if (taps == 9)
-          for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + weight[o * taps + t];
-        for (int64_t y = 0; y < d.out_h; ++y) {
-          const float* src[kMaxTaps];
-          for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
-          // A row's whole vectors may run past its end into the rows after it, which are
-          // written later; rows whose vectors would reach past the plane's last row go
-          // through the buffer.
-          const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
-          float* row_out = in_place ? dst + y * d.out_w : row;
-          if (taps == 9) sum_of_taps<9>(src, w9, taps, b, false, block, row_out);
-          else sum_of_taps(src, weight + o * taps, taps, b, false, block, row_out);
-          if (!in_place) copy_floats(dst + y * d.out_w, row, d.out_w);
-        }
+    for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+      float* dst = out + (n * O + o) * d.out_h * d.out_w;
+      const ChannelTaps channel(weight + o * taps, taps);
+      for (int64_t y = 0; y < d.out_h; ++y) {
+        const float* src[kMaxTaps];
+        for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
+        // A row's whole vectors may run past its end into the rows after it, which are
+        // written later; rows whose vectors would reach past the plane's last row go
+        // through the buffer.
+        const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
+        float* row_out = in_place ? dst + y * d.out_w : row;
+        channel.sum(src, bias ? bias[o] : 0.f, block, row_out);
+        if (!in_place) copy_floats(dst + y * d.out_w, row, d.out_w);
       }
     }
   });

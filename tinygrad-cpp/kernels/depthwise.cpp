@@ -260,15 +260,28 @@ void tap_offsets(const Depthwise& d, const SplitPlane& s, int64_t* tap_at) {
     for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
 }
 
-// f(plane, n, c) for every image n and channel c, the threads sharing them, with `plane` the
-// padded plane of channel c of image n of x.
+// While one channel is computed, the next one's input is asked for from memory in `parts`
+// pieces (the caller's part-th now), so that its turn does not start by waiting for it: the
+// kernels read each map once, and a layer's maps are larger than L2.
+struct NextChannel {
+  const float* next = nullptr;  // null: this thread's last channel
+  int64_t count = 0;
+  void prefetch(int64_t part, int64_t parts) const {
+    if (!next) return;
+    for (int64_t i = count * part / parts; i < count * (part + 1) / parts; i += 16) __builtin_prefetch(next + i);
+  }
+};
+
+// f(plane, n, c, next) for every image n and channel c, the threads sharing them, with `plane`
+// the padded plane of channel c of image n of x and `next` the channel after it.
 template <class F>
 void for_each_plane(const float* x, int64_t batch, const Depthwise& d, const SplitPlane& s, F f) {
+  const int64_t size = d.height * d.width;
   parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
     float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
     for (int64_t nc = lo; nc < hi; ++nc) {
-      fill_plane(x + nc * d.height * d.width, d, s, plane);
-      f(plane, nc / d.channels, nc % d.channels);
+      fill_plane(x + nc * size, d, s, plane);
+      f(plane, nc / d.channels, nc % d.channels, NextChannel{nc + 1 < hi ? x + (nc + 1) * size : nullptr, size});
     }
   });
 }
@@ -284,7 +297,7 @@ void depthwise_narrow(const float* x, int64_t batch, const Depthwise& d, const f
   const int64_t run = round_up(d.out_h * s.row_length, VW);
   int64_t tap_at[kMaxTaps];
   tap_offsets(d, s, tap_at);
-  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c) {
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c, const NextChannel&) {
     float* flat = scratch(row_buffer, run);
     const float* src[kMaxTaps];
     for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t];
@@ -311,12 +324,13 @@ void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const f
   int64_t tap_at[kMaxTaps];
   tap_offsets(d, s, tap_at);
   const int64_t row_step = d.stride_h * s.row_length;
-  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c) {
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c, const NextChannel& next) {
     float* row = scratch(row_buffer, block);
     for (int64_t o = c * m; o < (c + 1) * m; ++o) {
       float* dst = out + (n * O + o) * d.out_h * d.out_w;
       const ChannelTaps channel(weight + o * taps, taps);
       for (int64_t y = 0; y < d.out_h; ++y) {
+        if (o == c * m) next.prefetch(y, d.out_h);
         const float* src[kMaxTaps];
         for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
         // A row's whole vectors may run past its end into the rows after it, which are
@@ -357,7 +371,9 @@ void depthwise_stride2_3x3_backward_input(const float* grad_output, int64_t batc
       for (int64_t r = 0; r < d.out_h; ++r) copy_floats(grads + r * row_length + 1, dy + r * d.out_w, d.out_w);
       const float* w = weight + c * 9;
       float* out = dx + nc * d.height * d.width;
+      const NextChannel next{nc + 1 < hi ? dy + d.out_h * d.out_w : nullptr, d.out_h * d.out_w};
       for (int64_t iy = 0; iy < d.height; ++iy) {
+        next.prefetch(iy, d.height);
         // the dY rows reaching this row and their tap rows i, at most two
         const int64_t Y = iy + d.pad_top;
         const float* rows[2];

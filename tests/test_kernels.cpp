@@ -61,6 +61,43 @@ void check_conv_gradients_by_definition(const ConvProblem& p, const float* dx, c
     }
   }
 }
+
+// One depthwise geometry: images N, channels C, multiplier m, the map H x W, the window, the
+// strides, the top and left padding and the output size (given apart: asymmetric padding).
+struct DepthwiseCase { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
+
+// TensorFlow's SAME padding (the extra row or column after) for a k x k window, stride s.
+DepthwiseCase same_padding(int64_t N, int64_t C, int64_t m, int64_t H, int64_t W, int64_t k, int64_t s) {
+  const int64_t oh = (H + s - 1) / s, ow = (W + s - 1) / s;
+  const int64_t ph = std::max<int64_t>(0, (oh - 1) * s + k - H), pw = std::max<int64_t>(0, (ow - 1) * s + k - W);
+  return DepthwiseCase{N, C, m, H, W, k, k, s, s, ph / 2, pw / 2, oh, ow};
+}
+
+// The fast depthwise kernels (forward, input and weight gradients) against the naive ones on
+// random values: float sums in another order, so 1e-5 relative (1e-4 for dW's long sums).
+void check_depthwise_against_naive(const DepthwiseCase& c, Generator& gen) {
+  CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);
+  CAPTURE(c.sh); CAPTURE(c.sw); CAPTURE(c.top); CAPTURE(c.left); CAPTURE(c.out_h); CAPTURE(c.out_w);
+  const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.sh, c.sw, c.top, c.left, c.out_h, c.out_w};
+  REQUIRE(kernels::depthwise_supported(d));
+  const int64_t O = c.C * c.m, out_count = c.N * O * c.out_h * c.out_w;
+  std::vector<float> x(c.N * c.C * c.H * c.W), w(O * c.kh * c.kw), bias(O), dy(out_count);
+  for (std::vector<float>* v : {&x, &w, &bias, &dy})
+    for (float& e : *v) e = gen.uniform(-1, 1);
+  std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+  kernels::depthwise_conv2d_naive(x.data(), c.N, d, w.data(), bias.data(), expected.data());
+  kernels::depthwise_conv2d(x.data(), c.N, d, w.data(), bias.data(), out.data());
+  for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+  std::vector<float> dx_expected(x.size()), dx(x.size(), std::nanf(""));
+  kernels::depthwise_conv2d_backward_input_naive(dy.data(), c.N, d, w.data(), dx_expected.data());
+  kernels::depthwise_conv2d_backward_input(dy.data(), c.N, d, w.data(), dx.data());
+  for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-5));
+  std::vector<float> dw_expected(w.size(), 0.5f), dw(w.size(), 0.5f);  // both add to what is there
+  kernels::depthwise_conv2d_backward_weight_naive(x.data(), dy.data(), c.N, d, dw_expected.data());
+  kernels::depthwise_conv2d_backward_weight(x.data(), dy.data(), c.N, d, dw.data());
+  for (size_t i = 0; i < dw.size(); ++i)
+    REQUIRE(dw[i] == doctest::Approx(dw_expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * c.out_h * c.out_w)));
+}
 }  // namespace
 
 TEST_SUITE("kernels") {
@@ -307,12 +344,8 @@ TEST_SUITE("kernels") {
     // a multiple of the vector width, widths from 1 to 151, batch 1 and 8, multipliers 1 and 2.
     // (With stride 1 and one kernel per channel, dx runs the forward kernel on dY.)
     Generator gen(22);
-    struct Case { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
-    const auto same = [](int64_t N, int64_t C, int64_t m, int64_t H, int64_t W, int64_t k, int64_t s) {
-      const int64_t oh = (H + s - 1) / s, ow = (W + s - 1) / s;
-      const int64_t ph = std::max<int64_t>(0, (oh - 1) * s + k - H), pw = std::max<int64_t>(0, (ow - 1) * s + k - W);
-      return Case{N, C, m, H, W, k, k, s, s, ph / 2, pw / 2, oh, ow};
-    };
+    using Case = DepthwiseCase;
+    const auto same = same_padding;
     for (const Case& c : {same(1, 17, 1, 150, 150, 3, 2), same(8, 3, 1, 19, 38, 3, 2), same(1, 5, 1, 75, 75, 3, 1),
                           same(8, 19, 2, 10, 7, 3, 1), same(2, 4, 1, 1, 1, 3, 2), same(1, 2, 1, 9, 151, 5, 2),
                           Case{2, 3, 1, 8, 13, 3, 3, 2, 2, 1, 0, 4, 7}, Case{1, 6, 3, 7, 20, 3, 2, 1, 2, 2, 1, 9, 11},
@@ -322,27 +355,7 @@ TEST_SUITE("kernels") {
                           Case{1, 5, 1, 6, 70, 3, 3, 2, 2, 1, 1, 3, 35}, Case{2, 3, 2, 5, 67, 3, 3, 2, 2, 1, 1, 3, 34},
                           // stride 1 with uneven padding (dx as a forward pass with the kernel turned)
                           Case{2, 3, 1, 8, 13, 3, 3, 1, 1, 0, 2, 6, 13}, Case{1, 17, 1, 7, 9, 3, 2, 1, 1, 2, 1, 7, 9}}) {
-      CAPTURE(c.N); CAPTURE(c.C); CAPTURE(c.m); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.kh); CAPTURE(c.kw);
-      CAPTURE(c.sh); CAPTURE(c.sw); CAPTURE(c.top); CAPTURE(c.left); CAPTURE(c.out_h); CAPTURE(c.out_w);
-      const kernels::Depthwise d{c.C, c.H, c.W, c.m, c.kh, c.kw, c.sh, c.sw, c.top, c.left, c.out_h, c.out_w};
-      REQUIRE(kernels::depthwise_supported(d));
-      const int64_t O = c.C * c.m, out_count = c.N * O * c.out_h * c.out_w;
-      std::vector<float> x(c.N * c.C * c.H * c.W), w(O * c.kh * c.kw), bias(O), dy(out_count);
-      for (std::vector<float>* v : {&x, &w, &bias, &dy})
-        for (float& e : *v) e = gen.uniform(-1, 1);
-      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
-      kernels::depthwise_conv2d_naive(x.data(), c.N, d, w.data(), bias.data(), expected.data());
-      kernels::depthwise_conv2d(x.data(), c.N, d, w.data(), bias.data(), out.data());
-      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
-      std::vector<float> dx_expected(x.size()), dx(x.size(), std::nanf(""));
-      kernels::depthwise_conv2d_backward_input_naive(dy.data(), c.N, d, w.data(), dx_expected.data());
-      kernels::depthwise_conv2d_backward_input(dy.data(), c.N, d, w.data(), dx.data());
-      for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == doctest::Approx(dx_expected[i]).epsilon(1e-5));
-      std::vector<float> dw_expected(w.size(), 0.5f), dw(w.size(), 0.5f);  // both add to what is there
-      kernels::depthwise_conv2d_backward_weight_naive(x.data(), dy.data(), c.N, d, dw_expected.data());
-      kernels::depthwise_conv2d_backward_weight(x.data(), dy.data(), c.N, d, dw.data());
-      for (size_t i = 0; i < dw.size(); ++i)
-        REQUIRE(dw[i] == doctest::Approx(dw_expected[i]).epsilon(1e-4).scale(static_cast<double>(c.N * c.out_h * c.out_w)));
+      check_depthwise_against_naive(c, gen);
     }
   }
 
@@ -474,4 +487,64 @@ TEST_SUITE("kernels") {
   }
 
 
+}
+
+// The depthwise kernels' two direct paths (depthwise.cpp): the stride-2 3x3 input gradient
+// read straight from dY's rows, and stride-1 maps narrower than four vectors run as one long
+// row over a plane of exact row length. Each against the naive kernels (the formula), over
+// every width up to past three vectors (a multiple of no vector width and of every one),
+// both left paddings and three top paddings, outputs larger and smaller than SAME's, odd
+// heights, batch 1 and 8, and on one and two threads.
+TEST_SUITE("kernels-depthwise-direct") {
+  // The pool's thread count for one scope, restored when the scope ends (a failed REQUIRE too).
+  struct ThreadCount {
+    int saved = kernels::num_threads();
+    explicit ThreadCount(int n) { kernels::set_num_threads(n); }
+    ~ThreadCount() { kernels::set_num_threads(saved); }
+  };
+
+  constexpr int64_t kWidestVector = 16;  // AVX-512's floats; every narrower width divides it
+  using Case = DepthwiseCase;
+  constexpr auto same = same_padding;
+
+  TEST_CASE("stride-2 3x3 input gradient from dY's rows equals the naive kernel") {
+    Generator gen(28);
+    const auto check = [&](const Case& c) { check_depthwise_against_naive(c, gen); };
+    for (const int threads : {1, 2}) {
+      const ThreadCount use(threads);
+      for (int64_t W = 1; W <= 3 * kWidestVector + 5; ++W) {
+        check(same(1, 3, 1, 2 * (W % 5) + 1, W, 3, 2));  // odd heights, SAME
+        check(Case{1, 2, 1, 5, W, 3, 3, 2, 2, 1, 1, 3, (W + 1) / 2});  // left 1
+        check(Case{1, 2, 1, 4, W, 3, 3, 2, 2, 0, 0, 2, (W - 1) / 2 + 1});  // left 0
+      }
+      for (const int64_t top : {0, 1, 2})
+        for (const int64_t left : {0, 1}) {
+          // outputs past SAME's (dY columns and rows that reach no pixel) and fewer than SAME's
+          check(Case{2, 3, 1, 7, 9, 3, 3, 2, 2, top, left, 6, 8});
+          check(Case{1, 3, 1, 9, 21, 3, 3, 2, 2, top, left, 2, 3});
+        }
+      check(same(8, 5, 1, 38, 38, 3, 2));  // batch 8, the photo model's sizes
+      check(same(1, 7, 1, 150, 150, 3, 2));
+      check(same(1, 4, 1, 19, 19, 3, 2));
+      check(same(2, 3, 2, 11, 17, 3, 2));  // a multiplier: the padded-plane path
+    }
+  }
+
+  TEST_CASE("stride-1 narrow maps as one run over the plane equal the naive kernel") {
+    Generator gen(29);
+    const auto check = [&](const Case& c) { check_depthwise_against_naive(c, gen); };
+    for (const int threads : {1, 2}) {
+      const ThreadCount use(threads);
+      for (int64_t W = 1; W < 4 * kWidestVector + 2; ++W) {
+        check(same(1, 3, 1, W % 7 + 1, W, 3, 1));
+        check(Case{1, 2, 1, 3, W, 3, 2, 1, 1, 2, 1, 4, W + 1});  // asymmetric, 3x2
+      }
+      check(same(8, 19, 1, 19, 19, 3, 1));  // batch 8, the photo model's narrow maps
+      check(same(1, 9, 1, 10, 10, 3, 1));
+      check(same(1, 5, 3, 13, 38, 5, 1));  // 5x5, multiplier 3
+      check(Case{2, 3, 2, 6, 11, 3, 3, 1, 1, 0, 0, 4, 9});  // no padding
+      check(Case{1, 4, 1, 6, 11, 3, 3, 1, 1, 1, 2, 5, 6});  // fewer outputs than the map's
+      check(Case{1, 4, 1, 6, 11, 3, 3, 1, 1, 2, 2, 9, 14});  // more: pad 2 on every side
+    }
+  }
 }

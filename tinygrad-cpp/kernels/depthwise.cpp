@@ -91,10 +91,20 @@ int64_t round_up(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
 // at q = k / sw. Phase r, row y starts at r * rows * row_length + y * row_length.
 struct SplitPlane {
   int64_t rows, row_length;  // row_length: whole vectors covering every output column plus the kernel's reach
+  int64_t slack = 0;         // zeros after the last row (see narrow())
   SplitPlane(const Depthwise& d)
       : rows((d.out_h - 1) * d.stride_h + d.kernel_h),
         row_length(round_up(round_up(d.out_w, VW) + (d.kernel_w - 1) / d.stride_w, VW)) {}
-  int64_t size(const Depthwise& d) const { return d.stride_w * rows * row_length; }
+  // Stride 1 only: rows exactly as long as the padded image's, out_w + kernel_w - 1, so that
+  // a channel's outputs are one run of vectors over the plane read as a single long row (the
+  // columns past out_w computed and thrown away), and the run's last vectors read the slack.
+  static SplitPlane narrow(const Depthwise& d) {
+    SplitPlane s(d);
+    s.row_length = d.out_w + d.kernel_w - 1;
+    s.slack = VW + d.kernel_w;
+    return s;
+  }
+  int64_t size(const Depthwise& d) const { return d.stride_w * rows * row_length + slack; }
   // Where tap (i, j) of output row y, column 0 reads.
   int64_t tap(const Depthwise& d, int64_t y, int64_t i, int64_t j) const {
     return (j % d.stride_w) * rows * row_length + (y * d.stride_h + i) * row_length + j / d.stride_w;
@@ -140,7 +150,7 @@ ImageColumns image_columns(const Depthwise& d, const SplitPlane& s, float* plane
 // is zero only the image's pixels change from channel to channel (and call to call): the
 // geometry of the last full fill is kept, and a plane of the same geometry gets only them.
 struct PlaneLayout {
-  int64_t rows = -1, row_length = -1, stride_w = 0, pad_top = 0, pad_left = 0, height = 0, width = 0;
+  int64_t rows = -1, row_length = -1, slack = 0, stride_w = 0, pad_top = 0, pad_left = 0, height = 0, width = 0;
   bool operator==(const PlaneLayout&) const = default;
 };
 thread_local PlaneLayout plane_layout;  // of plane_buffer's contents (rows = -1: unknown)
@@ -149,7 +159,7 @@ void forget_plane_layout() { plane_layout = PlaneLayout{}; }
 void fill_image_pixels(const float* image, const Depthwise& d, const SplitPlane& s, float* plane);
 
 void fill_plane(const float* image, const Depthwise& d, const SplitPlane& s, float* plane) {
-  const PlaneLayout layout{s.rows, s.row_length, d.stride_w, d.pad_top, d.pad_left, d.height, d.width};
+  const PlaneLayout layout{s.rows, s.row_length, s.slack, d.stride_w, d.pad_top, d.pad_left, d.height, d.width};
   if (plane == plane_buffer.data() && plane_layout == layout) return fill_image_pixels(image, d, s, plane);
   if (plane == plane_buffer.data()) plane_layout = layout;
   std::fill(plane, plane + s.size(d), 0.f);
@@ -226,6 +236,79 @@ inline void sum_of_taps(const float* const* src, const W* w, int64_t taps, float
 
 constexpr int64_t kMaxTaps = 64;
 
+// One output channel's weights for sum_of_taps from its bias: a 3x3's broadcast to vectors
+// once (and its tap loop unrolled), any other kernel's read as floats.
+struct ChannelTaps {
+  const float* w;
+  int64_t taps;
+  vfloat w9[9] = {};
+  ChannelTaps(const float* weight, int64_t count) : w(weight), taps(count) {
+    if (taps == 9)
+      for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + w[t];
+  }
+  void sum(const float* const* src, float bias, int64_t width, float* out) const {
+    if (taps == 9) sum_of_taps<9>(src, w9, taps, bias, false, width, out);
+    else sum_of_taps(src, w, taps, bias, false, width, out);
+  }
+};
+
+// Where each tap of output row 0 reads in s's plane; row y reads y * stride_h plane rows
+// further down. (Listed once a call: the divisions in SplitPlane::tap cost more than a small
+// map's arithmetic.)
+void tap_offsets(const Depthwise& d, const SplitPlane& s, int64_t* tap_at) {
+  for (int64_t i = 0; i < d.kernel_h; ++i)
+    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
+}
+
+// While one channel is computed, the next one's input is asked for from memory in `parts`
+// pieces (the caller's part-th now), so that its turn does not start by waiting for it: the
+// kernels read each map once, and a layer's maps are larger than L2.
+struct NextChannel {
+  const float* next = nullptr;  // null: this thread's last channel
+  int64_t count = 0;
+  void prefetch(int64_t part, int64_t parts) const {
+    if (!next) return;
+    for (int64_t i = count * part / parts; i < count * (part + 1) / parts; i += 16) __builtin_prefetch(next + i);
+  }
+};
+
+// f(plane, n, c, next) for every image n and channel c, the threads sharing them, with `plane`
+// the padded plane of channel c of image n of x and `next` the channel after it.
+template <class F>
+void for_each_plane(const float* x, int64_t batch, const Depthwise& d, const SplitPlane& s, F f) {
+  const int64_t size = d.height * d.width;
+  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      fill_plane(x + nc * size, d, s, plane);
+      f(plane, nc / d.channels, nc % d.channels, NextChannel{nc + 1 < hi ? x + (nc + 1) * size : nullptr, size});
+    }
+  });
+}
+
+// Stride 1 on narrow maps (MobileNet's 38, 19 and 10 wide): rows of whole vectors would leave
+// many lanes empty (19 outputs in 32 lanes) and a short row costs its setup; instead each
+// channel's outputs are one run over its narrow plane (SplitPlane::narrow), into `flat` with
+// the plane's row length, then copied out row by row without the extra columns.
+void depthwise_narrow(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
+                      float* out) {
+  const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  const SplitPlane s = SplitPlane::narrow(d);
+  const int64_t run = round_up(d.out_h * s.row_length, VW);
+  int64_t tap_at[kMaxTaps];
+  tap_offsets(d, s, tap_at);
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c, const NextChannel&) {
+    float* flat = scratch(row_buffer, run);
+    const float* src[kMaxTaps];
+    for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t];
+    for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+      ChannelTaps(weight + o * taps, taps).sum(src, bias ? bias[o] : 0.f, run, flat);
+      float* dst = out + (n * O + o) * d.out_h * d.out_w;
+      for (int64_t y = 0; y < d.out_h; ++y) copy_floats(dst + y * d.out_w, flat + y * s.row_length, d.out_w);
+    }
+  });
+}
+
 }  // namespace
 
 bool depthwise_supported(const Depthwise& d) {
@@ -235,42 +318,105 @@ bool depthwise_supported(const Depthwise& d) {
 void depthwise_conv2d(const float* x, int64_t batch, const Depthwise& d, const float* weight, const float* bias,
                       float* out) {
   const int64_t m = d.multiplier, O = d.channels * m, taps = d.kernel_h * d.kernel_w;
+  if (d.stride_h == 1 && d.stride_w == 1 && d.out_w < 4 * VW) return depthwise_narrow(x, batch, d, weight, bias, out);
   const SplitPlane s(d);
   const int64_t block = round_up(d.out_w, VW);
-  // Where each tap of output row 0 reads; row y reads y * stride_h plane rows further down.
-  // (Computed once: the divisions in SplitPlane::tap cost more than a small map's arithmetic.)
   int64_t tap_at[kMaxTaps];
-  for (int64_t i = 0; i < d.kernel_h; ++i)
-    for (int64_t j = 0; j < d.kernel_w; ++j) tap_at[i * d.kernel_w + j] = s.tap(d, 0, i, j);
+  tap_offsets(d, s, tap_at);
   const int64_t row_step = d.stride_h * s.row_length;
-  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
-    float* plane = scratch(plane_buffer, s.size(d));  // fill_plane writes all of it
+  for_each_plane(x, batch, d, s, [&](const float* plane, int64_t n, int64_t c, const NextChannel& next) {
     float* row = scratch(row_buffer, block);
+    for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+      float* dst = out + (n * O + o) * d.out_h * d.out_w;
+      const ChannelTaps channel(weight + o * taps, taps);
+      for (int64_t y = 0; y < d.out_h; ++y) {
+        if (o == c * m) next.prefetch(y, d.out_h);
+        const float* src[kMaxTaps];
+        for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
+        // A row's whole vectors may run past its end into the rows after it, which are
+        // written later; rows whose vectors would reach past the plane's last row go
+        // through the buffer.
+        const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
+        float* row_out = in_place ? dst + y * d.out_w : row;
+        channel.sum(src, bias ? bias[o] : 0.f, block, row_out);
+        if (!in_place) copy_floats(dst + y * d.out_w, row, d.out_w);
+      }
+    }
+  });
+}
+
+// dx of a 3x3 with stride 2 (MobileNet's downsampling layers), one channel per kernel, a left
+// padding of 0 or 1, any top padding: each dx row straight from the dY rows that reach it,
+// with no padded plane to crop. Padded row Y = iy + pad_top gets taps i = Y - 2 oy: from dY
+// rows Y/2 (i = 0) and Y/2 - 1 (i = 2) when Y is even, (Y - 1)/2 (i = 1) when odd. Along a row,
+// padded column X = ix + pad_left is even (X = 2m: w[i][0] dY[m] + w[i][2] dY[m-1]) or odd
+// (X = 2m + 1: w[i][1] dY[m]); with each dY row copied after one zero (at G[r][1 + m], zeros
+// beyond the row too) those are runs of contiguous loads, and the even and odd columns are
+// zipped together as they are stored.
+namespace {
+bool stride2_3x3_direct(const Depthwise& d) {
+  return d.multiplier == 1 && d.kernel_h == 3 && d.kernel_w == 3 && d.stride_h == 2 && d.stride_w == 2 &&
+         (d.pad_left == 0 || d.pad_left == 1) && d.pad_top >= 0;
+}
+
+void depthwise_stride2_3x3_backward_input(const float* grad_output, int64_t batch, const Depthwise& d,
+                                          const float* weight, float* dx) {
+  const int64_t halves = (d.width + 1) / 2;                            // pairs of dx columns
+  const int64_t row_length = round_up(std::max(halves, d.out_w) + 2, VW) + VW;  // G's rows: 1 zero, dY's row, zeros
+  parallel_for(0, batch * d.channels, 1, [&](int64_t lo, int64_t hi) {
+    float* grads = zeroed(grad_buffer, d.out_h * row_length);          // the zeros around each row stay zero
     for (int64_t nc = lo; nc < hi; ++nc) {
-      const int64_t n = nc / d.channels, c = nc % d.channels;
-      fill_plane(x + nc * d.height * d.width, d, s, plane);
-      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
-        float* dst = out + (n * O + o) * d.out_h * d.out_w;
-        const float b = bias ? bias[o] : 0.f;
-        vfloat w9[9] = {};
-        if (taps == 9)
-          for (int t = 0; t < 9; ++t) w9[t] = vfloat{} + weight[o * taps + t];
-        for (int64_t y = 0; y < d.out_h; ++y) {
-          const float* src[kMaxTaps];
-          for (int64_t t = 0; t < taps; ++t) src[t] = plane + tap_at[t] + y * row_step;
-          // A row's whole vectors may run past its end into the rows after it, which are
-          // written later; rows whose vectors would reach past the plane's last row go
-          // through the buffer.
-          const bool in_place = y * d.out_w + block <= (d.out_h - 1) * d.out_w;
-          float* row_out = in_place ? dst + y * d.out_w : row;
-          if (taps == 9) sum_of_taps<9>(src, w9, taps, b, false, block, row_out);
-          else sum_of_taps(src, weight + o * taps, taps, b, false, block, row_out);
-          if (!in_place) copy_floats(dst + y * d.out_w, row, d.out_w);
+      const int64_t c = nc % d.channels;
+      const float* dy = grad_output + nc * d.out_h * d.out_w;
+      for (int64_t r = 0; r < d.out_h; ++r) copy_floats(grads + r * row_length + 1, dy + r * d.out_w, d.out_w);
+      const float* w = weight + c * 9;
+      float* out = dx + nc * d.height * d.width;
+      const NextChannel next{nc + 1 < hi ? dy + d.out_h * d.out_w : nullptr, d.out_h * d.out_w};
+      for (int64_t iy = 0; iy < d.height; ++iy) {
+        next.prefetch(iy, d.height);
+        // the dY rows reaching this row and their tap rows i, at most two
+        const int64_t Y = iy + d.pad_top;
+        const float* rows[2];
+        const float* taps[2];
+        int64_t used = 0;
+        for (int64_t i = Y % 2; i < 3; i += 2)
+          if (Y >= i && (Y - i) / 2 < d.out_h) rows[used] = grads + (Y - i) / 2 * row_length, taps[used++] = w + 3 * i;
+        float* dst = out + iy * d.width;
+        if (used == 0) {
+          std::fill(dst, dst + d.width, 0.f);
+          continue;
+        }
+        for (int64_t m = 0; 2 * m < d.width; m += VW) {
+          // even: the columns X = 2m (pad_left 0) or X = 2m + 1 (pad_left 1) of dx's pairs, odd the next ones
+          vfloat first{}, second{};
+          for (int64_t k = 0; k < used; ++k) {
+            const float* g = rows[k] + m;
+            const vfloat w0 = vfloat{} + taps[k][0], w1 = vfloat{} + taps[k][1], w2 = vfloat{} + taps[k][2];
+            if (d.pad_left == 0) {
+              first += w0 * load_unaligned(g + 1) + w2 * load_unaligned(g);
+              second += w1 * load_unaligned(g + 1);
+            } else {
+              first += w1 * load_unaligned(g + 1);
+              second += w0 * load_unaligned(g + 2) + w2 * load_unaligned(g + 1);
+            }
+          }
+          const vfloat low = zip_low(first, second), high = zip_high(first, second);
+          const int64_t left = d.width - 2 * m;  // dx columns from 2m on
+          if (left >= 2 * VW) {
+            store_unaligned(dst + 2 * m, low);
+            store_unaligned(dst + 2 * m + VW, high);
+          } else {
+            alignas(64) float pair[2 * VW];
+            store_unaligned(pair, low);
+            store_unaligned(pair + VW, high);
+            copy_floats(dst + 2 * m, pair, left);
+          }
         }
       }
     }
   });
 }
+}  // namespace
 
 // dx is the transposed operation. With stride 1 that is a forward depthwise convolution again;
 // otherwise padded-split dx at (y, k) gathers w[i][j] * dy[oy][ox] over
@@ -291,6 +437,7 @@ void depthwise_conv2d_backward_input(const float* grad_output, int64_t batch, co
     depthwise_conv2d(grad_output, batch, transposed, turned.data(), nullptr, dx);
     return;
   }
+  if (stride2_3x3_direct(d)) return depthwise_stride2_3x3_backward_input(grad_output, batch, d, weight, dx);
   const SplitPlane s(d);
   const int64_t reach = (d.kernel_w - 1) / d.stride_w;                      // columns of dY left of ox = 0
   const int64_t grad_row = round_up(s.row_length + reach, VW) + VW;        // a bordered dY row

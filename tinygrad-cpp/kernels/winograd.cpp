@@ -323,13 +323,15 @@ void winograd(const float* image, const DirectConv& d, const float* weight, cons
   }
 }
 
-// F(4x4) from 196 of its tiles per output channel (VGG16 at 56x56 and up); F(2x2) below,
-// where the 36 planes of transformed weights (38 MB for 512 x 512 channels) are paid back
-// over too few tiles. One thread's time per call, F(4x4) / F(2x2), VGG16's layers at 224,
-// 112, 56 and 28: 0.70, 0.70, 0.74, 1.30 with 8 lanes (AVX2); 0.81, 1.05, 0.95, 1.23 with 16.
+// F(4x4) where its 36 planes of transformed weights (38 MB for 512 x 512 channels) and its
+// larger transforms are paid back: one thread's time per call, F(4x4) / F(2x2), on VGG16's
+// layers at 224, 112, 56 and 28 (min of alternating runs): 0.70, 0.70, 0.74, 1.30 with 8
+// lanes (AVX2); 0.79, 1.03-1.06, 1.01-1.02, 1.23 with 16 (AVX-512, where the gemms are twice
+// as fast and the transforms weigh more). So from 196 tiles of 4x4 per output channel (56x56)
+// with 8 lanes, from 3136 (224x224) with 16.
 bool large_tiles_pay(const DirectConv& d) {
   const int64_t out_h = d.height + 2 * d.pad_h - 2, out_w = d.width + 2 * d.pad_w - 2;
-  return ((out_h + 3) / 4) * ((out_w + 3) / 4) >= 196;
+  return ((out_h + 3) / 4) * ((out_w + 3) / 4) >= (VW >= 16 ? 3136 : 196);
 }
 
 }  // namespace

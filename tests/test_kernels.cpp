@@ -548,3 +548,56 @@ TEST_SUITE("kernels-depthwise-direct") {
     }
   }
 }
+
+TEST_SUITE("kernels-winograd-4x4") {
+  TEST_CASE("conv3x3_winograd's F(4x4) tiles (large maps) equal the seven-loop convolution, also through the engine") {
+    // Maps of 196 tiles of 4x4 and more take F(4x4, 3x3) with 8 lanes (AVX2), of 3136 and
+    // more with 16 (AVX-512: the last two maps here): output sizes that are no multiple of 4
+    // (a last row or column of tiles partly outside), widths that are no multiple of 8 or 16
+    // (the vectors of tiles and the scalar tail), padding 0, 1, 2 and (0, 2), 1 to 67
+    // channels, maps of one band and of many bands shared among the threads; the flipped,
+    // transposed weight of the input gradient; batches of 1 and 8 through conv2d_forward and
+    // the stride-1 input gradient. Tolerance: 1e-4 of the sums' size (sqrt(C*9)/3 for values
+    // in [-1, 1]): F(4x4)'s constants (1/6, 1/24, 5, 8) round more than F(2x2)'s halves;
+    // measured up to about 2e-5 here.
+    Generator gen(41);
+    struct Case { int64_t C, H, W, O, ph, pw; };
+    for (const Case& c : {Case{1, 56, 56, 1, 1, 1}, Case{3, 57, 61, 5, 1, 1}, Case{9, 58, 59, 7, 0, 0},
+                          Case{5, 60, 67, 3, 2, 2}, Case{4, 61, 62, 9, 0, 2}, Case{67, 56, 57, 33, 1, 1},
+                          Case{2, 20, 530, 3, 1, 1}, Case{8, 113, 115, 6, 1, 1}, Case{3, 225, 229, 2, 1, 1},
+                          Case{1, 230, 227, 4, 0, 2}}) {
+      CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.ph); CAPTURE(c.pw);
+      const kernels::ConvGeometry g{c.C, c.H, c.W, 3, 3, 1, 1, c.ph, c.pw, 1, 1};
+      std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * 9), bias(c.O);
+      for (std::vector<float>* v : {&x, &w, &bias})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      const int64_t out_count = c.O * g.out_h() * g.out_w();
+      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+      kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
+      const kernels::DirectConv d{c.C, c.H, c.W, c.O, 3, 3, c.ph, c.pw, c.C * 9, 9, 3, 1};
+      kernels::conv3x3_winograd(x.data(), d, w.data(), bias.data(), out.data());
+      const double scale = std::sqrt(static_cast<double>(c.C * 9)) / 3;
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(scale));
+      std::vector<float> dy(out_count), dx(x.size(), std::nanf(""));
+      for (float& v : dy) v = gen.uniform(-1, 1);
+      const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, 3, 3, 2 - c.ph, 2 - c.pw, 9, c.C * 9, -3, -1};
+      kernels::conv3x3_winograd(dy.data(), t, w.data() + 8, nullptr, dx.data());
+      check_conv_gradients_by_definition({x, 1, g, w, c.O, 1, dy}, dx.data(), nullptr, 0.f, 12);
+    }
+    for (const int64_t N : {1, 8}) {  // the engine's path: winograd_pays, images over the threads
+      CAPTURE(N);
+      const kernels::ConvGeometry g{32, 57, 58, 3, 3, 1, 1, 1, 1, 1, 1};
+      const int64_t O = 33, P = g.out_h() * g.out_w();
+      std::vector<float> x(N * 32 * 57 * 58), w(O * 32 * 9), bias(O), dy(N * O * P);
+      for (std::vector<float>* v : {&x, &w, &bias, &dy})
+        for (float& e : *v) e = gen.uniform(-1, 1);
+      std::vector<float> expected(dy.size()), out(dy.size(), std::nanf(""));
+      kernels::conv2d_reference(x.data(), N, g, w.data(), bias.data(), O, 1, expected.data());
+      kernels::conv2d_forward(x.data(), N, g, w.data(), bias.data(), O, 1, out.data());
+      for (size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(4.0));
+      std::vector<float> dx(x.size(), std::nanf(""));
+      REQUIRE(kernels::conv2d_backward_input_fast(dy.data(), N, g, w.data(), O, 1, dx.data()));
+      check_conv_gradients_by_definition({x, N, g, w, O, 1, dy}, dx.data(), nullptr, 0.f, 12);
+    }
+  }
+}

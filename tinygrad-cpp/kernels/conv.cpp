@@ -7,7 +7,7 @@
 //   depthwise (groups = channels)                 depthwise.cpp, forward and both gradients
 //   forward, stride 1 (no dilation, no groups)  direct kernels (conv_direct.cpp), image by image;
 //                                                3x3 with many channels on large maps (VGG):
-//                                                Winograd F(2x2, 3x3) (winograd.cpp)
+//                                                Winograd F(2x2, 3x3), F(4x4, 3x3) on the largest (winograd.cpp)
 //   forward, one image otherwise                 bands of output rows over the threads, im2col + gemm;
 //                                                with few output rows, one gemm W cols over the threads
 //   backward dx, stride or dilation (groups 1)   W^T dY then col2im; one large image: the gemm over

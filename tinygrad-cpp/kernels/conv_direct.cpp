@@ -24,7 +24,7 @@
 #include <algorithm>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -38,6 +38,9 @@ namespace {
 inline void store_first(float* dst, vfloat v, int64_t n) {
 #if defined(__AVX512F__)
   _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1u), v);
+#elif defined(__AVX2__)
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(dst, mask, v);
 #else
   if (n == VW) {
     *reinterpret_cast<vfloat_unaligned*>(dst) = v;

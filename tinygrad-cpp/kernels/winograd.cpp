@@ -1,32 +1,38 @@
 // conv3x3_winograd: a 3x3 convolution with stride 1 by Winograd's minimal filtering
-// F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+// F(m x m, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
 // Same result as conv2d_stride1 (up to rounding); fewer multiplications.
 //
-// Each 2x2 block of outputs ("tile") of one output channel needs, the direct way, 4 x 9 = 36
-// multiply-adds per input channel. Winograd's way moves the tile's 4x4 input patch d and the
-// 3x3 kernel g into a 4x4 "transformed" space where the convolution is an elementwise product:
+// Each m x m block of outputs ("tile") of one output channel needs, the direct way, 9 m^2
+// multiply-adds per input channel. Winograd's way moves the tile's n x n input patch d
+// (n = m + 2) and the 3x3 kernel g into an n x n "transformed" space where the convolution
+// is an elementwise product:
 //
 //     Y = A^T [ (G g G^T) .* (B^T d B) ] A        with  U = G g G^T,  V = B^T d B
 //
-//     B^T = | 1  0 -1  0 |     G = | 1    0    0   |     A^T = | 1  1  1  0 |
-//           | 0  1  1  0 |         | 1/2  1/2  1/2 |           | 0  1 -1 -1 |
-//           | 0 -1  1  0 |         | 1/2 -1/2  1/2 |
-//           | 0  1  0 -1 |         | 0    0    1   |
+// Summed over input channels, the product at each of the n^2 positions xi of that space is
+// a matrix product, M_xi [O, tiles] = U_xi [O, C] V_xi [C, tiles]: n^2 gemms, n^2 multiply-
+// adds per tile against 9 m^2 the direct way. The transforms are additions and a few
+// multiplications by small constants. Two tile sizes (the matrices are in Transform<m>):
 //
-// Summed over input channels, the product at each of the 16 positions xi of the 4x4 space is
-// a matrix product, M_xi [O, tiles] = U_xi [O, C] V_xi [C, tiles]: 16 gemms of 16 multiply-adds
-// per tile, against 36 the direct way (2.25 times fewer). The transforms are additions only.
+//   F(2x2, 3x3): 16 multiply-adds per 4 outputs, 2.25 times fewer than direct;
+//   F(4x4, 3x3): 36 per 16 outputs, 4 times fewer, but its transformed weights are 36 planes
+//                of O x C instead of 16, and it rounds more (its constants are not powers of
+//                two: up to about 2e-5 of the sums' size on 64 channels, against under 1e-6;
+//                the tests bound both): used on large maps, where the weights' transform is
+//                paid back over many tiles.
 //
-// Steps, for one band of tile rows at a time (so its V and M stay in cache):
+// Steps, for one band of tile rows at a time:
 //   1. U_xi[o][c] for every (o, c): once per call (weights are read through strides, as
 //      conv2d_stride1 reads them, so the input gradient's flipped, transposed weight works too);
-//   2. V_xi[c][t]: each input row split into its even and odd columns, so that the 4 columns
-//      of tile t are even[t], odd[t], even[t+1], odd[t+1] and the transform runs over whole
-//      vectors of tiles;
-//   3. the 16 gemms;
-//   4. Y from M_xi, plus the bias, written where the output has room (an odd last row or
-//      column uses half a tile).
+//   2. V_xi[c][t]: each input row split into its m phases (columns x with x mod m = p), so
+//      that column l of tile t is phase l mod m at t + l / m and every transform runs over
+//      whole vectors of tiles;
+//   3. the n^2 gemms;
+//   4. Y from M_xi, plus the bias, written where the output has room (a last row or column
+//      of tiles may be partly outside the output).
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinygrad-cpp/kernels/kernels.h"
@@ -35,7 +41,48 @@
 namespace tg::kernels {
 namespace {
 
-constexpr int64_t kPositions = 16;  // the 4x4 transformed space
+// The transform matrices of F(m x m, 3x3), n = m + 2 (Lavin and Gray's, interpolation
+// points 0, 1, -1 for m = 2 and 0, 1, -1, 2, -2 for m = 4, and infinity).
+template <int m>
+struct Transform;
+template <>
+struct Transform<2> {
+  static constexpr int n = 4;
+  static constexpr float BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+  static constexpr float AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+template <>
+struct Transform<4> {
+  static constexpr int n = 6;
+  static constexpr float BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                     {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr float G[6][3] = {{1.f / 4, 0, 0},          {-1.f / 6, -1.f / 6, -1.f / 6}, {-1.f / 6, 1.f / 6, -1.f / 6},
+                                    {1.f / 24, 1.f / 12, 1.f / 6}, {1.f / 24, -1.f / 12, 1.f / 6}, {0, 0, 1}};
+  static constexpr float AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
+
+// f(0), f(1), ..., f(count - 1) with each index a compile-time constant (std::integral_constant).
+// Always inlined, as are the lambdas it calls: a call per term would cost more than the term.
+#define TG_INLINE __attribute__((always_inline))
+template <int count, class F>
+TG_INLINE inline void static_for(F f) {
+  [&]<int... i>(std::integer_sequence<int, i...>) TG_INLINE { (f(std::integral_constant<int, i>{}), ...); }(
+      std::make_integer_sequence<int, count>{});
+}
+
+// sum over k of coef[k] * value(k), the zero coefficients skipped (T: float or vfloat). With
+// the row of coefficients a constant and k unrolled, the compiler drops the zeros and the
+// multiplications by 1 and -1, leaving the transforms' additions; the sum starts from -0,
+// which adds nothing (x + -0 == x exactly, so that add is folded away too).
+template <int count, class T, class F>
+TG_INLINE inline T combine(const float (&coef)[count], F value) {
+  T total = -T{};
+  static_for<count>([&](auto k) TG_INLINE {
+    if (coef[k] != 0.f) total += coef[k] * value(k());
+  });
+  return total;
+}
 
 // Scratch of one thread, reused from call to call (allocating megabytes per call costs
 // page faults).
@@ -52,169 +99,177 @@ struct Plan {
   const float* bias;
   float* out;
   int64_t out_h, out_w, tiles_h, tiles_w;
-  int64_t half_w;  // columns of the even/odd halves of a zero-bordered input row: tiles_w + 1
-  const float* U;  // [16][O][C]
+  int64_t phase_w;  // columns of one phase of a zero-bordered input row: tiles_w + 1
+  const float* U;   // [n*n][O][C]
 };
 
 // Step 1: U = G g G^T for output channels [o0, o1), VW input channels at a time.
+template <int m>
 void transform_weights(const Plan& p, int64_t o0, int64_t o1, float* U) {
+  using W = Transform<m>;
+  constexpr int n = W::n;
   const DirectConv& d = p.d;
   const int64_t O = d.out_channels, C = d.channels;
   for (int64_t o = o0; o < o1; ++o)
     for (int64_t c0 = 0; c0 < C; c0 += VW) {
       const int64_t lanes = std::min(VW, C - c0);
-      vfloat g[3][3], Gg[4][3];
+      vfloat g[3][3], Gg[n][3];
       for (int i = 0; i < 3; ++i)
         for (int j = 0; j < 3; ++j) {
           const float* w = p.weight + o * d.out_stride + c0 * d.in_stride + i * d.row_stride + j * d.col_stride;
           g[i][j] = vfloat{};
           for (int64_t lane = 0; lane < lanes; ++lane) g[i][j][lane] = w[lane * d.in_stride];
         }
-      for (int j = 0; j < 3; ++j) {  // G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
-        Gg[0][j] = g[0][j];
-        Gg[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        Gg[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        Gg[3][j] = g[2][j];
-      }
-      for (int a = 0; a < 4; ++a) {  // (G g) G^T: the same on columns
-        const vfloat u[4] = {Gg[a][0], 0.5f * (Gg[a][0] + Gg[a][1] + Gg[a][2]), 0.5f * (Gg[a][0] - Gg[a][1] + Gg[a][2]),
-                             Gg[a][2]};
-        for (int b = 0; b < 4; ++b) {
-          float* dst = U + (a * 4 + b) * O * C + o * C + c0;
+      for (int a = 0; a < n; ++a)  // G g on the rows
+        for (int j = 0; j < 3; ++j) Gg[a][j] = combine<3, vfloat>(W::G[a], [&](int i) TG_INLINE { return g[i][j]; });
+      for (int a = 0; a < n; ++a)  // (G g) G^T on the columns
+        for (int b = 0; b < n; ++b) {
+          const vfloat u = combine<3, vfloat>(W::G[b], [&](int j) TG_INLINE { return Gg[a][j]; });
+          float* dst = U + (a * n + b) * O * C + o * C + c0;
           if (lanes == VW) {
-            store_unaligned(dst, u[b]);
+            store_unaligned(dst, u);
           } else {
-            for (int64_t lane = 0; lane < lanes; ++lane) dst[lane] = u[b][lane];
+            for (int64_t lane = 0; lane < lanes; ++lane) dst[lane] = u[lane];
           }
         }
-      }
     }
 }
 
-// even[i] = row[2i], odd[i] = row[2i + 1] for i < n; row holds 2n + 2VW floats.
-void split_even_odd(const float* row, int64_t n, float* even, float* odd) {
+// even[i] = row[2i], odd[i] = row[2i + 1] for i < count.
+void split_even_odd(const float* row, int64_t count, float* even, float* odd) {
   int64_t i = 0;
-  for (; i + VW <= n; i += VW) {
+  for (; i + VW <= count; i += VW) {
     const vfloat a = load_unaligned(row + 2 * i), b = load_unaligned(row + 2 * i + VW);
     store_unaligned(even + i, even_lanes(a, b));
     store_unaligned(odd + i, odd_lanes(a, b));
   }
-  for (; i < n; ++i) {
+  for (; i < count; ++i) {
     even[i] = row[2 * i];
     odd[i] = row[2 * i + 1];
   }
 }
 
-// Step 2 for channels [c0, c1) and tile rows [ty0, ty1): V [16][C][band tiles].
+// phases[p * count + i] = row[m * i + p] for p < m, i < count (row holds m * count floats);
+// m = 4 splits in two rounds, through `scratch` (4 * count floats).
+template <int m>
+void split_phases(const float* row, int64_t count, float* phases, float* scratch) {
+  if constexpr (m == 2) {
+    split_even_odd(row, count, phases, phases + count);
+  } else {
+    static_assert(m == 4);
+    float* even = scratch;  // row[2i], then row[2i + 1], 2 * count each
+    float* odd = scratch + 2 * count;
+    split_even_odd(row, 2 * count, even, odd);
+    split_even_odd(even, count, phases, phases + 2 * count);          // phases 0 and 2
+    split_even_odd(odd, count, phases + count, phases + 3 * count);   // phases 1 and 3
+  }
+}
+
+// Step 2 for channels [c0, c1) and tile rows [ty0, ty1): V [n*n][C][band tiles].
+template <int m>
 void transform_input(const Plan& p, int64_t ty0, int64_t ty1, int64_t c0, int64_t c1, float* V) {
+  using W = Transform<m>;
+  constexpr int n = W::n;
   const DirectConv& d = p.d;
-  const int64_t band = (ty1 - ty0) * p.tiles_w, H = p.half_w;
-  // rows[k] = input row 2ty - pad_h + k as even columns [0, H) then odd ones [H, 2H), the
-  // column x of the zero-bordered row being input column x - pad_w.
-  float* rows = grow(row_buffer, 4 * 2 * H + 2 * H + 2 * VW);
-  float* padded = rows + 4 * 2 * H;
+  const int64_t band = (ty1 - ty0) * p.tiles_w, H = p.phase_w, row_floats = m * H;
+  // rows[k]: input row m*ty - pad_h + k split into its phases (column x of the zero-bordered
+  // row being input column x - pad_w); r[a] = sum_k BT[a][k] rows[k] (B^T d on the rows).
+  float* rows = grow(row_buffer, 2 * n * row_floats + 2 * row_floats);
+  float* r = rows + n * row_floats;
+  float* padded = r + n * row_floats;
+  float* scratch = padded + row_floats;
   for (int64_t c = c0; c < c1; ++c) {
     const float* plane = p.image + c * d.height * d.width;
     for (int64_t ty = ty0; ty < ty1; ++ty) {
-      for (int k = 0; k < 4; ++k) {
-        float* even = rows + k * 2 * H;
-        const int64_t y = 2 * ty - d.pad_h + k;
+      for (int k = 0; k < n; ++k) {
+        float* phases = rows + k * row_floats;
+        const int64_t y = m * ty - d.pad_h + k;
         if (y < 0 || y >= d.height) {
-          std::fill(even, even + 2 * H, 0.f);
+          std::fill(phases, phases + row_floats, 0.f);
           continue;
         }
-        // the zero-bordered row (column x is input column x - pad_w), then its halves
         std::fill(padded, padded + d.pad_w, 0.f);
         std::copy_n(plane + y * d.width, d.width, padded + d.pad_w);
-        std::fill(padded + d.pad_w + d.width, padded + 2 * H + 2 * VW, 0.f);
-        split_even_odd(padded, H, even, even + H);
+        std::fill(padded + d.pad_w + d.width, padded + row_floats, 0.f);
+        split_phases<m>(padded, H, phases, scratch);
       }
-      // B^T d on the rows: r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3
-      float* r[4] = {rows, rows + 2 * H, rows + 4 * H, rows + 6 * H};
-      for (int64_t x = 0; x < 2 * H; ++x) {
-        const float d0 = r[0][x], d1 = r[1][x], d2 = r[2][x], d3 = r[3][x];
-        r[0][x] = d0 - d2;
-        r[1][x] = d1 + d2;
-        r[2][x] = d2 - d1;
-        r[3][x] = d1 - d3;
-      }
-      // (B^T d) B on the columns of each tile t: e[t] - e[t+1], o[t] + e[t+1], e[t+1] - o[t], o[t] - o[t+1]
+      static_for<n>([&](auto a) TG_INLINE {
+        float* __restrict dst = r + a * row_floats;
+        for (int64_t x = 0; x < row_floats; ++x)
+          dst[x] = combine<n, float>(W::BT[a], [&](int k) TG_INLINE { return rows[k * row_floats + x]; });
+      });
+      // (B^T d) B on the columns of each tile t: column l is phase l mod m at t + l / m
       const int64_t t0 = (ty - ty0) * p.tiles_w;
-      for (int a = 0; a < 4; ++a) {
-        const float* __restrict e = r[a];
-        const float* __restrict o = r[a] + H;
-        float* __restrict v0 = V + ((a * 4 + 0) * d.channels + c) * band + t0;
-        float* __restrict v1 = V + ((a * 4 + 1) * d.channels + c) * band + t0;
-        float* __restrict v2 = V + ((a * 4 + 2) * d.channels + c) * band + t0;
-        float* __restrict v3 = V + ((a * 4 + 3) * d.channels + c) * band + t0;
-        for (int64_t t = 0; t < p.tiles_w; ++t) {
-          v0[t] = e[t] - e[t + 1];
-          v1[t] = o[t] + e[t + 1];
-          v2[t] = e[t + 1] - o[t];
-          v3[t] = o[t] - o[t + 1];
-        }
+      for (int a = 0; a < n; ++a) {
+        const float* __restrict ra = r + a * row_floats;
+        static_for<n>([&](auto b) TG_INLINE {
+          float* __restrict v = V + ((a * n + b) * d.channels + c) * band + t0;
+          for (int64_t t = 0; t < p.tiles_w; ++t)
+            v[t] = combine<n, float>(W::BT[b], [&](int l) TG_INLINE { return ra[(l % m) * H + t + l / m]; });
+        });
       }
     }
   }
 }
 
-// Step 4 for output channels [o0, o1) and tile rows [ty0, ty1), from M [16][O][band tiles]:
-// A^T m on the rows (s0 = m0 + m1 + m2, s1 = m1 - m2 - m3), then the same on the columns.
+// y[i][j] = bias + (A^T m A)[i][j] for one tile or VW of them (T: float or vfloat), with
+// at(a, b) the products at position (a, b) of the transformed space.
+template <int m, class T, class At>
+TG_INLINE inline void inverse_transform(At at, float bias, T (&y)[m][m]) {
+  using W = Transform<m>;
+  constexpr int n = W::n;
+  T s[m][n];  // A^T m on the rows
+  static_for<m>([&](auto i) TG_INLINE {
+    static_for<n>([&](auto b) TG_INLINE { s[i][b] = combine<n, T>(W::AT[i], [&](int a) TG_INLINE { return at(a, b()); }); });
+  });
+  static_for<m>([&](auto i) TG_INLINE {
+    static_for<m>([&](auto j) TG_INLINE { y[i][j] = bias + combine<n, T>(W::AT[j], [&](int b) TG_INLINE { return s[i][b]; }); });
+  });
+}
+
+// out[0 : m*VW) = y[0][0], y[1][0], ..., y[m-1][0], y[0][1], ...: m vectors of VW tiles'
+// columns interleaved into one output row.
+template <int m>
+inline void store_interleaved(float* out, const vfloat (&y)[m]) {
+  if constexpr (m == 2) {
+    store_unaligned(out, zip_low(y[0], y[1]));
+    store_unaligned(out + VW, zip_high(y[0], y[1]));
+  } else {
+    static_assert(m == 4);
+    const vfloat a = zip_low(y[0], y[2]), b = zip_low(y[1], y[3]), c = zip_high(y[0], y[2]), e = zip_high(y[1], y[3]);
+    store_unaligned(out, zip_low(a, b));
+    store_unaligned(out + VW, zip_high(a, b));
+    store_unaligned(out + 2 * VW, zip_low(c, e));
+    store_unaligned(out + 3 * VW, zip_high(c, e));
+  }
+}
+
+// Step 4 for output channels [o0, o1) and tile rows [ty0, ty1), from M [n*n][O][band tiles].
+template <int m>
 void transform_output(const Plan& p, int64_t ty0, int64_t ty1, int64_t o0, int64_t o1, const float* M) {
+  constexpr int n = Transform<m>::n;
   const DirectConv& d = p.d;
-  const int64_t band = (ty1 - ty0) * p.tiles_w, pairs = p.out_w / 2;
+  const int64_t band = (ty1 - ty0) * p.tiles_w, whole = p.out_w / m;  // tiles wholly inside a row
   for (int64_t o = o0; o < o1; ++o) {
     const float bias = p.bias ? p.bias[o] : 0.f;
     for (int64_t ty = ty0; ty < ty1; ++ty) {
-      const float* m[4][4];
-      for (int a = 0; a < 4; ++a)
-        for (int col = 0; col < 4; ++col) m[a][col] = M + ((a * 4 + col) * d.out_channels + o) * band + (ty - ty0) * p.tiles_w;
-      float* __restrict top = p.out + (o * p.out_h + 2 * ty) * p.out_w;
-      float* __restrict bottom = 2 * ty + 1 < p.out_h ? top + p.out_w : nullptr;
-      auto tile = [&](int64_t t, float y[2][2]) {
-        float s0[4], s1[4];
-        for (int col = 0; col < 4; ++col) {
-          s0[col] = m[0][col][t] + m[1][col][t] + m[2][col][t];
-          s1[col] = m[1][col][t] - m[2][col][t] - m[3][col][t];
-        }
-        y[0][0] = bias + s0[0] + s0[1] + s0[2];
-        y[0][1] = bias + s0[1] - s0[2] - s0[3];
-        y[1][0] = bias + s1[0] + s1[1] + s1[2];
-        y[1][1] = bias + s1[1] - s1[2] - s1[3];
-      };
-      // VW tiles at a time: the same sums on vectors, then even and odd columns interleaved.
+      const float* mp[n][n];
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b) mp[a][b] = M + ((a * n + b) * d.out_channels + o) * band + (ty - ty0) * p.tiles_w;
+      float* __restrict top = p.out + (o * p.out_h + m * ty) * p.out_w;
+      const int64_t rows = std::min<int64_t>(m, p.out_h - m * ty);
       int64_t t = 0;
-      for (; t + VW <= pairs; t += VW) {
-        vfloat s0[4], s1[4];
-        for (int col = 0; col < 4; ++col) {
-          const vfloat m1 = load_unaligned(m[1][col] + t), m2 = load_unaligned(m[2][col] + t);
-          s0[col] = load_unaligned(m[0][col] + t) + m1 + m2;
-          s1[col] = m1 - m2 - load_unaligned(m[3][col] + t);
-        }
-        const vfloat y00 = bias + s0[0] + s0[1] + s0[2], y01 = bias + s0[1] - s0[2] - s0[3];
-        store_unaligned(top + 2 * t, zip_low(y00, y01));
-        store_unaligned(top + 2 * t + VW, zip_high(y00, y01));
-        if (bottom) {
-          const vfloat y10 = bias + s1[0] + s1[1] + s1[2], y11 = bias + s1[1] - s1[2] - s1[3];
-          store_unaligned(bottom + 2 * t, zip_low(y10, y11));
-          store_unaligned(bottom + 2 * t + VW, zip_high(y10, y11));
-        }
+      for (; t + VW <= whole; t += VW) {  // VW tiles at a time, their columns interleaved
+        vfloat y[m][m];
+        inverse_transform<m>([&](int a, int b) TG_INLINE { return load_unaligned(mp[a][b] + t); }, bias, y);
+        for (int64_t i = 0; i < rows; ++i) store_interleaved<m>(top + i * p.out_w + m * t, y[i]);
       }
-      for (; t < pairs; ++t) {
-        float y[2][2];
-        tile(t, y);
-        top[2 * t] = y[0][0];
-        top[2 * t + 1] = y[0][1];
-        if (bottom) {
-          bottom[2 * t] = y[1][0];
-          bottom[2 * t + 1] = y[1][1];
-        }
-      }
-      if (p.out_w % 2) {  // the last tile's left column only
-        float y[2][2];
-        tile(pairs, y);
-        top[2 * pairs] = y[0][0];
-        if (bottom) bottom[2 * pairs] = y[1][0];
+      for (; t < p.tiles_w; ++t) {
+        float y[m][m];
+        inverse_transform<m>([&](int a, int b) TG_INLINE { return mp[a][b][t]; }, bias, y);
+        const int64_t cols = std::min<int64_t>(m, p.out_w - m * t);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j) top[i * p.out_w + m * t + j] = y[i][j];
       }
     }
   }
@@ -222,23 +277,61 @@ void transform_output(const Plan& p, int64_t ty0, int64_t ty1, int64_t o0, int64
 
 // Steps 2-4 for tile rows [ty0, ty1). Inside a parallel region every loop runs on the
 // calling thread; otherwise each step shares its loop among the threads.
+template <int m>
 void run_band(const Plan& p, int64_t ty0, int64_t ty1) {
+  constexpr int64_t positions = Transform<m>::n * Transform<m>::n;
   const DirectConv& d = p.d;
   const int64_t band = (ty1 - ty0) * p.tiles_w, C = d.channels, O = d.out_channels;
-  float* V = grow(input_buffer, kPositions * C * band);
-  float* M = grow(product_buffer, kPositions * O * band);
-  parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) { transform_input(p, ty0, ty1, c0, c1, V); });
+  float* V = grow(input_buffer, positions * C * band);
+  float* M = grow(product_buffer, positions * O * band);
+  parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) { transform_input<m>(p, ty0, ty1, c0, c1, V); });
   const bool serial = in_parallel_region() || num_threads() == 1;
   if (serial || O * band * C < (int64_t{1} << 21)) {
-    parallel_for(0, kPositions, 1, [&](int64_t x0, int64_t x1) {
+    parallel_for(0, positions, 1, [&](int64_t x0, int64_t x1) {
       for (int64_t xi = x0; xi < x1; ++xi)
         gemm(false, false, O, band, C, 1.f, p.U + xi * O * C, C, V + xi * C * band, band, 0.f, M + xi * O * band, band);
     });
   } else {
-    for (int64_t xi = 0; xi < kPositions; ++xi)  // each gemm shares itself among the threads
+    for (int64_t xi = 0; xi < positions; ++xi)  // each gemm shares itself among the threads
       gemm(false, false, O, band, C, 1.f, p.U + xi * O * C, C, V + xi * C * band, band, 0.f, M + xi * O * band, band);
   }
-  parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) { transform_output(p, ty0, ty1, o0, o1, M); });
+  parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) { transform_output<m>(p, ty0, ty1, o0, o1, M); });
+}
+
+template <int m>
+void winograd(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out) {
+  constexpr int64_t positions = Transform<m>::n * Transform<m>::n;
+  Plan p{image, d, weight, bias, out, d.height + 2 * d.pad_h - 2, d.width + 2 * d.pad_w - 2, 0, 0, 0, nullptr};
+  if (p.out_h < 1 || p.out_w < 1 || d.out_channels < 1) return;
+  p.tiles_h = (p.out_h + m - 1) / m;
+  p.tiles_w = (p.out_w + m - 1) / m;
+  p.phase_w = p.tiles_w + 1;
+  const int64_t O = d.out_channels, C = d.channels;
+  float* U = grow(transformed_weight_buffer, positions * O * C);
+  parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) { transform_weights<m>(p, o0, o1, U); });
+  p.U = U;
+  // Bands of at least 256 tiles (the gemms' long side), whole tile rows.
+  const int64_t rows_per_band = std::clamp<int64_t>((256 + p.tiles_w - 1) / p.tiles_w, 1, p.tiles_h);
+  const int64_t bands = (p.tiles_h + rows_per_band - 1) / rows_per_band;
+  auto band = [&](int64_t b) { run_band<m>(p, b * rows_per_band, std::min(p.tiles_h, (b + 1) * rows_per_band)); };
+  if (bands >= 4 * num_threads() && !in_parallel_region()) {
+    parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) band(b);
+    });
+  } else {
+    for (int64_t b = 0; b < bands; ++b) band(b);
+  }
+}
+
+// F(4x4) where its 36 planes of transformed weights (38 MB for 512 x 512 channels) and its
+// larger transforms are paid back: one thread's time per call, F(4x4) / F(2x2), on VGG16's
+// layers at 224, 112, 56 and 28 (min of alternating runs): 0.70, 0.70, 0.74, 1.30 with 8
+// lanes (AVX2); 0.79, 1.03-1.06, 1.01-1.02, 1.23 with 16 (AVX-512, where the gemms are twice
+// as fast and the transforms weigh more). So from 196 tiles of 4x4 per output channel (56x56)
+// with 8 lanes, from 3136 (224x224) with 16.
+bool large_tiles_pay(const DirectConv& d) {
+  const int64_t out_h = d.height + 2 * d.pad_h - 2, out_w = d.width + 2 * d.pad_w - 2;
+  return ((out_h + 3) / 4) * ((out_w + 3) / 4) >= (VW >= 16 ? 3136 : 196);
 }
 
 }  // namespace
@@ -253,26 +346,10 @@ bool winograd_pays(const DirectConv& d) {
 }
 
 void conv3x3_winograd(const float* image, const DirectConv& d, const float* weight, const float* bias, float* out) {
-  Plan p{image, d, weight, bias, out, d.height + 2 * d.pad_h - 2, d.width + 2 * d.pad_w - 2, 0, 0, 0, nullptr};
-  if (p.out_h < 1 || p.out_w < 1 || d.out_channels < 1) return;
-  p.tiles_h = (p.out_h + 1) / 2;
-  p.tiles_w = (p.out_w + 1) / 2;
-  p.half_w = p.tiles_w + 1;
-  const int64_t O = d.out_channels, C = d.channels;
-  float* U = grow(transformed_weight_buffer, kPositions * O * C);
-  parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) { transform_weights(p, o0, o1, U); });
-  p.U = U;
-  // Bands of at least 256 tiles (the gemms' long side), whole tile rows.
-  const int64_t rows_per_band = std::clamp<int64_t>((256 + p.tiles_w - 1) / p.tiles_w, 1, p.tiles_h);
-  const int64_t bands = (p.tiles_h + rows_per_band - 1) / rows_per_band;
-  auto band = [&](int64_t b) { run_band(p, b * rows_per_band, std::min(p.tiles_h, (b + 1) * rows_per_band)); };
-  if (bands >= 4 * num_threads() && !in_parallel_region()) {
-    parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) band(b);
-    });
-  } else {
-    for (int64_t b = 0; b < bands; ++b) band(b);
-  }
+  if (large_tiles_pay(d))
+    winograd<4>(image, d, weight, bias, out);
+  else
+    winograd<2>(image, d, weight, bias, out);
 }
 
 }  // namespace tg::kernels

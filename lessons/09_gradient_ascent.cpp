@@ -36,9 +36,9 @@ constexpr int kDefaultSteps = 256;
 // looked at without the titles.
 constexpr const char* kSeenDefault =
     "Looked at without the titles, bottom row: a curled-up, sleeping ginger tabby cat (body, fur and tail; its head is not "
-    "clear); a car's body seen from the side, a wheel arch at its right end, the least clear of the five; a bicycle, two "
-    "spoked wheels, frame and handlebars, with a rider's arm above it; a dark boot standing upright (shaft and foot, toe "
-    "to the left); a camera body with a round lens and dials. Around each box the frame fills with the class's textures. "
+    "clear); a rounded car body, a curved arch along its left end and dark wheel shapes below it, the least clear of the "
+    "five; a bicycle, two spoked wheels, frame and handlebars, with a rider's arm above it; a dark boot standing upright "
+    "(shaft and foot, toe to the right); a camera body with a round lens and dials. Around each box the frame fills with the class's textures. "
     "The top row is noise, at most a faint outline where the box is. ";
 constexpr const char* kSeenAnywhere = "cat fur and cat parts spread over the whole frame, with no single object";
 constexpr const char* kSeenOne = ": one curled-up tabby cat forms, inside that detection's box";

@@ -62,6 +62,32 @@ void check_conv_gradients_by_definition(const ConvProblem& p, const float* dx, c
   }
 }
 
+// conv3x3_winograd on one image of C x H x W channels to O, padding (ph, pw): the forward
+// (bias included) against the seven-loop convolution within `epsilon` of the sums' size, then
+// the flipped, transposed weight of the input gradient run through strides against the
+// definition of dx at `gradient_checks` indices (each costs a reference forward; 0: none).
+struct WinogradCase { int64_t C, H, W, O, ph, pw; };
+void check_winograd(Generator& gen, const WinogradCase& c, double epsilon, int gradient_checks) {
+  CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.ph); CAPTURE(c.pw);
+  const kernels::ConvGeometry g{c.C, c.H, c.W, 3, 3, 1, 1, c.ph, c.pw, 1, 1};
+  std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * 9), bias(c.O);
+  for (std::vector<float>* v : {&x, &w, &bias})
+    for (float& e : *v) e = gen.uniform(-1, 1);
+  const int64_t out_count = c.O * g.out_h() * g.out_w();
+  std::vector<float> expected(out_count), out(out_count, std::nanf(""));
+  kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
+  const kernels::DirectConv d{c.C, c.H, c.W, c.O, 3, 3, c.ph, c.pw, c.C * 9, 9, 3, 1};
+  kernels::conv3x3_winograd(x.data(), d, w.data(), bias.data(), out.data());
+  const double scale = std::sqrt(static_cast<double>(c.C * 9)) / 3;  // sums of C*9 terms of size ~1/3
+  for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(epsilon).scale(scale));
+  if (gradient_checks == 0) return;
+  std::vector<float> dy(out_count), dx(x.size(), std::nanf(""));
+  for (float& v : dy) v = gen.uniform(-1, 1);
+  const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, 3, 3, 2 - c.ph, 2 - c.pw, 9, c.C * 9, -3, -1};
+  kernels::conv3x3_winograd(dy.data(), t, w.data() + 8, nullptr, dx.data());
+  check_conv_gradients_by_definition({x, 1, g, w, c.O, 1, dy}, dx.data(), nullptr, 0.f, gradient_checks);
+}
+
 // One depthwise geometry: images N, channels C, multiplier m, the map H x W, the window, the
 // strides, the top and left padding and the output size (given apart: asymmetric padding).
 struct DepthwiseCase { int64_t N, C, m, H, W, kh, kw, sh, sw, top, left, out_h, out_w; };
@@ -266,29 +292,11 @@ TEST_SUITE("kernels") {
     // band, of a few bands in turn, of many bands shared among the threads (2 x 18 x 520), and
     // gemms large enough to share themselves among the threads (96 x 34 x 34).
     Generator gen(9);
-    struct Case { int64_t C, H, W, O, ph, pw; };
+    using Case = WinogradCase;
     for (const Case& c : {Case{3, 5, 7, 2, 1, 1}, Case{33, 9, 12, 35, 1, 1}, Case{17, 8, 8, 5, 0, 0},
                           Case{4, 13, 6, 9, 2, 2}, Case{6, 7, 11, 3, 0, 2}, Case{40, 36, 70, 34, 1, 1},
-                          Case{2, 3, 3, 2, 0, 0}, Case{2, 18, 520, 3, 1, 1}, Case{96, 34, 34, 96, 1, 1}}) {
-      CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.ph); CAPTURE(c.pw);
-      const kernels::ConvGeometry g{c.C, c.H, c.W, 3, 3, 1, 1, c.ph, c.pw, 1, 1};
-      std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * 9), bias(c.O);
-      for (std::vector<float>* v : {&x, &w, &bias})
-        for (float& e : *v) e = gen.uniform(-1, 1);
-      const int64_t out_count = c.O * g.out_h() * g.out_w();
-      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
-      kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
-      const kernels::DirectConv d{c.C, c.H, c.W, c.O, 3, 3, c.ph, c.pw, c.C * 9, 9, 3, 1};
-      kernels::conv3x3_winograd(x.data(), d, w.data(), bias.data(), out.data());
-      const double scale = std::sqrt(static_cast<double>(c.C * 9)) / 3;  // sums of C*9 terms of size ~1/3
-      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5).scale(scale));
-      if (c.C * c.O * c.H * c.W > 2'000'000) continue;  // each index checked costs a reference forward
-      std::vector<float> dy(out_count), dx(x.size(), std::nanf(""));
-      for (float& v : dy) v = gen.uniform(-1, 1);
-      const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, 3, 3, 2 - c.ph, 2 - c.pw, 9, c.C * 9, -3, -1};
-      kernels::conv3x3_winograd(dy.data(), t, w.data() + 8, nullptr, dx.data());
-      check_conv_gradients_by_definition({x, 1, g, w, c.O, 1, dy}, dx.data(), nullptr);
-    }
+                          Case{2, 3, 3, 2, 0, 0}, Case{2, 18, 520, 3, 1, 1}, Case{96, 34, 34, 96, 1, 1}})
+      check_winograd(gen, c, 1e-5, c.C * c.O * c.H * c.W > 2'000'000 ? 0 : 40);
   }
 
   TEST_CASE("conv2d_stride1_weight_grad equals the definition of dW, summed over images") {
@@ -561,29 +569,12 @@ TEST_SUITE("kernels-winograd-4x4") {
     // in [-1, 1]): F(4x4)'s constants (1/6, 1/24, 5, 8) round more than F(2x2)'s halves;
     // measured up to about 2e-5 here.
     Generator gen(41);
-    struct Case { int64_t C, H, W, O, ph, pw; };
+    using Case = WinogradCase;
     for (const Case& c : {Case{1, 56, 56, 1, 1, 1}, Case{3, 57, 61, 5, 1, 1}, Case{9, 58, 59, 7, 0, 0},
                           Case{5, 60, 67, 3, 2, 2}, Case{4, 61, 62, 9, 0, 2}, Case{67, 56, 57, 33, 1, 1},
                           Case{2, 20, 530, 3, 1, 1}, Case{8, 113, 115, 6, 1, 1}, Case{3, 225, 229, 2, 1, 1},
-                          Case{1, 230, 227, 4, 0, 2}}) {
-      CAPTURE(c.C); CAPTURE(c.H); CAPTURE(c.W); CAPTURE(c.O); CAPTURE(c.ph); CAPTURE(c.pw);
-      const kernels::ConvGeometry g{c.C, c.H, c.W, 3, 3, 1, 1, c.ph, c.pw, 1, 1};
-      std::vector<float> x(c.C * c.H * c.W), w(c.O * c.C * 9), bias(c.O);
-      for (std::vector<float>* v : {&x, &w, &bias})
-        for (float& e : *v) e = gen.uniform(-1, 1);
-      const int64_t out_count = c.O * g.out_h() * g.out_w();
-      std::vector<float> expected(out_count), out(out_count, std::nanf(""));
-      kernels::conv2d_reference(x.data(), 1, g, w.data(), bias.data(), c.O, 1, expected.data());
-      const kernels::DirectConv d{c.C, c.H, c.W, c.O, 3, 3, c.ph, c.pw, c.C * 9, 9, 3, 1};
-      kernels::conv3x3_winograd(x.data(), d, w.data(), bias.data(), out.data());
-      const double scale = std::sqrt(static_cast<double>(c.C * 9)) / 3;
-      for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(scale));
-      std::vector<float> dy(out_count), dx(x.size(), std::nanf(""));
-      for (float& v : dy) v = gen.uniform(-1, 1);
-      const kernels::DirectConv t{c.O, g.out_h(), g.out_w(), c.C, 3, 3, 2 - c.ph, 2 - c.pw, 9, c.C * 9, -3, -1};
-      kernels::conv3x3_winograd(dy.data(), t, w.data() + 8, nullptr, dx.data());
-      check_conv_gradients_by_definition({x, 1, g, w, c.O, 1, dy}, dx.data(), nullptr, 0.f, 12);
-    }
+                          Case{1, 230, 227, 4, 0, 2}})
+      check_winograd(gen, c, 1e-4, 12);
     for (const int64_t N : {1, 8}) {  // the engine's path: winograd_pays, images over the threads
       CAPTURE(N);
       const kernels::ConvGeometry g{32, 57, 58, 3, 3, 1, 1, 1, 1, 1, 1};

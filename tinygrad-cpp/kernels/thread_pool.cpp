@@ -236,14 +236,11 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     // On the caller alone, but in the chunks the pool would have used, inside a parallel
     // region as they would have run: a kernel that sums one partial result per chunk gives
     // the same bits whether or not the machine was busy.
-    inside_parallel_region = true;
-    try {
-      for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
-    } catch (...) {
-      inside_parallel_region = false;
-      throw;
-    }
-    inside_parallel_region = false;
+    struct Region {
+      Region() { inside_parallel_region = true; }
+      ~Region() { inside_parallel_region = false; }
+    } region;
+    for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
     return;
   }
   pool().run(chunks, run_chunk);

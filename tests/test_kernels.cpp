@@ -187,6 +187,41 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("gemm's few-columns path (N <= 32: the dot form, and the outer form for op(A) = A^T) equals naive gemm") {
+    // Both forms on every column count across their limits (24 and 32), row counts around their
+    // tiles (4 or 2 rows, two vectors of rows) and thread blocks, K in and out of whole vectors,
+    // every transpose, alpha, beta and a row bias; rows shared between 2 threads or run by one.
+    Generator gen(11);
+    for (int64_t N : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{9}, int64_t{12}, int64_t{13},
+                      int64_t{23}, int64_t{24}, int64_t{25}, int64_t{31}, int64_t{32}, int64_t{33}})
+      for (int64_t M : {int64_t{3}, int64_t{37}, int64_t{70}, int64_t{257}})
+        for (int64_t K : {int64_t{16}, int64_t{45}, int64_t{300}})
+          for (int variant = 0; variant < 4; ++variant) {
+            const bool ta = variant & 1, tb = variant & 2;
+            const float alpha = variant == 1 ? -0.5f : 1.f, beta = variant == 3 ? 0.75f : 0.f;
+            const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+            std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc), bias(M);
+            for (float& v : A) v = gen.uniform(-1, 1);
+            for (float& v : B) v = gen.uniform(-1, 1);
+            for (float& v : C) v = gen.uniform(-1, 1);
+            for (float& v : bias) v = gen.uniform(-1, 1);
+            std::vector<float> expected = C, shared = C, alone = C;
+            kernels::gemm_naive(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, expected.data(), ldc);
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) expected[i * ldc + j] += bias[i];
+            kernels::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, shared.data(), ldc, bias.data());
+            {
+              kernels::CallerOnly one_thread;
+              kernels::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, alone.data(), ldc, bias.data());
+            }
+            for (int64_t i = 0; i < M * ldc; ++i) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(variant); CAPTURE(i);
+              REQUIRE(shared[i] == doctest::Approx(expected[i]).epsilon(1e-4).scale(static_cast<double>(K)));
+              REQUIRE(alone[i] == shared[i]);  // the same bits however the rows are shared
+            }
+          }
+  }
+
   TEST_CASE("gemm with beta = 0 overwrites NaN in C") {
     std::vector<float> A = {1, 2}, B = {3, 4}, C = {std::nanf("")};
     kernels::gemm(false, false, 1, 1, 2, 1.f, A.data(), 2, B.data(), 1, 0.f, C.data(), 1);

@@ -247,6 +247,200 @@ void gemm_few_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   }
 }
 
+// Few columns of C (the convolutions on maps of 5x5 and smaller, N = positions <= 32): a
+// weight matrix of up to millions of floats against a handful of columns. Packing it, as the
+// blocked path does, would move every weight twice more for a few multiply-adds each, so
+// both forms below read the weight once, in place, with vectors along its stored rows:
+//   op(A) = A    (each row of A contiguous in k): every element of C is a dot product; four
+//                rows of A (two with AVX2) against four columns of op(B), held as rows of bt
+//                (N x K), at a time.
+//   op(A) = A^T  (A stored K x M, each row contiguous in i): outer products; two vectors of i
+//                against up to 12 columns of op(B) (6 with AVX2), rows of bk (K x N), k running
+//                down A.
+// Each element of C is summed by one thread in one fixed order, however the rows are shared.
+// Where they take over: kGemmFewColumns (kernels.h).
+
+inline float lane_sum(vfloat v) {
+  float total = 0.f;
+  for (int64_t lane = 0; lane < VW; ++lane) total += v[lane];
+  return total;
+}
+
+// Writes alpha * value (+ bias) into C, or adds it (store: C's old value is never read).
+inline void put(float* c, float value, float alpha, const float* bias, bool store) {
+  const float v = alpha * value + (bias ? *bias : 0.f);
+  *c = store ? v : *c + v;
+}
+
+// The register tiles: 16 accumulators with AVX-512's 32 registers, 8 with AVX2's 16.
+constexpr int64_t kDotRows = VW >= 16 ? 4 : 2, kDotCols = 4;
+constexpr int kOuterCols = VW >= 16 ? 12 : 6;
+
+// The dot form's register tile: s[r][c] += a[r][0:kend] . b[c][0:kend], kend whole vectors.
+// Each vector is loaded once and kept in a register, the accumulators in named variables (left
+// to itself g++ reloads a vector for every multiply-add that reads it, or keeps an array of
+// accumulators in memory, and the loop runs at half the speed or less).
+inline void dot_tile(const float* const (&a)[kDotRows], const float* const (&b)[kDotCols], int64_t kend,
+                     vfloat (&s)[kDotRows][kDotCols]) {
+  vfloat s00 = s[0][0], s01 = s[0][1], s02 = s[0][2], s03 = s[0][3];
+  vfloat s10 = s[1][0], s11 = s[1][1], s12 = s[1][2], s13 = s[1][3];
+  if constexpr (kDotRows == 4) {
+    vfloat s20 = s[2][0], s21 = s[2][1], s22 = s[2][2], s23 = s[2][3];
+    vfloat s30 = s[3][0], s31 = s[3][1], s32 = s[3][2], s33 = s[3][3];
+    for (int64_t k = 0; k < kend; k += VW) {
+      vfloat v0 = load_unaligned(b[0] + k), v1 = load_unaligned(b[1] + k);
+      vfloat v2 = load_unaligned(b[2] + k), v3 = load_unaligned(b[3] + k);
+      keep_in_register(v0), keep_in_register(v1), keep_in_register(v2), keep_in_register(v3);
+      vfloat u0 = load_unaligned(a[0] + k), u1 = load_unaligned(a[1] + k);
+      vfloat u2 = load_unaligned(a[2] + k), u3 = load_unaligned(a[3] + k);
+      keep_in_register(u0), keep_in_register(u1), keep_in_register(u2), keep_in_register(u3);
+      s00 += u0 * v0; s01 += u0 * v1; s02 += u0 * v2; s03 += u0 * v3;
+      s10 += u1 * v0; s11 += u1 * v1; s12 += u1 * v2; s13 += u1 * v3;
+      s20 += u2 * v0; s21 += u2 * v1; s22 += u2 * v2; s23 += u2 * v3;
+      s30 += u3 * v0; s31 += u3 * v1; s32 += u3 * v2; s33 += u3 * v3;
+    }
+    s[2][0] = s20; s[2][1] = s21; s[2][2] = s22; s[2][3] = s23;
+    s[3][0] = s30; s[3][1] = s31; s[3][2] = s32; s[3][3] = s33;
+  } else {
+    for (int64_t k = 0; k < kend; k += VW) {
+      vfloat v0 = load_unaligned(b[0] + k), v1 = load_unaligned(b[1] + k);
+      vfloat v2 = load_unaligned(b[2] + k), v3 = load_unaligned(b[3] + k);
+      keep_in_register(v0), keep_in_register(v1), keep_in_register(v2), keep_in_register(v3);
+      vfloat u0 = load_unaligned(a[0] + k), u1 = load_unaligned(a[1] + k);
+      keep_in_register(u0), keep_in_register(u1);
+      s00 += u0 * v0; s01 += u0 * v1; s02 += u0 * v2; s03 += u0 * v3;
+      s10 += u1 * v0; s11 += u1 * v1; s12 += u1 * v2; s13 += u1 * v3;
+    }
+  }
+  s[0][0] = s00; s[0][1] = s01; s[0][2] = s02; s[0][3] = s03;
+  s[1][0] = s10; s[1][1] = s11; s[1][2] = s12; s[1][3] = s13;
+}
+
+// Rows [row_begin, row_end) of C = alpha * A bt^T, A rows contiguous (lda), bt rows contiguous
+// (ldbt): four rows of A against four rows of bt at a time, over all of K (the four rows of A
+// stay in L1 while the column blocks pass over them; bt, at most 32 rows, stays in L2).
+void few_columns_dot(int64_t row_begin, int64_t row_end, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* bt, int64_t ldbt, float* C, int64_t ldc, bool store,
+                     const float* row_bias) {
+  constexpr int64_t R = kDotRows, J = kDotCols;
+  const int64_t k_vectors = K / VW * VW;
+  for (int64_t i0 = row_begin; i0 < row_end; i0 += R) {
+    const int64_t rows = std::min(R, row_end - i0);
+    const float* a[R];
+    for (int64_t r = 0; r < R; ++r) a[r] = A + (i0 + std::min(r, rows - 1)) * lda;  // extra rows repeat the last
+    for (int64_t j0 = 0; j0 < N; j0 += J) {
+      const int64_t cols = std::min(J, N - j0);
+      const float* b[J];
+      for (int64_t c = 0; c < J; ++c) b[c] = bt + (j0 + std::min(c, cols - 1)) * ldbt;  // and columns too
+      vfloat sums[R][J] = {};
+      dot_tile(a, b, k_vectors, sums);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          float total = lane_sum(sums[r][c]);
+          for (int64_t k = k_vectors; k < K; ++k) total += a[r][k] * b[c][k];
+          put(C + (i0 + r) * ldc + j0 + c, total, alpha, row_bias ? row_bias + i0 + r : nullptr, store);
+        }
+    }
+  }
+}
+
+// acc[j] = op(A)[i0 : i0 + 2 VW, :] times column j0 + j of op(B), for J columns.
+template <int J>
+void few_columns_outer_tile(int64_t K, const float* A, int64_t lda, int64_t i0, const float* bk, int64_t ldbk,
+                            int64_t j0, vfloat (&acc)[kOuterCols][2]) {
+  const vfloat negative_zero = -vfloat{};
+  vfloat sum[J][2] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    vfloat a0 = load_unaligned(A + k * lda + i0), a1 = load_unaligned(A + k * lda + i0 + VW);
+    keep_in_register(a0);  // see dot_tile
+    keep_in_register(a1);
+    const float* b = bk + k * ldbk + j0;
+#pragma GCC unroll 12
+    for (int j = 0; j < J; ++j) {
+      const vfloat bj = negative_zero + b[j];
+      sum[j][0] += a0 * bj;
+      sum[j][1] += a1 * bj;
+    }
+  }
+  for (int j = 0; j < J; ++j) {
+    acc[j][0] = sum[j][0];
+    acc[j][1] = sum[j][1];
+  }
+}
+
+// few_columns_outer_tile<cols>, cols from 1 to kOuterCols.
+template <int J = 1>
+void outer_tile_of_width(int64_t cols, int64_t K, const float* A, int64_t lda, int64_t i0, const float* bk,
+                         int64_t ldbk, int64_t j0, vfloat (&acc)[kOuterCols][2]) {
+  if constexpr (J < kOuterCols) {
+    if (cols > J) return outer_tile_of_width<J + 1>(cols, K, A, lda, i0, bk, ldbk, j0, acc);
+  }
+  few_columns_outer_tile<J>(K, A, lda, i0, bk, ldbk, j0, acc);
+}
+
+// Rows [row_begin, row_end) of C = alpha * A^T bk, A stored K x M (lda), bk K x N (ldbk).
+void few_columns_outer(int64_t row_begin, int64_t row_end, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* bk, int64_t ldbk, float* C, int64_t ldc, bool store,
+                       const float* row_bias) {
+  constexpr int64_t I = 2 * VW;
+  int64_t i0 = row_begin;
+  for (; i0 + I <= row_end; i0 += I) {
+    // Columns in as few blocks of at most kOuterCols as there can be, of equal width: each
+    // block passes over this slice of A once more (from L1/L2), a narrow last one would waste it.
+    const int64_t blocks = (N + kOuterCols - 1) / kOuterCols, width = (N + blocks - 1) / blocks;
+    for (int64_t j0 = 0; j0 < N; j0 += width) {
+      const int64_t cols = std::min(width, N - j0);
+      vfloat acc[kOuterCols][2];
+      outer_tile_of_width(cols, K, A, lda, i0, bk, ldbk, j0, acc);
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t i = 0; i < I; ++i)
+          put(C + (i0 + i) * ldc + j0 + j, acc[j][i / VW][i % VW], alpha, row_bias ? row_bias + i0 + i : nullptr, store);
+    }
+  }
+  for (; i0 < row_end; ++i0)  // the last rows, fewer than two vectors
+    for (int64_t j = 0; j < N; ++j) {
+      float total = 0.f;
+      for (int64_t k = 0; k < K; ++k) total += A[k * lda + i0] * bk[k * ldbk + j];
+      put(C + i0 * ldc + j, total, alpha, row_bias ? row_bias + i0 : nullptr, store);
+    }
+}
+
+// C = alpha op(A) op(B) (+ bias) for few columns, the rows shared between the threads.
+void gemm_few_columns(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool store,
+                      const float* row_bias) {
+  // The dot form wants op(B)'s columns contiguous (rows of B when transposed), the outer form
+  // its rows (rows of B when not): otherwise op(B) (at most 32 x K floats) is copied once.
+  static thread_local AlignedBuffer b_copy;
+  const float* b = B;
+  int64_t ldb_used = ldb;
+  if (!trans_a && !trans_b) {
+    float* bt = b_copy.get(static_cast<size_t>(N * K));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) bt[j * K + k] = B[k * ldb + j];
+    b = bt;
+    ldb_used = K;
+  } else if (trans_a && trans_b) {
+    float* bk = b_copy.get(static_cast<size_t>(N * K));
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t k = 0; k < K; ++k) bk[k * N + j] = B[j * ldb + k];
+    b = bk;
+    ldb_used = N;
+  }
+  auto rows = [&](int64_t begin, int64_t end) {
+    if (trans_a)
+      few_columns_outer(begin, end, N, K, alpha, A, lda, b, ldb_used, C, ldc, store, row_bias);
+    else
+      few_columns_dot(begin, end, N, K, alpha, A, lda, b, ldb_used, C, ldc, store, row_bias);
+  };
+  // Shared by blocks of two vectors of rows when the weight is worth two cores' reading.
+  const int64_t block = 2 * VW, blocks = (M + block - 1) / block;
+  if (num_threads() > 1 && M * K >= (int64_t{1} << 16) && blocks >= 2 && !in_parallel_region())
+    parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) { rows(lo * block, std::min(M, hi * block)); });
+  else
+    rows(0, M);
+}
+
 // C += each partial product of a split-K run, in K order, so the sum is the same every run
 // (chunks that got no work left their partial empty).
 void add_partials(const std::vector<std::vector<float>>& partials, int64_t M, int64_t N, float* C, int64_t ldc) {
@@ -302,9 +496,10 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 //   - few columns but a long K (weight gradients: K = batch x positions): each thread
 //     takes a range of K into a private C, and the partial products are summed;
 //   - otherwise: each thread takes a range of rows of C.
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-          int64_t ldc, const float* row_bias) {
+namespace {
+void gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias,
+              bool few_columns_allowed) {
   if (M <= 0 || N <= 0) return;
   // The paths that do not take the bias into their tiles add it afterwards.
   auto add_row_bias = [&] {
@@ -363,6 +558,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
     add_row_bias();
     return;
   }
+  if (few_columns_allowed && gemm_takes_few_columns(trans_a, N, K)) {
+    gemm_few_columns(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite, row_bias);
+    return;
+  }
   const int64_t flops = M * N * K;
   const int64_t b_slivers = (N + NR - 1) / NR, a_slivers = (M + MR - 1) / MR;
   // Below a few million multiply-adds a second thread costs more than it saves.
@@ -402,6 +601,22 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
     gemm_serial(trans_a, trans_b, rows, N, K, alpha, trans_a ? A + row0 : A + row0 * lda, lda, B, ldb, C + row0 * ldc, ldc,
                 overwrite, row_bias ? row_bias + row0 : nullptr);
   });
+}
+}  // namespace
+
+bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K) {
+  constexpr int64_t outer_columns = VW >= 16 ? 24 : 10;  // where the outer form stops winning (kernels.h)
+  return (trans_a ? N <= outer_columns : N <= kGemmFewColumns) && K >= VW;
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias) {
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, true);
+}
+
+void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias) {
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, false);
 }
 
 }  // namespace tg::kernels

@@ -14,9 +14,12 @@
 // so memory sees x read and y written, and nothing in between. Inside a band e and d are
 // pixel-major ([rows, W, hidden]), so the depthwise runs VW channels at a time whatever the
 // map's width, and the gemms read and write them transposed.
-// Every value is summed in the same order as op by op (the gemm's sums do not depend on the
-// shape it is called with; the depthwise starts at the bias and adds the taps in order), so
-// the two agree to the bit on this machine (tests/test_fused.cpp).
+// Every value is summed in the same order as op by op (the blocked gemm's sums do not depend
+// on the shape it is called with; the depthwise starts at the bias and adds the taps in order),
+// so the two agree to the bit on this machine (tests/test_fused.cpp). That needs op by op on
+// the blocked path too: maps of more than kGemmFewColumns positions, in and out (on smaller
+// ones gemm reads the weights in place, summing in another order, and models/graph.cpp
+// leaves the block op by op).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -86,7 +89,8 @@ float* expand_rows(const float* x, const InvertedResidual& b, Rows r, Expanded& 
     return e;
   }
   // e^T = x^T We^T (the same sums as We x, in the same order), then the bias and relu6.
-  gemm(true, true, pixels, hidden, b.in_channels, 1.f, src, plane, b.expand_weight, b.in_channels, 0.f, fresh, hidden);
+  gemm_blocked(true, true, pixels, hidden, b.in_channels, 1.f, src, plane, b.expand_weight, b.in_channels, 0.f, fresh,
+               hidden);
   for (int64_t p = 0; p < pixels; ++p) {
     float* v = fresh + p * hidden;
     int64_t c = 0;
@@ -169,8 +173,8 @@ void band(const float* x, const InvertedResidual& b, const Weights& w, int64_t o
   // y = Wp d + bp, d read as its transpose, written straight into the band's rows of y.
   const int64_t out_plane = d.out_h * d.out_w;
   float* yb = y + oy0 * d.out_w;
-  gemm(false, true, b.out_channels, band_outputs, hidden, 1.f, b.project_weight, hidden, dd, hidden, 0.f, yb,
-       out_plane, b.project_bias);
+  gemm_blocked(false, true, b.out_channels, band_outputs, hidden, 1.f, b.project_weight, hidden, dd, hidden, 0.f, yb,
+               out_plane, b.project_bias);
   if (b.residual)  // stride 1 and out_channels == in_channels: output row oy is input row oy
     for (int64_t c = 0; c < b.out_channels; ++c) {
       float* __restrict dst = yb + c * out_plane;
@@ -190,6 +194,13 @@ bool inverted_residual_supported(const InvertedResidual& b) {
   const bool residual = !b.residual || (d.stride_h == 1 && d.stride_w == 1 && d.out_h == d.height &&
                                         d.out_w == d.width && b.out_channels == b.in_channels);
   return shapes && rows && residual;
+}
+
+// Op by op, the 1x1 convolutions' gemms take the blocked path (as the bands do) only on maps
+// of more than kGemmFewColumns positions.
+bool inverted_residual_agrees_to_the_bit(const InvertedResidual& b) {
+  const Depthwise& d = b.depthwise;
+  return d.height * d.width > kGemmFewColumns && d.out_h * d.out_w > kGemmFewColumns;
 }
 
 void inverted_residual(const float* x, int64_t batch, const InvertedResidual& b, float* out) {

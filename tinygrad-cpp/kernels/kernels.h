@@ -20,6 +20,21 @@ void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc, const float* row_bias = nullptr);
+// With few columns (the convolutions on maps of 5x5 and smaller) gemm reads the weight in
+// place instead of packing it (gemm.cpp): a dot product per element when op(A) = A, up to
+// kGemmFewColumns columns; outer products when op(A) = A^T, up to 24 columns with AVX-512
+// and 10 with AVX2 (gemm_takes_few_columns says which). Against the blocked path on 2
+// threads: the dot form 512 x 25 x 2304 0.56 of its time (AVX2 0.70), level at 32 columns; the
+// outer form 2304 x 16 x 512 0.54 (AVX2, with half the registers for its tile, 1.23; at 8
+// columns 0.73). An element's sum depends only on its row of op(A), its column of op(B), K and
+// the path: the same for any M and thread count.
+constexpr int64_t kGemmFewColumns = 32;
+bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K);
+// gemm on the blocked path whatever the shape: each element summed over k in order, in panels
+// of 256, for any N; what the fused inverted-residual block needs to agree to the bit with op by op.
+void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                  const float* row_bias = nullptr);
 
 // The sum of n floats, VW at a time (the same order every run).
 float sum(const float* values, int64_t n);
@@ -121,7 +136,8 @@ void depthwise_conv2d_backward_weight(const float* x, const float* grad_output, 
 // height and width; y [N, out_channels, out_h, out_w]. Weights: We [hidden, in_channels],
 // the depthwise's [hidden, kh, kw] (multiplier 1), Wp [out_channels, hidden]; biases may be null.
 // inverted_residual runs each image in bands of rows whose e and d stay in cache, and agrees to
-// the bit with the engine's op-by-op forward; the naive twin is that forward on the textbook kernels.
+// the bit with the engine's op-by-op forward where inverted_residual_agrees_to_the_bit says; the
+// naive twin is that forward on the textbook kernels.
 struct InvertedResidual {
   int64_t in_channels = 0;
   const float* expand_weight = nullptr;  // null: no expansion (depthwise.channels == in_channels)
@@ -135,6 +151,9 @@ struct InvertedResidual {
   bool residual = false;
 };
 bool inverted_residual_supported(const InvertedResidual& b);
+// Whether the op-by-op forward sums as the bands do (maps of more than kGemmFewColumns
+// positions), so the two agree to the bit: Graph::forward fuses a block only then.
+bool inverted_residual_agrees_to_the_bit(const InvertedResidual& b);
 void inverted_residual(const float* x, int64_t batch, const InvertedResidual& b, float* out);
 void inverted_residual_naive(const float* x, int64_t batch, const InvertedResidual& b, float* out);
 

@@ -26,6 +26,17 @@ typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), a
 inline vfloat load_unaligned(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
 inline void store_unaligned(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
 
+// Tells the compiler this value lives in a vector register from here on, so it is used
+// there instead of being loaded again from memory for every multiply-add that reads it (g++
+// 12 does that in loops with many accumulators, doubling their loads).
+inline void keep_in_register(vfloat& v) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
 // dst[0:n) = src[0:n) for the short rows the kernels copy (an image row of 7 to 64 floats):
 // whole vectors, then one masked move, where a call to memmove would cost more than the copy.
 inline void copy_floats(float* __restrict dst, const float* __restrict src, int64_t n) {

@@ -195,7 +195,9 @@ bool Graph::run_fused(size_t index) {
       .project_weight = data(project.weight),
       .project_bias = data(project.bias),
       .residual = b.residual};
-  if (out_h < 1 || out_w < 1 || !kernels::inverted_residual_supported(block)) return false;
+  if (out_h < 1 || out_w < 1 || !kernels::inverted_residual_supported(block) ||
+      !kernels::inverted_residual_agrees_to_the_bit(block))
+    return false;
   Tensor out = Tensor::empty({batch, out_channels, out_h, out_w});
   kernels::inverted_residual(x.data(), batch, block, out.data());
   for (size_t i = b.first; i < b.last; ++i) {

@@ -509,24 +509,64 @@ TEST_SUITE("kernels") {
     BusySpells spells;
     const BusySpells::Clock::time_point t0{};  // the policy never reads a clock: times are given
     // Calls whose workers kept up (a wait up to the stall time) start nothing, whatever their size.
-    spells.after_parallel_call(microseconds(20), microseconds(10), t0);
-    spells.after_parallel_call(milliseconds(30), microseconds(250), t0);
+    spells.after_call({.own = microseconds(20), .wait = microseconds(10), .end = t0});
+    spells.after_call({.own = milliseconds(30), .wait = microseconds(250), .end = t0});
     CHECK_FALSE(spells.serial(t0));
     // A large call whose workers lagged (own share 2 ms) says nothing about small calls.
-    spells.after_parallel_call(milliseconds(2), milliseconds(3), t0);
+    spells.after_call({.own = milliseconds(2), .wait = milliseconds(3), .end = t0});
     CHECK_FALSE(spells.serial(t0));
     // A small call (20 us) that waited 2 ms for a worker: 5 ms of serial calls from its end.
     const auto t = t0 + milliseconds(1);
-    spells.after_parallel_call(microseconds(20), milliseconds(2), t);
+    spells.after_call({.own = microseconds(20), .wait = milliseconds(2), .end = t});
     CHECK(spells.serial(t));
     CHECK(spells.serial(t + microseconds(4999)));
     CHECK_FALSE(spells.serial(t + milliseconds(5)));
     // A call that kept up does not end a spell early; another stall extends it from its own end.
-    spells.after_parallel_call(microseconds(20), microseconds(5), t + milliseconds(1));
+    spells.after_call({.own = microseconds(20), .wait = microseconds(5), .end = t + milliseconds(1)});
     CHECK(spells.serial(t + milliseconds(4)));
-    spells.after_parallel_call(microseconds(99), microseconds(251), t + milliseconds(3));
+    spells.after_call({.own = microseconds(99), .wait = microseconds(251), .end = t + milliseconds(3)});
     CHECK(spells.serial(t + milliseconds(7)));
     CHECK_FALSE(spells.serial(t + milliseconds(8)));
+  }
+
+  TEST_CASE("parallel_for's busy-machine spell: while the process is preempted, small calls run on the caller alone") {
+    using kernels::BusySpells;
+    using std::chrono::microseconds;
+    using std::chrono::milliseconds;
+    const BusySpells::Clock::time_point t0{};
+    BusySpells small, large;
+    for (int i = 0; i < 16; ++i) {  // one has lately made 20 us calls, the other 2 ms ones, all kept up with
+      small.after_call({.own = microseconds(20), .wait = microseconds(5), .end = t0});
+      large.after_call({.own = milliseconds(2), .wait = microseconds(5), .end = t0});
+    }
+    // Idle: the count does not move (one preemption in a window is not contention).
+    for (BusySpells* s : {&small, &large}) {
+      s->preemptions(40, t0);
+      s->preemptions(40, t0 + milliseconds(1));
+      s->preemptions(41, t0 + milliseconds(2));
+      CHECK_FALSE(s->serial(t0 + milliseconds(2)));
+    }
+    // Two more within 20 ms: contention. Small calls go serial until 20 ms after the last count
+    // that showed it; large ones keep sharing.
+    const auto t = t0 + milliseconds(10);
+    small.preemptions(43, t);
+    large.preemptions(43, t);
+    CHECK(small.serial(t));
+    CHECK(small.serial(t + milliseconds(19)));
+    CHECK_FALSE(small.serial(t + milliseconds(20)));
+    CHECK_FALSE(large.serial(t));
+    // One large call among small ones keeps calls sharing, even contended, for about 20 calls.
+    small.after_call({.own = milliseconds(1), .end = t});
+    CHECK_FALSE(small.serial(t + milliseconds(1)));
+    for (int i = 0; i < 17; ++i) small.after_call({.own = microseconds(20), .end = t});
+    CHECK_FALSE(small.serial(t + milliseconds(1)));  // 1 ms x (7/8)^17 = 103 us
+    small.after_call({.own = microseconds(20), .end = t});
+    CHECK(small.serial(t + milliseconds(1)));  // 90 us
+    // Preemptions spread thinner than two in 20 ms start nothing.
+    BusySpells sparse;
+    for (int i = 0; i < 8; ++i) sparse.after_call({.own = microseconds(20), .end = t0});
+    for (int i = 0; i < 10; ++i) sparse.preemptions(i, t0 + milliseconds(25 * i));
+    CHECK_FALSE(sparse.serial(t0 + milliseconds(225)));
   }
 
 

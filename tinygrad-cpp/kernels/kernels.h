@@ -3,6 +3,7 @@
 // The ops in ops/*.cpp are written on top of these.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -193,8 +194,8 @@ class CallerOnly {
 };
 
 // How parallel_for tells that the machine is busy (thread_pool.cpp says why): fed each
-// parallel call's timing, it answers whether calls run on the caller alone for now. The
-// times are passed in, so a test drives it without a clock.
+// call's timing and the process's count of preemptions, it answers whether calls run on the
+// caller alone for now. Times and counts are passed in, so a test drives it without a clock.
 class BusySpells {
  public:
   using Clock = std::chrono::steady_clock;
@@ -204,16 +205,44 @@ class BusySpells {
   static constexpr Clock::duration kSmallShare = std::chrono::microseconds(100);
   static constexpr Clock::duration kStall = std::chrono::microseconds(250);
   static constexpr Clock::duration kSpell = std::chrono::milliseconds(5);
+  // Contention: the process's threads were preempted (involuntary context switches, which
+  // happen only when more threads want the cores than there are) kPreemptions times within
+  // kWindow. Until kWindow after the last such count, calls run on the caller alone while the
+  // caller's shares have lately been small: the largest of the recent ones, each counting 7/8
+  // less per call since, under kSmallShare. For such calls a worker's time slice lost to a
+  // neighbour costs more than they can gain; a large call (a training step's convolutions)
+  // keeps the next twenty or so sharing. Idle, nothing preempts the process: nothing changes.
+  static constexpr int64_t kPreemptions = 2;
+  static constexpr Clock::duration kWindow = std::chrono::milliseconds(20);
 
-  // After a parallel call that ended at `now`: the caller's own chunks took `own`, then it
-  // waited `wait` for the workers' chunks.
-  void after_parallel_call(Clock::duration own, Clock::duration wait, Clock::time_point now) {
-    if (own < kSmallShare && wait > kStall) serial_until_ = now + kSpell;
+  // One call: the caller's share of it took `own` (on the caller alone: the whole call over
+  // its chunks), then it waited `wait` for the workers' chunks, and it ended at `end`.
+  struct Call {
+    Clock::duration own{}, wait{};
+    Clock::time_point end{};
+  };
+  void after_call(const Call& call) {
+    if (call.own < kSmallShare && call.wait > kStall) serial_until_ = call.end + kSpell;
+    typical_share_ = std::max<Clock::duration>(call.own, typical_share_ * 7 / 8);
   }
-  bool serial(Clock::time_point now) const { return now < serial_until_; }
+  // The process's preemptions so far (getrusage's ru_nivcsw), read at `now`.
+  void preemptions(int64_t total, Clock::time_point now) {
+    if (now - window_start_ > kWindow) {
+      window_start_ = now;
+      in_window_ = 0;
+    }
+    if (seen_ >= 0) in_window_ += total - seen_;
+    seen_ = total;
+    if (in_window_ >= kPreemptions) contended_until_ = now + kWindow;
+  }
+  bool serial(Clock::time_point now) const {
+    return now < serial_until_ || (now < contended_until_ && typical_share_ < kSmallShare);
+  }
 
  private:
-  Clock::time_point serial_until_{};
+  Clock::time_point serial_until_{}, contended_until_{}, window_start_{};
+  Clock::duration typical_share_ = kSmallShare;  // starts neither small nor large
+  int64_t seen_ = -1, in_window_ = 0;
 };
 
 }  // namespace tg::kernels

@@ -19,10 +19,15 @@
 // layer is 5-20 us of work) that one wait costs more than the whole call on one thread, so
 // when a caller whose own share was small waited long for the others, the machine is taken
 // to be busy and every call runs on the caller alone for the next 5 ms (BusySpells in
-// kernels.h). Idle, a claimed chunk runs at once and takes about as long as the caller's
+// kernels.h). The other sign is the process being preempted (getrusage's involuntary
+// context switches, which happen only when more threads want the cores than there are):
+// then small calls run on the caller alone while it lasts. On a busy machine a worker
+// otherwise wakes late, finds every chunk already run by the caller and spins, a thread
+// taking a share of the cores for nothing; large calls still gain from it and keep sharing. Idle, a claimed chunk runs at once and takes about as long as the caller's
 // own, so no spell starts; busy, small calls stay near one thread's speed and large ones go
 // back to two threads when the spell ends.
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -119,7 +124,7 @@ class ThreadPool {
       else std::this_thread::yield();
     }
     const Clock::time_point all_done = Clock::now();
-    spells_.after_parallel_call(own_done - start, all_done - own_done, all_done);
+    spells_.after_call({.own = own_done - start, .wait = all_done - own_done, .end = all_done});
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -127,7 +132,21 @@ class ThreadPool {
   std::mutex busy;  // held by the thread currently using the pool
   // True during a spell of serial calls (see the top of this file); read and written by the
   // thread holding `busy`.
-  bool serial_for_now() const { return spells_.serial(Clock::now()); }
+  // Whether this call runs on the caller alone; reads the process's preemptions at most
+  // once a millisecond (a system call).
+  bool serial_for_now() {
+    const Clock::time_point now = Clock::now();
+    if (now - last_count_ >= std::chrono::milliseconds(1)) {
+      last_count_ = now;
+      rusage usage{};
+      if (getrusage(RUSAGE_SELF, &usage) == 0) spells_.preemptions(usage.ru_nivcsw, now);
+    }
+    return spells_.serial(now);
+  }
+  // A call that ran on the caller alone, in `chunks` chunks, from `start` to `end`.
+  void after_serial_call(Clock::time_point start, Clock::time_point end, int chunks) {
+    spells_.after_call({.own = (end - start) / std::max(chunks, 1), .end = end});
+  }
 
  private:
   // Claims one chunk of run `generation` and runs it; false when none is left.
@@ -196,6 +215,7 @@ class ThreadPool {
   std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
   BusySpells spells_;  // written by the caller only
+  Clock::time_point last_count_{};
 };
 
 ThreadPool& pool() {
@@ -232,7 +252,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     if (lo < hi) fn(lo, hi);
   };
   std::unique_lock<std::mutex> busy(pool().busy, std::try_to_lock);
-  if (!busy.owns_lock() || pool().serial_for_now() || caller_only_depth > 0) {
+  const bool spell = busy.owns_lock() && pool().serial_for_now();
+  if (!busy.owns_lock() || spell || caller_only_depth > 0) {
     // On the caller alone, but in the chunks the pool would have used, inside a parallel
     // region as they would have run: a kernel that sums one partial result per chunk gives
     // the same bits whether or not the machine was busy.
@@ -240,7 +261,9 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
       Region() { inside_parallel_region = true; }
       ~Region() { inside_parallel_region = false; }
     } region;
+    const Clock::time_point start = Clock::now();
     for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
+    if (spell) pool().after_serial_call(start, Clock::now(), chunks);  // the sizes it judges by
     return;
   }
   pool().run(chunks, run_chunk);

@@ -215,8 +215,8 @@ class BusySpells {
   static constexpr int64_t kPreemptions = 2;
   static constexpr Clock::duration kWindow = std::chrono::milliseconds(20);
 
-  // One call: the caller's share of it took `own` (on the caller alone: the whole call over
-  // its chunks), then it waited `wait` for the workers' chunks, and it ended at `end`.
+  // One call: the caller's share of it took `own` (a call run on the caller alone: its time
+  // per chunk), then it waited `wait` for the workers' chunks, and it ended at `end`.
   struct Call {
     Clock::duration own{}, wait{};
     Clock::time_point end{};

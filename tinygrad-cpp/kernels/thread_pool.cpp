@@ -23,9 +23,10 @@
 // context switches, which happen only when more threads want the cores than there are):
 // then small calls run on the caller alone while it lasts. On a busy machine a worker
 // otherwise wakes late, finds every chunk already run by the caller and spins, a thread
-// taking a share of the cores for nothing; large calls still gain from it and keep sharing. Idle, a claimed chunk runs at once and takes about as long as the caller's
-// own, so no spell starts; busy, small calls stay near one thread's speed and large ones go
-// back to two threads when the spell ends.
+// taking a share of the cores for nothing; large calls still gain from it and keep sharing.
+// Idle, a claimed chunk runs at once and takes about as long as the caller's own, and
+// nothing preempts the process, so no spell starts; busy, small calls stay near one
+// thread's speed and large ones go back to two threads when the spell ends.
 #include <sched.h>
 #include <sys/resource.h>
 

@@ -491,15 +491,20 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 }  // namespace
 
 // How the threads share the work, with one parallel_for per call:
+//   - one or two rows of C (gemm_few_rows) and few columns (gemm_few_columns): above, each
+//     reads the large operand in place, shared by its stored rows;
 //   - many column slivers (and no more rows than columns, or one block of rows): each
 //     thread takes a range of columns of C;
 //   - few columns but a long K (weight gradients: K = batch x positions): each thread
 //     takes a range of K into a private C, and the partial products are summed;
 //   - otherwise: each thread takes a range of rows of C.
 namespace {
+// Which paths gemm_any may take: any, or the blocked one whatever the shape (gemm_blocked).
+enum class Paths { Any, BlockedOnly };
+
 void gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias,
-              bool few_columns_allowed) {
+              Paths paths) {
   if (M <= 0 || N <= 0) return;
   // The paths that do not take the bias into their tiles add it afterwards.
   auto add_row_bias = [&] {
@@ -558,7 +563,7 @@ void gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     add_row_bias();
     return;
   }
-  if (few_columns_allowed && gemm_takes_few_columns(trans_a, N, K)) {
+  if (paths == Paths::Any && gemm_takes_few_columns(trans_a, N, K)) {
     gemm_few_columns(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite, row_bias);
     return;
   }
@@ -611,12 +616,12 @@ bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K) {
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias) {
-  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, true);
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, Paths::Any);
 }
 
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias) {
-  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, false);
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias, Paths::BlockedOnly);
 }
 
 }  // namespace tg::kernels

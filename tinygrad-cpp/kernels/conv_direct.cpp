@@ -263,11 +263,6 @@ inline void keep_in_register(vfloat& v) {
 #endif
 }
 
-inline float lane_sum(vfloat v) {
-  float total = 0.f;
-  for (int64_t lane = 0; lane < VW; ++lane) total += v[lane];
-  return total;
-}
 
 // The copies one block of images needs: input rows [n][c][y] of job.row_width floats and
 // dY rows [n][o][y] of pieces*VW floats for channels [o0, o1), zeros around them.

@@ -53,9 +53,7 @@ float sum(const float* values, int64_t n) {
     acc0 += load_unaligned(values + k);
     acc1 += load_unaligned(values + k + VW);
   }
-  const vfloat acc = acc0 + acc1;
-  float total = 0.f;
-  for (int64_t lane = 0; lane < VW; ++lane) total += acc[lane];
+  float total = lane_sum(acc0 + acc1);
   for (; k < n; ++k) total += values[k];
   return total;
 }
@@ -204,9 +202,7 @@ inline float dot(const float* __restrict a, const float* __restrict b, int64_t n
     acc3 += load(a + k + 3 * VW) * load(b + k + 3 * VW);
   }
   for (; k + VW <= n; k += VW) acc0 += load(a + k) * load(b + k);
-  const vfloat acc = (acc0 + acc1) + (acc2 + acc3);
-  float sum = 0.f;
-  for (int i = 0; i < VW; ++i) sum += acc[i];
+  float sum = lane_sum((acc0 + acc1) + (acc2 + acc3));
   for (; k < n; ++k) sum += a[k] * b[k];
   return sum;
 }
@@ -259,12 +255,6 @@ void gemm_few_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 //                down A.
 // Each element of C is summed by one thread in one fixed order, however the rows are shared.
 // Where they take over: kGemmFewColumns (kernels.h).
-
-inline float lane_sum(vfloat v) {
-  float total = 0.f;
-  for (int64_t lane = 0; lane < VW; ++lane) total += v[lane];
-  return total;
-}
 
 // Writes alpha * value (+ bias) into C, or adds it (store: C's old value is never read).
 inline void put(float* c, float value, float alpha, const float* bias, bool store) {
@@ -499,6 +489,12 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 //     takes a range of K into a private C, and the partial products are summed;
 //   - otherwise: each thread takes a range of rows of C.
 namespace {
+// Whether gemm takes the few-columns path (kernels.h: where each form stops winning).
+bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K) {
+  constexpr int64_t outer_columns = VW >= 16 ? 24 : 10;  // fewer registers for its tile with AVX2
+  return (trans_a ? N <= outer_columns : N <= kGemmFewColumns) && K >= VW;
+}
+
 // Which paths gemm_any may take: any, or the blocked one whatever the shape (gemm_blocked).
 enum class Paths { Any, BlockedOnly };
 
@@ -608,11 +604,6 @@ void gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   });
 }
 }  // namespace
-
-bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K) {
-  constexpr int64_t outer_columns = VW >= 16 ? 24 : 10;  // where the outer form stops winning (kernels.h)
-  return (trans_a ? N <= outer_columns : N <= kGemmFewColumns) && K >= VW;
-}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_bias) {

@@ -24,13 +24,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 // With few columns (the convolutions on maps of 5x5 and smaller) gemm reads the weight in
 // place instead of packing it (gemm.cpp): a dot product per element when op(A) = A, up to
 // kGemmFewColumns columns; outer products when op(A) = A^T, up to 24 columns with AVX-512
-// and 10 with AVX2 (gemm_takes_few_columns says which). Against the blocked path on 2
+// and 10 with AVX2 (chosen in gemm.cpp). Against the blocked path on 2
 // threads: the dot form 512 x 25 x 2304 0.56 of its time (AVX2 0.70), level at 32 columns; the
 // outer form 2304 x 16 x 512 0.54 (AVX2, with half the registers for its tile, 1.23; at 8
 // columns 0.73). An element's sum depends only on its row of op(A), its column of op(B), K and
 // the path: the same for any M and thread count.
 constexpr int64_t kGemmFewColumns = 32;
-bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K);
 // gemm on the blocked path whatever the shape: each element summed over k in order, in panels
 // of 256, for any N; what the fused inverted-residual block needs to agree to the bit with op by op.
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

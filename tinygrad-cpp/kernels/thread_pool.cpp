@@ -131,10 +131,9 @@ class ThreadPool {
   }
 
   std::mutex busy;  // held by the thread currently using the pool
-  // True during a spell of serial calls (see the top of this file); read and written by the
-  // thread holding `busy`.
-  // Whether this call runs on the caller alone; reads the process's preemptions at most
-  // once a millisecond (a system call).
+  // Whether this call runs on the caller alone (see the top of this file); reads the
+  // process's preemptions at most once a millisecond (a system call). Called, like
+  // after_serial_call, only by the thread holding `busy`.
   bool serial_for_now() {
     const Clock::time_point now = Clock::now();
     if (now - last_count_ >= std::chrono::milliseconds(1)) {

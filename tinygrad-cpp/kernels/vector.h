@@ -26,6 +26,13 @@ typedef float vfloat_unaligned __attribute__((vector_size(VW * sizeof(float)), a
 inline vfloat load_unaligned(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
 inline void store_unaligned(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
 
+// The sum of a vector's lanes, first to last (the same order every run).
+inline float lane_sum(vfloat v) {
+  float total = 0.f;
+  for (int64_t lane = 0; lane < VW; ++lane) total += v[lane];
+  return total;
+}
+
 // Tells the compiler this value lives in a vector register from here on, so it is used
 // there instead of being loaded again from memory for every multiply-add that reads it (g++
 // 12 does that in loops with many accumulators, doubling their loads).

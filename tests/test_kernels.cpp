@@ -187,6 +187,36 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("gemm reading op(A) in place (few column slivers) gives the bits of packing it (many slivers)") {
+    // With 33..256 columns the blocked path reads whole MR-row slivers of A where they lie;
+    // with 1024 more columns it packs them. Each of the first N columns is the same sum in
+    // the same order either way: the same bits, and the naive result within rounding.
+    Generator gen(8);
+    for (const bool ta : {false, true})
+      for (const int64_t M : {int64_t{6}, int64_t{13}, int64_t{144}, int64_t{151}})
+        for (const int64_t N : {int64_t{33}, int64_t{100}, int64_t{256}})
+          for (const int64_t K : {int64_t{7}, int64_t{256}, int64_t{300}, int64_t{1000}}) {
+            CAPTURE(ta); CAPTURE(M); CAPTURE(N); CAPTURE(K);
+            const int64_t wide = N + 1024, lda = (ta ? M : K) + 3;
+            std::vector<float> A((ta ? K : M) * lda), B(K * wide), narrow_b(K * N), bias(M);
+            for (float& v : A) v = gen.uniform(-1, 1);
+            for (float& v : B) v = gen.uniform(-1, 1);
+            for (float& v : bias) v = gen.uniform(-1, 1);
+            for (int64_t k = 0; k < K; ++k) std::copy_n(B.data() + k * wide, N, narrow_b.data() + k * N);
+            std::vector<float> in_place(M * N), packed(M * wide), expected(M * N);
+            kernels::gemm(ta, false, M, N, K, 1.f, A.data(), lda, narrow_b.data(), N, 0.f, in_place.data(), N, bias.data());
+            kernels::gemm(ta, false, M, wide, K, 1.f, A.data(), lda, B.data(), wide, 0.f, packed.data(), wide, bias.data());
+            kernels::gemm_naive(ta, false, M, N, K, 1.f, A.data(), lda, narrow_b.data(), N, 0.f, expected.data(), N);
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                CAPTURE(i); CAPTURE(j);
+                REQUIRE(in_place[i * N + j] == packed[i * wide + j]);
+                REQUIRE(in_place[i * N + j] ==
+                        doctest::Approx(expected[i * N + j] + bias[i]).epsilon(1e-4).scale(static_cast<double>(K)));
+              }
+          }
+  }
+
   TEST_CASE("gemm's few-columns path (N <= 32: the dot form, and the outer form for op(A) = A^T) equals naive gemm") {
     // Both forms on every column count across their limits (24 and 32), row counts around their
     // tiles (4 or 2 rows, two vectors of rows) and thread blocks, K in and out of whole vectors,

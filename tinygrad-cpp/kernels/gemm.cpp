@@ -8,7 +8,8 @@
 //   for each panel of K of depth KC:
 //     pack op(B)[k0:k0+KC, 0:N] into slivers NR columns wide, k-major
 //     for each block of MC rows of op(A):
-//       pack op(A)[rows, k0:k0+KC] into slivers MR rows tall, k-major (alpha folded in)
+//       pack op(A)[rows, k0:k0+KC] into slivers MR rows tall, k-major (alpha folded in);
+//       with few B slivers to amortize it, whole A slivers are read where they lie instead
 //       for each B sliver (stays in L1), for each A sliver of the block (in L2):
 //         micro-kernel: an MR x NR block of C lives in registers while k runs 0..KC,
 //         each step one broadcast of A per row, NR/VW vector loads of B, MR*NR/VW FMAs.
@@ -64,6 +65,7 @@ constexpr int64_t MR = 6;        // rows of the register tile
 constexpr int64_t NR = 2 * VW;   // columns of the register tile (two vectors)
 constexpr int64_t KC = 256;      // depth of one packed panel
 constexpr int64_t MC = 144;      // rows of A packed at once (a multiple of MR; MC x KC floats fit in L2)
+constexpr int64_t kAInPlaceSlivers = 8;  // op(A) read in place when it meets at most this many B slivers
 
 struct AlignedBuffer {
   float* data = nullptr;
@@ -134,30 +136,47 @@ void pack_b_sliver(const float* B, int64_t ldb, bool trans, int64_t N, int64_t c
       packed[k * NR + c] = c < cols ? element_b(B, ldb, trans, k0 + k, col0 + c) : 0.f;
 }
 
-// The micro-kernel: C[0:rows, 0:cols] += sum_k a[k*MR + r] * b[k*NR + c] (or = with
+// Where the micro-kernel reads its MR rows of op(A): a packed sliver (a[k*MR + r]), or A
+// itself, with no copy: rows of A (a[r*lda + k]) or, transposed, columns (a[k*lda + r]).
+struct PackedA {
+  const float* a;
+  float at(int64_t k, int64_t r) const { return a[k * MR + r]; }
+};
+struct RowsOfA {
+  const float* a;
+  int64_t lda;
+  float at(int64_t k, int64_t r) const { return a[r * lda + k]; }
+};
+struct ColumnsOfA {
+  const float* a;
+  int64_t lda;
+  float at(int64_t k, int64_t r) const { return a[k * lda + r]; }
+};
+
+// The micro-kernel: C[0:rows, 0:cols] += sum_k a(k, r) * b[k*NR + c] (or = with
 // `store`: the first panel of a gemm with beta = 0 writes C without reading it), plus
 // bias[r] when a bias is given (the first panel only).
 // The MR x NR block of C lives in 12 vector registers while k runs; full tiles are added
 // into C directly, edge tiles go through a small buffer.
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict C,
+template <class AView>
+inline void micro_kernel(int64_t kc, AView a, const float* __restrict b, float* __restrict C,
                          int64_t ldc, int64_t rows, int64_t cols, bool store, const float* bias) {
   vfloat c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
   const vfloat negative_zero = -vfloat{};  // x + (-0) == x exactly, so the add folds into a broadcast
   for (int64_t k = 0; k < kc; ++k) {
     const vfloat b0 = *reinterpret_cast<const vfloat*>(b + k * NR);
     const vfloat b1 = *reinterpret_cast<const vfloat*>(b + k * NR + VW);
-    const float* ak = a + k * MR;
-    vfloat a0 = negative_zero + ak[0];
+    vfloat a0 = negative_zero + a.at(k, 0);
     c00 += a0 * b0; c01 += a0 * b1;
-    vfloat a1 = negative_zero + ak[1];
+    vfloat a1 = negative_zero + a.at(k, 1);
     c10 += a1 * b0; c11 += a1 * b1;
-    vfloat a2 = negative_zero + ak[2];
+    vfloat a2 = negative_zero + a.at(k, 2);
     c20 += a2 * b0; c21 += a2 * b1;
-    vfloat a3 = negative_zero + ak[3];
+    vfloat a3 = negative_zero + a.at(k, 3);
     c30 += a3 * b0; c31 += a3 * b1;
-    vfloat a4 = negative_zero + ak[4];
+    vfloat a4 = negative_zero + a.at(k, 4);
     c40 += a4 * b0; c41 += a4 * b1;
-    vfloat a5 = negative_zero + ak[5];
+    vfloat a5 = negative_zero + a.at(k, 5);
     c50 += a5 * b0; c51 += a5 * b1;
   }
   if (bias) {  // rows past `rows` are never written, so their bias is never read
@@ -453,6 +472,10 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   static thread_local AlignedBuffer a_buffer, b_buffer;
   const int64_t b_slivers = (N + NR - 1) / NR;
   const bool one_block = M <= MC;
+  // Packing op(A) pays when each A sliver meets many B slivers; with few (a 1x1 convolution
+  // on a 10x10 map: N = 100, four slivers) the micro-kernel reads whole A slivers where
+  // they lie. The same products are added in the same order, so the bits are the same.
+  const bool a_in_place = alpha == 1.f && b_slivers <= kAInPlaceSlivers;
   float* packed_b = b_buffer.get(static_cast<size_t>((one_block ? 1 : b_slivers) * NR * KC));
   float* packed_a = a_buffer.get(static_cast<size_t>(MC * KC));
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -463,15 +486,22 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       const int64_t mc = std::min(MC, M - i0);
       const int64_t a_slivers = (mc + MR - 1) / MR;
       for (int64_t s = 0; s < a_slivers; ++s)
-        pack_a_sliver(A, lda, trans_a, M, i0 + s * MR, k0, kc, alpha, packed_a + s * MR * kc);
+        if (!a_in_place || i0 + (s + 1) * MR > M)
+          pack_a_sliver(A, lda, trans_a, M, i0 + s * MR, k0, kc, alpha, packed_a + s * MR * kc);
       for (int64_t bs = 0; bs < b_slivers; ++bs) {
         const int64_t col0 = bs * NR, cols = std::min(NR, N - col0);
         float* sliver = one_block ? packed_b : packed_b + bs * NR * kc;
         if (i0 == 0) pack_b_sliver(B, ldb, trans_b, N, col0, k0, kc, sliver);
         for (int64_t as = 0; as < a_slivers; ++as) {
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
-          micro_kernel(kc, packed_a + as * MR * kc, sliver, C + row0 * ldc + col0, ldc, rows, cols, store,
-                       row_bias && first_panel ? row_bias + row0 : nullptr);
+          float* c = C + row0 * ldc + col0;
+          const float* bias = row_bias && first_panel ? row_bias + row0 : nullptr;
+          if (a_in_place && rows == MR && trans_a)
+            micro_kernel(kc, ColumnsOfA{A + k0 * lda + row0, lda}, sliver, c, ldc, rows, cols, store, bias);
+          else if (a_in_place && rows == MR)
+            micro_kernel(kc, RowsOfA{A + row0 * lda + k0, lda}, sliver, c, ldc, rows, cols, store, bias);
+          else
+            micro_kernel(kc, PackedA{packed_a + as * MR * kc}, sliver, c, ldc, rows, cols, store, bias);
         }
       }
     }

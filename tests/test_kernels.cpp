@@ -187,6 +187,42 @@ TEST_SUITE("kernels") {
     }
   }
 
+  TEST_CASE("col2im over ranges of image rows gives col2im's bits, whatever the ranges") {
+    // Threads that share an image's col2im take ranges of its C*H rows; each adds only into
+    // its own rows, in col2im's order. Stride 1 along x (AVX-512's rows-at-once path), stride
+    // 2, dilation, padding on one side, a kernel that is not square.
+    Generator gen(9);
+    // The photo model's first layer: 3x3, stride 2, TensorFlow's SAME padding (its odd row
+    // and column below and right).
+    for (const kernels::ConvGeometry& g :
+         {kernels::ConvGeometry{.channels = 3, .height = 17, .width = 23, .kernel_h = 3, .kernel_w = 3, .stride_h = 2,
+                                .stride_w = 2, .pad_h = 0, .pad_w = 0, .dilation_h = 1, .dilation_w = 1,
+                                .extra_bottom = 1, .extra_right = 1},
+          kernels::ConvGeometry{.channels = 3, .height = 17, .width = 23, .kernel_h = 3, .kernel_w = 3, .stride_h = 2,
+                                .stride_w = 2, .pad_h = 1, .pad_w = 1, .dilation_h = 1, .dilation_w = 1},
+          kernels::ConvGeometry{.channels = 2, .height = 9, .width = 30, .kernel_h = 3, .kernel_w = 5, .stride_h = 1,
+                                .stride_w = 1, .pad_h = 1, .pad_w = 2, .dilation_h = 1, .dilation_w = 1},
+          kernels::ConvGeometry{.channels = 4, .height = 12, .width = 11, .kernel_h = 2, .kernel_w = 3, .stride_h = 2,
+                                .stride_w = 1, .pad_h = 0, .pad_w = 1, .dilation_h = 2, .dilation_w = 2},
+          kernels::ConvGeometry{.channels = 1, .height = 40, .width = 7, .kernel_h = 5, .kernel_w = 1, .stride_h = 3,
+                                .stride_w = 1, .pad_h = 2, .pad_w = 0, .dilation_h = 1, .dilation_w = 1}}) {
+      const int64_t P = g.out_h() * g.out_w(), rows = g.channels * g.height;
+      CAPTURE(g.height); CAPTURE(g.width); CAPTURE(g.stride_h); CAPTURE(g.stride_w); CAPTURE(g.extra_bottom);
+      std::vector<float> columns(g.channels * g.kernel_h * g.kernel_w * P), whole(rows * g.width), split(rows * g.width);
+      for (float& v : columns) v = gen.uniform(-1, 1);
+      for (size_t i = 0; i < whole.size(); ++i) whole[i] = split[i] = gen.uniform(-1, 1);  // it adds
+      kernels::col2im(columns.data(), g, whole.data(), P);
+      std::vector<int64_t> cuts = {0, 1, g.height - 1, std::min(rows, g.height + 3), rows - 2, rows};
+      std::sort(cuts.begin(), cuts.end());
+      for (size_t k = 0; k + 1 < cuts.size(); ++k)
+        kernels::col2im_rows(columns.data(), g, cuts[k], cuts[k + 1], split.data(), P);
+      for (size_t i = 0; i < whole.size(); ++i) {
+        CAPTURE(i);
+        REQUIRE(split[i] == whole[i]);
+      }
+    }
+  }
+
   TEST_CASE("gemm reading op(A) in place (few column slivers) gives the bits of packing it (many slivers)") {
     // With 33..256 columns the blocked path reads whole MR-row slivers of A where they lie;
     // with 1024 more columns it packs them. Each of the first N columns is the same sum in

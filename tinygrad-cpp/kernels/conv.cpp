@@ -167,15 +167,21 @@ bool conv2d_backward_input_fast(const float* grad_output, int64_t batch, const C
   if (!stride1(g, groups) && groups == 1) {
     // A stride (the photo model's first layer) or dilation: dcols = W^T dY, then col2im adds
     // the columns back into the image, in the thread's reused column buffer (a fresh one
-    // costs a page fault per 4 KB). One large image: the threads share its gemm; a batch:
-    // they take images.
+    // costs a page fault per 4 KB). One large image: the threads share its gemm, then its
+    // rows (cleared and added into by the thread that owns them); a batch: they take images.
+    const bool shared = one_large_image(batch, groups, O * P * rows);
     auto one_image = [&](int64_t n) {
       float* dcols = buffer(columns_buffer, rows * P);
       gemm(true, false, rows, P, O, 1.f, weight, rows, grad_output + n * O * P, P, 0.f, dcols, P);
-      std::fill(dx + n * image_size, dx + (n + 1) * image_size, 0.f);
-      col2im(dcols, g, dx + n * image_size, P);
+      float* image = dx + n * image_size;
+      auto add_rows = [&](int64_t row_begin, int64_t row_end) {
+        std::fill(image + row_begin * g.width, image + row_end * g.width, 0.f);
+        col2im_rows(dcols, g, row_begin, row_end, image, P);
+      };
+      if (shared) parallel_for(0, g.channels * g.height, 8, add_rows);
+      else add_rows(0, g.channels * g.height);
     };
-    if (one_large_image(batch, groups, O * P * rows)) one_image(0);
+    if (shared) one_image(0);
     else for_each_image(batch, one_image);
     return true;
   }

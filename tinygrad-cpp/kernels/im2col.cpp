@@ -122,7 +122,8 @@ namespace {
 // col2im with stride 1 along x and AVX-512: for one image row y, all kw taps of a kernel
 // row add into it at once, in a register per 16-wide piece, so the row is loaded and
 // stored once instead of kw times with overlapping (store-forwarding-stalling) accesses.
-bool col2im_rows_at_once(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride) {
+bool col2im_rows_at_once(const float* columns, const ConvGeometry& g, int64_t row_begin, int64_t row_end, float* image,
+                         int64_t row_stride) {
 #if defined(__AVX512F__)
   const int64_t out_h = g.out_h(), out_w = g.out_w();
   const int64_t pieces = (g.width + 15) / 16;
@@ -140,13 +141,15 @@ bool col2im_rows_at_once(const float* columns, const ConvGeometry& g, float* ima
       tap_mask[j * pieces + p] = static_cast<__mmask16>(bits);
     }
   }
-  for (int64_t c = 0; c < g.channels; ++c) {
+  for (int64_t c = row_begin / g.height; c < g.channels && c * g.height < row_end; ++c) {
     float* plane = image + c * g.height * g.width;
+    const int64_t y_begin = std::max<int64_t>(0, row_begin - c * g.height);
+    const int64_t y_end = std::min(g.height, row_end - c * g.height);
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       const float* taps = columns + (c * g.kernel_h + i) * g.kernel_w * row_stride;
       for (int64_t oy = 0; oy < out_h; ++oy) {
         const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
-        if (y < 0 || y >= g.height) continue;
+        if (y < y_begin || y >= y_end) continue;
         float* dst = plane + y * g.width;
         for (int64_t p = 0; p < pieces; ++p) {
           __m512 sum = _mm512_maskz_loadu_ps(row_mask[p], dst + 16 * p);
@@ -167,10 +170,17 @@ bool col2im_rows_at_once(const float* columns, const ConvGeometry& g, float* ima
 }  // namespace
 
 void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride) {
-  if (col2im_rows_at_once(columns, g, image, row_stride)) return;
+  col2im_rows(columns, g, 0, g.channels * g.height, image, row_stride);
+}
+
+void col2im_rows(const float* columns, const ConvGeometry& g, int64_t row_begin, int64_t row_end, float* image,
+                 int64_t row_stride) {
+  if (col2im_rows_at_once(columns, g, row_begin, row_end, image, row_stride)) return;
   const int64_t out_h = g.out_h(), out_w = g.out_w();
-  for (int64_t c = 0; c < g.channels; ++c) {
+  for (int64_t c = row_begin / g.height; c < g.channels && c * g.height < row_end; ++c) {
     float* plane = image + c * g.height * g.width;
+    const int64_t y_begin = std::max<int64_t>(0, row_begin - c * g.height);
+    const int64_t y_end = std::min(g.height, row_end - c * g.height);
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         const float* row = columns + ((c * g.kernel_h + i) * g.kernel_w + j) * row_stride;
@@ -179,7 +189,7 @@ void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t r
         valid_range(x0, g.stride_w, g.width, out_w, lo, hi);
         for (int64_t oy = 0; oy < out_h; ++oy) {
           const int64_t y = oy * g.stride_h - g.pad_h + i * g.dilation_h;
-          if (y < 0 || y >= g.height) continue;
+          if (y < y_begin || y >= y_end) continue;
           float* __restrict dst = plane + y * g.width + x0;
           const float* __restrict in = row + oy * out_w;
           if (g.stride_w == 1) for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += in[ox];

@@ -62,6 +62,11 @@ void im2col_rows(const float* image, const ConvGeometry& g, int64_t oy_begin, in
                  int64_t row_stride);
 // col2im: the adjoint of im2col; ADDS each column entry back into image [C,H,W].
 void col2im(const float* columns, const ConvGeometry& g, float* image, int64_t row_stride);
+// The same adding only into image rows [row_begin, row_end) of the C*H rows (row c*H + y),
+// each pixel's entries in col2im's order: threads that take ranges of rows never write the
+// same pixel, and every sum has col2im's bits.
+void col2im_rows(const float* columns, const ConvGeometry& g, int64_t row_begin, int64_t row_end, float* image,
+                 int64_t row_stride);
 
 // The direct, seven-loop convolution of one batch: the definition the tests compare every
 // fast path against. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or null.

@@ -520,10 +520,7 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 //   - otherwise: each thread takes a range of rows of C.
 namespace {
 // Whether gemm takes the few-columns path (kernels.h: where each form stops winning).
-bool gemm_takes_few_columns(bool trans_a, int64_t N, int64_t K) {
-  constexpr int64_t outer_columns = VW >= 16 ? 24 : 10;  // fewer registers for its tile with AVX2
-  return (trans_a ? N <= outer_columns : N <= kGemmFewColumns) && K >= VW;
-}
+bool gemm_takes_few_columns(int64_t N, int64_t K) { return N <= kGemmFewColumns && K >= VW; }
 
 // Which paths gemm_any may take: any, or the blocked one whatever the shape (gemm_blocked).
 enum class Paths { Any, BlockedOnly };
@@ -589,7 +586,7 @@ void gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     add_row_bias();
     return;
   }
-  if (paths == Paths::Any && gemm_takes_few_columns(trans_a, N, K)) {
+  if (paths == Paths::Any && gemm_takes_few_columns(N, K)) {
     gemm_few_columns(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, overwrite, row_bias);
     return;
   }

@@ -21,15 +21,20 @@ void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc, const float* row_bias = nullptr);
-// With few columns (the convolutions on maps of 5x5 and smaller) gemm reads the weight in
-// place instead of packing it (gemm.cpp): a dot product per element when op(A) = A, up to
-// kGemmFewColumns columns; outer products when op(A) = A^T, up to 24 columns with AVX-512
-// and 10 with AVX2 (chosen in gemm.cpp). Against the blocked path on 2
-// threads: the dot form 512 x 25 x 2304 0.56 of its time (AVX2 0.70), level at 32 columns; the
-// outer form 2304 x 16 x 512 0.54 (AVX2, with half the registers for its tile, 1.23; at 8
-// columns 0.73). An element's sum depends only on its row of op(A), its column of op(B), K and
-// the path: the same for any M and thread count.
-constexpr int64_t kGemmFewColumns = 32;
+// With few columns (the convolutions on maps of 3x3 and smaller) gemm reads the weight in
+// place and skips the blocked path's packing of op(B) into slivers of 2 vectors of columns
+// (gemm.cpp): a dot product per element when op(A) = A, outer products when op(A) = A^T, up
+// to kGemmFewColumns columns. Where the blocked path itself reads op(A) in place (at most 8
+// slivers of columns) it wins from about 16 columns with AVX-512 and 8 with AVX2; against it
+// on 2 threads, weight cold: 256 x 9 x 1152 0.45 of its time, 1152 x 9 x 256 (A^T) 0.54; at 16
+// columns 1.2-1.4, at 24 1.3-1.4 (AVX2 at 8 columns 0.8-1.2, at 16 1.0-1.8). An element's sum
+// depends only on its row of op(A), its column of op(B), K and the path: the same for any M
+// and thread count.
+#if defined(__AVX512F__)
+constexpr int64_t kGemmFewColumns = 12;
+#else
+constexpr int64_t kGemmFewColumns = 6;
+#endif
 // gemm on the blocked path whatever the shape: each element summed over k in order, in panels
 // of 256, for any N; what the fused inverted-residual block needs to agree to the bit with op by op.
 void gemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

@@ -634,6 +634,18 @@ TEST_SUITE("kernels") {
     for (int i = 0; i < 8; ++i) sparse.after_call({.own = microseconds(20), .end = t0});
     for (int i = 0; i < 10; ++i) sparse.preemptions(i, t0 + milliseconds(25 * i));
     CHECK_FALSE(sparse.serial(t0 + milliseconds(225)));
+    // A share during which the process was preempted may hold a neighbour's time slice: it
+    // does not count as large (a small call taken for a large one would share, and a worker
+    // stopped in its chunk would hold the caller). An unpreempted large share still does.
+    BusySpells stretched;
+    for (int i = 0; i < 16; ++i) stretched.after_call({.own = microseconds(20), .end = t0});
+    CHECK(stretched.preemptions(7, t0) == 0);  // the first count only sets where counting starts
+    CHECK(stretched.preemptions(10, t0 + milliseconds(1)) == 3);
+    CHECK(stretched.serial(t0 + milliseconds(1)));
+    stretched.after_call({.own = milliseconds(3), .end = t0 + milliseconds(4), .preempted = true});
+    CHECK(stretched.serial(t0 + milliseconds(4)));
+    stretched.after_call({.own = milliseconds(3), .end = t0 + milliseconds(8)});
+    CHECK_FALSE(stretched.serial(t0 + milliseconds(8)));
   }
 
 

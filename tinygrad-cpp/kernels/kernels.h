@@ -226,23 +226,31 @@ class BusySpells {
 
   // One call: the caller's share of it took `own` (a call run on the caller alone: its time
   // per chunk), then it waited `wait` for the workers' chunks, and it ended at `end`.
+  // `preempted`: the process was preempted while it ran, so `own` may hold a neighbour's time
+  // slice (milliseconds) and says nothing of the call's size: under contention a small call
+  // taken for a large one would share, and a worker stopped in its chunk holds the caller.
   struct Call {
     Clock::duration own{}, wait{};
     Clock::time_point end{};
+    bool preempted = false;
   };
   void after_call(const Call& call) {
     if (call.own < kSmallShare && call.wait > kStall) serial_until_ = call.end + kSpell;
-    typical_share_ = std::max<Clock::duration>(call.own, typical_share_ * 7 / 8);
+    const Clock::duration own = call.preempted ? Clock::duration{} : call.own;
+    typical_share_ = std::max<Clock::duration>(own, typical_share_ * 7 / 8);
   }
-  // The process's preemptions so far (getrusage's ru_nivcsw), read at `now`.
-  void preemptions(int64_t total, Clock::time_point now) {
+  // The process's preemptions so far (getrusage's ru_nivcsw), read at `now`; returns how many
+  // are new since the last reading.
+  int64_t preemptions(int64_t total, Clock::time_point now) {
     if (now - window_start_ > kWindow) {
       window_start_ = now;
       in_window_ = 0;
     }
-    if (seen_ >= 0) in_window_ += total - seen_;
+    const int64_t fresh = seen_ >= 0 ? total - seen_ : 0;
+    in_window_ += fresh;
     seen_ = total;
     if (in_window_ >= kPreemptions) contended_until_ = now + kWindow;
+    return fresh;
   }
   bool serial(Clock::time_point now) const {
     return now < serial_until_ || (now < contended_until_ && typical_share_ < kSmallShare);

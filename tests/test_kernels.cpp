@@ -375,6 +375,13 @@ TEST_SUITE("kernels") {
       const kernels::DirectConv d{c.C, c.H, c.W, c.O, c.kh, c.kw, c.ph, c.pw, c.C * taps, taps, c.kw, 1};
       kernels::conv2d_stride1(x.data(), d, w.data(), bias.data(), out.data());
       for (int64_t i = 0; i < out_count; ++i) REQUIRE(out[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+      // On the caller alone (a busy machine) the tiles run in one piece: the same bits.
+      std::vector<float> alone(out_count, std::nanf(""));
+      {
+        kernels::CallerOnly one_thread;
+        kernels::conv2d_stride1(x.data(), d, w.data(), bias.data(), alone.data());
+      }
+      for (int64_t i = 0; i < out_count; ++i) REQUIRE(alone[i] == out[i]);
       // The same weight read transposed and flipped is the input gradient of the convolution,
       // whenever the padding is below the kernel size: checked against its definition.
       if (c.ph >= c.kh || c.pw >= c.kw) continue;
@@ -562,6 +569,21 @@ TEST_SUITE("kernels") {
       for (int64_t i = lo; i < hi; ++i) hits[i]++;
     });
     for (auto& h : hits) REQUIRE(h.load() == 1);
+    // On the caller alone a Fixed body still gets the pool's chunks, one after the other; a
+    // Free one gets the whole range in one piece.
+    {
+      kernels::CallerOnly alone;
+      std::vector<std::pair<int64_t, int64_t>> fixed, free;
+      kernels::parallel_for(10, 1010, 7, [&](int64_t lo, int64_t hi) { fixed.emplace_back(lo, hi); });
+      kernels::parallel_for(10, 1010, 7, [&](int64_t lo, int64_t hi) { free.emplace_back(lo, hi); },
+                            kernels::Split::Free);
+      REQUIRE(fixed.size() == static_cast<size_t>(kernels::num_threads()));
+      CHECK(fixed.front().first == 10);
+      CHECK(fixed.back().second == 1010);
+      for (size_t k = 1; k < fixed.size(); ++k) CHECK(fixed[k].first == fixed[k - 1].second);
+      REQUIRE(free.size() == 1);
+      CHECK(free[0] == std::pair<int64_t, int64_t>{10, 1010});
+    }
     // Only the chunk holding the last item throws: on a worker or on the caller alike.
     CHECK_THROWS_AS(kernels::parallel_for(0, 100, 1, [](int64_t, int64_t hi) {
       if (hi == 100) throw Error("boom");

@@ -219,8 +219,10 @@ void conv2d_stride1(const float* image, const DirectConv& d, const float* weight
     return;
   }
   // Each thread takes one contiguous range of tiles: a range of whole rows where the
-  // count allows, so the threads seldom write the same cache line.
-  parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); });
+  // count allows, so the threads seldom write the same cache line. A tile's outputs do not
+  // depend on the range it is run in, so on the caller alone the padded image is made once.
+  parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) { run_tiles(image, d, weight, bias, out, first, last); },
+               Split::Free);
 }
 
 // ---- the weight gradient of the same convolution, over a batch ----

@@ -182,14 +182,19 @@ void max_pool2x2_backward(const float* x, const float* grad_output, int64_t plan
 // Number of threads parallel_for uses: TG_NUM_THREADS, or all cores.
 int num_threads();
 void set_num_threads(int n);
+// How fn may be cut. Fixed: a call made while the pool is busy, during a busy-machine spell
+// or under CallerOnly runs the same chunks one after another on the calling thread (a body
+// that sums a partial result per chunk gets the same bits however busy the machine is). Free:
+// fn gives the same results however [begin, end) is cut (each output written by one call,
+// computed the same way wherever the cut falls), so on the caller alone it runs in one piece
+// and each chunk's setup is paid once.
+enum class Split { Fixed, Free };
 // Runs fn(chunk_begin, chunk_end) over [begin, end) split into at most num_threads()
 // chunks of at least `grain` items. The chunks depend only on the range, the grain and
-// num_threads(); nested calls run their range in one piece. A call made while the pool is
-// busy, during a busy-machine spell or under CallerOnly runs the same chunks one after
-// another on the calling thread, so a result never depends on timing. Exceptions from fn
-// are rethrown on the caller.
+// num_threads(); nested calls run their range in one piece. On the caller alone (see Split)
+// a result never depends on timing. Exceptions from fn are rethrown on the caller.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
-                  const std::function<void(int64_t, int64_t)>& fn);
+                  const std::function<void(int64_t, int64_t)>& fn, Split split = Split::Fixed);
 // True inside a chunk of parallel_for (where a nested parallel_for runs serially).
 bool in_parallel_region();
 // While alive, parallel_for calls made on this thread run on it alone (in the same chunks):

@@ -250,7 +250,7 @@ void set_num_threads(int n) {
 }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
-                  const std::function<void(int64_t, int64_t)>& fn) {
+                  const std::function<void(int64_t, int64_t)>& fn, Split split) {
   int64_t count = end - begin;
   if (count <= 0) return;
   grain = std::max<int64_t>(grain, 1);
@@ -268,15 +268,16 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
   std::unique_lock<std::mutex> busy(pool().busy, std::try_to_lock);
   const bool spell = busy.owns_lock() && pool().serial_for_now();
   if (!busy.owns_lock() || spell || caller_only_depth > 0) {
-    // On the caller alone, but in the chunks the pool would have used, inside a parallel
-    // region as they would have run: a kernel that sums one partial result per chunk gives
-    // the same bits whether or not the machine was busy.
+    // On the caller alone, but in the chunks the pool would have used (a Split::Free body in
+    // one piece), inside a parallel region as they would have run: a kernel that sums one
+    // partial result per chunk gives the same bits whether or not the machine was busy.
     struct Region {
       Region() { inside_parallel_region = true; }
       ~Region() { inside_parallel_region = false; }
     } region;
     const Clock::time_point start = Clock::now();
-    for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
+    if (split == Split::Free) fn(begin, end);
+    else for (int chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
     if (spell) pool().after_serial_call(start, Clock::now(), chunks);  // the sizes it judges by
     return;
   }

@@ -265,7 +265,6 @@ inline void keep_in_register(vfloat& v) {
 #endif
 }
 
-
 // The copies one block of images needs: input rows [n][c][y] of job.row_width floats and
 // dY rows [n][o][y] of pieces*VW floats for channels [o0, o1), zeros around them.
 struct WeightGradBlock {

@@ -476,6 +476,7 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   // on a 10x10 map: N = 100, four slivers) the micro-kernel reads whole A slivers where
   // they lie. The same products are added in the same order, so the bits are the same.
   const bool a_in_place = alpha == 1.f && b_slivers <= kAInPlaceSlivers;
+  auto read_in_place = [&](int64_t row0) { return a_in_place && row0 + MR <= M; };  // edge slivers are packed
   float* packed_b = b_buffer.get(static_cast<size_t>((one_block ? 1 : b_slivers) * NR * KC));
   float* packed_a = a_buffer.get(static_cast<size_t>(MC * KC));
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -486,7 +487,7 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       const int64_t mc = std::min(MC, M - i0);
       const int64_t a_slivers = (mc + MR - 1) / MR;
       for (int64_t s = 0; s < a_slivers; ++s)
-        if (!a_in_place || i0 + (s + 1) * MR > M)
+        if (!read_in_place(i0 + s * MR))
           pack_a_sliver(A, lda, trans_a, M, i0 + s * MR, k0, kc, alpha, packed_a + s * MR * kc);
       for (int64_t bs = 0; bs < b_slivers; ++bs) {
         const int64_t col0 = bs * NR, cols = std::min(NR, N - col0);
@@ -496,9 +497,9 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
           float* c = C + row0 * ldc + col0;
           const float* bias = row_bias && first_panel ? row_bias + row0 : nullptr;
-          if (a_in_place && rows == MR && trans_a)
+          if (read_in_place(row0) && trans_a)
             micro_kernel(kc, ColumnsOfA{A + k0 * lda + row0, lda}, sliver, c, ldc, rows, cols, store, bias);
-          else if (a_in_place && rows == MR)
+          else if (read_in_place(row0))
             micro_kernel(kc, RowsOfA{A + row0 * lda + k0, lda}, sliver, c, ldc, rows, cols, store, bias);
           else
             micro_kernel(kc, PackedA{packed_a + as * MR * kc}, sliver, c, ldc, rows, cols, store, bias);

@@ -25,11 +25,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 // place and skips the blocked path's packing of op(B) into slivers of 2 vectors of columns
 // (gemm.cpp): a dot product per element when op(A) = A, outer products when op(A) = A^T, up
 // to kGemmFewColumns columns. Where the blocked path itself reads op(A) in place (at most 8
-// slivers of columns) it wins from about 16 columns with AVX-512 and 8 with AVX2; against it
-// on 2 threads, weight cold: 256 x 9 x 1152 0.45 of its time, 1152 x 9 x 256 (A^T) 0.54; at 16
-// columns 1.2-1.4, at 24 1.3-1.4 (AVX2 at 8 columns 0.8-1.2, at 16 1.0-1.8). An element's sum
-// depends only on its row of op(A), its column of op(B), K and the path: the same for any M
-// and thread count.
+// slivers of columns) it wins from about 16 columns with AVX-512 and 8 with AVX2. The forms'
+// time over the blocked path's, 2 threads, weight cold: 256 x 9 x 1152 0.45, 1152 x 9 x 256
+// (A^T) 0.54; at 16 columns 0.9-1.3, at 24 1.3-1.6 (AVX2: at 8 columns 0.8-1.3, at 16
+// 1.0-1.8). An element's sum depends only on its row of op(A), its column of op(B), K and the
+// path: the same for any M and thread count.
 #if defined(__AVX512F__)
 constexpr int64_t kGemmFewColumns = 12;
 #else

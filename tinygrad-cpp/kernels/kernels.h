@@ -21,9 +21,9 @@ void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc, const float* row_bias = nullptr);
-// With few columns (the convolutions on maps of 3x3 and smaller) gemm reads the weight in
-// place and skips the blocked path's packing of op(B) into slivers of 2 vectors of columns
-// (gemm.cpp): a dot product per element when op(A) = A, outer products when op(A) = A^T, up
+// With few columns (the convolutions on maps of 3x3 and smaller; 2x2 with AVX2) gemm reads
+// the weight in place and skips the blocked path's packing of op(B) into slivers of 2
+// vectors of columns (gemm.cpp): a dot product per element when op(A) = A, outer products when op(A) = A^T, up
 // to kGemmFewColumns columns. Where the blocked path itself reads op(A) in place (at most 8
 // slivers of columns) it wins from about 16 columns with AVX-512 and 8 with AVX2. The forms'
 // time over the blocked path's, 2 threads, weight cold: 256 x 9 x 1152 0.45, 1152 x 9 x 256

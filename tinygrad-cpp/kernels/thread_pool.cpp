@@ -10,9 +10,10 @@
 // may stop any worker for milliseconds. So no chunk belongs to a thread: the caller and
 // the workers claim chunks from one counter until none is left, and the caller waits only
 // for chunks that were claimed and are running. A worker the scheduler preempted simply
-// finds nothing left when it wakes. Workers spin for a few microseconds (a training step
-// makes hundreds of short calls; waking a sleeping thread costs a futex round trip), then
-// sleep on a condition variable.
+// finds nothing left when it wakes. Workers spin for some tens of microseconds (a training
+// step makes hundreds of short calls; waking a sleeping thread costs a futex round trip: on
+// the 2-core EPYC a woken worker claimed its chunk 36 us after the call began, a spinning one
+// 0.3-0.5 us), then sleep on a condition variable.
 //
 // A worker the scheduler stops in the middle of a chunk it claimed still holds the caller
 // until it runs again (a time slice, milliseconds). For a small call (a batch-1 FashionCNN
@@ -80,7 +81,7 @@ inline void cpu_relax() {
 #endif
 }
 
-constexpr int kWorkerSpins = 2000;   // a few microseconds of pause instructions, then sleep
+constexpr int kWorkerSpins = 2000;   // pauses, then sleep: 38 us on the 2-core EPYC (19 ns a pause)
 constexpr int kCallerSpins = 1 << 12;
 using Clock = BusySpells::Clock;
 

@@ -75,4 +75,59 @@ TEST_SUITE("bench") {
     // The gradient is the same as without a profile.
     CHECK(x.grad().defined());
   }
+
+  TEST_CASE("ProfileOps by layer: an item per layer shape, and each one's floor work counted by hand") {
+    NEEDS_TASKS("tape-reverse-walk", "relu", "conv2d-backward");
+    Generator gen(4);
+    Tensor x = Tensor::randn({2, 3, 9, 7}, gen).requires_grad_();
+    const Tensor w1 = Tensor::randn({4, 3, 3, 3}, gen);                     // frozen: only dx is asked for
+    Tensor w2 = Tensor::randn({5, 4, 1, 1}, gen).requires_grad_();          // dW asked for too
+    auto run = [&] { sum(relu(conv2d(relu(conv2d(x, w1, Tensor(), 2, 1)), w2))).backward(); };
+    {
+      ProfileOps by_kind;
+      run();
+      int conv_items = 0;
+      for (const auto& item : by_kind.items()) conv_items += item.op == "conv2d";
+      CHECK(conv_items == 2);  // forward and backward, both layers in each
+      CHECK(find_item(by_kind, "conv2d", "forward")->calls == 2);
+      CHECK(find_item(by_kind, "conv2d", "forward")->inputs.empty());
+    }
+    ProfileOps by_layer(ProfileOps::Key::Layer);
+    run();
+    run();
+    std::vector<const ProfileOps::Item*> convs, relus;
+    for (const auto& item : by_layer.items()) {
+      if (item.op == "conv2d") convs.push_back(&item);
+      if (item.op == "relu") relus.push_back(&item);
+    }
+    REQUIRE(convs.size() == 4);  // two layers, forward and backward
+    REQUIRE(relus.size() == 4);  // the two relus see different shapes
+    const ProfileOps::Item* first = convs[0];  // items in first-seen order: conv1 forward first
+    CHECK(first->phase == "forward");
+    CHECK(first->calls == 2);
+    CHECK(first->inputs == std::vector<Shape>{{2, 3, 9, 7}, {4, 3, 3, 3}, {}});
+    CHECK(first->wanted_grad == std::vector<bool>{true, false, false});
+    CHECK(first->output == Shape{2, 4, 5, 4});
+    CHECK(first->settings.find("stride=[2,2]") != std::string::npos);
+    // conv1 forward: writes 2*4*5*4 = 160 floats, read again: 1280 bytes; 2 x 160 x 27 FLOPs.
+    CHECK(bench::layer_work(*first).bytes == 1280);
+    CHECK(bench::layer_work(*first).flops == 2 * 160 * 27);
+    const ProfileOps::Item* conv1_back = nullptr;
+    const ProfileOps::Item* conv2_back = nullptr;
+    for (const auto* item : convs)
+      if (item->phase == "backward") (item->output == Shape{2, 4, 5, 4} ? conv1_back : conv2_back) = item;
+    REQUIRE(conv1_back);
+    REQUIRE(conv2_back);
+    CHECK(conv1_back->calls == 2);
+    // conv1's rule writes dx only (2*3*9*7 = 378 floats), one forward's FLOPs.
+    CHECK(bench::layer_work(*conv1_back).bytes == 2 * 378 * 4);
+    CHECK(bench::layer_work(*conv1_back).flops == 2 * 160 * 27);
+    // conv2 (1x1, 4 -> 5 on 5x4): dx (160 floats) and dW (20 floats), two forwards' FLOPs (2 x 200 x 4 each).
+    CHECK(conv2_back->wanted_grad == std::vector<bool>{true, true, false});
+    CHECK(bench::layer_work(*conv2_back).bytes == 2 * (160 + 20) * 4);
+    CHECK(bench::layer_work(*conv2_back).flops == 2 * (2 * 200 * 4));
+    CHECK(bench::layer_work(*relus[0]).flops == 0);
+    CHECK(bench::layer_work(*relus[0]).bytes == 1280);  // relu after conv1: 160 floats written and read
+    CHECK(bench::layer_work(*find_item(by_layer, "walk", "backward")).bytes == 0);
+  }
 }

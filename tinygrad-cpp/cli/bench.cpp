@@ -6,6 +6,7 @@
 #include <set>
 #include <vector>
 
+#include "tinygrad-cpp/core/ops.h"
 #include "tinygrad-cpp/kernels/kernels.h"
 
 namespace tg::bench {
@@ -35,6 +36,23 @@ int64_t multiply_add_flops(const nn::Model& model) {
 int64_t traffic_bytes(int64_t layer_output_bytes, Pass pass) {
   const int64_t forward = 2 * layer_output_bytes;  // written once, read once
   return pass == Pass::Forward ? forward : 2 * forward;
+}
+
+Work layer_work(const ProfileOps::Item& item) {
+  if (item.inputs.empty()) return {};  // the walk, or a profile by op kind
+  constexpr int64_t float_bytes = sizeof(float);
+  // A convolution's or linear layer's forward: 2 x output elements x weight elements per output.
+  int64_t forward_flops = 0;
+  if ((item.op == Op::Conv2d.name || item.op == Op::Linear.name) && item.inputs.size() >= 2 && !item.inputs[1].empty())
+    forward_flops = 2 * shape_numel(item.output) * (shape_numel(item.inputs[1]) / item.inputs[1][0]);
+  if (item.phase == "forward") return {.bytes = 2 * shape_numel(item.output) * float_bytes, .flops = forward_flops};
+  Work work;
+  for (size_t i = 0; i < item.inputs.size(); ++i) {
+    if (!item.wanted_grad[i]) continue;
+    work.bytes += 2 * shape_numel(item.inputs[i]) * float_bytes;
+    if (i < 2) work.flops += forward_flops;  // the data and weight gradients; a bias's is a sum
+  }
+  return work;
 }
 
 namespace {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "tinygrad-cpp/core/tape.h"
 #include "tinygrad-cpp/nn/nn.h"
 
 namespace tg::bench {
@@ -26,6 +27,18 @@ int64_t traffic_bytes(int64_t layer_output_bytes, Pass pass);
 // layer with a weight of 2 or more dims does 2 x (output elements) x (weight elements per
 // output channel). An input gradient costs as much again (the data gradient of each).
 int64_t multiply_add_flops(const nn::Model& model);
+
+// The same floor for one call of one layer (an item of `ProfileOps(Key::Layer)`): a forward
+// writes its output, which something reads again; a rule writes the gradient of each input
+// that wanted one, read again by the rule before it. A convolution or linear layer computes
+// its FLOPs once forward and again for each of its data and weight gradients asked for.
+// Summed over a workload's items this is close to the workload's floor, not equal to it:
+// that one counts a gradient the size of each layer's output, this one of each input.
+struct Work {
+  int64_t bytes = 0;  // written and read again
+  int64_t flops = 0;
+};
+Work layer_work(const ProfileOps::Item& item);
 
 // Copy bandwidth (bytes read + bytes written per second, all threads of the pool copying)
 // from short memcpy loops: buffers that fit in each core's L2, and buffers far beyond it.

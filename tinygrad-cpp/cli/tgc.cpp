@@ -692,8 +692,11 @@ int command_bench(int argc, char** argv) {
   args.option("photo-model", "FILE", "the SSD-MobileNetV2 the photo_* workloads run (make setup installs it)", false,
               "assets/models/ssd_mobilenetv2_oidv4_fp16.tflite");
   args.toggle("profile", "also print each workload's time per op kind and phase (forward ops, backward rules)");
+  args.toggle("layers", "with --profile: a line per layer shape (the op's input and output shapes and settings),\n"
+                        "each with its own floor, instead of per op kind");
   args.parse(argc, argv, 2);
-  const bool profile = args.has("profile");
+  const bool profile = args.has("profile"), by_layer = args.has("layers");
+  if (by_layer && !profile) args.fail("--layers goes with --profile");
   const std::string photo_path = args.get("photo-model");
 
   Generator gen(0);
@@ -904,18 +907,38 @@ int command_bench(int argc, char** argv) {
                        beyond_ms, bytes * 1e-6, bandwidth->beyond_l2 * 1e-9, flops * 1e-9, rate * 1e-9, within_ms,
                        bandwidth->within_l2 * 1e-9, ms / beyond_ms);
   };
-  // One line per op kind and phase, most time first; what no op was charged with last.
-  auto print_profile = [](std::vector<ProfileOps::Item> items, double ms, int iterations) {
+  // One line per op kind and phase (or per layer shape), most time first; what no op was
+  // charged with last. A layer's line adds its floor: bench::layer_work at the copy bandwidth
+  // beyond L2 and the gemm rate, the same rates as the workload's floor.
+  auto print_profile = [&](std::vector<ProfileOps::Item> items, double ms, int iterations) {
     std::sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.seconds > y.seconds; });
-    double charged = 0;
+    double charged = 0, floors = 0;
     for (const auto& item : items) {
-      const double us = 1e6 * item.seconds / iterations;
+      const double us = 1e6 * item.seconds / iterations, calls = static_cast<double>(item.calls) / iterations;
       charged += us;
-      fmt::print("  {:<16} {:<9} {:>6.1f} calls {:>9.1f} us/iter {:>5.1f}%\n", item.op, item.phase,
-                 static_cast<double>(item.calls) / iterations, us, 100.0 * us / (1e3 * ms));
+      fmt::print("  {:<16} {:<9} {:>6.1f} calls {:>9.1f} us/iter {:>5.1f}%", item.op, item.phase, calls, us,
+                 100.0 * us / (1e3 * ms));
+      if (!by_layer || item.inputs.empty()) {
+        fmt::print("\n");
+        continue;
+      }
+      if (!bandwidth) bandwidth = bench::measure_copy_bandwidth();
+      const bench::Work work = bench::layer_work(item);
+      const double floor_us = calls * (1e6 * static_cast<double>(work.bytes) / bandwidth->beyond_l2 +
+                                       1e6 * static_cast<double>(work.flops) / measured_gemm_rate());
+      floors += floor_us;
+      std::string inputs;
+      for (size_t i = 0; i < item.inputs.size(); ++i)
+        if (!item.inputs[i].empty()) inputs += (inputs.empty() ? "" : " ") + shape_str(item.inputs[i]);
+      fmt::print("  floor {:>7.1f} us {:>5}  {:.2f} MB {:.1f} MFLOP  {} -> {} {}\n", floor_us,
+                 floor_us > 0 ? fmt::format("{:.2f}x", us / floor_us) : "", calls * static_cast<double>(work.bytes) * 1e-6,
+                 calls * static_cast<double>(work.flops) * 1e-6, inputs, shape_str(item.output), item.settings);
     }
     fmt::print("  {:<16} {:<9} {:>6} {:>15.1f} us/iter {:>5.1f}%\n", "(not on tape)", "", "",
                1e3 * ms - charged, 100.0 * (1e3 * ms - charged) / (1e3 * ms));
+    if (by_layer)
+      fmt::print("  the layers' floors add up to {:.2f} ms ({:.2f}x); {:.1f} GB/s beyond L2, {:.0f} GFLOP/s\n", 1e-3 * floors,
+                 1e3 * ms / std::max(floors, 1e-9), bandwidth ? bandwidth->beyond_l2 * 1e-9 : 0.0, measured_gemm_rate() * 1e-9);
   };
   for (const std::string& name : args.rest()) {
     bool known = false;
@@ -931,7 +954,7 @@ int command_bench(int argc, char** argv) {
     }
     w.run();  // warm-up
     std::optional<ProfileOps> ops;
-    if (profile) ops.emplace();
+    if (profile) ops.emplace(by_layer ? ProfileOps::Key::Layer : ProfileOps::Key::OpKind);
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < w.iterations; ++i) w.run();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / w.iterations;

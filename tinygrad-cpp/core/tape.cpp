@@ -24,7 +24,7 @@ BackwardRule timed(BackwardRule rule) {
   return [rule = std::move(rule)](const Entry& entry, const Tensor& grad_output) {
     const int64_t start = now_ns();
     std::vector<Tensor> grads = rule(entry, grad_output);
-    if (profile) profile->rule(entry.name(), now_ns() - start);
+    if (profile) profile->rule(entry, now_ns() - start);
     return grads;
   };
 }
@@ -46,7 +46,7 @@ BackwardRule resolve_rule(const Entry& entry) {
 
 // ---------------------------------------------------------------------------------
 // Profiling.
-ProfileOps::ProfileOps() {
+ProfileOps::ProfileOps(Key key) : key_(key) {
   if (profile) throw Error("ProfileOps: a profile is already running on this thread");
   profile = this;
   mark_ns_ = now_ns();
@@ -54,16 +54,32 @@ ProfileOps::ProfileOps() {
 
 ProfileOps::~ProfileOps() { profile = nullptr; }
 
-void ProfileOps::charge(const char* op, const char* phase, int64_t ns) {
-  auto it = std::find_if(items_.begin(), items_.end(), [&](const Item& i) { return i.op == op && i.phase == phase; });
-  if (it == items_.end()) it = items_.insert(items_.end(), Item{.op = op, .phase = phase});
-  it->seconds += static_cast<double>(ns) * 1e-9;
-  ++it->calls;
+// `entry` is null for the walk's own time.
+void ProfileOps::charge(const Entry* entry, const char* phase, int64_t ns) {
+  Item item{.op = entry ? entry->name() : "walk", .phase = phase};
+  if (key_ == Key::Layer && entry) {
+    for (const Tensor& t : entry->inputs) {
+      item.inputs.push_back(t.defined() ? t.shape() : Shape{});
+      item.wanted_grad.push_back(t.defined() && t.requires_grad());
+    }
+    item.output = entry->output.shape();
+    if (entry->state) item.settings = entry->state->describe();
+  }
+  std::string key = item.op + ' ' + item.phase;
+  if (key_ == Key::Layer) {
+    for (size_t i = 0; i < item.inputs.size(); ++i) key += (item.wanted_grad[i] ? " *" : " ") + shape_str(item.inputs[i]);
+    key += " -> " + shape_str(item.output) + ' ' + item.settings;
+  }
+  auto [it, added] = index_.emplace(key, items_.size());
+  if (added) items_.push_back(std::move(item));
+  Item& mine = items_[it->second];
+  mine.seconds += static_cast<double>(ns) * 1e-9;
+  ++mine.calls;
 }
 
-void ProfileOps::forward_op(const char* op) {
+void ProfileOps::forward_op(const Entry& entry) {
   const int64_t now = now_ns();
-  charge(op, "forward", now - mark_ns_);
+  charge(&entry, "forward", now - mark_ns_);
   mark_ns_ = now;
 }
 
@@ -72,14 +88,14 @@ void ProfileOps::begin_walk() {
   walk_rules_ns_ = 0;
 }
 
-void ProfileOps::rule(const char* op, int64_t ns) {
-  charge(op, "backward", ns);
+void ProfileOps::rule(const Entry& entry, int64_t ns) {
+  charge(&entry, "backward", ns);
   walk_rules_ns_ += ns;
 }
 
 void ProfileOps::end_walk() {
   const int64_t now = now_ns();
-  charge("walk", "backward", now - mark_ns_ - walk_rules_ns_);
+  charge(nullptr, "backward", now - mark_ns_ - walk_rules_ns_);
   mark_ns_ = now;
 }
 
@@ -96,7 +112,6 @@ Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
   bool any_input_requires_grad = false;
   for (const Tensor& t : inputs) any_input_requires_grad |= t.defined() && t.requires_grad();
   if (!any_input_requires_grad) return output;
-  if (profile) profile->forward_op(op.name);
   Entry entry;
   entry.seq = next_seq_++;
   entry.op = &op;
@@ -106,6 +121,7 @@ Tensor Tape::record(const OpKind& op, std::vector<Tensor> inputs, Tensor output,
   output.impl()->producer_seq = entry.seq;
   entry.output = output;
   entries_.push_back(std::move(entry));
+  if (profile) profile->forward_op(entries_.back());
   if (entries_.size() >= next_sweep_) {
     drop_unreachable();
     next_sweep_ = std::max<size_t>(1024, 2 * entries_.size());

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -151,29 +152,40 @@ class OverrideBackward {
 // start, or the last backward's end) to its own recording, so glue code between ops counts
 // toward the next op. Backward: each rule's call is charged to its op, and the rest of the
 // walk (seeding, summing gradients, hooks, freeing entries) to "walk". One at a time.
+// Key::Layer tells items apart also by what the op saw: its inputs' shapes, which of them
+// wanted a gradient, its output's shape and its saved settings, so each layer shape of a
+// model gets its own item (`tgc bench --profile --layers`).
 class ProfileOps {
  public:
+  enum class Key { OpKind, Layer };
   struct Item {
     std::string op;     // an op kind's name, or "walk"
     std::string phase;  // "forward" or "backward"
     double seconds = 0;
     int64_t calls = 0;
+    // Key::Layer only (empty for "walk"):
+    std::vector<Shape> inputs;       // each input's shape ([] for an absent one, e.g. no bias)
+    std::vector<bool> wanted_grad;   // whether each input asked for a gradient
+    Shape output;
+    std::string settings;            // the saved state's describe(): "stride=[2,2] ..."
   };
-  ProfileOps();
+  explicit ProfileOps(Key key = Key::OpKind);
   ~ProfileOps();
   ProfileOps(const ProfileOps&) = delete;
   ProfileOps& operator=(const ProfileOps&) = delete;
   const std::vector<Item>& items() const { return items_; }  // in first-seen order
 
   // Called by the tape.
-  void forward_op(const char* op);
+  void forward_op(const Entry& entry);
   void begin_walk();
-  void rule(const char* op, int64_t ns);
+  void rule(const Entry& entry, int64_t ns);
   void end_walk();
 
  private:
-  void charge(const char* op, const char* phase, int64_t ns);
+  void charge(const Entry* entry, const char* phase, int64_t ns);
+  Key key_;
   std::vector<Item> items_;
+  std::map<std::string, size_t> index_;  // an item's key -> its place in items_
   int64_t mark_ns_ = 0, walk_rules_ns_ = 0;
 };
 

@@ -131,7 +131,7 @@ TEST_SUITE("kernels") {
     Generator gen(3);
     const std::vector<int64_t> sizes = {1, 3, 17, 63, 65, 257};
     for (int64_t M : sizes)
-      for (int64_t N : {int64_t{1}, int64_t{17}, int64_t{65}})
+      for (int64_t N : {int64_t{1}, int64_t{17}, int64_t{65}, int64_t{90}, int64_t{100}})  // last slivers of one and two vectors
         for (int64_t K : {int64_t{1}, int64_t{63}, int64_t{257}, int64_t{300}})
           for (int variant = 0; variant < 4; ++variant) {
             const bool ta = variant & 1, tb = variant & 2;

@@ -157,8 +157,12 @@ struct ColumnsOfA {
 // `store`: the first panel of a gemm with beta = 0 writes C without reading it), plus
 // bias[r] when a bias is given (the first panel only).
 // The MR x NR block of C lives in 12 vector registers while k runs; full tiles are added
-// into C directly, edge tiles go through a small buffer.
-template <class AView>
+// into C directly, edge tiles go through a small buffer. `Columns::One` is the tile of a
+// last sliver of at most VW columns (a 10x10 map's N = 100 is three slivers and 4
+// columns): only the first vector of B and the six accumulators it feeds, half the work,
+// the same sums.
+enum class Columns { Two, One };
+template <Columns kColumns = Columns::Two, class AView>
 inline void micro_kernel(int64_t kc, AView a, const float* __restrict b, float* __restrict C,
                          int64_t ldc, int64_t rows, int64_t cols, bool store, const float* bias) {
   vfloat c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
@@ -166,18 +170,19 @@ inline void micro_kernel(int64_t kc, AView a, const float* __restrict b, float* 
   for (int64_t k = 0; k < kc; ++k) {
     const vfloat b0 = *reinterpret_cast<const vfloat*>(b + k * NR);
     const vfloat b1 = *reinterpret_cast<const vfloat*>(b + k * NR + VW);
+    constexpr bool two = kColumns == Columns::Two;
     vfloat a0 = negative_zero + a.at(k, 0);
-    c00 += a0 * b0; c01 += a0 * b1;
+    c00 += a0 * b0; if constexpr (two) c01 += a0 * b1;
     vfloat a1 = negative_zero + a.at(k, 1);
-    c10 += a1 * b0; c11 += a1 * b1;
+    c10 += a1 * b0; if constexpr (two) c11 += a1 * b1;
     vfloat a2 = negative_zero + a.at(k, 2);
-    c20 += a2 * b0; c21 += a2 * b1;
+    c20 += a2 * b0; if constexpr (two) c21 += a2 * b1;
     vfloat a3 = negative_zero + a.at(k, 3);
-    c30 += a3 * b0; c31 += a3 * b1;
+    c30 += a3 * b0; if constexpr (two) c31 += a3 * b1;
     vfloat a4 = negative_zero + a.at(k, 4);
-    c40 += a4 * b0; c41 += a4 * b1;
+    c40 += a4 * b0; if constexpr (two) c41 += a4 * b1;
     vfloat a5 = negative_zero + a.at(k, 5);
-    c50 += a5 * b0; c51 += a5 * b1;
+    c50 += a5 * b0; if constexpr (two) c51 += a5 * b1;
   }
   if (bias) {  // rows past `rows` are never written, so their bias is never read
     const vfloat b0 = negative_zero + bias[0], b1 = negative_zero + bias[rows > 1 ? 1 : 0];
@@ -497,12 +502,13 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
           const int64_t row0 = i0 + as * MR, rows = std::min(MR, M - row0);
           float* c = C + row0 * ldc + col0;
           const float* bias = row_bias && first_panel ? row_bias + row0 : nullptr;
-          if (read_in_place(row0) && trans_a)
-            micro_kernel(kc, ColumnsOfA{A + k0 * lda + row0, lda}, sliver, c, ldc, rows, cols, store, bias);
-          else if (read_in_place(row0))
-            micro_kernel(kc, RowsOfA{A + row0 * lda + k0, lda}, sliver, c, ldc, rows, cols, store, bias);
-          else
-            micro_kernel(kc, PackedA{packed_a + as * MR * kc}, sliver, c, ldc, rows, cols, store, bias);
+          auto tile = [&](auto a_view) {
+            if (cols <= VW) micro_kernel<Columns::One>(kc, a_view, sliver, c, ldc, rows, cols, store, bias);
+            else micro_kernel(kc, a_view, sliver, c, ldc, rows, cols, store, bias);
+          };
+          if (read_in_place(row0) && trans_a) tile(ColumnsOfA{A + k0 * lda + row0, lda});
+          else if (read_in_place(row0)) tile(RowsOfA{A + row0 * lda + k0, lda});
+          else tile(PackedA{packed_a + as * MR * kc});
         }
       }
     }

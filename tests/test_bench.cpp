@@ -55,6 +55,7 @@ TEST_SUITE("bench") {
     const bench::Bandwidth bw = bench::measure_copy_bandwidth();
     CHECK(bw.within_l2 > 0);
     CHECK(bw.beyond_l2 > 0);
+    CHECK(bw.map_sized > 0);
   }
 
   TEST_CASE("ProfileOps charges each recorded op to its kind, forward and backward") {

@@ -80,8 +80,8 @@ double copy_rate(int64_t bytes_per_thread, int repeats) {
 
 Bandwidth measure_copy_bandwidth() {
   // 2 x 128 KiB per thread sits in any L2 of 512 KiB or more, and is past a 48 KiB L1;
-  // 2 x 64 MiB per thread is past any L2 and most L3s.
-  return {.within_l2 = copy_rate(128 << 10, 800), .beyond_l2 = copy_rate(64 << 20, 3)};
+  // 2 x 64 MiB per thread is past any L2 and most L3s; 2 x 4 MiB per thread past any L2.
+  return {.within_l2 = copy_rate(128 << 10, 800), .beyond_l2 = copy_rate(64 << 20, 3), .map_sized = copy_rate(4 << 20, 25)};
 }
 
 }  // namespace tg::bench

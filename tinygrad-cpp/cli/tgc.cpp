@@ -870,7 +870,8 @@ int command_bench(int argc, char** argv) {
          vgg16()(leaf).backward(one_hot({1, 1000}, {281}));
        }, Floor{.model = vgg16}},
   };
-  // "  floor X ms (B MB at R GB/s beyond L2 + F GFLOP at G GFLOP/s; Y ms within L2): Zx the floor",
+  // "  floor X ms (B MB at R GB/s beyond L2 + F GFLOP at G GFLOP/s): Zx the floor; Y ms at the rate of
+  // map-sized buffers (R2 GB/s): Z2x; W ms with the maps in L2 (R3 GB/s)",
   // or "  FLOP floor X us (F MFLOP at R GFLOP/s, ...): Zx the floor"; the bandwidth and the gemm
   // rate measured once, after the first workload that needs them. A traffic floor adds the
   // convolutions' and linear layers' FLOPs at the gemm's rate: moving the maps and the
@@ -901,11 +902,13 @@ int command_bench(int argc, char** argv) {
     if (!bandwidth) bandwidth = bench::measure_copy_bandwidth();
     const double bytes = static_cast<double>(f.passes) * bench::traffic_bytes(bench::layer_output_bytes(f.model()), f.pass);
     const double beyond_ms = 1e3 * bytes / bandwidth->beyond_l2 + compute_ms;
+    const double map_sized_ms = 1e3 * bytes / bandwidth->map_sized + compute_ms;
     const double within_ms = 1e3 * bytes / bandwidth->within_l2 + compute_ms;
-    return fmt::format("  floor {:.2f} ms ({:.1f} MB at {:.1f} GB/s beyond L2 + {:.2f} GFLOP at {:.0f} GFLOP/s; {:.2f} ms "
-                       "with the maps in L2 at {:.1f} GB/s): {:.2f}x the floor",
-                       beyond_ms, bytes * 1e-6, bandwidth->beyond_l2 * 1e-9, flops * 1e-9, rate * 1e-9, within_ms,
-                       bandwidth->within_l2 * 1e-9, ms / beyond_ms);
+    return fmt::format("  floor {:.2f} ms ({:.1f} MB at {:.1f} GB/s beyond L2 + {:.2f} GFLOP at {:.0f} GFLOP/s): {:.2f}x the "
+                       "floor; {:.2f} ms at the rate of map-sized buffers ({:.1f} GB/s): {:.2f}x; {:.2f} ms with the maps in "
+                       "L2 ({:.1f} GB/s)",
+                       beyond_ms, bytes * 1e-6, bandwidth->beyond_l2 * 1e-9, flops * 1e-9, rate * 1e-9, ms / beyond_ms,
+                       map_sized_ms, bandwidth->map_sized * 1e-9, ms / map_sized_ms, within_ms, bandwidth->within_l2 * 1e-9);
   };
   // One line per op kind and phase (or per layer shape), most time first; what no op was
   // charged with last. A layer's line adds its floor: bench::layer_work at the copy bandwidth

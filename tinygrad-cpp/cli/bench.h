@@ -44,7 +44,7 @@ Work layer_work(const ProfileOps::Item& item);
 // from short memcpy loops: buffers that fit in each core's L2, buffers far beyond it (in
 // memory), and buffers of 4 MiB a thread, the size of the photo model's larger maps: beyond
 // a 1-2 MB L2, within most L3s, which is where a map just written is when the next layer
-// reads it. On a shared machine the rate beyond L2 moves with the neighbours (35-75 GB/s
+// reads it. On a shared machine the rate beyond L2 moves with the neighbours (32-78 GB/s
 // within one morning on the 2-core AMD EPYC, tests/README.md), the map-sized one much less.
 struct Bandwidth {
   double within_l2 = 0;  // bytes/s

@@ -54,24 +54,29 @@ ProfileOps::ProfileOps(Key key) : key_(key) {
 
 ProfileOps::~ProfileOps() { profile = nullptr; }
 
-// `entry` is null for the walk's own time.
+// `entry` is null for the walk's own time. The item is looked up by a key string; what
+// Key::Layer keeps of the entry is copied only when its item is first seen.
 void ProfileOps::charge(const Entry* entry, const char* phase, int64_t ns) {
-  Item item{.op = entry ? entry->name() : "walk", .phase = phase};
-  if (key_ == Key::Layer && entry) {
-    for (const Tensor& t : entry->inputs) {
-      item.inputs.push_back(t.defined() ? t.shape() : Shape{});
-      item.wanted_grad.push_back(t.defined() && t.requires_grad());
+  const bool by_layer = key_ == Key::Layer && entry;
+  std::string key = std::string(entry ? entry->name() : "walk") + ' ' + phase;
+  if (by_layer) {
+    for (const Tensor& t : entry->inputs)
+      key += (t.defined() && t.requires_grad() ? " *" : " ") + (t.defined() ? shape_str(t.shape()) : "[]");
+    key += " -> " + shape_str(entry->output.shape()) + ' ' + (entry->state ? entry->state->describe() : "");
+  }
+  auto [it, added] = index_.emplace(std::move(key), items_.size());
+  if (added) {
+    Item item{.op = entry ? entry->name() : "walk", .phase = phase};
+    if (by_layer) {
+      for (const Tensor& t : entry->inputs) {
+        item.inputs.push_back(t.defined() ? t.shape() : Shape{});
+        item.wanted_grad.push_back(t.defined() && t.requires_grad());
+      }
+      item.output = entry->output.shape();
+      if (entry->state) item.settings = entry->state->describe();
     }
-    item.output = entry->output.shape();
-    if (entry->state) item.settings = entry->state->describe();
+    items_.push_back(std::move(item));
   }
-  std::string key = item.op + ' ' + item.phase;
-  if (key_ == Key::Layer) {
-    for (size_t i = 0; i < item.inputs.size(); ++i) key += (item.wanted_grad[i] ? " *" : " ") + shape_str(item.inputs[i]);
-    key += " -> " + shape_str(item.output) + ' ' + item.settings;
-  }
-  auto [it, added] = index_.emplace(key, items_.size());
-  if (added) items_.push_back(std::move(item));
   Item& mine = items_[it->second];
   mine.seconds += static_cast<double>(ns) * 1e-9;
   ++mine.calls;

@@ -23,8 +23,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t ldc, const float* row_bias = nullptr);
 // With few columns (the convolutions on maps of 3x3 and smaller; 2x2 with AVX2) gemm reads
 // the weight in place and skips the blocked path's packing of op(B) into slivers of 2
-// vectors of columns (gemm.cpp): a dot product per element when op(A) = A, outer products when op(A) = A^T, up
-// to kGemmFewColumns columns. Where the blocked path itself reads op(A) in place (at most 8
+// vectors of columns (gemm.cpp): a dot product per element when op(A) = A, outer products
+// when op(A) = A^T, up to kGemmFewColumns columns. Where the blocked path itself reads op(A) in place (at most 8
 // slivers of columns) it wins from about 16 columns with AVX-512 and 8 with AVX2. The forms'
 // time over the blocked path's, 2 threads, weight cold: 256 x 9 x 1152 0.45, 1152 x 9 x 256
 // (A^T) 0.54; at 16 columns 0.9-1.3, at 24 1.3-1.6 (AVX2: at 8 columns 0.8-1.3, at 16
